@@ -50,6 +50,18 @@ export interface Lfm2GraphIO {
   hiddenOutputs: string[];
 }
 
+/** The graph's I/O layout: a pure function of the config and the options. */
+export function lfm2GraphIO(config: Lfm2Config, options: Lfm2GraphOptions): Lfm2GraphIO {
+  const layersOf = (type: string) => config.layerTypes.flatMap((t, i) => (t === type ? [i] : []));
+  return {
+    convLayers: layersOf("conv"),
+    attentionLayers: layersOf("full_attention"),
+    output: options.head === "logits" ? "logits" : "last_hidden_state",
+    hasEmbedOverrides: options.embedOverrides,
+    hiddenOutputs: options.exposeHidden ? Array.from({ length: config.numLayers + 1 }, (_, k) => `hidden.${k}`) : [],
+  };
+}
+
 export const pastConvName = (i: number) => `past_conv.${i}`;
 export const presentConvName = (i: number) => `present_conv.${i}`;
 export const pastKeyName = (i: number) => `past_key_values.${i}.key`;
@@ -75,13 +87,7 @@ export function buildLfm2Graph(config: Lfm2Config, weights: WeightSource, prefix
   const D = config.hiddenSize;
   const { headDim, numHeads: heads, numKvHeads: kvHeads } = config;
   const L = config.convLCache;
-  const io: Lfm2GraphIO = {
-    convLayers: [],
-    attentionLayers: [],
-    output: options.head === "logits" ? "logits" : "last_hidden_state",
-    hasEmbedOverrides: options.embedOverrides,
-    hiddenOutputs: [],
-  };
+  const io = lfm2GraphIO(config, options);
   checkShapes(config, weights, prefix);
 
   const inputIds = b.input("input_ids", ElemType.INT64, ["batch", "seq"]);
@@ -102,7 +108,6 @@ export function buildLfm2Graph(config: Lfm2Config, weights: WeightSource, prefix
   const hidden = (k: number, value: string) => {
     if (!options.exposeHidden) return;
     b.output(value, `hidden.${k}`, ElemType.FLOAT, ["batch", "seq", D]);
-    io.hiddenOutputs.push(`hidden.${k}`);
   };
   hidden(0, h);
 
@@ -118,12 +123,10 @@ export function buildLfm2Graph(config: Lfm2Config, weights: WeightSource, prefix
     const normed = rmsNorm(ctx, h, `${p}.operator_norm.weight`, config.normEps, `${p}.operator_norm`);
     let mixed: string;
     if (config.layerTypes[i] === "conv") {
-      io.convLayers.push(i);
       const pastConv = b.input(pastConvName(i), ElemType.FLOAT, ["batch", L - 1, D]);
       mixed = gatedShortConv(ctx, normed, `${p}.conv`, { pastConv, presentConv: presentConvName(i) }, tokenMask, D, L, config.convBias);
       b.output(presentConvName(i), presentConvName(i), ElemType.FLOAT, ["batch", L - 1, D]);
     } else {
-      io.attentionLayers.push(i);
       const pastKey = b.input(pastKeyName(i), ElemType.FLOAT, ["batch", kvHeads, "past", headDim]);
       const pastValue = b.input(pastValueName(i), ElemType.FLOAT, ["batch", kvHeads, "past", headDim]);
       mixed = gqaAttention(ctx, normed, `${p}.self_attn`, { heads, kvHeads, headDim, normEps: config.normEps }, rope, maskBias, {

@@ -1,0 +1,162 @@
+/**
+ * A loaded LFM2 language model: checkpoint folder → config, tokenizer, chat template, built graph
+ * (cached on disk) and runtime. What the CLI and the pipelines use.
+ */
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ChatTemplate, type ChatMessage, type ToolDefinition } from "./chat.ts";
+import { type Lfm2Config, loadLfm2Config } from "./config.ts";
+import { LfmError } from "./errors.ts";
+import { type GenerateOptions, generate, generateBatch } from "./generate.ts";
+import { cachedGraph, defaultCacheDir, graphCacheKey } from "./graph-cache.ts";
+import type { Precision, WeightSource } from "./graph/blocks.ts";
+import { buildLfm2Graph, findTextPrefix, type Lfm2GraphOptions, lfm2GraphIO } from "./lfm2.ts";
+import { resolveModelDir } from "./model-dir.ts";
+import { Lfm2Runtime, createSession } from "./runtime.ts";
+import { Checkpoint } from "./safetensors.ts";
+import { Lfm2Tokenizer } from "./tokenizer.ts";
+
+export interface LoadOptions {
+  /** Weight precision of the big MatMuls. Default "fp32" until quantisation lands. */
+  precision?: Precision;
+  /** Intra-op threads (default: physical cores). */
+  threads?: number;
+  /** Where built graphs are cached; `false` builds in a temporary folder removed after loading. */
+  cacheDir?: string | false;
+  /** "hidden" returns final-normed hidden states instead of logits (ColBERT backbone). */
+  head?: Lfm2GraphOptions["head"];
+  embedOverrides?: boolean;
+  exposeHidden?: boolean;
+  /** Called with a short description of each loading stage. */
+  onProgress?: (stage: string) => void;
+}
+
+/** Adapts a checkpoint to the graph builder's weight interface. */
+export function checkpointWeights(ck: Checkpoint): WeightSource & { names(): string[] } {
+  return {
+    has: (name) => ck.has(name),
+    shape: (name) => ck.info(name).shape,
+    readFloat32: (name) => ck.readFloat32(name),
+    names: () => ck.names(),
+  };
+}
+
+export interface Completion {
+  promptIds: number[];
+  ids: number[];
+  text: string;
+}
+
+export class TextModel {
+  private constructor(
+    readonly dir: string,
+    readonly config: Lfm2Config,
+    readonly tokenizer: Lfm2Tokenizer,
+    readonly runtime: Lfm2Runtime,
+    private readonly template: ChatTemplate | undefined,
+  ) {}
+
+  static async load(path: string, opts: LoadOptions = {}): Promise<TextModel> {
+    const dir = resolveModelDir(path);
+    const progress = opts.onProgress ?? (() => {});
+    const config = loadLfm2Config(dir);
+    const tokenizer = await Lfm2Tokenizer.fromDir(dir);
+    const graphOptions: Lfm2GraphOptions = {
+      precision: opts.precision ?? "fp32",
+      head: opts.head ?? "logits",
+      embedOverrides: opts.embedOverrides ?? false,
+      exposeHidden: opts.exposeHidden ?? false,
+    };
+    const runtime = await buildRuntime(dir, config, graphOptions, opts, progress);
+    const source = tokenizer.chatTemplate;
+    const template = source ? new ChatTemplate(source, { bosToken: tokenizer.bosToken ?? "", eosToken: tokenizer.eosToken ?? "" }) : undefined;
+    return new TextModel(dir, config, tokenizer, runtime, template);
+  }
+
+  /** Stop ids: the config's EOS plus `<|im_end|>` when the vocabulary has it. */
+  get stopTokenIds(): number[] {
+    const ids = new Set(this.config.eosTokenIds);
+    const imEnd = this.tokenizer.tokenToId("<|im_end|>");
+    if (imEnd !== undefined) ids.add(imEnd);
+    return [...ids];
+  }
+
+  renderChat(messages: ChatMessage[], opts: { tools?: ToolDefinition[]; addGenerationPrompt?: boolean } = {}): string {
+    if (!this.template) {
+      throw new LfmError("CHAT_TEMPLATE_INVALID", `${this.dir} has no chat template (chat_template.jinja or tokenizer_config.json "chat_template"); use generate with a plain prompt.`);
+    }
+    return this.template.render(messages, { addGenerationPrompt: true, ...opts });
+  }
+
+  chatIds(messages: ChatMessage[], opts: { tools?: ToolDefinition[] } = {}): number[] {
+    return this.tokenizer.encode(this.renderChat(messages, opts), { addSpecialTokens: false });
+  }
+
+  /** Streams new tokens with their text (never half a UTF-8 character). */
+  async *stream(promptIds: number[], opts: GenerateOptions = {}): AsyncGenerator<{ id: number; text: string }> {
+    const decoder = this.tokenizer.createStreamDecoder({ skipSpecialTokens: true });
+    for await (const t of generate(this.runtime, promptIds, { stopTokenIds: this.stopTokenIds, ...opts })) {
+      yield { id: t.id, text: decoder.push(t.id) };
+    }
+    const rest = decoder.flush();
+    if (rest) yield { id: -1, text: rest };
+  }
+
+  async complete(promptIds: number[], opts: GenerateOptions = {}): Promise<Completion> {
+    const ids: number[] = [];
+    for await (const t of generate(this.runtime, promptIds, { stopTokenIds: this.stopTokenIds, ...opts })) ids.push(t.id);
+    return { promptIds, ids, text: this.tokenizer.decode(ids, { skipSpecialTokens: true }) };
+  }
+
+  async completeBatch(prompts: number[][], opts: GenerateOptions = {}): Promise<Completion[]> {
+    const all = await generateBatch(this.runtime, prompts, { stopTokenIds: this.stopTokenIds, ...opts });
+    return all.map((ids, i) => ({ promptIds: prompts[i], ids, text: this.tokenizer.decode(ids, { skipSpecialTokens: true }) }));
+  }
+
+  /** Plain-text prompt: tokenised with BOS, as HF `tokenizer(text)` does. */
+  encodePrompt(text: string): number[] {
+    if (text.length === 0) throw new LfmError("EMPTY_PROMPT", "the prompt is empty; pass some text.");
+    return this.tokenizer.encode(text);
+  }
+
+  chat(messages: ChatMessage[], opts: GenerateOptions & { tools?: ToolDefinition[] } = {}): AsyncGenerator<{ id: number; text: string }> {
+    return this.stream(this.chatIds(messages, { tools: opts.tools }), opts);
+  }
+
+  async release(): Promise<void> {
+    await this.runtime.session.release();
+  }
+}
+
+/** Builds (or finds in the cache) the graph for `dir` and opens an onnxruntime session on it. */
+export async function buildRuntime(
+  dir: string,
+  config: Lfm2Config,
+  graphOptions: Lfm2GraphOptions,
+  opts: Pick<LoadOptions, "cacheDir" | "threads">,
+  progress: (stage: string) => void = () => {},
+): Promise<Lfm2Runtime> {
+  const ck = Checkpoint.open(dir);
+  try {
+    const weights = checkpointWeights(ck);
+    const prefix = findTextPrefix(weights);
+    const build = () => {
+      progress("building the ONNX graph from the checkpoint");
+      return buildLfm2Graph(config, weights, prefix, graphOptions).builder;
+    };
+    const cacheRoot = opts.cacheDir === false ? mkdtempSync(join(tmpdir(), "lfm2-graph-")) : (opts.cacheDir ?? defaultCacheDir());
+    try {
+      const files = [join(dir, "config.json"), ...ck.files];
+      const key = graphCacheKey("lfm2", files, graphOptions);
+      const { dir: graphDir } = cachedGraph(cacheRoot, key, build);
+      progress("loading the graph into onnxruntime");
+      const session = await createSession(join(graphDir, "model.onnx"), { threads: opts.threads });
+      return new Lfm2Runtime(session, config, lfm2GraphIO(config, graphOptions));
+    } finally {
+      if (opts.cacheDir === false && existsSync(cacheRoot)) rmSync(cacheRoot, { recursive: true, force: true });
+    }
+  } finally {
+    ck.close();
+  }
+}
