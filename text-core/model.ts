@@ -84,7 +84,7 @@ export class TextModel {
 
   renderChat(messages: ChatMessage[], opts: { tools?: ToolDefinition[]; addGenerationPrompt?: boolean } = {}): string {
     if (!this.template) {
-      throw new LfmError("CHAT_TEMPLATE_INVALID", `${this.dir} has no chat template (chat_template.jinja or tokenizer_config.json "chat_template"); use generate with a plain prompt.`);
+      throw new LfmError("CHAT_TEMPLATE_MISSING", `${this.dir} has no chat template (chat_template.jinja or tokenizer_config.json "chat_template"); use generate with a plain prompt.`);
     }
     return this.template.render(messages, { addGenerationPrompt: true, ...opts });
   }

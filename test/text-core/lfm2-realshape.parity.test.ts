@@ -1,0 +1,38 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { TextModel } from "../../text-core/model.ts";
+import { TEST_CACHE, expectClose } from "../helpers/reference.ts";
+import { realshapeLfm2Checkpoint, realshapeReference } from "../helpers/realshape.ts";
+
+// A second LFM2 with another layer layout (attention at 2,5,8,10,12,14 of 16), head count (16/8),
+// vocabulary (65536), legacy 4.5x config keys and FF auto-adjust 6656 → 4608: the code must not
+// assume the tiny fixture's shapes.
+describe("LFM2-350M shape (closed-form weights) matches HF transformers", () => {
+  const ref = realshapeReference("lfm2-350m");
+  let model: TextModel;
+  beforeAll(async () => {
+    model = await TextModel.load(realshapeLfm2Checkpoint(), { cacheDir: TEST_CACHE, threads: 2 });
+  }, 600_000);
+
+  it("reads the legacy config: effective FF width, layer layout, heads", () => {
+    expect(model.config.ffDim).toBe(ref.effective_ff);
+    expect(model.config.layerTypes.flatMap((t, i) => (t === "full_attention" ? [i] : []))).toEqual([2, 5, 8, 10, 12, 14]);
+    expect([model.config.numHeads, model.config.numKvHeads, model.config.vocabSize]).toEqual([16, 8, 65536]);
+  });
+
+  it("last-position logits within tolerance and top-5 exact at every position", async () => {
+    const V = model.config.vocabSize;
+    const out = await model.runtime.forward(model.runtime.newState(1), { ids: [ref.prompt_ids], keep: ref.prompt_ids.length });
+    const last = out.output.subarray((ref.prompt_ids.length - 1) * V);
+    expectClose(last, ref.last_logits, "last_logits");
+    ref.top5_per_position.forEach((expected, p) => {
+      const row = out.output.subarray(p * V, (p + 1) * V);
+      const top = Array.from(row.keys()).sort((a, b) => row[b] - row[a]).slice(0, 5);
+      expect(top, `top-5 at position ${p}`).toEqual(expected);
+    });
+  });
+
+  it("greedy continuation is exact", async () => {
+    const out = await model.complete(ref.prompt_ids, { maxTokens: ref.greedy_new_ids.length, stopTokenIds: [] });
+    expect(out.ids).toEqual(ref.greedy_new_ids);
+  });
+});
