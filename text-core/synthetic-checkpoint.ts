@@ -4,7 +4,8 @@
  * the weight values). Written as BF16 safetensors beside a config and a tokenizer, so they load
  * through exactly the same code as a downloaded checkpoint.
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { publishDir } from "./graph/builder.ts";
 import { join } from "node:path";
 import type { Lfm2Config } from "./config.ts";
 import { float32ToBf16, type TensorToWrite, writeSafetensors } from "./safetensors.ts";
@@ -145,7 +146,8 @@ export function writeSyntheticCheckpoint(dir: string, spec: SyntheticCheckpointS
   }));
   writeSafetensors(join(tmp, "model.safetensors"), tensors, { format: "pt" });
   writeFileSync(join(tmp, ".complete"), "");
-  rmSync(dir, { recursive: true, force: true });
-  renameSync(tmp, dir);
+  // A folder left by an interrupted write has no marker: replace it.
+  if (existsSync(dir) && !existsSync(marker)) rmSync(dir, { recursive: true, force: true });
+  publishDir(tmp, dir);
   return dir;
 }

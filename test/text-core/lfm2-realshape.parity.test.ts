@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { TextModel } from "../../text-core/model.ts";
+import { runLfmJson } from "../helpers/cli.ts";
 import { TEST_CACHE, expectClose } from "../helpers/reference.ts";
 import { realshapeLfm2Checkpoint, realshapeReference } from "../helpers/realshape.ts";
 
@@ -9,8 +10,10 @@ import { realshapeLfm2Checkpoint, realshapeReference } from "../helpers/realshap
 describe("LFM2-350M shape (closed-form weights) matches HF transformers", () => {
   const ref = realshapeReference("lfm2-350m");
   let model: TextModel;
+  let dir: string;
   beforeAll(async () => {
-    model = await TextModel.load(realshapeLfm2Checkpoint(), { cacheDir: TEST_CACHE, threads: 2 });
+    dir = realshapeLfm2Checkpoint();
+    model = await TextModel.load(dir, { cacheDir: TEST_CACHE, threads: 2 });
   }, 600_000);
 
   it("reads the legacy config: effective FF width, layer layout, heads", () => {
@@ -33,6 +36,15 @@ describe("LFM2-350M shape (closed-form weights) matches HF transformers", () => 
 
   it("greedy continuation is exact", async () => {
     const out = await model.complete(ref.prompt_ids, { maxTokens: ref.greedy_new_ids.length, stopTokenIds: [] });
+    expect(out.ids).toEqual(ref.greedy_new_ids);
+  });
+
+  it("loads and generates through the CLI", () => {
+    const out = runLfmJson<{ prompt_ids: number[]; ids: number[] }>([
+      "generate", "--model", dir, "--prompt-ids", ref.prompt_ids.join(","), "--max-tokens", "8",
+      "--temperature", "0", "--precision", "fp32", "--threads", "2", "--json",
+    ]);
+    expect(out.prompt_ids).toEqual(ref.prompt_ids);
     expect(out.ids).toEqual(ref.greedy_new_ids);
   });
 });

@@ -251,12 +251,26 @@ export class GraphBuilder {
       throw e;
     }
     closeSync(fd);
-    rmSync(dir, { recursive: true, force: true });
-    renameSync(tmp, dir);
+    publishDir(tmp, dir);
   }
 
   get nodeCount(): number {
     return this.nodes.length;
+  }
+}
+
+/**
+ * Moves a completed temporary folder into place. If another process published the same folder
+ * meanwhile, theirs is kept (it is identical) and ours discarded, so a reader never sees a folder
+ * vanish under it.
+ */
+export function publishDir(tmp: string, dir: string): void {
+  try {
+    renameSync(tmp, dir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== "ENOTEMPTY" && code !== "EEXIST") throw e;
+    rmSync(tmp, { recursive: true, force: true });
   }
 }
 

@@ -1,0 +1,92 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { runLfm, runLfmJson } from "../helpers/cli.ts";
+import { FIXTURES, readJson } from "../helpers/reference.ts";
+
+const MODEL = join(FIXTURES, "text/tiny-lfm2");
+
+interface TextReference {
+  tokenize: Array<{ text: string; ids: number[]; ids_no_special: number[] }>;
+  chat: Array<{ messages: unknown[]; tools?: unknown[]; add_generation_prompt: boolean; ids: number[] }>;
+  greedy: { prompt_ids: number[]; new_ids: number[] };
+}
+const ref = readJson<TextReference>("text/reference.json");
+
+describe("lfm CLI (scriptable contract)", () => {
+  it("--help lists the commands and exits 0", () => {
+    const r = runLfm(["--help"]);
+    expect(r.status).toBe(0);
+    for (const c of ["tokenize", "generate", "chat"]) expect(r.stdout).toContain(c);
+    expect(runLfm(["generate", "--help"]).stdout).toContain("--prompt-ids");
+  });
+
+  it("tokenize --json prints the HF ids, with and without special tokens", () => {
+    const c = ref.tokenize[2];
+    expect(runLfmJson(["tokenize", "--model", MODEL, "--json", c.text])).toEqual({ ids: c.ids });
+    expect(runLfmJson(["tokenize", "--model", MODEL, "--no-special", "--json", c.text])).toEqual({ ids: c.ids_no_special });
+  });
+
+  it("generate --prompt-ids greedy reproduces HF generate", () => {
+    const out = runLfmJson<{ prompt_ids: number[]; ids: number[]; text: string }>([
+      "generate", "--model", MODEL, "--prompt-ids", ref.greedy.prompt_ids.join(","),
+      "--max-tokens", String(ref.greedy.new_ids.length), "--temperature", "0", "--precision", "fp32", "--json",
+    ]);
+    expect(out.prompt_ids).toEqual(ref.greedy.prompt_ids);
+    expect(out.ids).toEqual(ref.greedy.new_ids);
+    expect(typeof out.text).toBe("string");
+  });
+
+  it("chat --messages/--tools renders the template exactly as HF (prompt_ids)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "lfm-cli-"));
+    for (const [i, c] of ref.chat.entries()) {
+      if (!c.add_generation_prompt) continue;
+      const messages = join(dir, `m${i}.json`);
+      writeFileSync(messages, JSON.stringify(c.messages));
+      const args = ["chat", "--model", MODEL, "--messages", messages, "--max-tokens", "4", "--temperature", "0", "--precision", "fp32", "--json"];
+      if (c.tools) {
+        writeFileSync(join(dir, `t${i}.json`), JSON.stringify(c.tools));
+        args.push("--tools", join(dir, `t${i}.json`));
+      }
+      const out = runLfmJson<{ prompt_ids: number[]; ids: number[] }>(args);
+      expect(out.prompt_ids, `chat case ${i}`).toEqual(c.ids);
+      expect(out.ids.length).toBeLessThanOrEqual(4);
+    }
+  });
+
+  it("chat --message with --system builds the conversation", () => {
+    const out = runLfmJson<{ prompt_ids: number[] }>(["chat", "--model", MODEL, "--system", "You are a field assistant.", "--message", "Hi", "--max-tokens", "1", "--json"]);
+    const c = ref.chat[1];
+    // The fixture conversation starts with the same system turn and user "Hi".
+    expect(out.prompt_ids.slice(0, 20)).toEqual(c.ids.slice(0, 20));
+  });
+
+  it("bad input exits 2 with a typed error, never a stack trace", () => {
+    const cases: Array<[string[], string]> = [
+      [["frobnicate"], "INVALID_ARGUMENT"],
+      [["generate", "--model", "/nonexistent/model", "--prompt", "hi"], "MODEL_NOT_FOUND"],
+      [["generate", "--model", MODEL, "--prompt-ids", "1,x"], "INVALID_ARGUMENT"],
+      [["generate", "--model", MODEL, "--prompt", "hi", "--max-tokens", "abc"], "INVALID_ARGUMENT"],
+      [["generate", "--model", MODEL, "--prompt", "hi", "--precision", "q3"], "INVALID_ARGUMENT"],
+      [["generate", "--model", MODEL, "--prompt", ""], "EMPTY_PROMPT"],
+      [["generate", "--model", MODEL, "--prompt", "hi", "--top-p", "0"], "INVALID_ARGUMENT"],
+      [["generate", "--model", MODEL, "--bogus-flag"], "INVALID_ARGUMENT"],
+      [["chat", "--model", MODEL, "--messages", "/nonexistent.json"], "FILE_NOT_FOUND"],
+    ];
+    for (const [args, code] of cases) {
+      const r = runLfm(args);
+      expect(r.status, args.join(" ")).toBe(2);
+      expect(r.stderr, args.join(" ")).toContain(`[${code}]`);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+  });
+
+  it("chat rejects a messages file that is not a list of messages", () => {
+    const dir = mkdtempSync(join(tmpdir(), "lfm-cli-"));
+    writeFileSync(join(dir, "bad.json"), JSON.stringify({ role: "user" }));
+    const r = runLfm(["chat", "--model", MODEL, "--messages", join(dir, "bad.json"), "--json"]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("[INVALID_ARGUMENT]");
+  });
+});
