@@ -18,6 +18,7 @@ export type LfmErrorCode =
   | "EMPTY_PROMPT"
   | "PROMPT_TOO_LONG"
   | "INVALID_ARGUMENT"
+  | "CACHE_UNWRITABLE"
   | "ABORTED"
   | "RUNTIME_FAILED";
 

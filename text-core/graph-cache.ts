@@ -4,9 +4,10 @@
  * second start with the same checkpoint and options skips the build.
  */
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readSync, readdirSync, rmSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { LfmError } from "./errors.ts";
 import type { GraphBuilder } from "./graph/builder.ts";
 
 /** Bump when the graph a given checkpoint + options produce changes. */
@@ -42,11 +43,90 @@ function readHead(path: string, limit: number): Uint8Array {
   return buf;
 }
 
-/** Returns the folder holding `model.onnx`, building and saving it first when absent. */
+/** How long a dead builder's temporary folder is left alone (it may be another host's, on a shared disk). */
+const STALE_TMP_MS = 60_000;
+
+/** True if a process with this id runs on this machine (EPERM: it does, as another user). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Newest modification time of a folder and the files directly in it. */
+function lastModified(dir: string): number {
+  let newest = statSync(dir).mtimeMs;
+  for (const name of readdirSync(dir)) newest = Math.max(newest, statSync(join(dir, name)).mtimeMs);
+  return newest;
+}
+
+/**
+ * Removes `<key>.tmp-<pid>-<time>` folders that builds killed midway (Ctrl-C, OOM) left behind:
+ * those whose process is gone and that have not changed for a minute. They can be as large as
+ * the model, so they are not left to pile up. Best effort: never fails a load.
+ */
+export function removeAbandonedBuilds(cacheDir: string, now = Date.now()): void {
+  let entries: string[];
+  try {
+    entries = readdirSync(cacheDir);
+  } catch {
+    return;
+  }
+  for (const name of entries) {
+    const m = /\.tmp-(\d+)-\d+$/.exec(name);
+    if (m === null) continue;
+    const tmp = join(cacheDir, name);
+    try {
+      if (processAlive(Number(m[1])) || now - lastModified(tmp) < STALE_TMP_MS) continue;
+      rmSync(tmp, { recursive: true, force: true });
+    } catch {
+      // vanished meanwhile, or not ours to remove: leave it
+    }
+  }
+}
+
+/** A file-system failure while writing the cache as an `LfmError` naming the folder; others as they are. */
+export function cacheWriteError(cacheDir: string, e: unknown): unknown {
+  const errno = e as NodeJS.ErrnoException;
+  if (e instanceof LfmError || typeof errno?.code !== "string" || errno.syscall === undefined) return e;
+  const what =
+    errno.code === "ENOSPC" || errno.code === "EDQUOT"
+      ? "the disk is full"
+      : errno.code === "ENOTDIR" || errno.code === "EEXIST"
+        ? "it (or a folder above it) is a file"
+        : errno.message;
+  return new LfmError(
+    "CACHE_UNWRITABLE",
+    `Cannot write built graphs to the cache folder ${cacheDir}: ${what} (${errno.code}). ` +
+      `Pass a writable folder with free space as cacheDir (CLI: LFM_CACHE_DIR), or cacheDir: false to build in a temporary folder.`,
+    { cause: e },
+  );
+}
+
+/**
+ * Returns the folder holding `model.onnx`, building and saving it first when absent. A folder
+ * under the key without `model.onnx` (not one this code publishes) is replaced. File-system
+ * failures are `CACHE_UNWRITABLE` naming `cacheDir`; the builder's own `LfmError`s pass through.
+ */
 export function cachedGraph(cacheDir: string, key: string, build: () => GraphBuilder): { dir: string; built: boolean } {
   const dir = join(cacheDir, key);
+  removeAbandonedBuilds(cacheDir);
   if (existsSync(join(dir, "model.onnx"))) return { dir, built: false };
-  mkdirSync(cacheDir, { recursive: true });
-  build().save(dir);
+  try {
+    mkdirSync(cacheDir, { recursive: true });
+    // (checked again just before: another process may have published it since)
+    if (existsSync(dir) && !existsSync(join(dir, "model.onnx"))) rmSync(dir, { recursive: true, force: true });
+    build().save(dir);
+  } catch (e) {
+    throw cacheWriteError(cacheDir, e);
+  }
   return { dir, built: true };
+}
+
+/** Removes a cached graph onnxruntime could not load, so that the next `cachedGraph` rebuilds it. */
+export function discardCachedGraph(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
 }

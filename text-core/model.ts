@@ -9,12 +9,13 @@ import { ChatTemplate, type ChatMessage, type ToolDefinition } from "./chat.ts";
 import { type Lfm2Config, loadLfm2Config } from "./config.ts";
 import { LfmError } from "./errors.ts";
 import { type GenerateOptions, generate, generateBatch } from "./generate.ts";
-import { cachedGraph, defaultCacheDir, graphCacheKey } from "./graph-cache.ts";
+import { cacheWriteError, cachedGraph, defaultCacheDir, discardCachedGraph, graphCacheKey } from "./graph-cache.ts";
 import type { Precision, WeightSource } from "./graph/blocks.ts";
 import { buildLfm2Graph, findTextPrefix, type Lfm2GraphOptions, lfm2GraphIO } from "./lfm2.ts";
 import { resolveModelDir } from "./model-dir.ts";
+import type { InferenceSession } from "onnxruntime-node";
 import { Lfm2Runtime, createSession } from "./runtime.ts";
-import { Checkpoint } from "./safetensors.ts";
+import { Checkpoint, checkFloatDType } from "./safetensors.ts";
 import { Lfm2Tokenizer } from "./tokenizer.ts";
 
 export interface LoadOptions {
@@ -36,7 +37,13 @@ export interface LoadOptions {
 export function checkpointWeights(ck: Checkpoint): WeightSource & { names(): string[] } {
   return {
     has: (name) => ck.has(name),
-    shape: (name) => ck.info(name).shape,
+    // Every tensor the builder asks the shape of is one it will read as float: a quantised or
+    // integer tensor fails here, while shapes are checked, not midway through the build.
+    shape: (name) => {
+      const info = ck.info(name);
+      checkFloatDType(info);
+      return info.shape;
+    },
     readFloat32: (name) => ck.readFloat32(name),
     names: () => ck.names(),
   };
@@ -62,6 +69,7 @@ export class TextModel {
     const progress = opts.onProgress ?? (() => {});
     const config = loadLfm2Config(dir);
     const tokenizer = await Lfm2Tokenizer.fromDir(dir);
+    const template = loadChatTemplate(dir, tokenizer);
     const graphOptions: Lfm2GraphOptions = {
       precision: opts.precision ?? "fp32",
       head: opts.head ?? "logits",
@@ -69,8 +77,6 @@ export class TextModel {
       exposeHidden: opts.exposeHidden ?? false,
     };
     const runtime = await buildRuntime(dir, config, graphOptions, opts, progress);
-    const source = tokenizer.chatTemplate;
-    const template = source ? new ChatTemplate(source, { bosToken: tokenizer.bosToken ?? "", eosToken: tokenizer.eosToken ?? "" }) : undefined;
     return new TextModel(dir, config, tokenizer, runtime, template);
   }
 
@@ -129,6 +135,21 @@ export class TextModel {
   }
 }
 
+/** The tokenizer's chat template compiled; a syntax error is `CHAT_TEMPLATE_INVALID` naming the file it came from. */
+function loadChatTemplate(dir: string, tokenizer: Lfm2Tokenizer): ChatTemplate | undefined {
+  const source = tokenizer.chatTemplate;
+  if (!source) return undefined;
+  try {
+    return new ChatTemplate(source, { bosToken: tokenizer.bosToken ?? "", eosToken: tokenizer.eosToken ?? "" });
+  } catch (e) {
+    if (!(e instanceof LfmError)) throw e;
+    const jinja = join(dir, "chat_template.jinja");
+    const where = existsSync(jinja) ? jinja : `${join(dir, "tokenizer_config.json")} ("chat_template")`;
+    const message = e.message.replace(/\.*$/, ".");
+    throw new LfmError(e.code, `${where}: ${message} Restore the template published with the checkpoint.`, { cause: e });
+  }
+}
+
 /** Builds (or finds in the cache) the graph for `dir` and opens an onnxruntime session on it. */
 export async function buildRuntime(
   dir: string,
@@ -145,13 +166,28 @@ export async function buildRuntime(
       progress("building the ONNX graph from the checkpoint");
       return buildLfm2Graph(config, weights, prefix, graphOptions).builder;
     };
-    const cacheRoot = opts.cacheDir === false ? mkdtempSync(join(tmpdir(), "lfm2-graph-")) : (opts.cacheDir ?? defaultCacheDir());
+    let cacheRoot: string;
+    try {
+      cacheRoot = opts.cacheDir === false ? mkdtempSync(join(tmpdir(), "lfm2-graph-")) : (opts.cacheDir ?? defaultCacheDir());
+    } catch (e) {
+      throw cacheWriteError(tmpdir(), e);
+    }
     try {
       const files = [join(dir, "config.json"), ...ck.files];
       const key = graphCacheKey("lfm2", files, graphOptions);
-      const { dir: graphDir } = cachedGraph(cacheRoot, key, build);
+      const cached = cachedGraph(cacheRoot, key, build);
       progress("loading the graph into onnxruntime");
-      const session = await createSession(join(graphDir, "model.onnx"), { threads: opts.threads });
+      let session: InferenceSession;
+      try {
+        session = await createSession(join(cached.dir, "model.onnx"), { threads: opts.threads });
+      } catch (e) {
+        if (cached.built) throw e;
+        // A cached graph onnxruntime cannot read (damaged on disk, edited by hand): build it again.
+        progress("the cached graph is unreadable; rebuilding it");
+        discardCachedGraph(cached.dir);
+        const rebuilt = cachedGraph(cacheRoot, key, build);
+        session = await createSession(join(rebuilt.dir, "model.onnx"), { threads: opts.threads });
+      }
       return new Lfm2Runtime(session, config, lfm2GraphIO(config, graphOptions));
     } finally {
       if (opts.cacheDir === false && existsSync(cacheRoot)) rmSync(cacheRoot, { recursive: true, force: true });

@@ -121,7 +121,12 @@ function readExactly(fd: number, file: string, into: Uint8Array, position: numbe
   let done = 0;
   while (done < into.length) {
     const want = Math.min(into.length - done, IO_CHUNK_BYTES);
-    const got = fs.readSync(fd, into, done, want, position + done);
+    let got: number;
+    try {
+      got = fs.readSync(fd, into, done, want, position + done);
+    } catch (e) {
+      throw new LfmError("FILE_NOT_FOUND", `Cannot read ${file}${tensor === undefined ? "" : ` (tensor "${tensor}")`}: ${(e as Error).message}. Check the disk, or re-download the file.`, { cause: e });
+    }
     if (got === 0) throw corrupt(file, `the file ended after ${position + done} bytes while reading`, tensor);
     done += got;
   }
@@ -161,7 +166,7 @@ export class SafetensorsFile {
     }
     try {
       const stat = fs.fstatSync(fd);
-      if (!stat.isFile()) throw new LfmError("FILE_NOT_FOUND", `${filePath} is not a file.`);
+      if (!stat.isFile()) throw new LfmError("FILE_NOT_FOUND", `${filePath} is not a file; put the safetensors file there (re-download it).`);
       const { tensors, metadata } = SafetensorsFile.#readHeader(fd, filePath, stat.size);
       return new SafetensorsFile(filePath, fd, stat.size, tensors, metadata);
     } catch (e) {
@@ -305,7 +310,8 @@ export class SafetensorsFile {
   }
 }
 
-function checkFloatDType(info: TensorInfo): void {
+/** `UNSUPPORTED_DTYPE` naming the tensor unless it is one `readFloat32` converts. */
+export function checkFloatDType(info: TensorInfo): void {
   if (!FLOAT_DTYPES.includes(info.dtype)) {
     throw new LfmError(
       "UNSUPPORTED_DTYPE",

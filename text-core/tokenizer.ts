@@ -117,7 +117,7 @@ export class Lfm2Tokenizer {
     try {
       chatTemplate = await readFile(path.join(dir, "chat_template.jinja"), "utf8");
     } catch (e) {
-      if (!isNotFound(e)) throw e;
+      if (!isNotFound(e)) throw cannotRead(path.join(dir, "chat_template.jinja"), e);
     }
     return Lfm2Tokenizer.fromJson(tokenizerJson, tokenizerConfig, { chatTemplate, source: dir });
   }
@@ -248,7 +248,7 @@ async function readJsonFile(file: string, what: string): Promise<JsonObject> {
         { cause: e },
       );
     }
-    throw e;
+    throw cannotRead(file, e);
   }
   let parsed: unknown;
   try {
@@ -260,6 +260,11 @@ async function readJsonFile(file: string, what: string): Promise<JsonObject> {
     throw new LfmError("TOKENIZER_INVALID", `${file} must hold a JSON object.`);
   }
   return parsed;
+}
+
+/** A read failure other than "not found" (a folder in the file's place, no permission, I/O error). */
+function cannotRead(file: string, e: unknown): LfmError {
+  return new LfmError("FILE_NOT_FOUND", `Cannot read ${file}: ${errorText(e)}. It must be a readable file; re-download the checkpoint.`, { cause: e });
 }
 
 function isObject(value: unknown): value is JsonObject {
