@@ -2,6 +2,7 @@
  * Runs a built LFM2 graph with onnxruntime-node and owns its decode state (conv state and KV
  * cache per layer). One `DecodeState` per generation; prefill and decode are the same call.
  */
+import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import * as ort from "onnxruntime-node";
 import type { Lfm2Config } from "./config.ts";
@@ -17,12 +18,25 @@ import {
 } from "./lfm2.ts";
 
 export interface SessionOptions {
-  /** Intra-op threads; default: the number of physical cores (≈ logical / 2 where SMT is on, at least 1). */
+  /** Intra-op threads; default: the number of physical cores. */
   threads?: number;
 }
 
+/** Physical cores (SMT siblings share one core's FMA units, so extra threads only add contention). */
 export function defaultThreads(): number {
-  return Math.max(1, Math.floor(availableParallelism() / 2) || 1);
+  try {
+    const cores = new Set<string>();
+    let physical = "0";
+    for (const line of readFileSync("/proc/cpuinfo", "utf8").split("\n")) {
+      const [key, value] = line.split(":").map((s) => s?.trim());
+      if (key === "physical id") physical = value;
+      else if (key === "core id") cores.add(`${physical}/${value}`);
+    }
+    if (cores.size > 0) return Math.min(cores.size, availableParallelism());
+  } catch {
+    // not Linux: fall through
+  }
+  return availableParallelism();
 }
 
 export async function createSession(modelPathOrBytes: string | Uint8Array, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
