@@ -11,7 +11,7 @@ import { LfmError } from "./errors.ts";
 import type { GraphBuilder } from "./graph/builder.ts";
 
 /** Bump when the graph a given checkpoint + options produce changes. */
-export const GRAPH_BUILDER_VERSION = 1;
+export const GRAPH_BUILDER_VERSION = 2;
 
 export function defaultCacheDir(): string {
   if (process.env.LFM_CACHE_DIR) return process.env.LFM_CACHE_DIR;

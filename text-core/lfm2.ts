@@ -21,6 +21,7 @@ import {
   type WeightSource,
   causalPaddingMask,
   dim,
+  embedding,
   expectShape,
   gatedShortConv,
   gqaAttention,
@@ -28,7 +29,6 @@ import {
   rmsNorm,
   ropeTables,
   swiglu,
-  weight,
 } from "./graph/blocks.ts";
 
 export interface Lfm2GraphOptions {
@@ -95,8 +95,7 @@ export function buildLfm2Graph(config: Lfm2Config, weights: WeightSource, prefix
   const positionIds = b.input("position_ids", ElemType.INT64, ["batch", "seq"]);
   const keep = b.input("num_logits_to_keep", ElemType.INT64, [1]);
 
-  const embedTable = weight(ctx, `${prefix}embed_tokens.weight`);
-  let h = b.op("Gather", [embedTable, inputIds], `${prefix}embed_tokens`); // [B, S, D]
+  let h = embedding(ctx, inputIds, `${prefix}embed_tokens.weight`, `${prefix}embed_tokens`); // [B, S, D]
   if (options.embedOverrides) {
     // Rows of the flattened [B·S, D] embeddings replaced by precomputed features.
     const values = b.input("embeds_override", ElemType.FLOAT, ["overrides", D]);

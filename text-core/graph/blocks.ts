@@ -105,26 +105,57 @@ export function linear(ctx: BuildContext, x: string, weightName: string, outName
  */
 const ACCURACY_LEVEL = 4;
 
+/** Quantisations shared by several initializers of one graph, released after their last use. */
+const pendingQuantizations = new WeakMap<GraphBuilder, Map<string, { matrix?: QuantizedMatrix; users: number }>>();
+
 /**
- * A checkpoint weight [N, K] quantised to `bits` as two initializers (codes, scales). The
- * quantisation runs once, when the first of the two is written, so memory holds one tensor's
- * worth at a time.
+ * A checkpoint weight [N, K] quantised to `bits`: codes (`layout` "matmul": [N, K/32, blob] for
+ * MatMulNBits; "gather": [N, K·bits/8] for GatherBlockQuantized) and scales [N, K/32]. Each
+ * weight is quantised once, when its first initializer is written, and dropped after its last,
+ * so memory holds a tensor's worth at a time.
  */
-export function quantizedWeight(ctx: BuildContext, name: string, bits: 4 | 8): { codes: string; scales: string } {
+export function quantizedWeight(ctx: BuildContext, name: string, bits: 4 | 8, layout: "matmul" | "gather" = "matmul"): { codes: string; scales: string } {
   const [rows, cols] = ctx.weights.shape(name);
-  const codesName = `${name}.q${bits}`;
+  const codesName = `${name}.q${bits}${layout === "gather" ? ".rows" : ""}`;
   const scalesName = `${name}.q${bits}.scales`;
-  if (ctx.b.hasInitializer(codesName)) return { codes: codesName, scales: scalesName };
-  let pending: QuantizedMatrix | undefined;
-  const take = () => (pending ??= quantizeBlocks(ctx.weights.readFloat32(name), rows, cols, bits));
+  let pending = pendingQuantizations.get(ctx.b);
+  if (!pending) pendingQuantizations.set(ctx.b, (pending = new Map()));
+  const key = `${name}/${bits}`;
+  const use = (pick: (q: QuantizedMatrix) => Uint8Array) => {
+    const entry = pending.get(key) ?? { users: 0 };
+    pending.set(key, entry);
+    entry.users++;
+    return () => {
+      entry.matrix ??= quantizeBlocks(ctx.weights.readFloat32(name), rows, cols, bits);
+      const bytes = pick(entry.matrix);
+      if (--entry.users === 0) pending.delete(key);
+      return bytes;
+    };
+  };
   const blocks = cols / QUANT_BLOCK;
-  ctx.b.initializer(codesName, ElemType.UINT8, [rows, blocks, (QUANT_BLOCK * bits) / 8], () => take().codes);
-  ctx.b.initializer(scalesName, ElemType.FLOAT, [rows, blocks], () => {
-    const s = take().scales;
-    pending = undefined;
-    return new Uint8Array(s.buffer, s.byteOffset, s.byteLength);
-  });
+  if (!ctx.b.hasInitializer(codesName)) {
+    const dims = layout === "matmul" ? [rows, blocks, (QUANT_BLOCK * bits) / 8] : [rows, (cols * bits) / 8];
+    ctx.b.initializer(codesName, ElemType.UINT8, dims, use((q) => q.codes));
+  }
+  if (!ctx.b.hasInitializer(scalesName)) {
+    ctx.b.initializer(scalesName, ElemType.FLOAT, [rows, blocks], use((q) => new Uint8Array(q.scales.buffer, q.scales.byteOffset, q.scales.byteLength)));
+  }
   return { codes: codesName, scales: scalesName };
+}
+
+/**
+ * Token embedding lookup. Quantised precisions store the table with the same block codes as the
+ * tied head (GatherBlockQuantized), instead of a float table that would outweigh the whole
+ * quantised model.
+ */
+export function embedding(ctx: BuildContext, ids: string, weightName: string, outName: string): string {
+  const [, dimension] = ctx.weights.shape(weightName);
+  if (ctx.precision !== "fp32" && canQuantize(dimension)) {
+    const bits = ctx.precision === "q4" ? 4 : 8;
+    const { codes, scales } = quantizedWeight(ctx, weightName, bits, "gather");
+    return ctx.b.op("GatherBlockQuantized", [codes, ids, scales], outName, { gather_axis: 0, quantize_axis: 1, block_size: QUANT_BLOCK, bits }, "com.microsoft");
+  }
+  return ctx.b.op("Gather", [weight(ctx, weightName), ids], outName);
 }
 
 /** SwiGLU feed-forward: `w2(silu(w1·x) ⊙ w3·x)` (Shazeer 2020, eq. 6). */
