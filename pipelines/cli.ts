@@ -3,6 +3,7 @@
  * prints either human-readable output or, with --json, one JSON object (the scriptable contract).
  * Errors are printed as `error [CODE]: message` with exit status 2; Ctrl-C cancels cleanly.
  */
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline/promises";
@@ -13,6 +14,8 @@ import type { GenerateOptions } from "../text-core/generate.ts";
 import type { Precision } from "../text-core/graph/blocks.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
 import { TextModel } from "../text-core/model.ts";
+import { defaultThreads } from "../text-core/runtime.ts";
+import { formatProfile, profileModel } from "./profile.ts";
 import { Lfm2Tokenizer } from "../text-core/tokenizer.ts";
 import { parseToolCalls } from "../text-core/tool-calls.ts";
 import { readGenerationDefaults } from "./generation-defaults.ts";
@@ -25,6 +28,8 @@ Commands:
   tokenize   Text → token ids (and back).
   generate   Continue a plain prompt (text or token ids).
   chat       Chat with the model: messages from a file, one --message, or interactively on a terminal.
+  profile    Where the time goes per block type (conv, attention, FFN, head) in prefill and decode.
+  bench      Speed on random-weight models with the published shapes (same as npm run bench).
 
 Common options:
   --model DIR          Checkpoint folder (Hugging Face layout, or an HF cache folder models--Org--Name,
@@ -61,6 +66,15 @@ ${SAMPLING_HELP}`,
   With --json prints {"prompt_ids", "ids", "text", "tool_calls"}.
 ${SAMPLING_HELP}`,
 };
+
+COMMAND_HELP.profile = `lfm profile --model DIR [--precision q4] [--prompt-tokens 512] [--decode-steps 64] [--threads N] [--json]
+  Runs one prefill and some decode steps with onnxruntime's profiler and prints the time share of
+  each block type (conv, attention, FFN, head, embedding), the session overhead, the top operators,
+  and the peak RSS.`;
+COMMAND_HELP.bench = `lfm bench [--models lfm2-350m,lfm2-1.2b] [--precisions q4,q8,fp32] [--runs 3] [--threads 2] [--prompt 512] [--decode 128]
+  Builds random-weight checkpoints with the published shapes (fixtures/real-configs) in the cache
+  folder, measures prefill/decode tokens per second, time to first token and peak RSS (medians),
+  and writes bench/results/<date>-<machine>.json.`;
 
 const COMMON = {
   model: { type: "string" },
@@ -290,6 +304,32 @@ async function cmdChat(args: string[], signal: AbortSignal): Promise<void> {
   }
 }
 
+async function cmdProfile(args: string[]): Promise<void> {
+  const { values: v } = parse(args, { ...COMMON, "prompt-tokens": { type: "string" }, "decode-steps": { type: "string" } });
+  if (v.help) return void console.log(COMMAND_HELP.profile);
+  if (v["no-cache"]) throw new LfmError("INVALID_ARGUMENT", "profile reads the cached graph; drop --no-cache.");
+  const model = await loadFor({ ...v, precision: v.precision ?? "q4" });
+  try {
+    const graphPath = model.runtime.graphPath;
+    if (!graphPath) throw new LfmError("INVALID_ARGUMENT", "this model was loaded without a graph file to profile.");
+    const threads = num(v, "threads", "int") ?? defaultThreads();
+    const report = await profileModel(model, graphPath, num(v, "prompt-tokens", "int") ?? 512, num(v, "decode-steps", "int") ?? 64, threads);
+    console.log(v.json ? JSON.stringify(report) : formatProfile(report));
+  } finally {
+    await model.release();
+  }
+}
+
+function cmdBench(args: string[]): number {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(COMMAND_HELP.bench);
+    return 0;
+  }
+  const root = join(import.meta.dirname, "..");
+  const r = spawnSync(process.execPath, [join(root, "bin/run-ts.mjs"), join(root, "bench/run.ts"), ...args], { stdio: "inherit" });
+  return r.status ?? 1;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   const controller = new AbortController();
@@ -315,8 +355,13 @@ export async function main(argv: string[]): Promise<number> {
       case "chat":
         await cmdChat(rest, controller.signal);
         return 0;
+      case "profile":
+        await cmdProfile(rest);
+        return 0;
+      case "bench":
+        return cmdBench(rest);
       default:
-        throw new LfmError("INVALID_ARGUMENT", `unknown command "${command}". Commands: tokenize, generate, chat (lfm --help).`);
+        throw new LfmError("INVALID_ARGUMENT", `unknown command "${command}". Commands: tokenize, generate, chat, profile, bench (lfm --help).`);
     }
   } catch (e) {
     if (e instanceof LfmError) {

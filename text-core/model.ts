@@ -188,7 +188,9 @@ export async function buildRuntime(
         const rebuilt = cachedGraph(cacheRoot, key, build);
         session = await createSession(join(rebuilt.dir, "model.onnx"), { threads: opts.threads });
       }
-      return new Lfm2Runtime(session, config, lfm2GraphIO(config, graphOptions));
+      // With cacheDir false the graph file is removed after loading, so it cannot be profiled later.
+      const graphPath = opts.cacheDir === false ? undefined : join(cached.dir, "model.onnx");
+      return new Lfm2Runtime(session, config, lfm2GraphIO(config, graphOptions), graphPath);
     } finally {
       if (opts.cacheDir === false && existsSync(cacheRoot)) rmSync(cacheRoot, { recursive: true, force: true });
     }

@@ -111,6 +111,8 @@ export class Lfm2Runtime {
     readonly session: ort.InferenceSession,
     readonly config: Lfm2Config,
     readonly io: Lfm2GraphIO,
+    /** The model.onnx this session runs (for profiling), when it came from a file. */
+    readonly graphPath?: string,
   ) {}
 
   newState(batch = 1): DecodeState {
