@@ -59,6 +59,7 @@ export async function* generate(runtime: Lfm2Runtime, promptIds: readonly number
     seen.push(id);
     yield { id, index };
     if (index + 1 === maxTokens) return;
+    checkAbort(opts.signal); // the consumer may have aborted on this token: run nothing more
     logits = (await runtime.forward(state, { ids: [[id]] })).output;
   }
 }
@@ -72,6 +73,7 @@ export async function generateBatch(runtime: Lfm2Runtime, prompts: readonly (rea
   const stop = new Set(opts.stopTokenIds ?? runtime.config.eosTokenIds);
   const pad = runtime.config.padTokenId;
   const samplers = prompts.map((_, i) => new Sampler({ ...opts, seed: opts.seed === undefined ? undefined : opts.seed + i }));
+  checkAbort(opts.signal);
   const results: number[][] = prompts.map(() => []);
   const done = prompts.map(() => maxTokens === 0);
   if (maxTokens === 0) return results;
