@@ -4,14 +4,22 @@
  * second start with the same checkpoint and options skips the build.
  */
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, openSync, readSync, readdirSync, rmSync, statSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { LfmError } from "./errors.ts";
 import type { GraphBuilder } from "./graph/builder.ts";
 
-/** Bump when the graph a given checkpoint + options produce changes. */
-export const GRAPH_BUILDER_VERSION = 2;
+/**
+ * The code that decides what graph a checkpoint becomes. Its text is part of the cache key, so a
+ * new version of the builder never runs a stale cached graph.
+ */
+const BUILDER_SOURCES = ["lfm2.ts", "graph/builder.ts", "graph/blocks.ts", "graph/quantize.ts"];
+const builderFingerprint = (() => {
+  const h = createHash("sha256");
+  for (const f of BUILDER_SOURCES) h.update(readFileSync(join(import.meta.dirname, f)));
+  return h.digest("hex").slice(0, 16);
+})();
 
 export function defaultCacheDir(): string {
   if (process.env.LFM_CACHE_DIR) return process.env.LFM_CACHE_DIR;
@@ -22,7 +30,7 @@ export function defaultCacheDir(): string {
 /** A stable key for a graph built from `files` (config, safetensors headers) with `options`. */
 export function graphCacheKey(kind: string, files: string[], options: unknown): string {
   const h = createHash("sha256");
-  h.update(JSON.stringify({ kind, version: GRAPH_BUILDER_VERSION, options }));
+  h.update(JSON.stringify({ kind, builder: builderFingerprint, options }));
   for (const f of files) {
     const st = statSync(f);
     h.update(`${f}\0${st.size}\0${st.mtimeMs}\0`);

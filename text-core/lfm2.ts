@@ -8,9 +8,10 @@
  *   h = rmsNorm(h, embedding_norm)              (the final norm, despite its name)
  *   logits = h · embed_tokensᵀ                  (tied head) — or h itself for ColBERT
  *
- * Decode state is explicit graph I/O: `past_conv.{i}` [B, L-1, D] for conv layers and
- * `past_key_values.{i}.key|value` [B, kvHeads, P, hd] for attention layers, with `present*`
- * outputs of the same layout. Prefill and decode are the same graph.
+ * Decode state is explicit graph I/O: `past_conv.{i}` [B, L-1, D] in, `present_conv.{i}` out for
+ * conv layers; `past_key_values.{i}.key|value` [B, kvHeads, P, hd] in and only this call's rows
+ * `new_keys.{i}` / `new_values.{i}` [B, S, kvHeads·hd] out for attention layers (the runtime
+ * appends them to its cache). Prefill and decode are the same graph.
  */
 import type { Lfm2Config } from "./config.ts";
 import { LfmError } from "./errors.ts";
@@ -19,7 +20,7 @@ import {
   type BuildContext,
   type Precision,
   type WeightSource,
-  causalPaddingMask,
+  attentionInputs,
   dim,
   embedding,
   expectShape,
@@ -66,8 +67,8 @@ export const pastConvName = (i: number) => `past_conv.${i}`;
 export const presentConvName = (i: number) => `present_conv.${i}`;
 export const pastKeyName = (i: number) => `past_key_values.${i}.key`;
 export const pastValueName = (i: number) => `past_key_values.${i}.value`;
-export const presentKeyName = (i: number) => `present.${i}.key`;
-export const presentValueName = (i: number) => `present.${i}.value`;
+export const newKeyName = (i: number) => `new_keys.${i}`;
+export const newValueName = (i: number) => `new_values.${i}`;
 
 /** Checkpoint prefix of the text model: `model.` (LFM2), `` (ColBERT backbone), `model.language_model.` (LFM2-VL), ... */
 export function findTextPrefix(weights: { names(): string[] }): string {
@@ -114,7 +115,7 @@ export function buildLfm2Graph(config: Lfm2Config, weights: WeightSource, prefix
   const maskSlice = b.op("Slice", [attentionMask, b.op("Neg", [seqLen], "neg_seq_len"), b.constInt64([Number.MAX_SAFE_INTEGER]), b.constInt64([1])], "token_mask2d");
   const tokenMask = b.op("Unsqueeze", [b.op("Cast", [maskSlice], "token_mask_f", { to: ElemType.FLOAT }), b.constInt64([-1])], "token_mask"); // [B, S, 1]
   const hasAttention = config.layerTypes.includes("full_attention");
-  const maskBias = hasAttention ? causalPaddingMask(ctx, attentionMask, seqLen) : "";
+  const attention = hasAttention ? attentionInputs(ctx, attentionMask, seqLen) : undefined;
   const rope = hasAttention ? ropeTables(ctx, positionIds, headDim, config.ropeTheta, config.storageDtype === "bfloat16" ? "bf16" : "f32") : { cos: "", sin: "" };
 
   for (let i = 0; i < config.numLayers; i++) {
@@ -128,14 +129,14 @@ export function buildLfm2Graph(config: Lfm2Config, weights: WeightSource, prefix
     } else {
       const pastKey = b.input(pastKeyName(i), ElemType.FLOAT, ["batch", kvHeads, "past", headDim]);
       const pastValue = b.input(pastValueName(i), ElemType.FLOAT, ["batch", kvHeads, "past", headDim]);
-      mixed = gqaAttention(ctx, normed, `${p}.self_attn`, { heads, kvHeads, headDim, normEps: config.normEps }, rope, maskBias, {
+      mixed = gqaAttention(ctx, normed, `${p}.self_attn`, { heads, kvHeads, headDim, normEps: config.normEps }, rope, attention as NonNullable<typeof attention>, {
         pastKey,
         pastValue,
-        presentKey: presentKeyName(i),
-        presentValue: presentValueName(i),
+        newKey: newKeyName(i),
+        newValue: newValueName(i),
       });
-      b.output(presentKeyName(i), presentKeyName(i), ElemType.FLOAT, ["batch", kvHeads, "total", headDim]);
-      b.output(presentValueName(i), presentValueName(i), ElemType.FLOAT, ["batch", kvHeads, "total", headDim]);
+      b.output(newKeyName(i), newKeyName(i), ElemType.FLOAT, ["batch", "seq", kvHeads * headDim]);
+      b.output(newValueName(i), newValueName(i), ElemType.FLOAT, ["batch", "seq", kvHeads * headDim]);
     }
     h = b.op("Add", [h, mixed], `${p}.residual_op`);
     const ffIn = rmsNorm(ctx, h, `${p}.ffn_norm.weight`, config.normEps, `${p}.ffn_norm`);

@@ -13,8 +13,8 @@ import {
   pastKeyName,
   pastValueName,
   presentConvName,
-  presentKeyName,
-  presentValueName,
+  newKeyName,
+  newValueName,
 } from "./lfm2.ts";
 
 export interface SessionOptions {
@@ -55,29 +55,85 @@ export async function createSession(modelPathOrBytes: string | Uint8Array, opts:
   }
 }
 
+/**
+ * One attention layer's K or V cache, [B, kvHeads, P, hd], kept by the runtime. Each call's new
+ * rows are merged into the other of two preallocated buffers (one pass over the cache, no
+ * allocation), so the graph reads the cache in place as an input and never returns it.
+ */
+export class KvCache {
+  private buffers: [Float32Array, Float32Array];
+  private current = 0;
+  length = 0;
+
+  constructor(
+    private readonly batch: number,
+    private readonly heads: number,
+    private readonly headDim: number,
+    capacity: number,
+  ) {
+    const size = batch * heads * Math.max(1, capacity) * headDim;
+    this.buffers = [new Float32Array(size), new Float32Array(size)];
+  }
+
+  /** The cache as a graph input (a view, no copy). */
+  tensor(): ort.Tensor {
+    const n = this.batch * this.heads * this.length * this.headDim;
+    return new ort.Tensor("float32", this.buffers[this.current].subarray(0, n), [this.batch, this.heads, this.length, this.headDim]);
+  }
+
+  /** Appends rows given as [B, S, heads·hd]. */
+  append(rows: Float32Array, S: number): void {
+    const { batch, heads, headDim: hd } = this;
+    const P = this.length;
+    const T = P + S;
+    const needed = batch * heads * T * hd;
+    const other = 1 - this.current;
+    // Only the buffer being written grows; the one read keeps its contents.
+    if (this.buffers[other].length < needed) this.buffers[other] = new Float32Array(Math.max(needed, 2 * this.buffers[other].length));
+    const src = this.buffers[this.current];
+    const dst = this.buffers[other];
+    for (let b = 0; b < batch; b++) {
+      for (let h = 0; h < heads; h++) {
+        const to = (b * heads + h) * T * hd;
+        dst.set(src.subarray((b * heads + h) * P * hd, (b * heads + h + 1) * P * hd), to);
+        for (let s = 0; s < S; s++) {
+          const from = ((b * S + s) * heads + h) * hd;
+          dst.set(rows.subarray(from, from + hd), to + (P + s) * hd);
+        }
+      }
+    }
+    this.current = other;
+    this.length = T;
+  }
+}
+
 /** Per-sequence decode state: conv windows, KV caches, the padding mask and next positions. */
 export class DecodeState {
   /** [B, total] flags: 1 for real tokens, 0 for padding. */
   readonly mask: number[][];
   readonly nextPosition: number[];
-  readonly tensors = new Map<string, ort.Tensor>();
+  /** Conv windows by input name (`past_conv.i`). */
+  readonly convState = new Map<string, ort.Tensor>();
+  readonly keys = new Map<number, KvCache>();
+  readonly values = new Map<number, KvCache>();
 
   constructor(
     readonly batch: number,
     config: Lfm2Config,
     io: Lfm2GraphIO,
+    /** KV positions to allocate up front; the caches grow by doubling beyond it. */
+    capacity = 256,
   ) {
     this.mask = Array.from({ length: batch }, () => []);
     this.nextPosition = new Array(batch).fill(0);
     const D = config.hiddenSize;
     const L = config.convLCache;
     for (const i of io.convLayers) {
-      this.tensors.set(pastConvName(i), new ort.Tensor("float32", new Float32Array(batch * (L - 1) * D), [batch, L - 1, D]));
+      this.convState.set(pastConvName(i), new ort.Tensor("float32", new Float32Array(batch * (L - 1) * D), [batch, L - 1, D]));
     }
     for (const i of io.attentionLayers) {
-      const empty = () => new ort.Tensor("float32", new Float32Array(0), [batch, config.numKvHeads, 0, config.headDim]);
-      this.tensors.set(pastKeyName(i), empty());
-      this.tensors.set(pastValueName(i), empty());
+      this.keys.set(i, new KvCache(batch, config.numKvHeads, config.headDim, capacity));
+      this.values.set(i, new KvCache(batch, config.numKvHeads, config.headDim, capacity));
     }
   }
 
@@ -115,8 +171,9 @@ export class Lfm2Runtime {
     readonly graphPath?: string,
   ) {}
 
-  newState(batch = 1): DecodeState {
-    return new DecodeState(batch, this.config, this.io);
+  /** `capacity`: KV positions to allocate up front (prompt + new tokens avoids any regrowth). */
+  newState(batch = 1, capacity?: number): DecodeState {
+    return new DecodeState(batch, this.config, this.io, capacity);
   }
 
   /** Runs the next S tokens of every sequence through the model, advancing `state`. */
@@ -155,7 +212,11 @@ export class Lfm2Runtime {
       position_ids: new ort.Tensor("int64", positions, [B, S]),
       num_logits_to_keep: new ort.Tensor("int64", BigInt64Array.from([BigInt(keep)]), [1]),
     };
-    for (const [name, t] of state.tensors) feeds[name] = t;
+    for (const [name, t] of state.convState) feeds[name] = t;
+    for (const i of this.io.attentionLayers) {
+      feeds[pastKeyName(i)] = (state.keys.get(i) as KvCache).tensor();
+      feeds[pastValueName(i)] = (state.values.get(i) as KvCache).tensor();
+    }
     if (this.io.hasEmbedOverrides) {
       const D = this.config.hiddenSize;
       const o = req.overrides ?? { index: [], values: new Float32Array(0) };
@@ -165,17 +226,17 @@ export class Lfm2Runtime {
 
     const fetches = [this.io.output, ...(req.extraOutputs ?? [])];
     for (const i of this.io.convLayers) fetches.push(presentConvName(i));
-    for (const i of this.io.attentionLayers) fetches.push(presentKeyName(i), presentValueName(i));
+    for (const i of this.io.attentionLayers) fetches.push(newKeyName(i), newValueName(i));
     let out: ort.InferenceSession.ReturnType;
     try {
       out = await this.session.run(feeds, fetches);
     } catch (e) {
       throw new LfmError("RUNTIME_FAILED", `onnxruntime failed while running the model: ${(e as Error).message}`, { cause: e });
     }
-    for (const i of this.io.convLayers) state.tensors.set(pastConvName(i), out[presentConvName(i)]);
+    for (const i of this.io.convLayers) state.convState.set(pastConvName(i), out[presentConvName(i)]);
     for (const i of this.io.attentionLayers) {
-      state.tensors.set(pastKeyName(i), out[presentKeyName(i)]);
-      state.tensors.set(pastValueName(i), out[presentValueName(i)]);
+      (state.keys.get(i) as KvCache).append(out[newKeyName(i)].data as Float32Array, S);
+      (state.values.get(i) as KvCache).append(out[newValueName(i)].data as Float32Array, S);
     }
     const main = out[this.io.output];
     const extra: Record<string, ort.Tensor> = {};

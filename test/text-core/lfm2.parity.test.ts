@@ -32,7 +32,8 @@ describe("LFM2 core matches HF Lfm2ForCausalLM on fixtures/text/tiny-lfm2", () =
     const expected = ref.float("incremental.last_logits");
     const V = model.config.vocabSize;
     const P = json.incremental.prefill;
-    const state = model.runtime.newState(1);
+    // A 4-position KV buffer to start with: the cache must grow (keeping its contents) 5 times.
+    const state = model.runtime.newState(1, 4);
     const rows: Float32Array[] = [(await model.runtime.forward(state, { ids: [ids.slice(0, P)] })).output.slice()];
     for (let t = P; t < ids.length; t++) rows.push((await model.runtime.forward(state, { ids: [[ids[t]]] })).output.slice());
     expect(rows.length * V).toBe(expected.length);

@@ -268,33 +268,39 @@ export function applyRope(ctx: BuildContext, x: string, rope: RopeTables, headDi
 }
 
 /**
- * Additive attention mask [B, 1, 1, S, T] from the [B, T] padding mask: query i (absolute position
- * T-S+i) sees key j when j ≤ T-S+i and key j is not padding. Fully masked rows (left padding) get a
- * uniform distribution instead of NaN, so nothing non-finite ever reaches the real tokens.
+ * What the attention layers share: the padding bias [B, 1, S, T] (0 where key j is a real token,
+ * a large negative number at left padding; causality is GroupQueryAttention's own), the current
+ * total length T and each row's last index T-1, as GroupQueryAttention wants them (int32).
+ * A fully padded query row gets a uniform distribution instead of NaN, so nothing non-finite
+ * ever reaches the real tokens.
  */
-export function causalPaddingMask(ctx: BuildContext, attentionMask: string, seqLen: string): string {
+export interface AttentionInputs {
+  paddingBias: string;
+  totalLength: string;
+  seqlensK: string;
+}
+
+export function attentionInputs(ctx: BuildContext, attentionMask: string, seqLen: string): AttentionInputs {
   const { b } = ctx;
-  const total = dim(ctx, attentionMask, 1, "mask.total"); // [1]
-  const past = b.op("Sub", [total, seqLen], "mask.past");
-  const scalar = (v: string, n: string) => b.op("Squeeze", [v, b.constInt64([0])], n);
-  const keyPos = b.op("Range", [b.constInt64(0), scalar(total, "mask.total_s"), b.constInt64(1)], "mask.key_pos"); // [T]
-  const queryPos = b.op(
-    "Unsqueeze",
-    [b.op("Range", [scalar(past, "mask.past_s"), scalar(total, "mask.total_s2"), b.constInt64(1)], "mask.query_pos1d"), b.constInt64([1])],
-    "mask.query_pos",
-  ); // [S, 1]
-  const causal = b.op("LessOrEqual", [keyPos, queryPos], "mask.causal"); // [S, T]
-  const notPad = b.op("Unsqueeze", [b.op("Cast", [attentionMask], "mask.not_pad2d", { to: ElemType.BOOL }), b.constInt64([1])], "mask.not_pad"); // [B, 1, T]
-  const allowed = b.op("And", [causal, notPad], "mask.allowed"); // [B, S, T]
-  const additive = b.op("Where", [allowed, b.constFloat(0), b.constFloat(-3.4028234663852886e38)], "mask.additive");
-  return b.op("Unsqueeze", [additive, b.constInt64([1, 2])], "mask.bias"); // [B, 1, 1, S, T]
+  const total = dim(ctx, attentionMask, 1, "attn.total"); // [1] int64
+  const batch = dim(ctx, attentionMask, 0, "attn.batch");
+  const totalLength = b.op("Cast", [total], "attn.total_i32", { to: ElemType.INT32 });
+  const seqlensK = b.op("Expand", [b.op("Sub", [totalLength, b.constInt32([1])], "attn.last_index"), batch], "attn.seqlens_k"); // [B]
+  const notPad = b.op("Cast", [attentionMask], "attn.not_pad", { to: ElemType.BOOL }); // [B, T]
+  const bias2d = b.op("Where", [notPad, b.constFloat(0), b.constFloat(-3.4028234663852886e38)], "attn.bias2d");
+  const bias4d = b.op("Unsqueeze", [bias2d, b.constInt64([1, 2])], "attn.bias4d"); // [B, 1, 1, T]
+  const shape = b.op("Concat", [batch, b.constInt64([1]), seqLen, total], "attn.bias_shape", { axis: 0 });
+  const paddingBias = b.op("Expand", [bias4d, shape], "attn.padding_bias"); // [B, 1, S, T]
+  return { paddingBias, totalLength, seqlensK };
 }
 
 export interface KvIO {
+  /** [B, kvHeads, P, hd]: the cache before this call (read only). */
   pastKey: string;
   pastValue: string;
-  presentKey: string;
-  presentValue: string;
+  /** Outputs for this call's rows only, [B, S, kvHeads·hd] (keys after norm and RoPE). */
+  newKey: string;
+  newValue: string;
 }
 
 export interface AttentionShape {
@@ -306,8 +312,12 @@ export interface AttentionShape {
 
 /**
  * Grouped-query attention with per-head RMSNorm on q and k (LFM2's `q_layernorm`/`k_layernorm`)
- * before NeoX RoPE, and a KV cache [B, kvHeads, T, hd]. Query head h reads kv head ⌊h / G⌋,
- * G = heads / kvHeads, done by viewing q as [B, kvHeads, G, S, hd] instead of repeating K/V.
+ * before NeoX RoPE. The attention itself is onnxruntime's `GroupQueryAttention` (query head h
+ * reads kv head ⌊h / (heads/kvHeads)⌋, causal mask implicit, past + new keys in one kernel).
+ * Only this call's K/V rows leave the graph: the runtime appends them to its own cache, so the
+ * cache never crosses the JavaScript boundary as an output (onnxruntime-node copies every output
+ * into a fresh buffer — for a full cache that copy dominated decode).
+ * RoPE stays outside the op because left-padded rows need positions cumsum(mask) - 1.
  */
 export function gqaAttention(
   ctx: BuildContext,
@@ -315,37 +325,37 @@ export function gqaAttention(
   prefix: string,
   shape: AttentionShape,
   rope: RopeTables,
-  maskBias: string,
+  attention: AttentionInputs,
   kv: KvIO,
 ): string {
   const { b } = ctx;
   const { heads, kvHeads, headDim, normEps } = shape;
-  const group = heads / kvHeads;
-  const q = b.op("Reshape", [linear(ctx, x, `${prefix}.q_proj.weight`, `${prefix}.q_proj`), b.constInt64([0, 0, heads, headDim])], `${prefix}.q_heads`); // [B, S, H, hd]
-  const k = b.op("Reshape", [linear(ctx, x, `${prefix}.k_proj.weight`, `${prefix}.k_proj`), b.constInt64([0, 0, kvHeads, headDim])], `${prefix}.k_heads`); // [B, S, Hkv, hd]
-  const v = b.op("Reshape", [linear(ctx, x, `${prefix}.v_proj.weight`, `${prefix}.v_proj`), b.constInt64([0, 0, kvHeads, headDim])], `${prefix}.v_heads`); // [B, S, Hkv, hd]
+  const headsView = (value: string, n: number, name: string) => b.op("Reshape", [value, b.constInt64([0, 0, n, headDim])], name); // [B, S, n, hd]
+  const flat = (value: string, name: string) => b.op("Reshape", [value, b.constInt64([0, 0, -1])], name); // [B, S, n·hd]
+  const q = headsView(linear(ctx, x, `${prefix}.q_proj.weight`, `${prefix}.q_proj`), heads, `${prefix}.q_heads`);
+  const k = headsView(linear(ctx, x, `${prefix}.k_proj.weight`, `${prefix}.k_proj`), kvHeads, `${prefix}.k_heads`);
+  const v = linear(ctx, x, `${prefix}.v_proj.weight`, kv.newValue); // [B, S, Hkv·hd]
   const qRot = applyRope(ctx, rmsNorm(ctx, q, `${prefix}.q_layernorm.weight`, normEps, `${prefix}.q_layernorm`), rope, headDim, `${prefix}.q_rope`);
   const kRot = applyRope(ctx, rmsNorm(ctx, k, `${prefix}.k_layernorm.weight`, normEps, `${prefix}.k_layernorm`), rope, headDim, `${prefix}.k_rope`);
-
-  const kNew = b.op("Transpose", [kRot], `${prefix}.k_new`, { perm: [0, 2, 1, 3] }); // [B, Hkv, S, hd]
-  const vNew = b.op("Transpose", [v], `${prefix}.v_new`, { perm: [0, 2, 1, 3] });
-  const keys = b.op("Concat", [kv.pastKey, kNew], kv.presentKey, { axis: 2 }); // [B, Hkv, T, hd]
-  const values = b.op("Concat", [kv.pastValue, vNew], kv.presentValue, { axis: 2 });
-
-  const qScaled = b.op("Mul", [qRot, b.constFloat(1 / Math.sqrt(headDim))], `${prefix}.q_scaled`);
-  const qGroups = b.op(
-    "Reshape",
-    [b.op("Transpose", [qScaled], `${prefix}.q_t`, { perm: [0, 2, 1, 3] }), b.constInt64([0, kvHeads, group, -1, headDim])],
-    `${prefix}.q_groups`,
-  ); // [B, Hkv, G, S, hd]
-  const keysT = b.op("Unsqueeze", [b.op("Transpose", [keys], `${prefix}.k_t`, { perm: [0, 1, 3, 2] }), b.constInt64([2])], `${prefix}.k_t5`); // [B, Hkv, 1, hd, T]
-  const scores = b.op("Add", [b.op("MatMul", [qGroups, keysT], `${prefix}.scores_raw`), maskBias], `${prefix}.scores`); // [B, Hkv, G, S, T]
-  const probs = b.op("Softmax", [scores], `${prefix}.probs`, { axis: -1 });
-  const ctxGroups = b.op("MatMul", [probs, b.op("Unsqueeze", [values, b.constInt64([2])], `${prefix}.v5`)], `${prefix}.context5`); // [B, Hkv, G, S, hd]
-  const context = b.op(
-    "Reshape",
-    [b.op("Transpose", [b.op("Reshape", [ctxGroups, b.constInt64([0, heads, -1, headDim])], `${prefix}.context4`)], `${prefix}.context_t`, { perm: [0, 2, 1, 3] }), b.constInt64([0, 0, heads * headDim])],
-    `${prefix}.context`,
+  const kFlat = flat(kRot, kv.newKey);
+  const [context] = b.opMulti(
+    "GroupQueryAttention",
+    [
+      flat(qRot, `${prefix}.q`),
+      kFlat,
+      v,
+      kv.pastKey,
+      kv.pastValue,
+      attention.seqlensK,
+      attention.totalLength,
+      "", // cos_cache
+      "", // sin_cache
+      "", // position_ids
+      attention.paddingBias,
+    ],
+    [`${prefix}.context`, `${prefix}.present_key`, `${prefix}.present_value`],
+    { num_heads: heads, kv_num_heads: kvHeads, scale: { f: 1 / Math.sqrt(headDim) } },
+    "com.microsoft",
   ); // [B, S, H·hd]
   return linear(ctx, context, `${prefix}.out_proj.weight`, `${prefix}.out_proj`);
 }

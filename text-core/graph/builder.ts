@@ -134,6 +134,13 @@ export class GraphBuilder {
     return this.cachedConst(key, "const_f", ElemType.FLOAT, shape, () => asBytes(new Float32Array(arr)));
   }
 
+  constInt32(values: number[] | number, dims?: number[]): string {
+    const arr = Array.isArray(values) ? values : [values];
+    const shape = dims ?? (Array.isArray(values) ? [arr.length] : []);
+    const key = `i32:${shape.join(",")}:${arr.join(",")}`;
+    return this.cachedConst(key, "const_i32", ElemType.INT32, shape, () => asBytes(Int32Array.from(arr)));
+  }
+
   constInt64(values: number[] | number, dims?: number[]): string {
     const arr = Array.isArray(values) ? values : [values];
     const shape = dims ?? (Array.isArray(values) ? [arr.length] : []);
