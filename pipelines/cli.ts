@@ -34,7 +34,7 @@ Commands:
 Common options:
   --model DIR          Checkpoint folder (Hugging Face layout, or an HF cache folder models--Org--Name,
                        or Org/Name already in the HF cache). Default: the bundled tiny random model.
-  --precision P        fp32 (default for now) | q8 | q4
+  --precision P        q4 (default: 4-bit weights, fastest) | q8 | fp32 (matches the reference)
   --threads N          CPU threads (default: physical cores)
   --json               Print one JSON object instead of streaming text.
   --cache-dir DIR      Where built graphs are cached (default: $LFM_CACHE_DIR or ~/.cache/lfm2-edge).
@@ -137,7 +137,7 @@ function requireModel(v: Values): string {
 }
 
 function precisionOf(v: Values): Precision {
-  const p = (v.precision as string | undefined) ?? "fp32";
+  const p = (v.precision as string | undefined) ?? "q4";
   if (p !== "fp32" && p !== "q8" && p !== "q4") throw new LfmError("INVALID_ARGUMENT", `--precision must be fp32, q8 or q4 (got "${p}").`);
   return p;
 }
@@ -308,7 +308,7 @@ async function cmdProfile(args: string[]): Promise<void> {
   const { values: v } = parse(args, { ...COMMON, "prompt-tokens": { type: "string" }, "decode-steps": { type: "string" } });
   if (v.help) return void console.log(COMMAND_HELP.profile);
   if (v["no-cache"]) throw new LfmError("INVALID_ARGUMENT", "profile reads the cached graph; drop --no-cache.");
-  const model = await loadFor({ ...v, precision: v.precision ?? "q4" });
+  const model = await loadFor(v);
   try {
     const graphPath = model.runtime.graphPath;
     if (!graphPath) throw new LfmError("INVALID_ARGUMENT", "this model was loaded without a graph file to profile.");

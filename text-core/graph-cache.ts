@@ -1,10 +1,10 @@
 /**
- * Built graphs are cached on disk, keyed by what determines them: the builder version, the build
- * options, config.json and the checkpoint's tensor headers, sizes and modification times. A
- * second start with the same checkpoint and options skips the build.
+ * Built graphs are cached on disk, keyed by what determines them: the builder's source, the build
+ * options, and the content of config.json and the weight files. A second start with the same
+ * checkpoint and options skips the build.
  */
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { LfmError } from "./errors.ts";
@@ -27,28 +27,69 @@ export function defaultCacheDir(): string {
   return join(base, "lfm2-edge");
 }
 
-/** A stable key for a graph built from `files` (config, safetensors headers) with `options`. */
-export function graphCacheKey(kind: string, files: string[], options: unknown): string {
+/**
+ * The key of the graph built from `files` (config.json, weight files) with `options`: the
+ * SHA-256 of every file's content, the builder's source and the options. Content hashes are
+ * remembered per (path, size, mtime) in `<cacheDir>/content-hashes.json`, so only the first
+ * start reads the weights through.
+ */
+export function graphCacheKey(kind: string, files: string[], options: unknown, cacheDir: string): string {
   const h = createHash("sha256");
   h.update(JSON.stringify({ kind, builder: builderFingerprint, options }));
+  const memo = readHashMemo(cacheDir);
+  let changed = false;
   for (const f of files) {
     const st = statSync(f);
-    h.update(`${f}\0${st.size}\0${st.mtimeMs}\0`);
-    // The config and the safetensors header (first 1 MB) identify the content cheaply.
-    h.update(readHead(f, 1 << 20));
+    const id = `${f}\0${st.size}\0${st.mtimeMs}`;
+    let digest = memo[id];
+    if (!digest) {
+      digest = sha256File(f);
+      memo[id] = digest;
+      changed = true;
+    }
+    h.update(digest);
   }
+  if (changed) writeHashMemo(cacheDir, memo);
   return `${kind}-${h.digest("hex").slice(0, 24)}`;
 }
 
-function readHead(path: string, limit: number): Uint8Array {
-  const buf = Buffer.alloc(Math.min(limit, statSync(path).size));
+function sha256File(path: string): string {
+  const h = createHash("sha256");
+  const buf = Buffer.allocUnsafe(8 << 20);
   const fd = openSync(path, "r");
   try {
-    readSync(fd, buf, 0, buf.length, 0);
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+    }
   } finally {
     closeSync(fd);
   }
-  return buf;
+  return h.digest("hex");
+}
+
+const MEMO_FILE = "content-hashes.json";
+
+function readHashMemo(cacheDir: string): Record<string, string> {
+  try {
+    const parsed: unknown = JSON.parse(readFileSync(join(cacheDir, MEMO_FILE), "utf8"));
+    return parsed && typeof parsed === "object" ? (parsed as Record<string, string>) : {};
+  } catch {
+    return {}; // absent or damaged: recomputed
+  }
+}
+
+/** Best effort (a read-only cache folder only costs a rehash next time); written atomically. */
+function writeHashMemo(cacheDir: string, memo: Record<string, string>): void {
+  try {
+    mkdirSync(cacheDir, { recursive: true });
+    const tmp = join(cacheDir, `${MEMO_FILE}.tmp-${process.pid}`);
+    writeFileSync(tmp, JSON.stringify(memo));
+    renameSync(tmp, join(cacheDir, MEMO_FILE));
+  } catch {
+    // ignore
+  }
 }
 
 /** How long a dead builder's temporary folder is left alone (it may be another host's, on a shared disk). */

@@ -19,7 +19,7 @@ import { Checkpoint, checkFloatDType } from "./safetensors.ts";
 import { Lfm2Tokenizer } from "./tokenizer.ts";
 
 export interface LoadOptions {
-  /** Weight precision of the big MatMuls. Default "fp32" until quantisation lands. */
+  /** Weight precision of the big MatMuls: "q4" (default, fastest), "q8", or "fp32" (reference parity). */
   precision?: Precision;
   /** Intra-op threads (default: physical cores). */
   threads?: number;
@@ -71,7 +71,7 @@ export class TextModel {
     const tokenizer = await Lfm2Tokenizer.fromDir(dir);
     const template = loadChatTemplate(dir, tokenizer);
     const graphOptions: Lfm2GraphOptions = {
-      precision: opts.precision ?? "fp32",
+      precision: opts.precision ?? "q4",
       head: opts.head ?? "logits",
       embedOverrides: opts.embedOverrides ?? false,
       exposeHidden: opts.exposeHidden ?? false,
@@ -174,7 +174,7 @@ export async function buildRuntime(
     }
     try {
       const files = [join(dir, "config.json"), ...ck.files];
-      const key = graphCacheKey("lfm2", files, graphOptions);
+      const key = graphCacheKey("lfm2", files, graphOptions, cacheRoot);
       const cached = cachedGraph(cacheRoot, key, build);
       progress("loading the graph into onnxruntime");
       let session: InferenceSession;

@@ -42,7 +42,7 @@ async function expectLfmError(run: () => unknown, code: LfmErrorCode): Promise<v
 
 let model: TextModel;
 beforeAll(async () => {
-  model = await TextModel.load(MODEL_DIR, { cacheDir: TEST_CACHE, threads: 2 });
+  model = await TextModel.load(MODEL_DIR, { cacheDir: TEST_CACHE, precision: "fp32", threads: 2 });
 });
 afterAll(async () => {
   await model?.release();
@@ -214,7 +214,7 @@ describe("prompt length", () => {
     cpSync(MODEL_DIR, dir, { recursive: true });
     const config = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
     writeFileSync(join(dir, "config.json"), JSON.stringify({ ...config, max_position_embeddings: 32 }));
-    small = await TextModel.load(dir, { cacheDir: false, threads: 2 });
+    small = await TextModel.load(dir, { cacheDir: false, precision: "fp32", threads: 2 });
   });
   afterAll(async () => {
     await small?.release();
@@ -246,7 +246,7 @@ describe("graph variants", () => {
   const D = 64;
 
   it("embedOverrides: replacing prompt rows by their own embeddings changes nothing; other vectors change logits from there on", async () => {
-    const withOverrides = await TextModel.load(MODEL_DIR, { cacheDir: TEST_CACHE, threads: 2, embedOverrides: true });
+    const withOverrides = await TextModel.load(MODEL_DIR, { cacheDir: TEST_CACHE, precision: "fp32", threads: 2, embedOverrides: true });
     try {
       expect(withOverrides.config.hiddenSize).toBe(D);
       const ids = json.chat[0].ids;
@@ -292,7 +292,7 @@ describe("graph variants", () => {
   });
 
   it('head "hidden" returns last_hidden_state equal to HF\'s final-normed hidden state', async () => {
-    const hidden = await TextModel.load(MODEL_DIR, { cacheDir: TEST_CACHE, threads: 2, head: "hidden" });
+    const hidden = await TextModel.load(MODEL_DIR, { cacheDir: TEST_CACHE, precision: "fp32", threads: 2, head: "hidden" });
     try {
       expect(hidden.runtime.io.output).toBe("last_hidden_state");
       const ref = new ReferenceTensors("text/reference.safetensors");

@@ -14,7 +14,7 @@ describe("LFM2 core matches HF Lfm2ForCausalLM on fixtures/text/tiny-lfm2", () =
   const json = readJson<TextReference>("text/reference.json");
   let model: TextModel;
   beforeAll(async () => {
-    model = await TextModel.load(join(FIXTURES, "text/tiny-lfm2"), { cacheDir: TEST_CACHE, exposeHidden: true, threads: 2 });
+    model = await TextModel.load(join(FIXTURES, "text/tiny-lfm2"), { cacheDir: TEST_CACHE, precision: "fp32", exposeHidden: true, threads: 2 });
   });
 
   it("forward logits and every hidden state are within tolerance", async () => {

@@ -68,13 +68,16 @@ function editConfig(dir: string, edit: (config: Record<string, unknown>) => void
 }
 
 async function load(dir: string, opts: LoadOptions = {}): Promise<TextModel> {
-  return TextModel.load(dir, { cacheDir: errorCache, threads: 1, ...opts });
+  return TextModel.load(dir, { cacheDir: errorCache, precision: "fp32", threads: 1, ...opts });
 }
 
 /** Folders in the cache that a build left behind half-done. */
 function leftovers(cacheDir: string): string[] {
   if (!fs.existsSync(cacheDir)) return [];
-  return fs.readdirSync(cacheDir).filter((e) => e.includes(".tmp-") || !fs.existsSync(path.join(cacheDir, e, "model.onnx")));
+  return fs
+    .readdirSync(cacheDir, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && (e.name.includes(".tmp-") || !fs.existsSync(path.join(cacheDir, e.name, "model.onnx"))))
+    .map((e) => e.name);
 }
 
 /** Loading `dir` rejects with an LfmError of `code` whose message contains every part. */
@@ -358,7 +361,8 @@ describe("layouts that load", () => {
 });
 
 describe("the graph cache", () => {
-  const entries = (dir: string) => fs.readdirSync(dir).sort();
+  // Graph folders only (the cache also keeps a content-hash memo file).
+  const entries = (dir: string) => fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort();
 
   it("builds once per checkpoint, and again when a weight file changes", async () => {
     const dir = copyFixture("cache");
