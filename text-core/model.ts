@@ -45,6 +45,7 @@ export function checkpointWeights(ck: Checkpoint): WeightSource & { names(): str
       return info.shape;
     },
     readFloat32: (name) => ck.readFloat32(name),
+    readFloat32Rows: (name, start, count) => ck.readFloat32Rows(name, start, count),
     names: () => ck.names(),
   };
 }

@@ -302,6 +302,25 @@ export class SafetensorsFile {
     return info.dtype === "F32" ? new Float32Array(raw.buffer) : decodeFloat32(raw, info.dtype); // raw is ours: no copy
   }
 
+  /**
+   * Rows [start, start + count) of a tensor (first axis) as float32: one positional read of just
+   * those bytes, so a huge matrix can be converted a slice at a time.
+   */
+  readFloat32Rows(name: string, start: number, count: number): Float32Array {
+    const info = this.info(name);
+    checkFloatDType(info);
+    const rows = info.shape[0] ?? 1;
+    if (!Number.isInteger(start) || !Number.isInteger(count) || start < 0 || count < 0 || start + count > rows) {
+      throw new LfmError("INVALID_ARGUMENT", `rows ${start}..${start + count} are outside "${name}" (${rows} rows).`);
+    }
+    const fd = this.#fd;
+    if (fd === null) throw new LfmError("INVALID_ARGUMENT", `${this.path} was closed; open it again to read "${name}".`);
+    const rowBytes = (info.end - info.start) / rows;
+    const out = new Uint8Array(new ArrayBuffer(rowBytes * count));
+    readExactly(fd, this.path, out, info.start + start * rowBytes, name);
+    return info.dtype === "F32" ? new Float32Array(out.buffer) : decodeFloat32(out, info.dtype);
+  }
+
   close(): void {
     if (this.#fd !== null) {
       fs.closeSync(this.#fd);
@@ -681,6 +700,10 @@ export class Checkpoint {
 
   readFloat32(name: string): Float32Array {
     return this.#file(name).readFloat32(name);
+  }
+
+  readFloat32Rows(name: string, start: number, count: number): Float32Array {
+    return this.#file(name).readFloat32Rows(name, start, count);
   }
 
   /**

@@ -15,6 +15,8 @@ export interface WeightSource {
   /** Shape as stored (PyTorch layout: Linear weights are [out, in]). Throws TENSOR_MISSING. */
   shape(name: string): number[];
   readFloat32(name: string): Float32Array;
+  /** Rows [start, start + count) of a matrix; lets big weights be quantised a slice at a time. */
+  readFloat32Rows?(name: string, start: number, count: number): Float32Array;
 }
 
 export type Precision = "fp32" | "q8" | "q4";
@@ -126,9 +128,13 @@ export function quantizedWeight(ctx: BuildContext, name: string, bits: 4 | 8, la
     pending.set(key, entry);
     entry.users++;
     return () => {
-      entry.matrix ??= quantizeBlocks(ctx.weights.readFloat32(name), rows, cols, bits);
+      entry.matrix ??= quantizeWeight(ctx.weights, name, rows, cols, bits);
       const bytes = pick(entry.matrix);
-      if (--entry.users === 0) pending.delete(key);
+      if (--entry.users === 0) {
+        // The builder keeps these closures until it is dropped: release the matrix now.
+        entry.matrix = undefined;
+        pending.delete(key);
+      }
       return bytes;
     };
   };
@@ -141,6 +147,22 @@ export function quantizedWeight(ctx: BuildContext, name: string, bits: 4 | 8, la
     ctx.b.initializer(scalesName, ElemType.FLOAT, [rows, blocks], use((q) => new Uint8Array(q.scales.buffer, q.scales.byteOffset, q.scales.byteLength)));
   }
   return { codes: codesName, scales: scalesName };
+}
+
+/** Quantises a checkpoint matrix in slices of ~4M values, so no float copy of it is ever whole. */
+function quantizeWeight(weights: WeightSource, name: string, rows: number, cols: number, bits: 4 | 8): QuantizedMatrix {
+  if (!weights.readFloat32Rows) return quantizeBlocks(weights.readFloat32(name), rows, cols, bits);
+  const sliceRows = Math.max(1, Math.floor((4 << 20) / cols));
+  const blob = (QUANT_BLOCK * bits) / 8;
+  const blocksPerRow = cols / QUANT_BLOCK;
+  const out: QuantizedMatrix = { bits, rows, cols, codes: new Uint8Array(rows * blocksPerRow * blob), scales: new Float32Array(rows * blocksPerRow) };
+  for (let r = 0; r < rows; r += sliceRows) {
+    const n = Math.min(sliceRows, rows - r);
+    const part = quantizeBlocks(weights.readFloat32Rows(name, r, n), n, cols, bits);
+    out.codes.set(part.codes, r * blocksPerRow * blob);
+    out.scales.set(part.scales, r * blocksPerRow);
+  }
+  return out;
 }
 
 /**
