@@ -56,13 +56,13 @@ export async function createSession(modelPathOrBytes: string | Uint8Array, opts:
 }
 
 /**
- * One attention layer's K or V cache, [B, kvHeads, P, hd], kept by the runtime. Each call's new
- * rows are merged into the other of two preallocated buffers (one pass over the cache, no
- * allocation), so the graph reads the cache in place as an input and never returns it.
+ * One attention layer's K or V cache, [B, kvHeads, P, hd], kept by the runtime. The graph reads
+ * it in place as an input and returns only each call's new rows, which are merged in here: the
+ * (b, h) blocks move up in place (last first, so nothing is overwritten before it moves) to make
+ * room for S more rows each. Capacity grows by half when outgrown.
  */
 export class KvCache {
-  private buffers: [Float32Array, Float32Array];
-  private current = 0;
+  private buffer: Float32Array;
   length = 0;
 
   constructor(
@@ -71,14 +71,13 @@ export class KvCache {
     private readonly headDim: number,
     capacity: number,
   ) {
-    const size = batch * heads * Math.max(1, capacity) * headDim;
-    this.buffers = [new Float32Array(size), new Float32Array(size)];
+    this.buffer = new Float32Array(batch * heads * Math.max(1, capacity) * headDim);
   }
 
   /** The cache as a graph input (a view, no copy). */
   tensor(): ort.Tensor {
     const n = this.batch * this.heads * this.length * this.headDim;
-    return new ort.Tensor("float32", this.buffers[this.current].subarray(0, n), [this.batch, this.heads, this.length, this.headDim]);
+    return new ort.Tensor("float32", this.buffer.subarray(0, n), [this.batch, this.heads, this.length, this.headDim]);
   }
 
   /** Appends rows given as [B, S, heads·hd]. */
@@ -87,22 +86,21 @@ export class KvCache {
     const P = this.length;
     const T = P + S;
     const needed = batch * heads * T * hd;
-    const other = 1 - this.current;
-    // Only the buffer being written grows; the one read keeps its contents.
-    if (this.buffers[other].length < needed) this.buffers[other] = new Float32Array(Math.max(needed, 2 * this.buffers[other].length));
-    const src = this.buffers[this.current];
-    const dst = this.buffers[other];
-    for (let b = 0; b < batch; b++) {
-      for (let h = 0; h < heads; h++) {
-        const to = (b * heads + h) * T * hd;
-        dst.set(src.subarray((b * heads + h) * P * hd, (b * heads + h + 1) * P * hd), to);
-        for (let s = 0; s < S; s++) {
-          const from = ((b * S + s) * heads + h) * hd;
-          dst.set(rows.subarray(from, from + hd), to + (P + s) * hd);
-        }
+    if (this.buffer.length < needed) {
+      const grown = new Float32Array(Math.max(needed, Math.ceil(this.buffer.length * 1.5)));
+      grown.set(this.buffer.subarray(0, batch * heads * P * hd));
+      this.buffer = grown;
+    }
+    const buf = this.buffer;
+    for (let block = batch * heads - 1; block >= 0; block--) {
+      const b = Math.floor(block / heads);
+      const h = block % heads;
+      if (P > 0 && block > 0) buf.copyWithin(block * T * hd, block * P * hd, (block + 1) * P * hd);
+      for (let s = 0; s < S; s++) {
+        const from = ((b * S + s) * heads + h) * hd;
+        buf.set(rows.subarray(from, from + hd), (block * T + P + s) * hd);
       }
     }
-    this.current = other;
     this.length = T;
   }
 }
