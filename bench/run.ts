@@ -1,14 +1,19 @@
 /**
  * `npm run bench` — language-core speed on random-weight checkpoints with the real published
- * shapes (speed does not depend on the weight values). Each configuration runs in its own process
- * so peak RSS is its own; figures are medians over several runs after a warm-up run.
- * Writes bench/results/<date>-<machine>.json and prints a table.
+ * shapes (speed does not depend on the weight values), ours side by side with llama.cpp (through
+ * the `node-llama-cpp` dev dependency, CPU backend) on the same weights written as GGUF Q4_0 / Q8_0
+ * by bench/gguf-writer.ts. Each configuration runs in its own process so peak RSS is its own;
+ * figures are medians over several runs after a warm-up run. Writes
+ * bench/results/<date>-<machine>.json (-2, -3, … for later runs that day) and prints a table
+ * with the ratios ours / llama.cpp.
  *
- *   npm run bench -- [--models lfm2-350m,lfm2-1.2b] [--precisions q4,q8,fp32] [--runs 3]
- *                    [--threads 2] [--prompt 512] [--decode 128]
+ *   npm run bench -- [--models lfm2-350m,lfm2-1.2b] [--precisions q4,q8,fp32] [--engines ours,llama]
+ *                    [--runs 3] [--threads 2] [--prompt 512] [--decode 128] [--context 1024]
+ *
+ * Precision pairs: ours q4 ↔ llama.cpp Q4_0, ours q8 ↔ Q8_0 (fp32 has no llama.cpp counterpart).
  */
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -16,33 +21,77 @@ import { parseLfm2Config } from "../text-core/config.ts";
 import { defaultCacheDir } from "../text-core/graph-cache.ts";
 import { lfm2TensorShapes, paddedTokenizerJson, writeSyntheticCheckpoint } from "../text-core/synthetic-checkpoint.ts";
 import { measureMemoryBandwidth } from "./bandwidth.ts";
+import { BLOCK_BYTES, cachedLfm2Gguf, type GgufQuant } from "./gguf-writer.ts";
+import { flushWrites } from "./prompt.ts";
 
 const ROOT = join(import.meta.dirname, "..");
 const { values } = parseArgs({
   options: {
     models: { type: "string", default: "lfm2-350m,lfm2-1.2b" },
     precisions: { type: "string", default: "q4,q8" },
+    engines: { type: "string", default: "ours,llama" },
     runs: { type: "string", default: "3" },
     threads: { type: "string", default: "2" },
     prompt: { type: "string", default: "512" },
     decode: { type: "string", default: "128" },
+    context: { type: "string", default: "1024" },
   },
 });
+
+const engines = values.engines.split(",").map((e) => e.trim());
+for (const e of engines) if (e !== "ours" && e !== "llama") throw new Error(`--engines: unknown engine "${e}" (ours, llama)`);
+const settings = {
+  threads: Number(values.threads),
+  runs: Number(values.runs),
+  promptTokens: Number(values.prompt),
+  decodeTokens: Number(values.decode),
+  contextSize: Number(values.context),
+};
+if (settings.contextSize < settings.promptTokens + settings.decodeTokens + 1) {
+  throw new Error(`--context ${settings.contextSize} is shorter than prompt + decode (${settings.promptTokens + settings.decodeTokens + 1})`);
+}
+const GGUF_FOR: Record<string, GgufQuant> = { q4: "Q4_0", q8: "Q8_0" };
+
+/** node-llama-cpp is a dev dependency: absent from an installed package. */
+const llamaAvailable = existsSync(join(ROOT, "node_modules/node-llama-cpp/package.json"));
+if (engines.includes("llama") && !llamaAvailable) process.stderr.write("node-llama-cpp is not installed (a dev dependency): llama.cpp rows are skipped\n");
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-/** Bytes of weights one decode step reads: every Linear (incl. the tied head) at its precision. */
-function weightBytesPerToken(config: ReturnType<typeof parseLfm2Config>, precision: string): number {
-  const bytesPerWeight = precision === "q4" ? 0.5 + 4 / 32 : precision === "q8" ? 1 + 4 / 32 : 4;
+/** 2-D weights one decode step reads: every matrix but the embedding table, plus the tied head. */
+function matrixWeights(config: ReturnType<typeof parseLfm2Config>): number {
   let weights = 0;
   for (const [name, shape] of lfm2TensorShapes(config)) {
     if (shape.length === 2 && !name.includes("embed_tokens")) weights += shape[0] * shape[1];
   }
-  weights += config.vocabSize * config.hiddenSize; // the tied head
-  return weights * bytesPerWeight;
+  return weights + config.vocabSize * config.hiddenSize; // the tied head
+}
+
+/** Bytes per weight: ours q4/q8 hold a float32 scale per 32 weights; GGUF Q4_0/Q8_0 an f16 one. */
+function bytesPerWeight(engine: "ours" | "llama", precision: string): number {
+  if (engine === "llama") return BLOCK_BYTES[GGUF_FOR[precision]] / 32;
+  return precision === "q4" ? 0.5 + 4 / 32 : precision === "q8" ? 1 + 4 / 32 : 4;
+}
+
+interface WorkerResult {
+  loadMs: number;
+  peakRssMb: number;
+  samples: Array<{ ttftMs: number; prefillTokPerS: number; decodeTokPerS: number }>;
+  tokens?: number[];
+  info?: Record<string, unknown>;
+}
+
+function runWorker(script: string, args: string[]): WorkerResult {
+  const out = execFileSync(process.execPath, [join(ROOT, "bin/run-ts.mjs"), join(ROOT, "bench", script), ...args], {
+    encoding: "utf8",
+    env: { ...process.env, LFM_CACHE_DIR: cacheDir },
+    maxBuffer: 1 << 24,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  return JSON.parse(out.trim().split("\n").pop() as string) as WorkerResult;
 }
 
 const cpu = cpus()[0]?.model ?? "unknown cpu";
@@ -58,7 +107,11 @@ machine.memoryBandwidthGBps = measureMemoryBandwidth();
 process.stderr.write(`${machine.memoryBandwidthGBps.toFixed(1)} GB/s\n`);
 
 const cacheDir = process.env.LFM_CACHE_DIR ?? defaultCacheDir();
-const results: Array<Record<string, unknown>> = [];
+type Row = Record<string, unknown> & { engine: string; model: string; precision: string };
+const results: Row[] = [];
+const ratios: Array<Record<string, unknown>> = [];
+let failures = 0;
+
 for (const name of values.models.split(",")) {
   const raw = JSON.parse(readFileSync(join(ROOT, "fixtures/real-configs", `${name}.config.json`), "utf8"));
   const config = parseLfm2Config(raw, name);
@@ -72,53 +125,139 @@ for (const name of values.models.split(",")) {
     tokenizerJson: paddedTokenizerJson(readFileSync(join(tokenizerDir, "tokenizer.json"), "utf8"), config.vocabSize),
   });
   process.stderr.write("ready\n");
+  const weights = matrixWeights(config);
+  // The GGUFs, written once (cached next to the checkpoint folder), all before anything is timed.
+  const ggufs: Partial<Record<string, string>> = {};
+  if (engines.includes("llama") && llamaAvailable) {
+    for (const precision of values.precisions.split(",")) {
+      const quant = GGUF_FOR[precision];
+      if (!quant) continue;
+      const t0 = performance.now();
+      ggufs[precision] = cachedLfm2Gguf(dir, quant, { name: `${name} random weights` });
+      const s = (performance.now() - t0) / 1000;
+      if (s > 1) process.stderr.write(`  GGUF ${quant} written in ${s.toFixed(0)} s: ${ggufs[precision]}\n`);
+    }
+  }
+  flushWrites();
+
   for (const precision of values.precisions.split(",")) {
-    process.stderr.write(`  ${precision}: `);
-    const out = execFileSync(
-      process.execPath,
-      [join(ROOT, "bin/run-ts.mjs"), join(ROOT, "bench/text-worker.ts"), dir, precision, values.threads, values.runs, values.prompt, values.decode],
-      { encoding: "utf8", env: { ...process.env, LFM_CACHE_DIR: cacheDir }, maxBuffer: 1 << 20 },
-    );
-    const r = JSON.parse(out.trim().split("\n").pop() as string) as {
-      loadMs: number;
-      peakRssMb: number;
-      samples: Array<{ ttftMs: number; prefillTokPerS: number; decodeTokPerS: number }>;
-    };
-    const decode = median(r.samples.map((s) => s.decodeTokPerS));
-    const bytes = weightBytesPerToken(config, precision);
-    const row = {
-      engine: "lfm2-edge",
-      model: name,
-      precision,
-      threads: Number(values.threads),
-      promptTokens: Number(values.prompt),
-      decodeTokens: Number(values.decode),
-      runs: r.samples.length,
-      prefillTokPerS: median(r.samples.map((s) => s.prefillTokPerS)),
-      decodeTokPerS: decode,
-      ttftMs: median(r.samples.map((s) => s.ttftMs)),
-      peakRssMb: r.peakRssMb,
-      loadMs: r.loadMs,
-      weightBytesPerToken: bytes,
-      decodeEfficiency: (bytes * decode) / (machine.memoryBandwidthGBps * 1e9),
-      samples: r.samples,
-    };
-    results.push(row);
-    process.stderr.write(`prefill ${row.prefillTokPerS.toFixed(1)} tok/s, decode ${decode.toFixed(1)} tok/s, RSS ${row.peakRssMb.toFixed(0)} MB\n`);
+    const rowsHere: Partial<Record<"ours" | "llama", Row>> = {};
+    for (const engine of engines as Array<"ours" | "llama">) {
+      if (engine === "llama" && (!llamaAvailable || !(precision in GGUF_FOR))) continue;
+      const label = engine === "ours" ? "lfm2-edge" : "llama.cpp";
+      try {
+        let r: WorkerResult;
+        let extra: Record<string, unknown> = {};
+        if (engine === "ours") {
+          process.stderr.write(`  ${precision} ${label}: `);
+          r = runWorker("text-worker.ts", [dir, precision, values.threads, values.runs, values.prompt, values.decode, values.context]);
+        } else {
+          const quant = GGUF_FOR[precision];
+          process.stderr.write(`  ${precision} ${label} (${quant}): `);
+          const gguf = ggufs[precision] as string;
+          r = runWorker("llama-worker.ts", [gguf, values.threads, values.runs, values.prompt, values.decode, values.context]);
+          extra = { gguf, ggufType: quant, llama: r.info };
+        }
+        const decode = median(r.samples.map((s) => s.decodeTokPerS));
+        const bytes = weights * bytesPerWeight(engine, precision);
+        const row: Row = {
+          engine: label,
+          model: name,
+          precision,
+          ...settings,
+          runs: r.samples.length,
+          prefillTokPerS: median(r.samples.map((s) => s.prefillTokPerS)),
+          decodeTokPerS: decode,
+          ttftMs: median(r.samples.map((s) => s.ttftMs)),
+          peakRssMb: r.peakRssMb,
+          loadMs: r.loadMs,
+          weightBytesPerToken: bytes,
+          decodeEfficiency: (bytes * decode) / (machine.memoryBandwidthGBps * 1e9),
+          greedyTokens: r.tokens,
+          samples: r.samples,
+          ...extra,
+        };
+        results.push(row);
+        rowsHere[engine] = row;
+        process.stderr.write(
+          `prefill ${(row.prefillTokPerS as number).toFixed(1)} tok/s, decode ${decode.toFixed(1)} tok/s, TTFT ${(row.ttftMs as number).toFixed(0)} ms, RSS ${r.peakRssMb.toFixed(0)} MB\n`,
+        );
+      } catch (e) {
+        failures++;
+        process.stderr.write(`FAILED: ${(e as Error).message.split("\n")[0]}\n`);
+        results.push({ engine: label, model: name, precision, error: (e as Error).message });
+      }
+    }
+    const ours = rowsHere.ours;
+    const llama = rowsHere.llama;
+    if (ours && llama) {
+      const ratio = (k: string) => (ours[k] as number) / (llama[k] as number);
+      ratios.push({
+        model: name,
+        precision,
+        llamaType: GGUF_FOR[precision],
+        prefill: ratio("prefillTokPerS"),
+        decode: ratio("decodeTokPerS"),
+        ttft: ratio("ttftMs"),
+        peakRss: ratio("peakRssMb"),
+      });
+    }
   }
 }
 
 const date = new Date().toISOString().slice(0, 10);
 const slug = `${cpu.replace(/[^A-Za-z0-9]+/g, "-").replace(/^-|-$/g, "").toLowerCase()}-${machine.logicalCores}c`;
 mkdirSync(join(ROOT, "bench/results"), { recursive: true });
-const file = join(ROOT, "bench/results", `${date}-${slug}.json`);
-writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine, results }, null, 1)}\n`);
+// A second run on the same day and machine gets -2, -3, … rather than replacing the first.
+let file = join(ROOT, "bench/results", `${date}-${slug}.json`);
+for (let n = 2; existsSync(file); n++) file = join(ROOT, "bench/results", `${date}-${slug}-${n}.json`);
+writeFileSync(
+  file,
+  `${JSON.stringify(
+    {
+      date: new Date().toISOString(),
+      machine,
+      settings: { ...settings, engines },
+      notes: [
+        "ratios are ours / llama.cpp: above 1 is better for ours in prefill and decode, below 1 is better for ours in TTFT and peak RSS",
+        "decodeEfficiency = weightBytesPerToken × decode tok/s / memoryBandwidth (weightBytesPerToken: every matrix incl. the tied head, at the engine's storage: ours q4 0.625 B, q8 1.125 B; GGUF Q4_0 0.5625 B, Q8_0 1.0625 B per weight)",
+        "llama.cpp through node-llama-cpp: CPU backend, useMmap false, flash attention and F16 KV cache at their defaults, batch = whole prompt; greedy sampling in llama.cpp, argmax in JS for ours",
+      ],
+      results,
+      ratios,
+    },
+    null,
+    1,
+  )}\n`,
+);
 
-console.log(`\n${"model".padEnd(11)} ${"prec".padEnd(5)} ${"prefill t/s".padStart(11)} ${"decode t/s".padStart(10)} ${"TTFT ms".padStart(8)} ${"peak RSS MB".padStart(11)} ${"decode eff".padStart(10)}`);
+const pad = (s: string, n: number) => s.padStart(n);
+const num = (v: unknown, d = 1) => (typeof v === "number" ? v.toFixed(d) : "—");
+console.log(
+  `\n${"model".padEnd(11)} ${"prec".padEnd(5)} ${"engine".padEnd(16)} ${pad("prefill t/s", 11)} ${pad("decode t/s", 10)} ${pad("TTFT ms", 8)} ${pad("peak RSS MB", 11)} ${pad("decode eff", 10)}`,
+);
 for (const r of results) {
+  const engine = r.ggufType ? `${r.engine} ${r.ggufType}` : String(r.engine);
+  if (r.error) {
+    console.log(`${r.model.padEnd(11)} ${r.precision.padEnd(5)} ${engine.padEnd(16)} failed: ${String(r.error).split("\n")[0].slice(0, 60)}`);
+    continue;
+  }
   console.log(
-    `${String(r.model).padEnd(11)} ${String(r.precision).padEnd(5)} ${(r.prefillTokPerS as number).toFixed(1).padStart(11)} ${(r.decodeTokPerS as number).toFixed(1).padStart(10)} ${(r.ttftMs as number).toFixed(0).padStart(8)} ${(r.peakRssMb as number).toFixed(0).padStart(11)} ${`${((r.decodeEfficiency as number) * 100).toFixed(0)}%`.padStart(10)}`,
+    `${r.model.padEnd(11)} ${r.precision.padEnd(5)} ${engine.padEnd(16)} ${pad(num(r.prefillTokPerS), 11)} ${pad(num(r.decodeTokPerS), 10)} ${pad(num(r.ttftMs, 0), 8)} ${pad(num(r.peakRssMb, 0), 11)} ${pad(`${((r.decodeEfficiency as number) * 100).toFixed(0)}%`, 10)}`,
   );
 }
-console.log(`\nmachine: ${cpu}, ${machine.logicalCores} logical cores, ${machine.memoryGb} GB, memory bandwidth ${machine.memoryBandwidthGBps.toFixed(1)} GB/s; threads ${values.threads}`);
+if (ratios.length > 0) {
+  console.log(`\nours / llama.cpp  (prefill, decode: >1 ours faster; TTFT, peak RSS: <1 ours better)`);
+  console.log(`${"model".padEnd(11)} ${"pair".padEnd(10)} ${pad("prefill", 8)} ${pad("decode", 8)} ${pad("TTFT", 8)} ${pad("peak RSS", 9)}`);
+  for (const q of ratios) {
+    const x = (v: unknown) => `${(v as number).toFixed(2)}×`;
+    console.log(
+      `${String(q.model).padEnd(11)} ${`${q.precision}/${q.llamaType}`.padEnd(10)} ${pad(x(q.prefill), 8)} ${pad(x(q.decode), 8)} ${pad(x(q.ttft), 8)} ${pad(x(q.peakRss), 9)}`,
+    );
+  }
+}
+console.log(
+  `\nmachine: ${cpu}, ${machine.logicalCores} logical cores, ${machine.memoryGb} GB, memory bandwidth ${machine.memoryBandwidthGBps.toFixed(1)} GB/s; threads ${values.threads}, prompt ${values.prompt}, decode ${values.decode}, context ${values.context}, medians of ${values.runs} runs`,
+);
 console.log(`written ${file}`);
+if (failures > 0) process.exitCode = 1;

@@ -1,34 +1,47 @@
 /**
  * One benchmark configuration in its own process (so peak RSS is this configuration's alone):
- * loads a checkpoint at a precision and measures time to first token, prefill and decode speed.
- * Prints one JSON line. Usage: node bin/run-ts.mjs bench/text-worker.ts DIR PRECISION THREADS RUNS PROMPT DECODE
+ * loads a checkpoint at a precision and measures time to first token, prefill and greedy decode
+ * speed. Prints one JSON line.
+ * Usage: node bin/run-ts.mjs bench/text-worker.ts DIR PRECISION THREADS RUNS PROMPT DECODE [CONTEXT]
+ * CONTEXT (optional): KV positions allocated up front, as llama.cpp's context size.
  */
 import { TextModel } from "../text-core/model.ts";
 import type { Precision } from "../text-core/graph/blocks.ts";
+import { argmax, benchPromptIds, flushWrites } from "./prompt.ts";
 
-const [dir, precision, threadsArg, runsArg, promptArg, decodeArg] = process.argv.slice(2);
+const [dir, precision, threadsArg, runsArg, promptArg, decodeArg, contextArg] = process.argv.slice(2);
 const threads = Number(threadsArg);
 const runs = Number(runsArg);
 const promptLength = Number(promptArg);
 const decodeLength = Number(decodeArg);
+const capacity = contextArg ? Number(contextArg) : undefined;
 
 const loadStart = performance.now();
 const model = await TextModel.load(dir, { precision: precision as Precision, threads, cacheDir: process.env.LFM_CACHE_DIR });
 const loadMs = performance.now() - loadStart;
+flushWrites(); // a graph just built and cached must not be written back while we measure
 
-// Token ids spread over the vocabulary; the values do not change the cost.
-const prompt = Array.from({ length: promptLength }, (_, i) => 1000 + ((i * 7919) % (model.config.vocabSize - 1000)));
+const prompt = benchPromptIds(promptLength, model.config.vocabSize);
 const samples: Array<{ ttftMs: number; prefillTokPerS: number; decodeTokPerS: number }> = [];
+let tokens: number[] = [];
 for (let r = 0; r < runs + 1; r++) {
-  const state = model.runtime.newState(1);
+  const state = model.runtime.newState(1, capacity);
   const t0 = performance.now();
-  await model.runtime.forward(state, { ids: [prompt] });
+  let out = await model.runtime.forward(state, { ids: [prompt] });
+  let next = argmax(out.output, out.width);
   const prefillMs = performance.now() - t0;
+  const generated = [next];
   const t1 = performance.now();
-  for (let i = 0; i < decodeLength; i++) await model.runtime.forward(state, { ids: [[1000 + i]] });
+  // Greedy: each step feeds the previous step's argmax.
+  for (let i = 0; i < decodeLength; i++) {
+    out = await model.runtime.forward(state, { ids: [[next]] });
+    next = argmax(out.output, out.width);
+    generated.push(next);
+  }
   const decodeMs = performance.now() - t1;
+  tokens = generated.slice(0, 16);
   // The first run warms caches and thread pools and is not counted.
   if (r > 0) samples.push({ ttftMs: prefillMs, prefillTokPerS: (promptLength / prefillMs) * 1000, decodeTokPerS: (decodeLength / decodeMs) * 1000 });
 }
 await model.release();
-process.stdout.write(`${JSON.stringify({ loadMs, samples, peakRssMb: process.resourceUsage().maxRSS / 1024 })}\n`);
+process.stdout.write(`${JSON.stringify({ loadMs, samples, peakRssMb: process.resourceUsage().maxRSS / 1024, tokens })}\n`);
