@@ -4,14 +4,11 @@
  * Errors are printed as `error [CODE]: message` with exit status 2; Ctrl-C cancels cleanly.
  */
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline/promises";
-import { parseArgs, type ParseArgsConfig } from "node:util";
 import type { ChatMessage, ToolDefinition } from "../text-core/chat.ts";
 import { LfmError } from "../text-core/errors.ts";
 import type { GenerateOptions } from "../text-core/generate.ts";
-import type { Precision } from "../text-core/graph/blocks.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
 import { TextModel } from "../text-core/model.ts";
 import { defaultThreads } from "../text-core/runtime.ts";
@@ -19,6 +16,8 @@ import { formatProfile, profileModel } from "./profile.ts";
 import { Lfm2Tokenizer } from "../text-core/tokenizer.ts";
 import { parseToolCalls } from "../text-core/tool-calls.ts";
 import { readGenerationDefaults } from "./generation-defaults.ts";
+import { COMMON, SAMPLING, type Values, idList, num, parse, precisionOf, readJsonFile } from "./cli-kit.ts";
+import { EXTRA_COMMANDS } from "./commands.ts";
 
 const HELP = `lfm — Liquid AI LFM2 models on this CPU, offline.
 
@@ -30,7 +29,7 @@ Commands:
   chat       Chat with the model: messages from a file, one --message, or interactively on a terminal.
   profile    Where the time goes per block type (conv, attention, FFN, head) in prefill and decode.
   bench      Speed on random-weight models with the published shapes (same as npm run bench).
-
+${EXTRA_COMMANDS.map((c) => `  ${c.name.padEnd(10)} ${c.summary}\n`).join("")}
 Common options:
   --model DIR          Checkpoint folder (Hugging Face layout, or an HF cache folder models--Org--Name,
                        or Org/Name already in the HF cache). Default: the bundled tiny random model.
@@ -76,57 +75,6 @@ COMMAND_HELP.bench = `lfm bench [--models lfm2-350m,lfm2-1.2b] [--precisions q4,
   folder, measures prefill/decode tokens per second, time to first token and peak RSS (medians),
   and writes bench/results/<date>-<machine>.json.`;
 
-const COMMON = {
-  model: { type: "string" },
-  precision: { type: "string" },
-  threads: { type: "string" },
-  json: { type: "boolean" },
-  "cache-dir": { type: "string" },
-  "no-cache": { type: "boolean" },
-  help: { type: "boolean", short: "h" },
-} as const satisfies ParseArgsConfig["options"];
-
-const SAMPLING = {
-  "max-tokens": { type: "string" },
-  temperature: { type: "string" },
-  "top-k": { type: "string" },
-  "top-p": { type: "string" },
-  "min-p": { type: "string" },
-  "repetition-penalty": { type: "string" },
-  seed: { type: "string" },
-  stop: { type: "string" },
-} as const satisfies ParseArgsConfig["options"];
-
-type Values = Record<string, string | boolean | undefined>;
-
-function parse(args: string[], options: ParseArgsConfig["options"]): { values: Values; positionals: string[] } {
-  try {
-    const { values, positionals } = parseArgs({ args, options, allowPositionals: true, strict: true });
-    return { values: values as Values, positionals };
-  } catch (e) {
-    throw new LfmError("INVALID_ARGUMENT", `${(e as Error).message}. See --help.`);
-  }
-}
-
-function num(v: Values, key: string, kind: "int" | "float"): number | undefined {
-  const raw = v[key];
-  if (raw === undefined) return undefined;
-  const n = Number(raw);
-  if (typeof raw !== "string" || raw.trim() === "" || !Number.isFinite(n) || (kind === "int" && !Number.isInteger(n))) {
-    throw new LfmError("INVALID_ARGUMENT", `--${key} expects ${kind === "int" ? "an integer" : "a number"}, got "${String(raw)}".`);
-  }
-  return n;
-}
-
-function idList(raw: string, flag: string): number[] {
-  const parts = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
-  const ids = parts.map(Number);
-  if (ids.some((n) => !Number.isInteger(n) || n < 0)) {
-    throw new LfmError("INVALID_ARGUMENT", `--${flag} expects comma-separated non-negative integers, got "${raw}".`);
-  }
-  return ids;
-}
-
 /** The bundled tiny model: what runs when no --model is given, so a fresh clone works offline. */
 export const BUNDLED_MODEL = join(import.meta.dirname, "..", "fixtures", "text", "tiny-lfm2");
 
@@ -134,26 +82,6 @@ function requireModel(v: Values): string {
   if (typeof v.model === "string") return v.model;
   if (!v.json) process.stderr.write(`(no --model given: using the bundled tiny random model ${BUNDLED_MODEL}; its text is random)\n`);
   return BUNDLED_MODEL;
-}
-
-function precisionOf(v: Values): Precision {
-  const p = (v.precision as string | undefined) ?? "q4";
-  if (p !== "fp32" && p !== "q8" && p !== "q4") throw new LfmError("INVALID_ARGUMENT", `--precision must be fp32, q8 or q4 (got "${p}").`);
-  return p;
-}
-
-function readJsonFile(path: string, what: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch {
-    throw new LfmError("FILE_NOT_FOUND", `cannot read ${what} file ${path}.`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new LfmError("INVALID_ARGUMENT", `${what} file ${path} is not valid JSON: ${(e as Error).message}`);
-  }
 }
 
 async function loadFor(v: Values): Promise<TextModel> {
@@ -360,8 +288,18 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case "bench":
         return cmdBench(rest);
-      default:
-        throw new LfmError("INVALID_ARGUMENT", `unknown command "${command}". Commands: tokenize, generate, chat, profile, bench (lfm --help).`);
+      default: {
+        const extra = EXTRA_COMMANDS.find((c) => c.name === command);
+        if (extra) {
+          if (rest.includes("--help") || rest.includes("-h")) {
+            console.log(extra.help);
+            return 0;
+          }
+          return await extra.run(rest, controller.signal);
+        }
+        const names = ["tokenize", "generate", "chat", "profile", "bench", ...EXTRA_COMMANDS.map((c) => c.name)];
+        throw new LfmError("INVALID_ARGUMENT", `unknown command "${command}". Commands: ${names.join(", ")} (lfm --help).`);
+      }
     }
   } catch (e) {
     if (e instanceof LfmError) {

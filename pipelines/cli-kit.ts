@@ -1,0 +1,90 @@
+/**
+ * What every `lfm` command shares: flag parsing with typed errors, the common flags, and small
+ * readers. Commands live in their own files and are listed in `commands.ts`.
+ */
+import { readFileSync } from "node:fs";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { LfmError } from "../text-core/errors.ts";
+import type { Precision } from "../text-core/graph/blocks.ts";
+
+/** A command reachable as `lfm <name>`: `run` returns the exit status (errors are thrown as LfmError). */
+export interface CliCommand {
+  name: string;
+  /** One line for `lfm --help`. */
+  summary: string;
+  /** The text of `lfm <name> --help`. */
+  help: string;
+  run(args: string[], signal: AbortSignal): Promise<number>;
+}
+
+export const COMMON = {
+  model: { type: "string" },
+  precision: { type: "string" },
+  threads: { type: "string" },
+  json: { type: "boolean" },
+  "cache-dir": { type: "string" },
+  "no-cache": { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies ParseArgsConfig["options"];
+
+export const SAMPLING = {
+  "max-tokens": { type: "string" },
+  temperature: { type: "string" },
+  "top-k": { type: "string" },
+  "top-p": { type: "string" },
+  "min-p": { type: "string" },
+  "repetition-penalty": { type: "string" },
+  seed: { type: "string" },
+  stop: { type: "string" },
+} as const satisfies ParseArgsConfig["options"];
+
+export type Values = Record<string, string | boolean | undefined>;
+
+export function parse(args: string[], options: ParseArgsConfig["options"]): { values: Values; positionals: string[] } {
+  try {
+    const { values, positionals } = parseArgs({ args, options, allowPositionals: true, strict: true });
+    return { values: values as Values, positionals };
+  } catch (e) {
+    throw new LfmError("INVALID_ARGUMENT", `${(e as Error).message}. See --help.`);
+  }
+}
+
+export function num(v: Values, key: string, kind: "int" | "float"): number | undefined {
+  const raw = v[key];
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (typeof raw !== "string" || raw.trim() === "" || !Number.isFinite(n) || (kind === "int" && !Number.isInteger(n))) {
+    throw new LfmError("INVALID_ARGUMENT", `--${key} expects ${kind === "int" ? "an integer" : "a number"}, got "${String(raw)}".`);
+  }
+  return n;
+}
+
+export function idList(raw: string, flag: string): number[] {
+  const parts = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const ids = parts.map(Number);
+  if (ids.some((n) => !Number.isInteger(n) || n < 0)) {
+    throw new LfmError("INVALID_ARGUMENT", `--${flag} expects comma-separated non-negative integers, got "${raw}".`);
+  }
+  return ids;
+}
+
+export function precisionOf(v: Values): Precision {
+  const p = (v.precision as string | undefined) ?? "q4";
+  if (p !== "fp32" && p !== "q8" && p !== "q4") throw new LfmError("INVALID_ARGUMENT", `--precision must be fp32, q8 or q4 (got "${p}").`);
+  return p;
+}
+
+export function readJsonFile(path: string, what: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch {
+    throw new LfmError("FILE_NOT_FOUND", `cannot read ${what} file ${path}.`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new LfmError("INVALID_ARGUMENT", `${what} file ${path} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
