@@ -150,6 +150,8 @@ for (const name of values.models.split(",")) {
         let extra: Record<string, unknown> = {};
         if (engine === "ours") {
           process.stderr.write(`  ${precision} ${label}: `);
+          // Built (and cached) by a process of its own first: the measured one loads from the cache.
+          runWorker("text-worker.ts", [dir, precision, values.threads, "0", values.prompt, values.decode, values.context]);
           r = runWorker("text-worker.ts", [dir, precision, values.threads, values.runs, values.prompt, values.decode, values.context]);
         } else {
           const quant = GGUF_FOR[precision];

@@ -4,9 +4,16 @@
  * speed. Prints one JSON line.
  * Usage: node bin/run-ts.mjs bench/text-worker.ts DIR PRECISION THREADS RUNS PROMPT DECODE [CONTEXT]
  * CONTEXT (optional): KV positions allocated up front, as llama.cpp's context size.
+ * RUNS = 0: only build the graph into the cache and exit (run first, so that building is not
+ * what the measured process's peak RSS shows).
+ *
+ * It loads the runtime only (config + graph), not the tokenizer: prompts are ids, as in the
+ * llama.cpp worker. (The benchmark checkpoints' tokenizer is the tiny fixture's padded with 64k
+ * added tokens, which costs ~100 MB of JS heap that a real BPE tokenizer does not.)
  */
-import { TextModel } from "../text-core/model.ts";
+import { loadLfm2Config } from "../text-core/config.ts";
 import type { Precision } from "../text-core/graph/blocks.ts";
+import { buildRuntime } from "../text-core/model.ts";
 import { argmax, benchPromptIds, flushWrites } from "./prompt.ts";
 
 const [dir, precision, threadsArg, runsArg, promptArg, decodeArg, contextArg] = process.argv.slice(2);
@@ -17,15 +24,23 @@ const decodeLength = Number(decodeArg);
 const capacity = contextArg ? Number(contextArg) : undefined;
 
 const loadStart = performance.now();
-const model = await TextModel.load(dir, { precision: precision as Precision, threads, cacheDir: process.env.LFM_CACHE_DIR });
+const config = loadLfm2Config(dir);
+const runtime = await buildRuntime(dir, config, { precision: precision as Precision, head: "logits", exposeHidden: false }, { threads, cacheDir: process.env.LFM_CACHE_DIR });
 const loadMs = performance.now() - loadStart;
+if (runs === 0) {
+  await runtime.release();
+  process.stdout.write(`${JSON.stringify({ loadMs, samples: [], peakRssMb: process.resourceUsage().maxRSS / 1024 })}\n`);
+  process.exit(0);
+}
+const model = { config, runtime };
 flushWrites(); // a graph just built and cached must not be written back while we measure
 
 const prompt = benchPromptIds(promptLength, model.config.vocabSize);
 const samples: Array<{ ttftMs: number; prefillTokPerS: number; decodeTokPerS: number }> = [];
 let tokens: number[] = [];
+const state = model.runtime.newState(1, capacity);
 for (let r = 0; r < runs + 1; r++) {
-  const state = model.runtime.newState(1, capacity);
+  state.reset(); // the same buffers every run, as a server reusing its slot would
   const t0 = performance.now();
   let out = await model.runtime.forward(state, { ids: [prompt] });
   let next = argmax(out.output, out.width);
@@ -43,5 +58,5 @@ for (let r = 0; r < runs + 1; r++) {
   // The first run warms caches and thread pools and is not counted.
   if (r > 0) samples.push({ ttftMs: prefillMs, prefillTokPerS: (promptLength / prefillMs) * 1000, decodeTokPerS: (decodeLength / decodeMs) * 1000 });
 }
-await model.release();
+await runtime.release();
 process.stdout.write(`${JSON.stringify({ loadMs, samples, peakRssMb: process.resourceUsage().maxRSS / 1024, tokens })}\n`);

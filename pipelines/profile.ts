@@ -89,7 +89,7 @@ export async function profileModel(model: TextModel, graphPath: string, promptTo
     enableProfiling: true,
     profileFilePrefix: prefix,
   });
-  const runtime = new Lfm2Runtime(session, model.config, model.runtime.io);
+  const runtime = new Lfm2Runtime(session, model.config, model.runtime.io, model.runtime.embeddings);
   const prompt = Array.from({ length: promptTokens }, (_, i) => 1000 + ((i * 7919) % Math.max(1, model.config.vocabSize - 1000)));
   const state = runtime.newState(1);
   await runtime.forward(state, { ids: [prompt] });

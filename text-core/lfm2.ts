@@ -1,7 +1,8 @@
 /**
  * LFM2 hybrid language model as an ONNX graph — matches HF transformers `Lfm2ForCausalLM`.
  *
- *   h = embed_tokens[ids]                       (optionally rows replaced by image/audio features)
+ *   h = inputs_embeds                           (rows of embed_tokens, read by the runtime from
+ *                                                EMBEDDINGS_FILE; image/audio features replace rows)
  *   for each layer i:
  *     h = h + (conv(i) ? gatedShortConv : gqaAttention)(rmsNorm(h, operator_norm))
  *     h = h + swiglu(rmsNorm(h, ffn_norm))
@@ -15,6 +16,7 @@
  */
 import type { Lfm2Config } from "./config.ts";
 import { LfmError } from "./errors.ts";
+import { type EmbeddingSource, writeEmbeddingTable } from "./embeddings.ts";
 import { ElemType, GraphBuilder } from "./graph/builder.ts";
 import {
   type BuildContext,
@@ -22,7 +24,6 @@ import {
   type WeightSource,
   attentionInputs,
   dim,
-  embedding,
   expectShape,
   gatedShortConv,
   gqaAttention,
@@ -36,8 +37,6 @@ export interface Lfm2GraphOptions {
   precision: Precision;
   /** "logits": the LM head; "hidden": the final-normed hidden states (ColBERT backbone). */
   head: "logits" | "hidden";
-  /** Adds inputs that replace chosen token embeddings (image / audio features). */
-  embedOverrides: boolean;
   /** Adds outputs `hidden.0` … `hidden.L` (embeddings, each layer, final norm) for parity tests. */
   exposeHidden: boolean;
 }
@@ -47,7 +46,6 @@ export interface Lfm2GraphIO {
   convLayers: number[];
   attentionLayers: number[];
   output: "logits" | "last_hidden_state";
-  hasEmbedOverrides: boolean;
   hiddenOutputs: string[];
 }
 
@@ -58,10 +56,12 @@ export function lfm2GraphIO(config: Lfm2Config, options: Lfm2GraphOptions): Lfm2
     convLayers: layersOf("conv"),
     attentionLayers: layersOf("full_attention"),
     output: options.head === "logits" ? "logits" : "last_hidden_state",
-    hasEmbedOverrides: options.embedOverrides,
     hiddenOutputs: options.exposeHidden ? Array.from({ length: config.numLayers + 1 }, (_, k) => `hidden.${k}`) : [],
   };
 }
+
+/** The token-embedding table saved beside the graph (see embeddings.ts). */
+export const EMBEDDINGS_FILE = "embed_tokens.bin";
 
 export const pastConvName = (i: number) => `past_conv.${i}`;
 export const presentConvName = (i: number) => `present_conv.${i}`;
@@ -91,27 +91,21 @@ export function buildLfm2Graph(config: Lfm2Config, weights: WeightSource, prefix
   const io = lfm2GraphIO(config, options);
   checkShapes(config, weights, prefix);
 
-  const inputIds = b.input("input_ids", ElemType.INT64, ["batch", "seq"]);
+  const embedName = `${prefix}embed_tokens.weight`;
+  const bf16 = weights.dtype?.(embedName) === "BF16";
+  b.sideFile(EMBEDDINGS_FILE, (fd) => writeEmbeddingTable(fd, rowReader(weights, D), embedName, config.vocabSize, D, bf16));
+  let h = b.input("inputs_embeds", ElemType.FLOAT, ["batch", "seq", D]);
   const attentionMask = b.input("attention_mask", ElemType.INT64, ["batch", "total"]);
   const positionIds = b.input("position_ids", ElemType.INT64, ["batch", "seq"]);
   const keep = b.input("num_logits_to_keep", ElemType.INT64, [1]);
 
-  let h = embedding(ctx, inputIds, `${prefix}embed_tokens.weight`, `${prefix}embed_tokens`); // [B, S, D]
-  if (options.embedOverrides) {
-    // Rows of the flattened [B·S, D] embeddings replaced by precomputed features.
-    const values = b.input("embeds_override", ElemType.FLOAT, ["overrides", D]);
-    const index = b.input("embeds_override_index", ElemType.INT64, ["overrides"]);
-    const flat = b.op("Reshape", [h, b.constInt64([-1, D])], "embeds.flat");
-    const scattered = b.op("ScatterND", [flat, b.op("Unsqueeze", [index, b.constInt64([1])], "embeds.index2d"), values], "embeds.scattered");
-    h = b.op("Reshape", [scattered, b.op("Shape", [h], "embeds.shape")], "embeds");
-  }
   const hidden = (k: number, value: string) => {
     if (!options.exposeHidden) return;
     b.output(value, `hidden.${k}`, ElemType.FLOAT, ["batch", "seq", D]);
   };
   hidden(0, h);
 
-  const seqLen = dim(ctx, inputIds, 1, "seq_len");
+  const seqLen = dim(ctx, h, 1, "seq_len");
   const maskSlice = b.op("Slice", [attentionMask, b.op("Neg", [seqLen], "neg_seq_len"), b.constInt64([Number.MAX_SAFE_INTEGER]), b.constInt64([1])], "token_mask2d");
   const tokenMask = b.op("Unsqueeze", [b.op("Cast", [maskSlice], "token_mask_f", { to: ElemType.FLOAT }), b.constInt64([-1])], "token_mask"); // [B, S, 1]
   const hasAttention = config.layerTypes.includes("full_attention");
@@ -155,6 +149,12 @@ export function buildLfm2Graph(config: Lfm2Config, weights: WeightSource, prefix
     b.output(linear(ctx, normed, headName, "lm_head"), "logits", ElemType.FLOAT, ["batch", "kept", config.vocabSize]);
   }
   return { builder: b, io };
+}
+
+/** Row slices of a matrix, from a source that may only read whole tensors. */
+function rowReader(weights: WeightSource, cols: number): EmbeddingSource {
+  if (weights.readFloat32Rows) return { readFloat32Rows: (name, start, count) => (weights.readFloat32Rows as NonNullable<WeightSource["readFloat32Rows"]>)(name, start, count) };
+  return { readFloat32Rows: (name, start, count) => weights.readFloat32(name).slice(start * cols, (start + count) * cols) };
 }
 
 /** Every tensor the config implies, with its shape, before anything is built. */

@@ -11,10 +11,11 @@ import { LfmError } from "./errors.ts";
 import { type GenerateOptions, generate, generateBatch } from "./generate.ts";
 import { cacheWriteError, cachedGraph, defaultCacheDir, discardCachedGraph, graphCacheKey } from "./graph-cache.ts";
 import type { Precision, WeightSource } from "./graph/blocks.ts";
-import { buildLfm2Graph, findTextPrefix, type Lfm2GraphOptions, lfm2GraphIO } from "./lfm2.ts";
+import { EMBEDDINGS_FILE, buildLfm2Graph, findTextPrefix, type Lfm2GraphOptions, lfm2GraphIO } from "./lfm2.ts";
 import { resolveModelDir } from "./model-dir.ts";
 import type { InferenceSession } from "onnxruntime-node";
 import { Lfm2Runtime, createSession } from "./runtime.ts";
+import { EmbeddingTable } from "./embeddings.ts";
 import { Checkpoint, checkFloatDType } from "./safetensors.ts";
 import { Lfm2Tokenizer } from "./tokenizer.ts";
 
@@ -27,7 +28,13 @@ export interface LoadOptions {
   cacheDir?: string | false;
   /** "hidden" returns final-normed hidden states instead of logits (ColBERT backbone). */
   head?: Lfm2GraphOptions["head"];
+  /**
+   * No longer needed: every model accepts `overrides` (rows of the input embeddings replaced by
+   * image / audio features) since the embeddings are looked up outside the graph. Ignored.
+   */
   embedOverrides?: boolean;
+  /** Longest piece a prompt runs in (default 256): bounds attention's working memory. */
+  prefillChunk?: number;
   exposeHidden?: boolean;
   /** Called with a short description of each loading stage. */
   onProgress?: (stage: string) => void;
@@ -46,6 +53,7 @@ export function checkpointWeights(ck: Checkpoint): WeightSource & { names(): str
     },
     readFloat32: (name) => ck.readFloat32(name),
     readFloat32Rows: (name, start, count) => ck.readFloat32Rows(name, start, count),
+    dtype: (name) => ck.info(name).dtype,
     names: () => ck.names(),
   };
 }
@@ -74,7 +82,6 @@ export class TextModel {
     const graphOptions: Lfm2GraphOptions = {
       precision: opts.precision ?? "q4",
       head: opts.head ?? "logits",
-      embedOverrides: opts.embedOverrides ?? false,
       exposeHidden: opts.exposeHidden ?? false,
     };
     const runtime = await buildRuntime(dir, config, graphOptions, opts, progress);
@@ -132,7 +139,7 @@ export class TextModel {
   }
 
   async release(): Promise<void> {
-    await this.runtime.session.release();
+    await this.runtime.release();
   }
 }
 
@@ -156,7 +163,7 @@ export async function buildRuntime(
   dir: string,
   config: Lfm2Config,
   graphOptions: Lfm2GraphOptions,
-  opts: Pick<LoadOptions, "cacheDir" | "threads">,
+  opts: Pick<LoadOptions, "cacheDir" | "threads" | "prefillChunk">,
   progress: (stage: string) => void = () => {},
 ): Promise<Lfm2Runtime> {
   const ck = Checkpoint.open(dir);
@@ -178,20 +185,28 @@ export async function buildRuntime(
       const key = graphCacheKey("lfm2", files, graphOptions, cacheRoot);
       const cached = cachedGraph(cacheRoot, key, build);
       progress("loading the graph into onnxruntime");
-      let session: InferenceSession;
+      const open = async (graphDir: string) => {
+        const embeddings = EmbeddingTable.open(join(graphDir, EMBEDDINGS_FILE), config.vocabSize, config.hiddenSize);
+        try {
+          return { embeddings, session: await createSession(join(graphDir, "model.onnx"), { threads: opts.threads }) };
+        } catch (e) {
+          embeddings.close();
+          throw e;
+        }
+      };
+      let opened: { embeddings: EmbeddingTable; session: InferenceSession };
       try {
-        session = await createSession(join(cached.dir, "model.onnx"), { threads: opts.threads });
+        opened = await open(cached.dir);
       } catch (e) {
         if (cached.built) throw e;
-        // A cached graph onnxruntime cannot read (damaged on disk, edited by hand): build it again.
+        // A cached graph that cannot be read (damaged on disk, edited by hand): build it again.
         progress("the cached graph is unreadable; rebuilding it");
         discardCachedGraph(cached.dir);
-        const rebuilt = cachedGraph(cacheRoot, key, build);
-        session = await createSession(join(rebuilt.dir, "model.onnx"), { threads: opts.threads });
+        opened = await open(cachedGraph(cacheRoot, key, build).dir);
       }
       // With cacheDir false the graph file is removed after loading, so it cannot be profiled later.
       const graphPath = opts.cacheDir === false ? undefined : join(cached.dir, "model.onnx");
-      return new Lfm2Runtime(session, config, lfm2GraphIO(config, graphOptions), graphPath);
+      return new Lfm2Runtime(opened.session, config, lfm2GraphIO(config, graphOptions), opened.embeddings, graphPath, { prefillChunk: opts.prefillChunk });
     } finally {
       if (opts.cacheDir === false && existsSync(cacheRoot)) rmSync(cacheRoot, { recursive: true, force: true });
     }

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import * as ort from "onnxruntime-node";
 import type { Lfm2Config } from "./config.ts";
+import type { EmbeddingTable } from "./embeddings.ts";
 import { LfmError } from "./errors.ts";
 import {
   type Lfm2GraphIO,
@@ -117,22 +118,31 @@ export class DecodeState {
 
   constructor(
     readonly batch: number,
-    config: Lfm2Config,
-    io: Lfm2GraphIO,
-    /** KV positions to allocate up front; the caches grow by doubling beyond it. */
+    private readonly config: Lfm2Config,
+    private readonly io: Lfm2GraphIO,
+    /** KV positions to allocate up front; the caches grow by half beyond it. */
     capacity = 256,
   ) {
     this.mask = Array.from({ length: batch }, () => []);
     this.nextPosition = new Array(batch).fill(0);
-    const D = config.hiddenSize;
-    const L = config.convLCache;
-    for (const i of io.convLayers) {
-      this.convState.set(pastConvName(i), new ort.Tensor("float32", new Float32Array(batch * (L - 1) * D), [batch, L - 1, D]));
-    }
     for (const i of io.attentionLayers) {
       this.keys.set(i, new KvCache(batch, config.numKvHeads, config.headDim, capacity));
       this.values.set(i, new KvCache(batch, config.numKvHeads, config.headDim, capacity));
     }
+    this.reset();
+  }
+
+  /** Empties the state for a new sequence, keeping the KV buffers (no reallocation). */
+  reset(): void {
+    const { batch } = this;
+    const D = this.config.hiddenSize;
+    const L = this.config.convLCache;
+    for (const row of this.mask) row.length = 0;
+    this.nextPosition.fill(0);
+    for (const i of this.io.convLayers) {
+      this.convState.set(pastConvName(i), new ort.Tensor("float32", new Float32Array(batch * (L - 1) * D), [batch, L - 1, D]));
+    }
+    for (const cache of [...this.keys.values(), ...this.values.values()]) cache.length = 0;
   }
 
   get length(): number {
@@ -149,7 +159,7 @@ export interface ForwardRequest {
   keep?: number;
   /** Rows of the flattened [B·S, D] input embeddings to replace (vision / audio features). */
   overrides?: { index: number[]; values: Float32Array };
-  /** Extra graph outputs to return (e.g. `hidden.3`). */
+  /** Extra graph outputs to return (e.g. `hidden.3`); such a call runs in one piece. */
   extraOutputs?: string[];
 }
 
@@ -160,14 +170,34 @@ export interface ForwardResult {
   extra: Record<string, ort.Tensor>;
 }
 
+export interface RuntimeOptions {
+  /**
+   * Longest piece a prompt is run in (default 256). Attention's working memory grows with the
+   * square of a call's length, so a long prompt runs as consecutive pieces through the same
+   * decode state — the same result, a bounded peak. (Single sequences only; see forward.)
+   */
+  prefillChunk?: number;
+}
+
+export const DEFAULT_PREFILL_CHUNK = 256;
+
 export class Lfm2Runtime {
+  readonly prefillChunk: number;
+
   constructor(
     readonly session: ort.InferenceSession,
     readonly config: Lfm2Config,
     readonly io: Lfm2GraphIO,
+    /** The token-embedding rows (read per call; see embeddings.ts). */
+    readonly embeddings: EmbeddingTable,
     /** The model.onnx this session runs (for profiling), when it came from a file. */
     readonly graphPath?: string,
-  ) {}
+    options: RuntimeOptions = {},
+  ) {
+    const chunk = options.prefillChunk ?? DEFAULT_PREFILL_CHUNK;
+    if (!Number.isInteger(chunk) || chunk < 1) throw new LfmError("INVALID_ARGUMENT", `prefillChunk must be a positive integer (got ${chunk}).`);
+    this.prefillChunk = chunk;
+  }
 
   /** `capacity`: KV positions to allocate up front (prompt + new tokens avoids any regrowth). */
   newState(batch = 1, capacity?: number): DecodeState {
@@ -178,8 +208,9 @@ export class Lfm2Runtime {
   async forward(state: DecodeState, req: ForwardRequest): Promise<ForwardResult> {
     const B = state.batch;
     const S = req.ids[0]?.length ?? 0;
-    if (req.ids.length !== B || req.ids.some((r) => r.length !== S)) {
-      throw new LfmError("INVALID_ARGUMENT", `forward expects ${B} rows of equal length`);
+    const D = this.config.hiddenSize;
+    if (req.ids.length !== B || req.ids.some((r) => r.length !== S) || (req.mask && (req.mask.length !== B || req.mask.some((r) => r.length !== S)))) {
+      throw new LfmError("INVALID_ARGUMENT", `forward expects ${B} rows of equal length (ids and mask)`);
     }
     if (S === 0) throw new LfmError("EMPTY_PROMPT", "nothing to run: the token list is empty.");
     const total = state.length + S;
@@ -190,12 +221,47 @@ export class Lfm2Runtime {
       );
     }
     const keep = Math.min(req.keep ?? 1, S);
-    const ids = new BigInt64Array(B * S);
+    const embeds = new Float32Array(B * S * D);
+    for (let b = 0; b < B; b++) this.embeddings.lookup(req.ids[b], embeds, b * S * D);
+    if (req.overrides) {
+      const { index, values } = req.overrides;
+      if (values.length !== index.length * D) throw new LfmError("INVALID_ARGUMENT", `overrides: ${index.length} rows need ${index.length * D} values, got ${values.length}.`);
+      for (let r = 0; r < index.length; r++) {
+        const row = index[r];
+        if (!Number.isInteger(row) || row < 0 || row >= B * S) throw new LfmError("INVALID_ARGUMENT", `overrides: row ${row} is outside the ${B}×${S} input.`);
+        embeds.set(values.subarray(r * D, (r + 1) * D), row * D);
+      }
+    }
+    const mask = req.mask ?? req.ids.map((r) => r.map(() => 1));
+    // onnxruntime's GroupQueryAttention takes several new positions after a past only for one
+    // sequence, so batches (and calls asking for per-layer outputs) run in one piece.
+    if (req.extraOutputs?.length || S <= this.prefillChunk || B > 1) return this.run(state, embeds, mask, S, keep, req.extraOutputs ?? []);
+
+    // A long prompt in pieces; each piece keeps the positions it holds of the last `keep`.
+    const width = this.io.output === "logits" ? this.config.vocabSize : D;
+    const output = new Float32Array(B * keep * width);
+    for (let s0 = 0; s0 < S; s0 += this.prefillChunk) {
+      const s1 = Math.min(S, s0 + this.prefillChunk);
+      const Sc = s1 - s0;
+      const kept = Math.max(0, s1 - Math.max(s0, S - keep));
+      const piece = new Float32Array(B * Sc * D);
+      for (let b = 0; b < B; b++) piece.set(embeds.subarray((b * S + s0) * D, (b * S + s1) * D), b * Sc * D);
+      const out = await this.run(state, piece, mask.map((r) => r.slice(s0, s1)), Sc, Math.max(1, kept), []);
+      if (kept === 0) continue;
+      const at = keep - (S - s1) - kept; // first kept position of this piece within the output
+      for (let b = 0; b < B; b++) output.set(out.output.subarray(b * kept * width, (b + 1) * kept * width), (b * keep + at) * width);
+    }
+    return { output, width, extra: {} };
+  }
+
+  /** One session call over `S` positions whose input embeddings are `embeds` [B, S, D]. */
+  private async run(state: DecodeState, embeds: Float32Array, mask: number[][], S: number, keep: number, extraOutputs: string[]): Promise<ForwardResult> {
+    const B = state.batch;
+    const total = state.length + S;
     const positions = new BigInt64Array(B * S);
     for (let b = 0; b < B; b++) {
       for (let s = 0; s < S; s++) {
-        const real = req.mask ? req.mask[b][s] : 1;
-        ids[b * S + s] = BigInt(req.ids[b][s]);
+        const real = mask[b][s];
         state.mask[b].push(real ? 1 : 0);
         // HF: position = cumsum(mask) - 1, so left padding does not shift real tokens.
         positions[b * S + s] = BigInt(real ? state.nextPosition[b]++ : 0);
@@ -205,7 +271,7 @@ export class Lfm2Runtime {
     for (let b = 0; b < B; b++) for (let t = 0; t < total; t++) maskData[b * total + t] = BigInt(state.mask[b][t]);
 
     const feeds: Record<string, ort.Tensor> = {
-      input_ids: new ort.Tensor("int64", ids, [B, S]),
+      inputs_embeds: new ort.Tensor("float32", embeds, [B, S, this.config.hiddenSize]),
       attention_mask: new ort.Tensor("int64", maskData, [B, total]),
       position_ids: new ort.Tensor("int64", positions, [B, S]),
       num_logits_to_keep: new ort.Tensor("int64", BigInt64Array.from([BigInt(keep)]), [1]),
@@ -215,14 +281,8 @@ export class Lfm2Runtime {
       feeds[pastKeyName(i)] = (state.keys.get(i) as KvCache).tensor();
       feeds[pastValueName(i)] = (state.values.get(i) as KvCache).tensor();
     }
-    if (this.io.hasEmbedOverrides) {
-      const D = this.config.hiddenSize;
-      const o = req.overrides ?? { index: [], values: new Float32Array(0) };
-      feeds.embeds_override = new ort.Tensor("float32", o.values, [o.index.length, D]);
-      feeds.embeds_override_index = new ort.Tensor("int64", BigInt64Array.from(o.index.map(BigInt)), [o.index.length]);
-    }
 
-    const fetches = [this.io.output, ...(req.extraOutputs ?? [])];
+    const fetches = [this.io.output, ...extraOutputs];
     for (const i of this.io.convLayers) fetches.push(presentConvName(i));
     for (const i of this.io.attentionLayers) fetches.push(newKeyName(i), newValueName(i));
     let out: ort.InferenceSession.ReturnType;
@@ -238,7 +298,12 @@ export class Lfm2Runtime {
     }
     const main = out[this.io.output];
     const extra: Record<string, ort.Tensor> = {};
-    for (const name of req.extraOutputs ?? []) extra[name] = out[name];
+    for (const name of extraOutputs) extra[name] = out[name];
     return { output: main.data as Float32Array, width: main.dims[2], extra };
+  }
+
+  async release(): Promise<void> {
+    this.embeddings.close();
+    await this.session.release();
   }
 }

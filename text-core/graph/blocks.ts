@@ -17,6 +17,8 @@ export interface WeightSource {
   readFloat32(name: string): Float32Array;
   /** Rows [start, start + count) of a matrix; lets big weights be quantised a slice at a time. */
   readFloat32Rows?(name: string, start: number, count: number): Float32Array;
+  /** The stored value type (safetensors names: "BF16", "F32", …), when known. */
+  dtype?(name: string): string;
 }
 
 export type Precision = "fp32" | "q8" | "q4";

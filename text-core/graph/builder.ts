@@ -70,6 +70,7 @@ export class GraphBuilder {
   private readonly used = new Set<string>();
   private readonly constCache = new Map<string, string>();
   private readonly domains = new Map<string, number>([["", 17]]);
+  private readonly sideFiles = new Map<string, (fd: number) => void>();
 
   constructor(readonly graphName: string) {}
 
@@ -107,6 +108,12 @@ export class GraphBuilder {
       this.nodes.push({ opType: "Identity", domain: "", inputs: [value], outputs: [name], name: `${name}/Identity`, attrs: {} });
     }
     this.outputs.push({ name, elemType, dims });
+  }
+
+  /** A file saved beside the graph (e.g. the embedding table), written by `write` at save time. */
+  sideFile(name: string, write: (fd: number) => void): void {
+    if (name.startsWith("model.onnx")) throw new Error(`side file ${name} would clash with the graph's own files`);
+    this.sideFiles.set(name, write);
   }
 
   hasInitializer(name: string): boolean {
@@ -229,7 +236,7 @@ export class GraphBuilder {
   }
 
   /**
-   * Writes `dir/model.onnx` and `dir/model.onnx.data`. Written into a temporary sibling folder
+   * Writes `dir/model.onnx`, `dir/model.onnx.data` and the side files. Written into a temporary sibling folder
    * and renamed into place, so an interrupted build never leaves a half-written model behind.
    */
   save(dir: string): void {
@@ -252,6 +259,14 @@ export class GraphBuilder {
         1024,
       );
       writeFileSync(join(tmp, "model.onnx"), onnx.ModelProto.encode(proto).finish());
+      for (const [name, write] of this.sideFiles) {
+        const sideFd = openSync(join(tmp, name), "w");
+        try {
+          write(sideFd);
+        } finally {
+          closeSync(sideFd);
+        }
+      }
     } catch (e) {
       closeSync(fd);
       rmSync(tmp, { recursive: true, force: true });
