@@ -70,10 +70,14 @@ function matrixWeights(config: ReturnType<typeof parseLfm2Config>): number {
   return weights + config.vocabSize * config.hiddenSize; // the tied head
 }
 
-/** Bytes per weight: ours q4/q8 hold a float32 scale per 32 weights; GGUF Q4_0/Q8_0 an f16 one. */
+/**
+ * Bytes a decode step reads per weight. Ours: onnxruntime's int8-compute kernel reads the codes
+ * plus two float32 values per block (scale and block sum): q4 blocks of 32, q8 blocks of 64.
+ * GGUF Q4_0/Q8_0: an f16 scale per 32.
+ */
 function bytesPerWeight(engine: "ours" | "llama", precision: string): number {
   if (engine === "llama") return BLOCK_BYTES[GGUF_FOR[precision]] / 32;
-  return precision === "q4" ? 0.5 + 4 / 32 : precision === "q8" ? 1 + 4 / 32 : 4;
+  return precision === "q4" ? 0.5 + 8 / 32 : precision === "q8" ? 1 + 8 / 64 : 4;
 }
 
 interface WorkerResult {
@@ -222,7 +226,7 @@ writeFileSync(
       settings: { ...settings, engines },
       notes: [
         "ratios are ours / llama.cpp: above 1 is better for ours in prefill and decode, below 1 is better for ours in TTFT and peak RSS",
-        "decodeEfficiency = weightBytesPerToken × decode tok/s / memoryBandwidth (weightBytesPerToken: every matrix incl. the tied head, at the engine's storage: ours q4 0.625 B, q8 1.125 B; GGUF Q4_0 0.5625 B, Q8_0 1.0625 B per weight)",
+        "decodeEfficiency = weightBytesPerToken × decode tok/s / memoryBandwidth (weightBytesPerToken: every matrix incl. the tied head, as the engine's kernels read them: ours q4 0.75 B (codes, float32 scale and block sum per 32), q8 1.125 B (per 64); GGUF Q4_0 0.5625 B, Q8_0 1.0625 B per weight)",
         "llama.cpp through node-llama-cpp: CPU backend, useMmap false, flash attention and F16 KV cache at their defaults, batch = whole prompt; greedy sampling in llama.cpp, argmax in JS for ours",
       ],
       results,

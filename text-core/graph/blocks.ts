@@ -7,7 +7,7 @@
  */
 import { LfmError } from "../errors.ts";
 import { ElemType, type GraphBuilder } from "./builder.ts";
-import { QUANT_BLOCK, type QuantizedMatrix, canQuantize, quantizeBlocks } from "./quantize.ts";
+import { type QuantizedMatrix, canQuantize, quantBlock, quantizeBlocks } from "./quantize.ts";
 
 /** Where weights come from: a checkpoint, or a synthetic source in tests and benchmarks. */
 export interface WeightSource {
@@ -93,10 +93,11 @@ export function layerNorm(ctx: BuildContext, x: string, prefix: string, eps: num
 export function linear(ctx: BuildContext, x: string, weightName: string, outName: string, biasName?: string): string {
   const [outDim, inDim] = ctx.weights.shape(weightName);
   const bias = biasName ? weight(ctx, biasName) : undefined;
-  if (ctx.precision !== "fp32" && canQuantize(inDim)) {
-    const { codes, scales } = quantizedWeight(ctx, weightName, ctx.precision === "q4" ? 4 : 8);
+  const bits = ctx.precision === "q4" ? 4 : 8;
+  if (ctx.precision !== "fp32" && canQuantize(inDim, bits)) {
+    const { codes, scales } = quantizedWeight(ctx, weightName, bits);
     const inputs = bias ? [x, codes, scales, "", "", bias] : [x, codes, scales];
-    return ctx.b.op("MatMulNBits", inputs, outName, { K: inDim, N: outDim, bits: ctx.precision === "q4" ? 4 : 8, block_size: QUANT_BLOCK, accuracy_level: ACCURACY_LEVEL }, "com.microsoft");
+    return ctx.b.op("MatMulNBits", inputs, outName, { K: inDim, N: outDim, bits, block_size: quantBlock(bits), accuracy_level: ACCURACY_LEVEL }, "com.microsoft");
   }
   const wT = weight(ctx, weightName, (w) => transpose2d(w, outDim, inDim), [inDim, outDim]);
   const y = ctx.b.op("MatMul", [x, wT], bias ? `${outName}.matmul` : outName);
@@ -140,9 +141,9 @@ export function quantizedWeight(ctx: BuildContext, name: string, bits: 4 | 8, la
       return bytes;
     };
   };
-  const blocks = cols / QUANT_BLOCK;
+  const blocks = cols / quantBlock(bits);
   if (!ctx.b.hasInitializer(codesName)) {
-    const dims = layout === "matmul" ? [rows, blocks, (QUANT_BLOCK * bits) / 8] : [rows, (cols * bits) / 8];
+    const dims = layout === "matmul" ? [rows, blocks, (quantBlock(bits) * bits) / 8] : [rows, (cols * bits) / 8];
     ctx.b.initializer(codesName, ElemType.UINT8, dims, use((q) => q.codes));
   }
   if (!ctx.b.hasInitializer(scalesName)) {
@@ -155,9 +156,9 @@ export function quantizedWeight(ctx: BuildContext, name: string, bits: 4 | 8, la
 function quantizeWeight(weights: WeightSource, name: string, rows: number, cols: number, bits: 4 | 8): QuantizedMatrix {
   if (!weights.readFloat32Rows) return quantizeBlocks(weights.readFloat32(name), rows, cols, bits);
   const sliceRows = Math.max(1, Math.floor((4 << 20) / cols));
-  const blob = (QUANT_BLOCK * bits) / 8;
-  const blocksPerRow = cols / QUANT_BLOCK;
-  const out: QuantizedMatrix = { bits, rows, cols, codes: new Uint8Array(rows * blocksPerRow * blob), scales: new Float32Array(rows * blocksPerRow) };
+  const blob = (quantBlock(bits) * bits) / 8;
+  const blocksPerRow = cols / quantBlock(bits);
+  const out: QuantizedMatrix = { bits, block: quantBlock(bits), rows, cols, codes: new Uint8Array(rows * blocksPerRow * blob), scales: new Float32Array(rows * blocksPerRow) };
   for (let r = 0; r < rows; r += sliceRows) {
     const n = Math.min(sliceRows, rows - r);
     const part = quantizeBlocks(weights.readFloat32Rows(name, r, n), n, cols, bits);
@@ -174,10 +175,10 @@ function quantizeWeight(weights: WeightSource, name: string, rows: number, cols:
  */
 export function embedding(ctx: BuildContext, ids: string, weightName: string, outName: string): string {
   const [, dimension] = ctx.weights.shape(weightName);
-  if (ctx.precision !== "fp32" && canQuantize(dimension)) {
-    const bits = ctx.precision === "q4" ? 4 : 8;
+  const bits = ctx.precision === "q4" ? 4 : 8;
+  if (ctx.precision !== "fp32" && canQuantize(dimension, bits)) {
     const { codes, scales } = quantizedWeight(ctx, weightName, bits, "gather");
-    return ctx.b.op("GatherBlockQuantized", [codes, ids, scales], outName, { gather_axis: 0, quantize_axis: 1, block_size: QUANT_BLOCK, bits }, "com.microsoft");
+    return ctx.b.op("GatherBlockQuantized", [codes, ids, scales], outName, { gather_axis: 0, quantize_axis: 1, block_size: quantBlock(bits), bits }, "com.microsoft");
   }
   return ctx.b.op("Gather", [weight(ctx, weightName), ids], outName);
 }
