@@ -11,20 +11,17 @@
  * 0…S−1 for every row, as `Lfm2Model` numbers them without `position_ids`.
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { ChatTemplate } from "../text-core/chat.ts";
 import { type Lfm2Config, loadLfm2Config, readConfigJson } from "../text-core/config.ts";
 import { LfmError } from "../text-core/errors.ts";
-import { cacheWriteError, cachedGraph, defaultCacheDir, discardCachedGraph, graphCacheKey } from "../text-core/graph-cache.ts";
 import type { Precision, WeightSource } from "../text-core/graph/blocks.ts";
 import { EmbeddingTable } from "../text-core/embeddings.ts";
-import { EMBEDDINGS_FILE, findTextPrefix, lfm2GraphIO, type Lfm2GraphIO, pastConvName, pastKeyName, pastValueName } from "../text-core/lfm2.ts";
+import { findTextPrefix, lfm2GraphIO, type Lfm2GraphIO, pastConvName, pastKeyName, pastValueName } from "../text-core/lfm2.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
-import { checkpointWeights } from "../text-core/model.ts";
-import { createSession } from "../text-core/runtime.ts";
+import { checkpointWeights, openCachedGraph } from "../text-core/model.ts";
 import { Checkpoint } from "../text-core/safetensors.ts";
 import { Lfm2Tokenizer } from "../text-core/tokenizer.ts";
 import { buildColbertGraph, type DenseLayer, EMBEDDINGS_OUTPUT } from "./colbert-graph.ts";
@@ -274,45 +271,23 @@ async function openSession(
     });
     const weights = checkpointWeights(backbone);
     const prefix = findTextPrefix(weights);
-    const build = () => {
-      progress("building the ONNX graph from the checkpoint");
-      return buildColbertGraph(config, weights, prefix, dense, precision).builder;
-    };
-    let cacheRoot: string;
-    try {
-      cacheRoot = opts.cacheDir === false ? mkdtempSync(join(tmpdir(), "lfm2-colbert-graph-")) : (opts.cacheDir ?? defaultCacheDir());
-    } catch (e) {
-      throw cacheWriteError(tmpdir(), e);
-    }
-    try {
-      const files = [
-        join(folder.backboneDir, "config.json"),
-        ...backbone.files,
-        ...folder.dense.flatMap((d) => [join(folder.dir, d.path, "config.json"), d.weightsFile]),
-      ];
-      const key = graphCacheKey("colbert", files, { precision, graph: GRAPH_FINGERPRINT }, cacheRoot);
-      const cached = cachedGraph(cacheRoot, key, build);
-      progress("loading the graph into onnxruntime");
-      const open = async (graphDir: string) => {
-        const embeddings = EmbeddingTable.open(join(graphDir, EMBEDDINGS_FILE), config.vocabSize, config.hiddenSize);
-        try {
-          return { embeddings, session: await createSession(join(graphDir, "model.onnx"), { threads: opts.threads }) };
-        } catch (e) {
-          embeddings.close();
-          throw e;
-        }
-      };
-      try {
-        return await open(cached.dir);
-      } catch (e) {
-        if (cached.built) throw e;
-        progress("the cached graph is unreadable; rebuilding it");
-        discardCachedGraph(cached.dir);
-        return await open(cachedGraph(cacheRoot, key, build).dir);
-      }
-    } finally {
-      if (opts.cacheDir === false && existsSync(cacheRoot)) rmSync(cacheRoot, { recursive: true, force: true });
-    }
+    const files = [
+      join(folder.backboneDir, "config.json"),
+      ...backbone.files,
+      ...folder.dense.flatMap((d) => [join(folder.dir, d.path, "config.json"), d.weightsFile]),
+    ];
+    const { session, embeddings } = await openCachedGraph({
+      kind: "colbert",
+      files,
+      options: { precision, graph: GRAPH_FINGERPRINT },
+      build: () => buildColbertGraph(config, weights, prefix, dense, precision).builder,
+      vocabSize: config.vocabSize,
+      hiddenSize: config.hiddenSize,
+      cacheDir: opts.cacheDir,
+      threads: opts.threads,
+      progress,
+    });
+    return { session, embeddings };
   } finally {
     for (const ck of checkpoints) ck.close();
   }

@@ -11,6 +11,7 @@ import { LfmError } from "./errors.ts";
 import { type GenerateOptions, generate, generateBatch } from "./generate.ts";
 import { cacheWriteError, cachedGraph, defaultCacheDir, discardCachedGraph, graphCacheKey } from "./graph-cache.ts";
 import type { Precision, WeightSource } from "./graph/blocks.ts";
+import type { GraphBuilder } from "./graph/builder.ts";
 import { EMBEDDINGS_FILE, buildLfm2Graph, findTextPrefix, type Lfm2GraphOptions, lfm2GraphIO } from "./lfm2.ts";
 import { resolveModelDir } from "./model-dir.ts";
 import type { InferenceSession } from "onnxruntime-node";
@@ -158,6 +159,70 @@ function loadChatTemplate(dir: string, tokenizer: Lfm2Tokenizer): ChatTemplate |
   }
 }
 
+/** A built graph opened: its session and its embedding table. */
+export interface OpenedGraph {
+  session: InferenceSession;
+  embeddings: EmbeddingTable;
+  /** The model.onnx the session runs (absent when built in a temporary folder). */
+  graphPath?: string;
+}
+
+/**
+ * Finds the graph of `files` + `options` in the cache (building it with `build` when absent) and
+ * opens it. A cached graph that cannot be opened (damaged on disk, edited by hand) is built once
+ * more. With `cacheDir: false` it is built in a temporary folder removed once opened.
+ */
+export async function openCachedGraph(spec: {
+  kind: string;
+  files: string[];
+  options: unknown;
+  build: () => GraphBuilder;
+  vocabSize: number;
+  hiddenSize: number;
+  cacheDir?: string | false;
+  threads?: number;
+  progress?: (stage: string) => void;
+}): Promise<OpenedGraph> {
+  const progress = spec.progress ?? (() => {});
+  let cacheRoot: string;
+  try {
+    cacheRoot = spec.cacheDir === false ? mkdtempSync(join(tmpdir(), `lfm2-${spec.kind}-graph-`)) : (spec.cacheDir ?? defaultCacheDir());
+  } catch (e) {
+    throw cacheWriteError(tmpdir(), e);
+  }
+  const build = () => {
+    progress("building the ONNX graph from the checkpoint");
+    return spec.build();
+  };
+  const open = async (graphDir: string): Promise<OpenedGraph> => {
+    const embeddings = EmbeddingTable.open(join(graphDir, EMBEDDINGS_FILE), spec.vocabSize, spec.hiddenSize);
+    try {
+      const session = await createSession(join(graphDir, "model.onnx"), { threads: spec.threads });
+      return { session, embeddings, graphPath: spec.cacheDir === false ? undefined : join(graphDir, "model.onnx") };
+    } catch (e) {
+      embeddings.close();
+      throw e;
+    }
+  };
+  try {
+    const key = graphCacheKey(spec.kind, spec.files, spec.options, cacheRoot);
+    const cached = cachedGraph(cacheRoot, key, build);
+    progress("loading the graph into onnxruntime");
+    try {
+      return await open(cached.dir);
+    } catch (e) {
+      if (cached.built) throw e;
+      progress("the cached graph is unreadable; rebuilding it");
+      discardCachedGraph(cached.dir);
+      return await open(cachedGraph(cacheRoot, key, build).dir);
+    }
+  } finally {
+    // The files of an open session may go: onnxruntime has read the graph, and the table's
+    // descriptor stays valid after its file is removed.
+    if (spec.cacheDir === false && existsSync(cacheRoot)) rmSync(cacheRoot, { recursive: true, force: true });
+  }
+}
+
 /** Builds (or finds in the cache) the graph for `dir` and opens an onnxruntime session on it. */
 export async function buildRuntime(
   dir: string,
@@ -170,46 +235,18 @@ export async function buildRuntime(
   try {
     const weights = checkpointWeights(ck);
     const prefix = findTextPrefix(weights);
-    const build = () => {
-      progress("building the ONNX graph from the checkpoint");
-      return buildLfm2Graph(config, weights, prefix, graphOptions).builder;
-    };
-    let cacheRoot: string;
-    try {
-      cacheRoot = opts.cacheDir === false ? mkdtempSync(join(tmpdir(), "lfm2-graph-")) : (opts.cacheDir ?? defaultCacheDir());
-    } catch (e) {
-      throw cacheWriteError(tmpdir(), e);
-    }
-    try {
-      const files = [join(dir, "config.json"), ...ck.files];
-      const key = graphCacheKey("lfm2", files, graphOptions, cacheRoot);
-      const cached = cachedGraph(cacheRoot, key, build);
-      progress("loading the graph into onnxruntime");
-      const open = async (graphDir: string) => {
-        const embeddings = EmbeddingTable.open(join(graphDir, EMBEDDINGS_FILE), config.vocabSize, config.hiddenSize);
-        try {
-          return { embeddings, session: await createSession(join(graphDir, "model.onnx"), { threads: opts.threads }) };
-        } catch (e) {
-          embeddings.close();
-          throw e;
-        }
-      };
-      let opened: { embeddings: EmbeddingTable; session: InferenceSession };
-      try {
-        opened = await open(cached.dir);
-      } catch (e) {
-        if (cached.built) throw e;
-        // A cached graph that cannot be read (damaged on disk, edited by hand): build it again.
-        progress("the cached graph is unreadable; rebuilding it");
-        discardCachedGraph(cached.dir);
-        opened = await open(cachedGraph(cacheRoot, key, build).dir);
-      }
-      // With cacheDir false the graph file is removed after loading, so it cannot be profiled later.
-      const graphPath = opts.cacheDir === false ? undefined : join(cached.dir, "model.onnx");
-      return new Lfm2Runtime(opened.session, config, lfm2GraphIO(config, graphOptions), opened.embeddings, graphPath, { prefillChunk: opts.prefillChunk });
-    } finally {
-      if (opts.cacheDir === false && existsSync(cacheRoot)) rmSync(cacheRoot, { recursive: true, force: true });
-    }
+    const opened = await openCachedGraph({
+      kind: "lfm2",
+      files: [join(dir, "config.json"), ...ck.files],
+      options: graphOptions,
+      build: () => buildLfm2Graph(config, weights, prefix, graphOptions).builder,
+      vocabSize: config.vocabSize,
+      hiddenSize: config.hiddenSize,
+      cacheDir: opts.cacheDir,
+      threads: opts.threads,
+      progress,
+    });
+    return new Lfm2Runtime(opened.session, config, lfm2GraphIO(config, graphOptions), opened.embeddings, opened.graphPath, { prefillChunk: opts.prefillChunk });
   } finally {
     ck.close();
   }
