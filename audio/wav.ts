@@ -1,0 +1,259 @@
+/**
+ * WAV in: a file or bytes → mono float32 samples at the file's own rate. `wavefile` parses the
+ * container (RIFF / RIFX / RF64, the fmt and data chunks) and decodes the companded encodings
+ * (A-law, µ-law, IMA ADPCM); linear PCM and float samples are converted here, averaging the
+ * channels as they are read, so a long multi-channel file never exists in memory as float64.
+ *
+ * Scaling is torchaudio's (`torchaudio.load(normalize=True)`): unsigned 8-bit (v − 128) / 128,
+ * signed n-bit v / 2^(n−1), float as stored. Everything a user can get wrong — not a WAV, a
+ * truncated or damaged file, an encoding or sample rate we do not read, no samples, a recording
+ * too long for memory — is an `LfmError` (WAV_INVALID, WAV_UNSUPPORTED, AUDIO_EMPTY, AUDIO_TOO_LONG).
+ */
+import { closeSync, openSync, readSync, readFileSync, statSync } from "node:fs";
+import wavefile from "wavefile";
+import { LfmError } from "../text-core/errors.ts";
+
+export interface AudioClip {
+  /** Mono samples (channels averaged), nominally in [-1, 1]. */
+  samples: Float32Array;
+  sampleRateHz: number;
+  /** Channels of the source before the downmix. */
+  channels: number;
+  /** Source encoding: "pcm8", "pcm16", "pcm24", "pcm32", "float32", "float64", "alaw", "mulaw", "ima-adpcm". */
+  encoding: string;
+}
+
+export interface ReadAudioOptions {
+  /** Longest recording accepted, in seconds (default 3 hours): beyond it, AUDIO_TOO_LONG. */
+  maxSeconds?: number;
+}
+
+/** Sample rates accepted: telephone-band 4 kHz up to 768 kHz studio rates. */
+export const MIN_SAMPLE_RATE_HZ = 4000;
+export const MAX_SAMPLE_RATE_HZ = 768_000;
+export const DEFAULT_MAX_SECONDS = 3 * 3600;
+
+const WAVE_FORMAT = { PCM: 1, IEEE_FLOAT: 3, ALAW: 6, MULAW: 7, IMA_ADPCM: 17, EXTENSIBLE: 0xfffe } as const;
+
+/** The parts of wavefile's parsed header used here (its typings declare them as `object`). */
+interface WavFmt {
+  audioFormat: number;
+  numChannels: number;
+  sampleRate: number;
+  blockAlign: number;
+  bitsPerSample: number;
+  subformat: number[];
+}
+interface WavData {
+  chunkSize: number;
+  samples: Uint8Array;
+}
+
+const CONVERT_HINT = "Convert it to 16-bit PCM WAV, e.g. `ffmpeg -i INPUT -ar 16000 -ac 1 -c:a pcm_s16le out.wav`.";
+
+/** What a file that is not a WAV is, from its first bytes (for the message). */
+function sniffContainer(head: Uint8Array): string | null {
+  const ascii = (from: number, to: number) => String.fromCharCode(...head.subarray(from, to));
+  if (ascii(0, 4) === "fLaC") return "FLAC";
+  if (ascii(0, 4) === "OggS") return "Ogg (Vorbis/Opus)";
+  if (ascii(0, 3) === "ID3" || (head[0] === 0xff && (head[1] & 0xe0) === 0xe0)) return "MP3";
+  if (ascii(4, 8) === "ftyp") return "MP4/M4A";
+  if (ascii(0, 4) === "FORM") return "AIFF";
+  if (head[0] === 0x1a && head[1] === 0x45 && head[2] === 0xdf && head[3] === 0xa3) return "WebM/Matroska";
+  return null;
+}
+
+function isWavContainer(head: Uint8Array): boolean {
+  const id = String.fromCharCode(...head.subarray(0, 4));
+  return (id === "RIFF" || id === "RIFX" || id === "RF64") && String.fromCharCode(...head.subarray(8, 12)) === "WAVE";
+}
+
+function notWav(bytes: Uint8Array, name: string): LfmError {
+  const kind = sniffContainer(bytes);
+  if (kind) {
+    return new LfmError("WAV_UNSUPPORTED", `${name} is ${kind} audio; only WAV files are read. ${CONVERT_HINT}`);
+  }
+  return new LfmError("WAV_INVALID", `${name} is not a WAV file (no RIFF/WAVE header). Give a .wav recording. ${CONVERT_HINT}`);
+}
+
+/** wavefile's parse of `bytes`, as WAV_INVALID when the header is damaged. */
+function parseHeader(bytes: Uint8Array, name: string): { wav: InstanceType<typeof wavefile.WaveFile>; fmt: WavFmt; data: WavData } {
+  if (bytes.length < 12 || !isWavContainer(bytes)) throw notWav(bytes, name);
+  let wav: InstanceType<typeof wavefile.WaveFile>;
+  try {
+    wav = new wavefile.WaveFile(bytes);
+  } catch (e) {
+    const reason = (e as Error).message;
+    const hint = bytes.length < 44 ? " (the file is shorter than a WAV header: truncated?)" : "";
+    throw new LfmError("WAV_INVALID", `${name}: the WAV header is damaged or truncated (${reason})${hint}. Re-export the recording.`, { cause: e });
+  }
+  return { wav, fmt: wav.fmt as unknown as WavFmt, data: wav.data as unknown as WavData };
+}
+
+/** The encoding of a parsed header, or WAV_UNSUPPORTED naming it. */
+function encodingOf(fmt: WavFmt, name: string): string {
+  const format = fmt.audioFormat === WAVE_FORMAT.EXTENSIBLE && fmt.subformat.length > 0 ? fmt.subformat[0] : fmt.audioFormat;
+  const bits = fmt.bitsPerSample;
+  if (format === WAVE_FORMAT.PCM && [8, 16, 24, 32].includes(bits)) return `pcm${bits}`;
+  if (format === WAVE_FORMAT.IEEE_FLOAT && (bits === 32 || bits === 64)) return `float${bits}`;
+  if (format === WAVE_FORMAT.ALAW && bits === 8) return "alaw";
+  if (format === WAVE_FORMAT.MULAW && bits === 8) return "mulaw";
+  if (format === WAVE_FORMAT.IMA_ADPCM && bits === 4) return "ima-adpcm";
+  const what = format === WAVE_FORMAT.PCM ? `${bits}-bit PCM` : format === WAVE_FORMAT.IEEE_FLOAT ? `${bits}-bit float` : `format code 0x${format.toString(16)}, ${bits} bits`;
+  throw new LfmError(
+    "WAV_UNSUPPORTED",
+    `${name} uses an encoding that is not read (${what}); supported: 8/16/24/32-bit PCM, 32/64-bit float, A-law, µ-law, IMA ADPCM. ${CONVERT_HINT}`,
+  );
+}
+
+function checkFormat(fmt: WavFmt, name: string): void {
+  if (!Number.isInteger(fmt.numChannels) || fmt.numChannels < 1) {
+    throw new LfmError("WAV_INVALID", `${name}: the WAV header declares ${fmt.numChannels} channels. Re-export the recording.`);
+  }
+  if (!Number.isFinite(fmt.sampleRate) || fmt.sampleRate < MIN_SAMPLE_RATE_HZ || fmt.sampleRate > MAX_SAMPLE_RATE_HZ) {
+    throw new LfmError(
+      "WAV_UNSUPPORTED",
+      `${name}: a sample rate of ${fmt.sampleRate} Hz is outside ${MIN_SAMPLE_RATE_HZ}–${MAX_SAMPLE_RATE_HZ} Hz; the header is probably wrong. ${CONVERT_HINT}`,
+    );
+  }
+}
+
+/** Frames the declared data chunk holds, for the length check before a big file is read whole. */
+function declaredSeconds(fmt: WavFmt, data: WavData): number {
+  const bytesPerSecond = fmt.audioFormat === WAVE_FORMAT.IMA_ADPCM ? (fmt.sampleRate * fmt.numChannels) / 2 : fmt.sampleRate * fmt.blockAlign;
+  return bytesPerSecond > 0 ? data.chunkSize / bytesPerSecond : 0;
+}
+
+function tooLong(name: string, seconds: number, maxSeconds: number): LfmError {
+  return new LfmError(
+    "AUDIO_TOO_LONG",
+    `${name} is ${(seconds / 60).toFixed(1)} minutes long; the limit is ${(maxSeconds / 60).toFixed(0)} minutes (maxSeconds) so that it fits in memory. ` +
+      `Split it (e.g. \`ffmpeg -i ${name} -f segment -segment_time 3600 part%02d.wav\`) or raise the limit.`,
+  );
+}
+
+/** Linear PCM / float bytes → mono float32, channels averaged frame by frame. */
+function decodeLinear(bytes: Uint8Array, encoding: string, channels: number, bigEndian: boolean): Float32Array {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const little = !bigEndian;
+  const bytesPerSample = encoding === "pcm8" ? 1 : encoding === "pcm16" ? 2 : encoding === "pcm24" ? 3 : encoding === "float64" ? 8 : 4;
+  const frames = Math.floor(bytes.byteLength / (bytesPerSample * channels));
+  const read: (at: number) => number =
+    encoding === "pcm8"
+      ? (at) => (view.getUint8(at) - 128) / 128
+      : encoding === "pcm16"
+        ? (at) => view.getInt16(at, little) / 32768
+        : encoding === "pcm24"
+          ? (at) => {
+              const b0 = view.getUint8(at);
+              const b1 = view.getUint8(at + 1);
+              const b2 = view.getUint8(at + 2);
+              const u = little ? b0 | (b1 << 8) | (b2 << 16) : b2 | (b1 << 8) | (b0 << 16);
+              return ((u << 8) >> 8) / 8388608; // sign-extend 24 → 32 bits
+            }
+          : encoding === "pcm32"
+            ? (at) => view.getInt32(at, little) / 2147483648
+            : encoding === "float32"
+              ? (at) => view.getFloat32(at, little)
+              : (at) => view.getFloat64(at, little);
+  const out = new Float32Array(frames);
+  const frameBytes = bytesPerSample * channels;
+  for (let f = 0; f < frames; f++) {
+    let sum = 0;
+    for (let c = 0; c < channels; c++) sum += read(f * frameBytes + c * bytesPerSample);
+    out[f] = channels === 1 ? sum : sum / channels;
+  }
+  return out;
+}
+
+/** A-law / µ-law / IMA ADPCM through wavefile's decoders (to 16-bit), then averaged. */
+function decodeCompanded(wav: InstanceType<typeof wavefile.WaveFile>, encoding: string, channels: number, name: string): Float32Array {
+  try {
+    if (encoding === "alaw") wav.fromALaw("16");
+    else if (encoding === "mulaw") wav.fromMuLaw("16");
+    else wav.fromIMAADPCM("16");
+  } catch (e) {
+    throw new LfmError("WAV_INVALID", `${name}: the ${encoding} data could not be decoded (${(e as Error).message}). Re-export the recording.`, { cause: e });
+  }
+  const decoded = wav.getSamples(false, Float64Array) as unknown as Float64Array | Float64Array[];
+  const perChannel = channels === 1 ? [decoded as Float64Array] : (decoded as Float64Array[]);
+  // ADPCM decodes whole blocks; the fact chunk holds the true length.
+  const declared = (wav.fact as unknown as { dwSampleLength?: number }).dwSampleLength ?? 0;
+  const frames = declared > 0 ? Math.min(declared, perChannel[0].length) : perChannel[0].length;
+  const out = new Float32Array(frames);
+  for (let f = 0; f < frames; f++) {
+    let sum = 0;
+    for (const ch of perChannel) sum += ch[f];
+    out[f] = sum / channels / 32768;
+  }
+  return out;
+}
+
+/** Decodes WAV bytes. `name` names the source in messages. */
+export function decodeWav(bytes: Uint8Array, name = "the audio", opts: ReadAudioOptions = {}): AudioClip {
+  const { wav, fmt, data } = parseHeader(bytes, name);
+  checkFormat(fmt, name);
+  const encoding = encodingOf(fmt, name);
+  const maxSeconds = opts.maxSeconds ?? DEFAULT_MAX_SECONDS;
+  const seconds = declaredSeconds(fmt, data);
+  if (seconds > maxSeconds) throw tooLong(name, seconds, maxSeconds);
+  const linear = encoding.startsWith("pcm") || encoding.startsWith("float");
+  if (linear && fmt.blockAlign !== (fmt.bitsPerSample / 8) * fmt.numChannels) {
+    throw new LfmError(
+      "WAV_INVALID",
+      `${name}: the WAV header is inconsistent (block align ${fmt.blockAlign} for ${fmt.numChannels} channels of ${fmt.bitsPerSample} bits). Re-export the recording.`,
+    );
+  }
+  // wavefile reads what is there; a data chunk shorter than its header says is a truncated file.
+  if (data.samples.length < data.chunkSize || (linear && data.samples.length % fmt.blockAlign !== 0)) {
+    throw new LfmError(
+      "WAV_INVALID",
+      `${name} is truncated: the header declares ${data.chunkSize} bytes of audio but the file holds ${data.samples.length}. ` +
+        "Re-copy or re-export it (a recording still being written, or an interrupted download?).",
+    );
+  }
+  const samples = linear ? decodeLinear(data.samples, encoding, fmt.numChannels, wav.container === "RIFX") : decodeCompanded(wav, encoding, fmt.numChannels, name);
+  if (samples.length === 0) throw new LfmError("AUDIO_EMPTY", `${name} holds no audio samples (zero-length recording).`);
+  for (let i = 0; i < samples.length; i++) {
+    if (!Number.isFinite(samples[i])) {
+      throw new LfmError("WAV_INVALID", `${name} holds a non-finite sample (NaN or infinity) at ${(i / fmt.sampleRate).toFixed(3)} s: the float data is damaged.`);
+    }
+  }
+  return { samples, sampleRateHz: fmt.sampleRate, channels: fmt.numChannels, encoding };
+}
+
+/** Header bytes read first, so that an over-long file is refused before it is read whole. */
+const HEADER_PROBE_BYTES = 1 << 20;
+
+/** Reads a WAV file; FILE_NOT_FOUND when it cannot be read, then as `decodeWav`. */
+export function readAudioFile(path: string, opts: ReadAudioOptions = {}): AudioClip {
+  let size: number;
+  try {
+    const st = statSync(path);
+    if (!st.isFile()) throw new Error("not a regular file");
+    size = st.size;
+  } catch (e) {
+    throw new LfmError("FILE_NOT_FOUND", `cannot read the audio file ${path}: ${(e as Error).message}.`, { cause: e });
+  }
+  if (size === 0) throw new LfmError("AUDIO_EMPTY", `${path} is an empty file.`);
+  if (size > HEADER_PROBE_BYTES) {
+    const head = new Uint8Array(HEADER_PROBE_BYTES);
+    const fd = openSync(path, "r");
+    try {
+      readSync(fd, head, 0, head.length, 0);
+    } finally {
+      closeSync(fd);
+    }
+    if (!isWavContainer(head)) throw notWav(head, path);
+    let seconds = 0;
+    try {
+      const { fmt, data } = parseHeader(head, path);
+      seconds = declaredSeconds(fmt, data);
+    } catch {
+      // e.g. the data chunk starts beyond the probe: the full read below decides
+    }
+    const maxSeconds = opts.maxSeconds ?? DEFAULT_MAX_SECONDS;
+    if (seconds > maxSeconds) throw tooLong(path, seconds, maxSeconds);
+  }
+  return decodeWav(readFileSync(path), path, opts);
+}

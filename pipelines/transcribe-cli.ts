@@ -1,0 +1,89 @@
+/**
+ * `lfm transcribe`: a WAV recording → text through an LFM2-Audio checkpoint (liquid-audio folder).
+ * With --json it prints `{"text", "duration", "chunks": [{"start", "end", "text", "ids"}]}` — a
+ * scriptable contract kept stable.
+ */
+import { join } from "node:path";
+import { Lfm2AudioModel } from "../audio/lfm2-audio-model.ts";
+import { readAudioFile } from "../audio/wav.ts";
+import { LfmError } from "../text-core/errors.ts";
+import { COMMON, type CliCommand, num, parse, precisionOf } from "./cli-kit.ts";
+import { transcribe } from "./transcribe.ts";
+
+/** The bundled tiny random LFM2-Audio: what runs without --model, so a fresh clone works offline. */
+const BUNDLED_AUDIO_MODEL = join(import.meta.dirname, "..", "fixtures", "audio", "tiny-lfm2-audio");
+
+const HELP = `lfm transcribe --model DIR FILE.wav [--json] [--max-tokens N] [options]
+  Transcribes a WAV recording (PCM 8/16/24/32-bit, float 32/64, A-law, µ-law, IMA ADPCM; any
+  channel count and sample rate) with an LFM2-Audio checkpoint (liquid-audio folder, e.g.
+  LiquidAI/LFM2-Audio-1.5B), as liquid-audio's ASR recipe: system prompt "Perform ASR.", greedy.
+  Recordings longer than one window are split at pauses into overlapping chunks whose
+  transcripts are joined on the words both heard (progress on stderr).
+  --json              Print {"text", "duration", "chunks": [{"start", "end", "text", "ids"}]}.
+  --max-tokens N      New tokens at most per chunk (default 512).
+  --chunk-seconds S   Longest chunk (default 30); --overlap-seconds S (default 4).
+  --system TEXT       Another system prompt (default "Perform ASR.").
+  --max-minutes M     Refuse recordings longer than this (default 180).
+  --precision P       LM weights: q4 (default) | q8 | fp32 (reference parity); the audio encoder
+                      runs in q8 unless fp32 is asked for.   Also: --threads N, --cache-dir DIR, --no-cache.`;
+
+function clock(seconds: number): string {
+  const m = Math.floor(seconds / 60);
+  return `${m}:${(seconds - 60 * m).toFixed(1).padStart(4, "0")}`;
+}
+
+export const transcribeCommand: CliCommand = {
+  name: "transcribe",
+  summary: "Speech to text from a WAV file (LFM2-Audio).",
+  help: HELP,
+  async run(args: string[], signal: AbortSignal): Promise<number> {
+    const { values: v, positionals } = parse(args, {
+      ...COMMON,
+      "max-tokens": { type: "string" },
+      "chunk-seconds": { type: "string" },
+      "overlap-seconds": { type: "string" },
+      "max-minutes": { type: "string" },
+      system: { type: "string" },
+    });
+    if (positionals.length !== 1) throw new LfmError("INVALID_ARGUMENT", "transcribe takes exactly one audio FILE (lfm transcribe --model DIR FILE.wav).");
+    const maxTokens = num(v, "max-tokens", "int");
+    if (maxTokens !== undefined && maxTokens < 1) throw new LfmError("INVALID_ARGUMENT", `--max-tokens must be at least 1 (got ${maxTokens}).`);
+    const maxMinutes = num(v, "max-minutes", "float");
+    if (maxMinutes !== undefined && !(maxMinutes > 0)) throw new LfmError("INVALID_ARGUMENT", `--max-minutes must be positive (got ${maxMinutes}).`);
+    // Read the audio first: a bad file fails fast, before any model is built.
+    const clip = readAudioFile(positionals[0], { maxSeconds: maxMinutes === undefined ? undefined : maxMinutes * 60 });
+    let modelDir = v.model as string | undefined;
+    if (modelDir === undefined) {
+      if (!v.json) process.stderr.write(`(no --model given: using the bundled tiny random LFM2-Audio ${BUNDLED_AUDIO_MODEL}; its text is random)\n`);
+      modelDir = BUNDLED_AUDIO_MODEL;
+    }
+    const tty = process.stderr.isTTY && !v.json;
+    const model = await Lfm2AudioModel.load(modelDir, {
+      precision: precisionOf(v),
+      threads: num(v, "threads", "int"),
+      cacheDir: v["no-cache"] ? false : (v["cache-dir"] as string | undefined),
+      onProgress: tty ? (stage) => process.stderr.write(`\x1b[2m${stage}…\x1b[0m\n`) : undefined,
+    });
+    try {
+      const transcript = await transcribe(model, clip, {
+        maxTokens,
+        chunkSeconds: num(v, "chunk-seconds", "float"),
+        overlapSeconds: num(v, "overlap-seconds", "float"),
+        systemPrompt: v.system as string | undefined,
+        signal,
+        onProgress: (p) => {
+          if (p.chunks > 1 && !v.json) process.stderr.write(`${tty ? "\x1b[2m" : ""}chunk ${p.chunk}/${p.chunks} (${clock(p.startSeconds)}–${clock(p.endSeconds)})${tty ? "\x1b[0m" : ""}\n`);
+        },
+      });
+      if (v.json) {
+        const chunks = transcript.chunks.map((c) => ({ start: c.startSeconds, end: c.endSeconds, text: c.text, ids: c.ids }));
+        process.stdout.write(`${JSON.stringify({ text: transcript.text, duration: transcript.durationSeconds, chunks })}\n`);
+      } else {
+        process.stdout.write(`${transcript.text}\n`);
+      }
+      return 0;
+    } finally {
+      await model.release();
+    }
+  },
+};

@@ -1,0 +1,123 @@
+/**
+ * Speech to text with LFM2-Audio, as liquid-audio's ASR recipe: system prompt "Perform ASR.", the
+ * recording as the user turn, greedy text decoding (sequential mode, text only) until `<|im_end|>`.
+ *
+ *   wav → mono → 16 kHz → chunks ≤ 30 s (cut in pauses, 4 s overlap) → per chunk: mel → encoder →
+ *   prompt → LM → text → transcripts joined on their overlap (audio/chunking.ts)
+ *
+ * A recording that fits one window is one chunk, i.e. exactly liquid-audio's single call.
+ */
+import { type ChunkPlanOptions, DEFAULT_CHUNK_SECONDS, type MergeResult, transcribeChunked } from "../audio/chunking.ts";
+import { AUDIO_TOKENS } from "../audio/audio-config.ts";
+import type { Lfm2AudioModel } from "../audio/lfm2-audio-model.ts";
+import { SYSTEM_PROMPTS } from "../audio/prompt.ts";
+import { resample } from "../audio/resample.ts";
+import type { AudioClip } from "../audio/wav.ts";
+import { LfmError } from "../text-core/errors.ts";
+import { generate } from "../text-core/generate.ts";
+
+export interface TranscribeOptions extends ChunkPlanOptions {
+  /** New tokens at most per chunk (default 512). */
+  maxTokens?: number;
+  /** System prompt (default liquid-audio's "Perform ASR."). */
+  systemPrompt?: string;
+  signal?: AbortSignal;
+  /** Called after each chunk. */
+  onProgress?: (progress: TranscribeProgress) => void;
+}
+
+export interface TranscribeProgress {
+  /** 1-based index of the chunk just transcribed. */
+  chunk: number;
+  chunks: number;
+  startSeconds: number;
+  endSeconds: number;
+  /** That chunk's text. */
+  text: string;
+}
+
+export interface TranscriptChunk {
+  startSeconds: number;
+  endSeconds: number;
+  /** Token ids the model generated for this chunk (no stop token). */
+  ids: number[];
+  text: string;
+  /** How it was joined to the text before it (absent for the first chunk). */
+  merge?: MergeResult["method"];
+}
+
+export interface Transcript {
+  text: string;
+  durationSeconds: number;
+  chunks: TranscriptChunk[];
+}
+
+/** Transcribes one clip that fits the model's window: the ids the model generates. */
+export async function transcribeWindow(model: Lfm2AudioModel, wave: Float32Array, sampleRateHz: number, opts: TranscribeOptions = {}): Promise<number[]> {
+  const audio = await model.embedAudio({ samples: wave, sampleRateHz });
+  const prompt = model
+    .newPrompt()
+    .newTurn("system")
+    .addText(opts.systemPrompt ?? SYSTEM_PROMPTS.asr)
+    .endTurn()
+    .newTurn("user")
+    .addAudio(audio.rows, audio.count)
+    .endTurn()
+    .newTurn("assistant")
+    .build();
+  // Text only: `<|im_end|>` (and the config's EOS) ends the answer; `<|audio_start|>` would switch
+  // to speech, which a transcript does not contain, so it ends it too.
+  const stops = new Set([...model.config.lfm.eosTokenIds, AUDIO_TOKENS.imEnd, AUDIO_TOKENS.audioStart]);
+  const ids: number[] = [];
+  for await (const t of generate(model.lm, prompt.ids, {
+    promptOverrides: prompt.overrides,
+    maxTokens: opts.maxTokens ?? 512,
+    stopTokenIds: [...stops],
+    temperature: 0,
+    signal: opts.signal,
+  })) {
+    ids.push(t.id);
+  }
+  return ids;
+}
+
+/** Transcribes a clip of any length (see the file comment). */
+export async function transcribe(model: Lfm2AudioModel, clip: Pick<AudioClip, "samples" | "sampleRateHz">, opts: TranscribeOptions = {}): Promise<Transcript> {
+  const rate = model.config.preprocessor.sampleRateHz;
+  const wave = resample(clip.samples, clip.sampleRateHz, rate);
+  const chunkSeconds = opts.chunkSeconds ?? DEFAULT_CHUNK_SECONDS;
+  checkWindowFits(model, chunkSeconds, opts.maxTokens ?? 512);
+  const joined = await transcribeChunked(
+    wave,
+    rate,
+    async (samples) => {
+      const ids = await transcribeWindow(model, samples, rate, opts);
+      return { ids, text: model.tokenizer.decode(ids, { skipSpecialTokens: true }).trim() };
+    },
+    {
+      ...opts,
+      chunkSeconds,
+      onChunk: (chunk, chunks, piece, text) => opts.onProgress?.({ chunk, chunks, startSeconds: piece.start / rate, endSeconds: piece.end / rate, text }),
+    },
+  );
+  return {
+    text: joined.text,
+    durationSeconds: wave.length / rate,
+    chunks: joined.chunks.map(({ chunk, result, merge }) => ({ startSeconds: chunk.start / rate, endSeconds: chunk.end / rate, ids: result.ids, text: result.text, ...(merge ? { merge } : {}) })),
+  };
+}
+
+/** A window must fit the encoder's positions and, with its prompt and answer, the LM's context. */
+function checkWindowFits(model: Lfm2AudioModel, chunkSeconds: number, maxTokens: number): void {
+  const { preprocessor, encoder, lfm } = model.config;
+  const frames = Math.ceil((chunkSeconds * preprocessor.sampleRateHz) / preprocessor.hopSamples);
+  const positions = Math.ceil(frames / encoder.subsamplingFactor);
+  const promptOverhead = 64;
+  if (positions > encoder.posEmbMaxLen || positions + promptOverhead + maxTokens > lfm.maxPositionEmbeddings) {
+    throw new LfmError(
+      "INVALID_ARGUMENT",
+      `a ${chunkSeconds} s chunk is ${positions} audio positions, which with the prompt and ${maxTokens} new tokens exceeds the model's context ` +
+        `(${lfm.maxPositionEmbeddings} positions, encoder ${encoder.posEmbMaxLen}); use a shorter chunk length or fewer max tokens.`,
+    );
+  }
+}

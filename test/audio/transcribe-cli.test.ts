@@ -1,0 +1,66 @@
+import { describe, expect, it } from "vitest";
+import { writeFileSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runLfm, runLfmJson } from "../helpers/cli.ts";
+import { FIXTURES, readJson } from "../helpers/reference.ts";
+
+const MODEL = join(FIXTURES, "audio/tiny-lfm2-audio");
+const EN_CLIP = join(FIXTURES, "audio/clips/speech_en_16k.wav");
+
+interface TranscribeJson {
+  text: string;
+  duration: number;
+  chunks: Array<{ start: number; end: number; text: string; ids: number[] }>;
+}
+
+describe("lfm transcribe (CLI, tiny random LFM2-Audio)", () => {
+  it("transcribes an espeak-ng recording end to end and prints the JSON contract", () => {
+    const out = runLfmJson<TranscribeJson>(["transcribe", "--model", MODEL, EN_CLIP, "--json", "--max-tokens", "12"]);
+    expect(out.duration).toBeCloseTo(72046 / 16000, 6);
+    expect(out.chunks).toHaveLength(1);
+    expect(out.chunks[0]).toMatchObject({ start: 0, end: out.duration });
+    expect(out.chunks[0].ids.length).toBeGreaterThan(0);
+    expect(out.chunks[0].ids.length).toBeLessThanOrEqual(12);
+    expect(typeof out.text).toBe("string");
+  });
+
+  it("with the fixture's system prompt at fp32 it generates exactly liquid-audio's greedy steps", () => {
+    const expected = readJson<{ greedy_sequential: number[][] }>("audio/reference.json").greedy_sequential.map((s) => s[0]);
+    const out = runLfmJson<TranscribeJson>([
+      "transcribe", "--model", MODEL, EN_CLIP, "--json", "--precision", "fp32",
+      "--system", "Respond with interleaved text and audio.", "--max-tokens", String(expected.length),
+    ]);
+    expect(out.chunks[0].ids).toEqual(expected);
+  });
+
+  it("reads a 44.1 kHz stereo file and prints plain text without --json", () => {
+    const r = runLfm(["transcribe", "--model", MODEL, join(FIXTURES, "audio/clips/speech_fr_44k_stereo.wav"), "--max-tokens", "4"]);
+    expect(r.status).toBe(0);
+    expect(r.stdout.endsWith("\n")).toBe(true);
+  });
+
+  it("bad input exits 2 with the typed error, before any model is built", () => {
+    const dir = mkdtempSync(join(tmpdir(), "lfm-transcribe-cli-"));
+    const notAudio = join(dir, "notes.wav");
+    writeFileSync(notAudio, "not audio");
+    const r = runLfm(["transcribe", "--model", join(dir, "no-such-model"), notAudio]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("error [WAV_INVALID]");
+    const missing = runLfm(["transcribe", "--model", MODEL, join(dir, "missing.wav")]);
+    expect(missing.stderr).toContain("error [FILE_NOT_FOUND]");
+    const noFile = runLfm(["transcribe", "--model", MODEL]);
+    expect(noFile.stderr).toContain("error [INVALID_ARGUMENT]");
+    const badTokens = runLfm(["transcribe", "--model", MODEL, EN_CLIP, "--max-tokens", "0"]);
+    expect(badTokens.stderr).toContain("error [INVALID_ARGUMENT]");
+    const tooLong = runLfm(["transcribe", "--model", MODEL, EN_CLIP, "--max-minutes", "0.01"]);
+    expect(tooLong.stderr).toContain("error [AUDIO_TOO_LONG]");
+  });
+
+  it("is listed in lfm --help and has its own --help", () => {
+    expect(runLfm(["--help"]).stdout).toContain("transcribe");
+    const help = runLfm(["transcribe", "--help"]);
+    expect(help.status).toBe(0);
+    expect(help.stdout).toContain("lfm transcribe --model DIR FILE.wav");
+  });
+});
