@@ -15,6 +15,54 @@ export type { SamplingOptions } from "./text-core/sampler.ts";
 export type { Lfm2Config } from "./text-core/config.ts";
 export { Lfm2Tokenizer } from "./text-core/tokenizer.ts";
 
+// LFM2-VL image preprocessing (vision/): decode → geometry → patch rows, and <image> expansion.
+export { readImageProcessorConfig, parseImageProcessorConfig, type ImageProcessorConfig, type ResampleFilter } from "./vision/processor-config.ts";
+export { imageGeometry, type ImageGeometry, type CropGeometry } from "./vision/tiling.ts";
+export {
+  preprocessImage,
+  preprocessRgb,
+  decodeImage,
+  DEFAULT_MAX_INPUT_PIXELS,
+  type ProcessedImage,
+  type ImageCrop,
+  type RgbImage,
+  type PreprocessOptions,
+  type AlphaMode,
+} from "./vision/preprocess.ts";
+export { imagePlaceholder, expandImagePlaceholders, encodeVisionText, renderVisionChat, type VisionPrompt } from "./vision/processor.ts";
+
+// LFM2-ColBERT (retrieval/): PyLate-exact token embeddings and MaxSim.
+export {
+  ColbertEncoder,
+  loadColbert,
+  type TokenEmbeddings,
+  type ColbertLoadOptions,
+  type EncodeDocumentsOptions,
+} from "./retrieval/colbert.ts";
+export type { PylateSettings } from "./retrieval/pylate-config.ts";
+export { maxSim, maxSimMatrix } from "./retrieval/maxsim.ts";
+
+// LFM2-Audio input side (audio/) and transcription (pipelines/transcribe.ts).
+export { Lfm2AudioModel, AudioEncoder, type AudioModelLoadOptions, type AudioEmbeddings } from "./audio/lfm2-audio-model.ts";
+export {
+  loadLfm2AudioConfig,
+  parseLfm2AudioConfig,
+  Modality,
+  AUDIO_TOKENS,
+  type Lfm2AudioConfig,
+  type MelFrontEndConfig,
+  type ConformerConfig,
+  type DepthformerConfig,
+} from "./audio/audio-config.ts";
+export { readAudioFile, decodeWav, type AudioClip, type ReadAudioOptions } from "./audio/wav.ts";
+export { resample } from "./audio/resample.ts";
+export { MelFrontEnd, melFrameCount, type MelFeatures } from "./audio/mel.ts";
+export { AudioChatPrompt, SYSTEM_PROMPTS, type AssembledPrompt, type ChatRole } from "./audio/prompt.ts";
+export { planChunks, mergeTranscripts, type AudioChunk, type ChunkPlanOptions } from "./audio/chunking.ts";
+export { transcribe, transcribeWindow, type TranscribeOptions, type Transcript, type TranscriptChunk, type TranscribeProgress } from "./pipelines/transcribe.ts";
+
+// LFM2-Audio output side (audio/): depthformer audio head, speech generation, Mimi decoder, WAV out.
+
 /** Loads a checkpoint folder (HF layout or HF cache folder). */
 export function loadModel(path: string, opts: LoadOptions = {}): Promise<TextModel> {
   return TextModel.load(path, opts);

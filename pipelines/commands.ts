@@ -3,5 +3,7 @@
  * so every stage's command stays in its own file.
  */
 import type { CliCommand } from "./cli-kit.ts";
+import { encodeCommand } from "./encode-cli.ts";
+import { transcribeCommand } from "./transcribe-cli.ts";
 
-export const EXTRA_COMMANDS: CliCommand[] = [];
+export const EXTRA_COMMANDS: CliCommand[] = [encodeCommand, transcribeCommand];
