@@ -62,6 +62,21 @@ export { planChunks, mergeTranscripts, type AudioChunk, type ChunkPlanOptions } 
 export { transcribe, transcribeWindow, type TranscribeOptions, type Transcript, type TranscriptChunk, type TranscribeProgress } from "./pipelines/transcribe.ts";
 
 // LFM2-Audio output side (audio/): depthformer audio head, speech generation, Mimi decoder, WAV out.
+export { AudioHead, type AudioHeadLoadOptions } from "./audio/audio-head.ts";
+export {
+  generateSpeech,
+  ModeSwitch,
+  END_OF_AUDIO,
+  type SpeechMode,
+  type SpeechStep,
+  type SpeechPrompt,
+  type SpeechGenerationOptions,
+  type ModalitySampling,
+} from "./audio/speech-generation.ts";
+export { MimiDecoder, MimiStream, type MimiLoadOptions } from "./audio/mimi-decoder.ts";
+export { locateMimi, parseMimiConfig, KYUTAI_MIMI_CONFIG, type MimiConfig } from "./audio/mimi-config.ts";
+export { WavStreamWriter, type WavWriterOptions } from "./audio/wav-writer.ts";
+export { Speaker, type SpeakerLoadOptions, type SpeakOptions, type SpeakEvent } from "./pipelines/speak.ts";
 
 /** Loads a checkpoint folder (HF layout or HF cache folder). */
 export function loadModel(path: string, opts: LoadOptions = {}): Promise<TextModel> {

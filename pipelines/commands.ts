@@ -4,6 +4,7 @@
  */
 import type { CliCommand } from "./cli-kit.ts";
 import { encodeCommand } from "./encode-cli.ts";
+import { speakCommand } from "./speak-cli.ts";
 import { transcribeCommand } from "./transcribe-cli.ts";
 
-export const EXTRA_COMMANDS: CliCommand[] = [encodeCommand, transcribeCommand];
+export const EXTRA_COMMANDS: CliCommand[] = [encodeCommand, transcribeCommand, speakCommand];

@@ -39,7 +39,9 @@ export type LfmErrorCode =
   | "WAV_UNSUPPORTED"
   | "AUDIO_EMPTY"
   | "AUDIO_TOO_SHORT"
-  | "AUDIO_TOO_LONG";
+  | "AUDIO_TOO_LONG"
+  | "AUDIO_NOT_GENERATED"
+  | "OUTPUT_UNWRITABLE";
 
 export class LfmError extends Error {
   readonly code: LfmErrorCode;

@@ -1,0 +1,190 @@
+/**
+ * Text-and-audio generation for LFM2-Audio (liquid-audio `generate_sequential` /
+ * `generate_interleaved`): each step the LM's last hidden state becomes either a text token (tied
+ * head) or a Mimi frame (the audio head), and the result is fed back — a token's embedding, or a
+ * frame as the sum of its codebook embeddings (an embedding override of the LM input).
+ *
+ * Modes (token ids liquid-audio hard-codes):
+ * - sequential (ASR, TTS): text until `<|audio_start|>` (128, yielded) switches to audio; a frame
+ *   whose first code is end-of-audio (2048) becomes all-2048, is yielded, and switches back to
+ *   text; `<|im_end|>` (7) is yielded and ends.
+ * - interleaved (chat): `interleavedText` tokens, then `interleavedAudio` frames, repeating;
+ *   `<|text_end|>` (130) leaves only audio until end-of-audio; `<|im_end|>` ends (not yielded).
+ *
+ * `max_new_tokens` counts text tokens and frames alike (`maxSteps`).
+ */
+import { LfmError } from "../text-core/errors.ts";
+import type { DecodeState, ForwardRequest, Lfm2Runtime } from "../text-core/runtime.ts";
+import { Sampler, argmax } from "../text-core/sampler.ts";
+import { AUDIO_TOKENS } from "./audio-config.ts";
+import type { AudioHead } from "./audio-head.ts";
+
+export type SpeechMode = "sequential" | "interleaved";
+
+/** liquid-audio sampling: greedy when the temperature is unset or ≤ 0 or top-k is 1; else temperature, then top-k. */
+export interface ModalitySampling {
+  temperature?: number;
+  topK?: number;
+}
+
+export interface SpeechGenerationOptions {
+  mode: SpeechMode;
+  /** Text tokens and audio frames together (liquid-audio `max_new_tokens`); default 512. */
+  maxSteps?: number;
+  text?: ModalitySampling;
+  audio?: ModalitySampling;
+  /** Seed for the text and audio draws (each gets its own stream); default random. */
+  seed?: number;
+  signal?: AbortSignal;
+  /**
+   * Sequential mode: begin the reply with `<|audio_start|>` instead of letting the model choose it
+   * (yielded and counted as the first step, exactly as if sampled). For speech-only tasks (TTS).
+   */
+  forceAudioStart?: boolean;
+  /** Interleaved turn lengths (config `interleaved_n_text` / `interleaved_n_audio`, 6 / 12). */
+  interleavedText?: number;
+  interleavedAudio?: number;
+}
+
+export type SpeechStep =
+  | { kind: "text"; id: number }
+  /** `endOfAudio`: the frame that closes an audio segment (all codes 2048; not a sound to decode). */
+  | { kind: "audio"; codes: number[]; endOfAudio: boolean };
+
+/** The LM prompt: ids, with rows replaced by precomputed embeddings (audio input, or a whole prefill). */
+export interface SpeechPrompt {
+  ids: number[];
+  overrides?: ForwardRequest["overrides"];
+}
+
+/** End-of-audio code: one past Mimi's 2048 codes. */
+export const END_OF_AUDIO = 2048;
+
+/**
+ * The mode state machine of `generate_sequential` / `generate_interleaved`, apart from the model:
+ * `modality` says what the next step produces; `afterText` / `afterFrame` apply one result.
+ */
+export class ModeSwitch {
+  modality: "text" | "audio" = "text";
+  private left: number;
+  private textDone = false;
+
+  constructor(
+    readonly mode: SpeechMode,
+    private readonly nText = 6,
+    private readonly nAudio = 12,
+  ) {
+    this.left = nText;
+  }
+
+  /** Called at the start of every step (interleaved counts steps, not results). */
+  beginStep(): void {
+    if (this.mode === "interleaved") this.left -= 1;
+  }
+
+  /** A sampled text token: whether it is yielded and whether generation ends. */
+  afterText(id: number): { emit: boolean; stop: boolean } {
+    if (this.mode === "sequential") {
+      if (id === AUDIO_TOKENS.audioStart) this.modality = "audio";
+      return { emit: true, stop: id === AUDIO_TOKENS.imEnd };
+    }
+    if (id === AUDIO_TOKENS.imEnd) return { emit: false, stop: true };
+    if (id === AUDIO_TOKENS.textEnd) this.textDone = true;
+    if (this.left === 0 || this.textDone) {
+      this.modality = "audio";
+      this.left = this.nAudio;
+    }
+    return { emit: true, stop: false };
+  }
+
+  /** A sampled frame, normalised: an end-of-audio first code makes the whole frame end-of-audio. */
+  afterFrame(codes: number[]): { codes: number[]; endOfAudio: boolean } {
+    if (this.mode === "interleaved" && this.left === 0 && !this.textDone) {
+      this.modality = "text";
+      this.left = this.nText;
+    }
+    if (codes[0] !== END_OF_AUDIO) return { codes, endOfAudio: false };
+    this.modality = "text";
+    return { codes: codes.map(() => END_OF_AUDIO), endOfAudio: true };
+  }
+}
+
+/** A picker with liquid-audio's rule; draws go through text-core's sampler (HF top-k semantics). */
+export function modalityPicker(s: ModalitySampling | undefined, seed: number): (logits: Float32Array) => number {
+  const temperature = s?.temperature;
+  if (s?.topK !== undefined && !(Number.isInteger(s.topK) && s.topK >= 1)) throw new LfmError("INVALID_ARGUMENT", `top-k must be a positive integer (got ${s.topK}).`);
+  if (temperature !== undefined && !Number.isFinite(temperature)) throw new LfmError("INVALID_ARGUMENT", `temperature must be a number (got ${temperature}).`);
+  if (temperature === undefined || temperature <= 0 || s?.topK === 1) return argmax;
+  const sampler = new Sampler({ temperature, topK: s?.topK, seed });
+  return (logits) => sampler.pick(logits, []);
+}
+
+/**
+ * Streams the steps generated after `prompt`. `lm` must expose the final-normed hidden state
+ * (`hidden.<numLayers>`: built with `exposeHidden`) beside its logits.
+ */
+export async function* generateSpeech(lm: Lfm2Runtime, head: AudioHead, prompt: SpeechPrompt, opts: SpeechGenerationOptions): AsyncGenerator<SpeechStep> {
+  if (prompt.ids.length === 0) throw new LfmError("EMPTY_PROMPT", "the prompt is empty: give at least BOS.");
+  const hiddenName = `hidden.${lm.config.numLayers}`;
+  if (!lm.io.hiddenOutputs.includes(hiddenName) || lm.io.output !== "logits") {
+    throw new LfmError("INVALID_ARGUMENT", "speech generation needs an LM runtime with the logits head and exposeHidden (for the audio head's input).");
+  }
+  if (opts.forceAudioStart && opts.mode !== "sequential") throw new LfmError("INVALID_ARGUMENT", "forceAudioStart applies to sequential generation only.");
+  const requested = opts.maxSteps ?? 512;
+  if (!Number.isInteger(requested) || requested < 0) throw new LfmError("INVALID_ARGUMENT", `maxSteps must be a non-negative integer (got ${opts.maxSteps}).`);
+  const context = lm.config.maxPositionEmbeddings;
+  if (prompt.ids.length >= context) throw new LfmError("PROMPT_TOO_LONG", `the prompt has ${prompt.ids.length} positions but the model's context is ${context}; shorten it.`);
+  const maxSteps = Math.min(requested, context - prompt.ids.length);
+  const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 32);
+  const pickText = modalityPicker(opts.text, seed);
+  const pickCode = modalityPicker(opts.audio, (seed + 0x9e3779b9) >>> 0);
+  const modes = new ModeSwitch(opts.mode, opts.interleavedText, opts.interleavedAudio);
+  const checkAbort = () => {
+    if (opts.signal?.aborted) throw new LfmError("ABORTED", "speech generation was cancelled.");
+  };
+  checkAbort();
+  if (maxSteps === 0) return;
+
+  let ids = prompt.ids;
+  let first = 0;
+  if (opts.forceAudioStart) {
+    modes.beginStep();
+    modes.afterText(AUDIO_TOKENS.audioStart);
+    yield { kind: "text", id: AUDIO_TOKENS.audioStart };
+    if (maxSteps === 1) return;
+    ids = [...ids, AUDIO_TOKENS.audioStart];
+    first = 1;
+  }
+
+  const state: DecodeState = lm.newState(1, prompt.ids.length + maxSteps);
+  /** Runs `req` and returns what the next step needs: text logits, or the hidden state for a frame. */
+  const step = async (req: ForwardRequest): Promise<Float32Array> => {
+    const audio = modes.modality === "audio";
+    const out = await lm.forward(state, { ...req, extraOutputs: audio ? [hiddenName] : undefined });
+    if (!audio) return out.output;
+    const hidden = out.extra[hiddenName].data as Float32Array;
+    return hidden.subarray(hidden.length - lm.config.hiddenSize);
+  };
+
+  let next = await step({ ids: [ids.slice()], overrides: prompt.overrides });
+  for (let i = first; i < maxSteps; i++) {
+    checkAbort();
+    modes.beginStep();
+    let feed: ForwardRequest;
+    if (modes.modality === "text") {
+      const id = pickText(next);
+      const { emit, stop } = modes.afterText(id);
+      if (emit) yield { kind: "text", id };
+      if (stop) return;
+      feed = { ids: [[id]] };
+    } else {
+      const frame = modes.afterFrame(await head.frame(next, (logits) => pickCode(logits)));
+      yield { kind: "audio", codes: frame.codes, endOfAudio: frame.endOfAudio };
+      // The id is a placeholder: the frame's embedding replaces its row.
+      feed = { ids: [[lm.config.padTokenId]], overrides: { index: [0], values: head.frameEmbedding(frame.codes) } };
+    }
+    if (i + 1 === maxSteps) return;
+    checkAbort(); // the consumer may have aborted on this step: run nothing more
+    next = await step(feed);
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * `lfm speak`: text → a 24 kHz mono WAV through an LFM2-Audio checkpoint and the Mimi codec.
+ * Frames are decoded and appended to the WAV as they are generated; the file appears under its
+ * name only when complete — Ctrl-C keeps what was spoken so far as a valid WAV (or writes nothing
+ * if no audio came yet). With --json prints
+ * `{"out", "sample_rate", "frames", "seconds", "prompt_ids", "text_ids", "codes"}`.
+ */
+import { join } from "node:path";
+import { WavStreamWriter } from "../audio/wav-writer.ts";
+import { LfmError } from "../text-core/errors.ts";
+import { COMMON, type CliCommand, num, parse, precisionOf } from "./cli-kit.ts";
+import { DEFAULT_MAX_FRAMES, Speaker } from "./speak.ts";
+
+/** The bundled tiny random LFM2-Audio and Mimi: what runs without --model (the sound is noise). */
+const BUNDLED_AUDIO_MODEL = join(import.meta.dirname, "..", "fixtures", "audio", "tiny-lfm2-audio");
+const BUNDLED_MIMI = join(import.meta.dirname, "..", "fixtures", "audio", "tiny-mimi");
+
+const HELP = `lfm speak --model DIR --text TEXT --out F.wav [options]
+  Speaks TEXT with an LFM2-Audio checkpoint (liquid-audio folder, e.g. LiquidAI/LFM2-Audio-1.5B)
+  as liquid-audio's TTS recipe: system prompt "Perform TTS.", sequential generation, audio frames
+  decoded by the Mimi codec (Kyutai's file ships in the checkpoint folder) into a 24 kHz mono
+  16-bit WAV, written as it is generated. Ctrl-C keeps what was spoken so far.
+  --mimi DIR           Mimi codec folder or .safetensors file (default: the --model folder).
+  --max-frames N       Audio frames at most, 12.5 per second (default ${DEFAULT_MAX_FRAMES}).
+  --temperature T      Audio sampling temperature (default 0.8; 0 = greedy).
+  --top-k K            Audio top-k (default 64).
+  --seed S             Seed for reproducible sampling.
+  --system TEXT        Another system prompt (default "Perform TTS."; LFM2.5-Audio voices:
+                       "Perform TTS. Use the UK male voice." and the like).
+  --force-audio-start  Start the reply with <|audio_start|> instead of letting the model choose
+                       it (the bundled tiny random model never does).
+  --json               Print {"out", "sample_rate", "frames", "seconds", "prompt_ids", "text_ids", "codes"}.
+  --precision P        q4 (default) | q8 | fp32 for the LM and depthformer (Mimi is fp32).
+  Also: --threads N, --cache-dir DIR, --no-cache.`;
+
+export const speakCommand: CliCommand = {
+  name: "speak",
+  summary: "Text to speech into a WAV file (LFM2-Audio + Mimi).",
+  help: HELP,
+  async run(args: string[], signal: AbortSignal): Promise<number> {
+    const { values: v, positionals } = parse(args, {
+      ...COMMON,
+      text: { type: "string" },
+      out: { type: "string" },
+      mimi: { type: "string" },
+      "max-frames": { type: "string" },
+      temperature: { type: "string" },
+      "top-k": { type: "string" },
+      seed: { type: "string" },
+      system: { type: "string" },
+      "force-audio-start": { type: "boolean" },
+    });
+    if (positionals.length > 0) throw new LfmError("INVALID_ARGUMENT", `unexpected argument "${positionals[0]}": pass the words with --text "..." (lfm speak --help).`);
+    const text = v.text;
+    if (typeof text !== "string" || text.trim() === "") throw new LfmError("EMPTY_TEXT", "nothing to speak: pass --text \"...\".");
+    const out = v.out;
+    if (typeof out !== "string" || out === "") throw new LfmError("INVALID_ARGUMENT", "pass the WAV to write with --out F.wav.");
+    const maxFrames = num(v, "max-frames", "int") ?? DEFAULT_MAX_FRAMES;
+    if (maxFrames < 1) throw new LfmError("INVALID_ARGUMENT", `--max-frames must be at least 1 (got ${maxFrames}).`);
+    const temperature = num(v, "temperature", "float") ?? 0.8;
+    if (temperature < 0) throw new LfmError("INVALID_ARGUMENT", `--temperature must be ≥ 0 (got ${temperature}).`);
+    const topK = num(v, "top-k", "int") ?? 64;
+    if (topK < 1) throw new LfmError("INVALID_ARGUMENT", `--top-k must be at least 1 (got ${topK}).`);
+    const seed = num(v, "seed", "int");
+
+    let modelDir = v.model as string | undefined;
+    let mimiPath = v.mimi as string | undefined;
+    if (modelDir === undefined) {
+      if (!v.json) process.stderr.write(`(no --model given: using the bundled tiny random LFM2-Audio ${BUNDLED_AUDIO_MODEL}; its sound is noise)\n`);
+      modelDir = BUNDLED_AUDIO_MODEL;
+      mimiPath ??= BUNDLED_MIMI;
+    }
+    const tty = process.stderr.isTTY && !v.json;
+    // The WAV first: an unwritable destination fails before any model is built.
+    const wav = WavStreamWriter.create(out, { sampleRateHz: 24000 });
+    let speaker: Speaker;
+    try {
+      speaker = await Speaker.load(modelDir, {
+        mimi: mimiPath,
+        precision: precisionOf(v),
+        threads: num(v, "threads", "int"),
+        cacheDir: v["no-cache"] ? false : (v["cache-dir"] as string | undefined),
+        onProgress: tty ? (stage) => process.stderr.write(`\x1b[2m${stage}…\x1b[0m\n`) : undefined,
+      });
+    } catch (e) {
+      wav.discard();
+      throw e;
+    }
+    if (speaker.mimi.config.sampleRateHz !== wav.sampleRateHz) {
+      wav.discard();
+      await speaker.release();
+      throw new LfmError("CONFIG_INVALID", `this Mimi codec runs at ${speaker.mimi.config.sampleRateHz} Hz; lfm speak writes 24 kHz WAVs.`);
+    }
+    const rate = wav.sampleRateHz;
+    const system = v.system as string | undefined;
+    let promptIds: number[];
+    try {
+      promptIds = speaker.promptIds(text, system);
+    } catch (e) {
+      wav.discard();
+      await speaker.release();
+      throw e;
+    }
+    const textIds: number[] = [];
+    const codes: number[][] = [];
+    const started = performance.now();
+    let aborted = false;
+    try {
+      const events = speaker.speak(text, {
+        maxFrames,
+        audio: { temperature, topK },
+        seed,
+        system,
+        forceAudioStart: Boolean(v["force-audio-start"]),
+        signal,
+      });
+      for await (const e of events) {
+        if (e.kind === "text") {
+          textIds.push(e.id);
+          continue;
+        }
+        wav.write(e.samples);
+        codes.push(e.codes);
+        if (tty) {
+          const elapsed = (performance.now() - started) / 1000;
+          process.stderr.write(`\r\x1b[2K${wav.seconds.toFixed(2)} s of audio (${codes.length} frames), ${(elapsed / wav.seconds).toFixed(2)}× real time`);
+        }
+      }
+    } catch (err) {
+      if (!(err instanceof LfmError && err.code === "ABORTED")) {
+        wav.discard();
+        await speaker.release();
+        throw err;
+      }
+      aborted = true;
+    }
+    if (tty) process.stderr.write("\n");
+    await speaker.release();
+    if (codes.length === 0) {
+      wav.discard();
+      if (aborted) throw new LfmError("ABORTED", `cancelled before any audio was generated; ${out} was not written.`);
+      const ended = textIds.at(-1) === 7 ? "ended its reply" : "stopped at the step limit";
+      throw new LfmError(
+        "AUDIO_NOT_GENERATED",
+        `the model ${ended} without speaking (${textIds.length} text tokens, no audio frames); ${out} was not written. ` +
+          `Check the system prompt, or pass --force-audio-start to make the reply start with audio.`,
+      );
+    }
+    wav.finish();
+    if (v.json) {
+      process.stdout.write(`${JSON.stringify({ out, sample_rate: rate, frames: codes.length, seconds: wav.seconds, prompt_ids: promptIds, text_ids: textIds, codes })}\n`);
+    } else {
+      process.stderr.write(`${aborted ? "stopped: " : ""}wrote ${wav.seconds.toFixed(2)} s (${codes.length} frames) to ${out}\n`);
+    }
+    return aborted ? 130 : 0;
+  },
+};
