@@ -16,7 +16,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { getLlama, LlamaLogLevel, type Token } from "node-llama-cpp";
-import { benchPromptIds, flushWrites } from "./prompt.ts";
+import { benchPromptIds, flushWrites, peakRssMb } from "./prompt.ts";
 
 const [path, threadsArg, runsArg, promptArg, decodeArg, contextArg] = process.argv.slice(2);
 const threads = Number(threadsArg);
@@ -98,4 +98,4 @@ const info = {
 await context.dispose();
 await model.dispose();
 await llama.dispose();
-process.stdout.write(`${JSON.stringify({ loadMs, samples, peakRssMb: process.resourceUsage().maxRSS / 1024, tokens, info })}\n`);
+process.stdout.write(`${JSON.stringify({ loadMs, samples, peakRssMb: peakRssMb(), tokens, info })}\n`);

@@ -1,4 +1,5 @@
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 
 /** The benchmark's prompt: `length` token ids spread over the vocabulary (the values do not change the cost). */
 export function benchPromptIds(length: number, vocabSize: number): number[] {
@@ -18,4 +19,19 @@ export function argmax(values: Float32Array, width = values.length): number {
  */
 export function flushWrites(): void {
   spawnSync("sync", { stdio: "ignore" });
+}
+
+/**
+ * This process's peak resident set in MB: the kernel's high-water mark of its own address space
+ * (`VmHWM`). Not `process.resourceUsage().maxRSS`: Linux carries that across exec, so a worker
+ * started from a big parent reports at least the parent's size at fork.
+ */
+export function peakRssMb(): number {
+  try {
+    const m = /VmHWM:\s+(\d+)\s+kB/.exec(readFileSync("/proc/self/status", "utf8"));
+    if (m) return Number(m[1]) / 1024;
+  } catch {
+    // not Linux
+  }
+  return process.resourceUsage().maxRSS / 1024;
 }

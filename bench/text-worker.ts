@@ -14,7 +14,7 @@
 import { loadLfm2Config } from "../text-core/config.ts";
 import type { Precision } from "../text-core/graph/blocks.ts";
 import { buildRuntime } from "../text-core/model.ts";
-import { argmax, benchPromptIds, flushWrites } from "./prompt.ts";
+import { argmax, benchPromptIds, flushWrites, peakRssMb } from "./prompt.ts";
 
 const [dir, precision, threadsArg, runsArg, promptArg, decodeArg, contextArg] = process.argv.slice(2);
 const threads = Number(threadsArg);
@@ -29,7 +29,7 @@ const runtime = await buildRuntime(dir, config, { precision: precision as Precis
 const loadMs = performance.now() - loadStart;
 if (runs === 0) {
   await runtime.release();
-  process.stdout.write(`${JSON.stringify({ loadMs, samples: [], peakRssMb: process.resourceUsage().maxRSS / 1024 })}\n`);
+  process.stdout.write(`${JSON.stringify({ loadMs, samples: [], peakRssMb: peakRssMb() })}\n`);
   process.exit(0);
 }
 const model = { config, runtime };
@@ -59,4 +59,4 @@ for (let r = 0; r < runs + 1; r++) {
   if (r > 0) samples.push({ ttftMs: prefillMs, prefillTokPerS: (promptLength / prefillMs) * 1000, decodeTokPerS: (decodeLength / decodeMs) * 1000 });
 }
 await runtime.release();
-process.stdout.write(`${JSON.stringify({ loadMs, samples, peakRssMb: process.resourceUsage().maxRSS / 1024, tokens })}\n`);
+process.stdout.write(`${JSON.stringify({ loadMs, samples, peakRssMb: peakRssMb(), tokens })}\n`);
