@@ -34,7 +34,7 @@ export interface LoadOptions {
    * image / audio features) since the embeddings are looked up outside the graph. Ignored.
    */
   embedOverrides?: boolean;
-  /** Longest piece a prompt runs in (default 256): bounds attention's working memory. */
+  /** Longest piece a prompt runs in (default 128): bounds attention's working memory. */
   prefillChunk?: number;
   exposeHidden?: boolean;
   /** Called with a short description of each loading stage. */

@@ -172,14 +172,14 @@ export interface ForwardResult {
 
 export interface RuntimeOptions {
   /**
-   * Longest piece a prompt is run in (default 256). Attention's working memory grows with the
+   * Longest piece a prompt is run in (default 128). Attention's working memory grows with the
    * square of a call's length, so a long prompt runs as consecutive pieces through the same
    * decode state — the same result, a bounded peak. (Single sequences only; see forward.)
    */
   prefillChunk?: number;
 }
 
-export const DEFAULT_PREFILL_CHUNK = 256;
+export const DEFAULT_PREFILL_CHUNK = 128;
 
 export class Lfm2Runtime {
   readonly prefillChunk: number;
