@@ -78,6 +78,9 @@ export { locateMimi, parseMimiConfig, KYUTAI_MIMI_CONFIG, type MimiConfig } from
 export { WavStreamWriter, type WavWriterOptions } from "./audio/wav-writer.ts";
 export { Speaker, type SpeakerLoadOptions, type SpeakOptions, type SpeakEvent } from "./pipelines/speak.ts";
 
+export { loadAudioFile, decodeCompressed, compressedFormatOf, type CompressedFormat } from "./audio/compressed.ts";
+export { AudioChat, type AudioChatLoadOptions, type AudioChatOptions, type AudioChatEvent } from "./pipelines/audio-chat.ts";
+
 /** Loads a checkpoint folder (HF layout or HF cache folder). */
 export function loadModel(path: string, opts: LoadOptions = {}): Promise<TextModel> {
   return TextModel.load(path, opts);

@@ -52,7 +52,7 @@ interface WavData {
 const CONVERT_HINT = "Convert it to 16-bit PCM WAV, e.g. `ffmpeg -i INPUT -ar 16000 -ac 1 -c:a pcm_s16le out.wav`.";
 
 /** What a file that is not a WAV is, from its first bytes (for the message). */
-function sniffContainer(head: Uint8Array): string | null {
+export function sniffContainer(head: Uint8Array): string | null {
   const ascii = (from: number, to: number) => String.fromCharCode(...head.subarray(from, to));
   if (ascii(0, 4) === "fLaC") return "FLAC";
   if (ascii(0, 4) === "OggS") return "Ogg (Vorbis/Opus)";
@@ -63,7 +63,7 @@ function sniffContainer(head: Uint8Array): string | null {
   return null;
 }
 
-function isWavContainer(head: Uint8Array): boolean {
+export function isWavContainer(head: Uint8Array): boolean {
   const id = String.fromCharCode(...head.subarray(0, 4));
   return (id === "RIFF" || id === "RIFX" || id === "RF64") && String.fromCharCode(...head.subarray(8, 12)) === "WAVE";
 }
@@ -71,7 +71,7 @@ function isWavContainer(head: Uint8Array): boolean {
 function notWav(bytes: Uint8Array, name: string): LfmError {
   const kind = sniffContainer(bytes);
   if (kind) {
-    return new LfmError("WAV_UNSUPPORTED", `${name} is ${kind} audio; only WAV files are read. ${CONVERT_HINT}`);
+    return new LfmError("WAV_UNSUPPORTED", `${name} is ${kind} audio; readAudioFile reads only WAV (loadAudioFile and the lfm commands also decode FLAC, MP3 and Ogg Opus/Vorbis). ${CONVERT_HINT}`);
   }
   return new LfmError("WAV_INVALID", `${name} is not a WAV file (no RIFF/WAVE header). Give a .wav recording. ${CONVERT_HINT}`);
 }

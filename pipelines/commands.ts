@@ -2,9 +2,10 @@
  * Commands beyond the text core's (which live in cli.ts): one import and one list entry each,
  * so every stage's command stays in its own file.
  */
+import { audioChatCommand } from "./audio-chat-cli.ts";
 import type { CliCommand } from "./cli-kit.ts";
 import { encodeCommand } from "./encode-cli.ts";
 import { speakCommand } from "./speak-cli.ts";
 import { transcribeCommand } from "./transcribe-cli.ts";
 
-export const EXTRA_COMMANDS: CliCommand[] = [encodeCommand, transcribeCommand, speakCommand];
+export const EXTRA_COMMANDS: CliCommand[] = [encodeCommand, transcribeCommand, speakCommand, audioChatCommand];

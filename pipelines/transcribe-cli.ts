@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import { Lfm2AudioModel } from "../audio/lfm2-audio-model.ts";
-import { readAudioFile } from "../audio/wav.ts";
+import { loadAudioFile } from "../audio/compressed.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { COMMON, type CliCommand, num, parse, precisionOf } from "./cli-kit.ts";
 import { transcribe } from "./transcribe.ts";
@@ -14,8 +14,8 @@ import { transcribe } from "./transcribe.ts";
 const BUNDLED_AUDIO_MODEL = join(import.meta.dirname, "..", "fixtures", "audio", "tiny-lfm2-audio");
 
 const HELP = `lfm transcribe --model DIR FILE.wav [--json] [--max-tokens N] [options]
-  Transcribes a WAV recording (PCM 8/16/24/32-bit, float 32/64, A-law, µ-law, IMA ADPCM; any
-  channel count and sample rate) with an LFM2-Audio checkpoint (liquid-audio folder, e.g.
+  Transcribes a recording — WAV (PCM 8/16/24/32-bit, float 32/64, A-law, µ-law, IMA ADPCM), FLAC,
+  MP3 or Ogg Opus/Vorbis; any channel count and sample rate — with an LFM2-Audio checkpoint (liquid-audio folder, e.g.
   LiquidAI/LFM2-Audio-1.5B), as liquid-audio's ASR recipe: system prompt "Perform ASR.", greedy.
   Recordings longer than one window are split at pauses into overlapping chunks whose
   transcripts are joined on the words both heard (progress on stderr).
@@ -34,7 +34,7 @@ function clock(seconds: number): string {
 
 export const transcribeCommand: CliCommand = {
   name: "transcribe",
-  summary: "Speech to text from a WAV file (LFM2-Audio).",
+  summary: "Speech to text from a WAV, FLAC, MP3 or Ogg file (LFM2-Audio).",
   help: HELP,
   async run(args: string[], signal: AbortSignal): Promise<number> {
     const { values: v, positionals } = parse(args, {
@@ -51,7 +51,7 @@ export const transcribeCommand: CliCommand = {
     const maxMinutes = num(v, "max-minutes", "float");
     if (maxMinutes !== undefined && !(maxMinutes > 0)) throw new LfmError("INVALID_ARGUMENT", `--max-minutes must be positive (got ${maxMinutes}).`);
     // Read the audio first: a bad file fails fast, before any model is built.
-    const clip = readAudioFile(positionals[0], { maxSeconds: maxMinutes === undefined ? undefined : maxMinutes * 60 });
+    const clip = await loadAudioFile(positionals[0], { maxSeconds: maxMinutes === undefined ? undefined : maxMinutes * 60 });
     let modelDir = v.model as string | undefined;
     if (modelDir === undefined) {
       if (!v.json) process.stderr.write(`(no --model given: using the bundled tiny random LFM2-Audio ${BUNDLED_AUDIO_MODEL}; its text is random)\n`);

@@ -37,6 +37,7 @@ export type LfmErrorCode =
   | "IMAGE_COUNT_MISMATCH"
   | "WAV_INVALID"
   | "WAV_UNSUPPORTED"
+  | "AUDIO_INVALID"
   | "AUDIO_EMPTY"
   | "AUDIO_TOO_SHORT"
   | "AUDIO_TOO_LONG"

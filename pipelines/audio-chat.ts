@@ -1,0 +1,123 @@
+/**
+ * Speech-to-speech chat with LFM2-Audio, as liquid-audio's chat recipe: the prompt
+ *
+ *   <|startoftext|><|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n[audio rows]<|im_end|>\n<|im_start|>assistant\n
+ *
+ * then interleaved (text and audio in turns) or sequential (text, then audio) generation. The
+ * reply streams as text pieces and audio frames; with a Mimi decoder loaded, each frame is decoded
+ * to 24 kHz samples as soon as it is sampled.
+ */
+import { AudioHead } from "../audio/audio-head.ts";
+import { Lfm2AudioModel } from "../audio/lfm2-audio-model.ts";
+import { locateMimi } from "../audio/mimi-config.ts";
+import { MimiDecoder, type MimiStream } from "../audio/mimi-decoder.ts";
+import { type AssembledPrompt, SYSTEM_PROMPTS } from "../audio/prompt.ts";
+import { type ModalitySampling, type SpeechMode, generateSpeech } from "../audio/speech-generation.ts";
+import type { AudioClip } from "../audio/wav.ts";
+import { LfmError } from "../text-core/errors.ts";
+import type { Precision } from "../text-core/graph/blocks.ts";
+import { resolveModelDir } from "../text-core/model-dir.ts";
+
+export interface AudioChatLoadOptions {
+  /**
+   * Mimi codec folder or file to decode the spoken reply (default: none — frames are generated,
+   * as the model needs them, but not turned into sound). Located before any graph is built.
+   */
+  mimi?: string;
+  /** LM and depthformer precision: "q4" (default), "q8", "fp32". The encoder runs q8 (fp32 with fp32); Mimi fp32. */
+  precision?: Precision;
+  threads?: number;
+  cacheDir?: string | false;
+  onProgress?: (stage: string) => void;
+}
+
+export interface AudioChatOptions {
+  mode?: SpeechMode;
+  /** Text tokens and audio frames together (liquid-audio `max_new_tokens`); default 512. */
+  maxSteps?: number;
+  /** Text sampling; default greedy. */
+  text?: ModalitySampling;
+  /** Frame sampling; default liquid-audio's chat recipe, temperature 1 and top-k 4. */
+  audio?: ModalitySampling;
+  seed?: number;
+  signal?: AbortSignal;
+}
+
+export type AudioChatEvent =
+  /**
+   * `text`: the characters this token completed (often "", special tokens dropped). A last event
+   * with `id: null` carries characters still held back when the reply ended (a cut-off UTF-8 tail).
+   */
+  | { kind: "text"; id: number | null; text: string }
+  /** `samples`: the frame decoded at 24 kHz when a Mimi codec is loaded and the frame is a sound. */
+  | { kind: "audio"; codes: number[]; endOfAudio: boolean; samples?: Float32Array };
+
+export const DEFAULT_CHAT_STEPS = 512;
+export const CHAT_AUDIO_SAMPLING: ModalitySampling = { temperature: 1, topK: 4 };
+
+export class AudioChat {
+  private constructor(
+    readonly model: Lfm2AudioModel,
+    readonly head: AudioHead,
+    readonly mimi: MimiDecoder | undefined,
+  ) {}
+
+  static async load(path: string, opts: AudioChatLoadOptions = {}): Promise<AudioChat> {
+    const dir = resolveModelDir(path);
+    // A missing codec is found before anything is built.
+    if (opts.mimi !== undefined) locateMimi(opts.mimi);
+    const shared = { precision: opts.precision, threads: opts.threads, cacheDir: opts.cacheDir, onProgress: opts.onProgress };
+    const model = await Lfm2AudioModel.load(dir, { ...shared, exposeHidden: true });
+    const loaded: { release(): Promise<void> }[] = [model];
+    try {
+      const head = await AudioHead.load(model.dir, model.config, shared);
+      loaded.push(head);
+      let mimi: MimiDecoder | undefined;
+      if (opts.mimi !== undefined) {
+        mimi = await MimiDecoder.load(opts.mimi, { threads: opts.threads, cacheDir: opts.cacheDir, onProgress: opts.onProgress });
+        loaded.push(mimi);
+        if (mimi.config.numCodebooks !== model.config.codebooks) {
+          throw new LfmError("CONFIG_INVALID", `the Mimi codec decodes ${mimi.config.numCodebooks} codebooks but ${model.config.source} generates ${model.config.codebooks}.`);
+        }
+      }
+      return new AudioChat(model, head, mimi);
+    } catch (e) {
+      await Promise.all(loaded.map((r) => r.release()));
+      throw e;
+    }
+  }
+
+  /** The chat prompt for one recording (system prompt default "Respond with interleaved text and audio."). */
+  async prompt(clip: Pick<AudioClip, "samples" | "sampleRateHz">, system: string = SYSTEM_PROMPTS.interleavedChat): Promise<AssembledPrompt> {
+    const audio = await this.model.embedAudio(clip);
+    return this.model.newPrompt().newTurn("system").addText(system).endTurn().newTurn("user").addAudio(audio.rows, audio.count).endTurn().newTurn("assistant").build();
+  }
+
+  /** Streams the assistant's reply to `prompt`. */
+  async *reply(prompt: AssembledPrompt, opts: AudioChatOptions = {}): AsyncGenerator<AudioChatEvent> {
+    const text = this.model.tokenizer.createStreamDecoder({ skipSpecialTokens: true });
+    const stream: MimiStream | undefined = this.mimi?.stream();
+    const steps = generateSpeech(this.model.lm, this.head, prompt, {
+      mode: opts.mode ?? "interleaved",
+      maxSteps: opts.maxSteps ?? DEFAULT_CHAT_STEPS,
+      text: opts.text,
+      audio: opts.audio ?? CHAT_AUDIO_SAMPLING,
+      seed: opts.seed,
+      signal: opts.signal,
+    });
+    for await (const step of steps) {
+      if (step.kind === "text") {
+        yield { kind: "text", id: step.id, text: text.push(step.id) };
+        continue;
+      }
+      const samples = stream && !step.endOfAudio ? await stream.push([step.codes]) : undefined;
+      yield { kind: "audio", codes: step.codes, endOfAudio: step.endOfAudio, samples };
+    }
+    const rest = text.flush();
+    if (rest !== "") yield { kind: "text", id: null, text: rest };
+  }
+
+  async release(): Promise<void> {
+    await Promise.all([this.model.release(), this.head.release(), ...(this.mimi ? [this.mimi.release()] : [])]);
+  }
+}
