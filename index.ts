@@ -5,6 +5,10 @@
  *   for await (const t of lm.chat([{ role: "user", content: "Hi" }], { maxTokens: 64 })) process.stdout.write(t.text);
  */
 import { type LoadOptions, TextModel } from "./text-core/model.ts";
+import { readConfigJson } from "./text-core/config.ts";
+import { resolveModelDir } from "./text-core/model-dir.ts";
+import { VlModel, type VlLoadOptions } from "./vision/vl-model.ts";
+import { isLfm2VlConfig } from "./vision/vl-config.ts";
 
 export { LfmError, isLfmError, type LfmErrorCode } from "./text-core/errors.ts";
 export { TextModel, type LoadOptions, type Completion } from "./text-core/model.ts";
@@ -30,6 +34,21 @@ export {
   type AlphaMode,
 } from "./vision/preprocess.ts";
 export { imagePlaceholder, expandImagePlaceholders, encodeVisionText, renderVisionChat, type VisionPrompt } from "./vision/processor.ts";
+
+// LFM2-VL model (vision/): SigLIP2 NaFlex tower + connector, image features into the language core.
+export {
+  VlModel,
+  DEFAULT_DESCRIBE_PROMPT,
+  type VlLoadOptions,
+  type VlChatMessage,
+  type VlContentPart,
+  type VlChatOptions,
+  type VlGenerateOptions,
+  type ImageInput,
+  type ImagePrompt,
+} from "./vision/vl-model.ts";
+export { ImageEncoder, type PatchCrop, type ImageEncoderOptions } from "./vision/image-encoder.ts";
+export { loadLfm2VlConfig, parseLfm2VlConfig, type Lfm2VlConfig, type Siglip2Config } from "./vision/vl-config.ts";
 
 // LFM2-ColBERT (retrieval/): PyLate-exact token embeddings and MaxSim.
 export {
@@ -77,11 +96,16 @@ export { MimiDecoder, MimiStream, type MimiLoadOptions } from "./audio/mimi-deco
 export { locateMimi, parseMimiConfig, KYUTAI_MIMI_CONFIG, type MimiConfig } from "./audio/mimi-config.ts";
 export { WavStreamWriter, type WavWriterOptions } from "./audio/wav-writer.ts";
 export { Speaker, type SpeakerLoadOptions, type SpeakOptions, type SpeakEvent } from "./pipelines/speak.ts";
-
 export { loadAudioFile, decodeCompressed, compressedFormatOf, type CompressedFormat } from "./audio/compressed.ts";
 export { AudioChat, type AudioChatLoadOptions, type AudioChatOptions, type AudioChatEvent } from "./pipelines/audio-chat.ts";
 
-/** Loads a checkpoint folder (HF layout or HF cache folder). */
-export function loadModel(path: string, opts: LoadOptions = {}): Promise<TextModel> {
-  return TextModel.load(path, opts);
+/**
+ * Loads a checkpoint folder (HF layout or HF cache folder): an LFM2-VL checkpoint (config
+ * `model_type` "lfm2_vl") as a `VlModel`, whose `chat` takes image parts; an LFM2 one as a
+ * `TextModel`. Narrow with `instanceof VlModel` to reach the vision-only methods.
+ */
+export async function loadModel(path: string, opts: LoadOptions & VlLoadOptions = {}): Promise<TextModel | VlModel> {
+  const dir = resolveModelDir(path);
+  if (isLfm2VlConfig(readConfigJson(dir))) return VlModel.load(dir, opts);
+  return TextModel.load(dir, opts);
 }

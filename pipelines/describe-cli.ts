@@ -1,0 +1,159 @@
+/**
+ * `lfm describe`: images (+ a question) → text through an LFM2-VL checkpoint. Also takes a whole
+ * conversation (`--messages FILE.json` whose content parts may be `{"type": "image", "image":
+ * "path"}`). With --json it prints `{"prompt_ids", "ids", "text"}` — `prompt_ids` with the image
+ * placeholders expanded — a scriptable contract kept stable.
+ */
+import { accessSync, constants } from "node:fs";
+import { join } from "node:path";
+import { LfmError } from "../text-core/errors.ts";
+import type { GenerateOptions } from "../text-core/generate.ts";
+import { VlModel, type VlChatMessage, type VlContentPart, DEFAULT_DESCRIBE_PROMPT } from "../vision/vl-model.ts";
+import { COMMON, SAMPLING, type CliCommand, type Values, idList, num, parse, precisionOf, readJsonFile } from "./cli-kit.ts";
+import { readGenerationDefaults } from "./generation-defaults.ts";
+
+/** The bundled tiny random LFM2-VL: what runs without --model, so a fresh clone works offline. */
+const BUNDLED_VL_MODEL = join(import.meta.dirname, "..", "fixtures", "vision", "tiny-lfm2-vl");
+
+const HELP = `lfm describe --model DIR IMAGE... [--prompt TEXT] [--json] [options]
+  Describes one or more images (JPEG, PNG, WebP, TIFF, GIF) with an LFM2-VL checkpoint
+  (e.g. LiquidAI/LFM2-VL-450M or LFM2-VL-1.6B), or answers --prompt about them. The images come
+  first in the user turn, in the order given, then the prompt. Streams the answer.
+  --prompt TEXT          The question (default "${DEFAULT_DESCRIBE_PROMPT}"); --message TEXT is the same.
+  --image FILE           Another image (repeatable; same as a positional IMAGE).
+  --system TEXT          A system prompt.
+  --messages FILE.json   A whole conversation instead: [{"role": "user", "content": [{"type": "image",
+                         "image": "scan.jpg"}, {"type": "text", "text": "Total?"}]}, ...]; image paths
+                         are relative to the current folder. IMAGEs given as well go before the text
+                         of the last user turn.
+  --json                 Print {"prompt_ids", "ids", "text"} (prompt_ids with the image placeholders expanded).
+  --max-input-pixels N   Refuse larger images (default 100000000), checked before decoding.
+  --precision P          q4 (default) | q8 | fp32 (reference parity), for the language core and the vision tower.
+  Sampling (defaults from the checkpoint's generation_config.json, else greedy):
+  --max-tokens N (default 256)  --temperature T  --top-k K  --top-p P  --min-p P  --repetition-penalty R  --seed S
+  --stop ID[,ID...]
+  Also: --threads N, --cache-dir DIR, --no-cache.`;
+
+function generationOptions(model: VlModel, v: Values, signal: AbortSignal): Omit<GenerateOptions, "promptOverrides"> {
+  const defaults = readGenerationDefaults(model.dir);
+  const extraStops = typeof v.stop === "string" ? idList(v.stop, "stop") : [];
+  return {
+    ...defaults,
+    maxTokens: num(v, "max-tokens", "int") ?? 256,
+    temperature: num(v, "temperature", "float") ?? defaults.temperature,
+    topK: num(v, "top-k", "int") ?? defaults.topK,
+    topP: num(v, "top-p", "float") ?? defaults.topP,
+    minP: num(v, "min-p", "float") ?? defaults.minP,
+    repetitionPenalty: num(v, "repetition-penalty", "float") ?? defaults.repetitionPenalty,
+    seed: num(v, "seed", "int"),
+    stopTokenIds: [...model.stopTokenIds, ...extraStops],
+    signal,
+  };
+}
+
+/** `--messages` content, checked: strings, or lists of text and image parts. */
+function parseMessages(raw: unknown, path: string): VlChatMessage[] {
+  const list = Array.isArray(raw) ? raw : (raw as { messages?: unknown })?.messages;
+  if (!Array.isArray(list) || list.length === 0) {
+    throw new LfmError("INVALID_ARGUMENT", `${path} must hold a non-empty JSON list of {"role", "content"} messages.`);
+  }
+  return list.map((m, i) => {
+    const { role, content } = (m ?? {}) as { role?: unknown; content?: unknown };
+    if (typeof role !== "string") throw new LfmError("INVALID_ARGUMENT", `message ${i} in ${path} needs a string "role".`);
+    if (typeof content === "string") return { role, content };
+    if (!Array.isArray(content)) throw new LfmError("INVALID_ARGUMENT", `message ${i} in ${path}: "content" must be a string or a list of parts.`);
+    const parts = content.map((p): VlContentPart => {
+      const part = (p ?? {}) as { type?: unknown; text?: unknown; image?: unknown };
+      if (part.type === "text" && typeof part.text === "string") return { type: "text", text: part.text };
+      if (part.type === "image" && typeof part.image === "string") return { type: "image", image: part.image };
+      throw new LfmError("INVALID_ARGUMENT", `message ${i} in ${path}: parts are {"type": "text", "text": "..."} or {"type": "image", "image": "path"}; got ${JSON.stringify(p)}.`);
+    });
+    return { role, content: parts };
+  });
+}
+
+/** The conversation the flags describe. */
+function conversation(v: Values, images: string[]): VlChatMessage[] {
+  const messages: VlChatMessage[] = [];
+  if (typeof v.system === "string") messages.push({ role: "system", content: v.system });
+  const imageParts = images.map((image): VlContentPart => ({ type: "image", image }));
+  if (typeof v.messages === "string") {
+    messages.push(...parseMessages(readJsonFile(v.messages, "messages"), v.messages));
+    if (typeof v.prompt === "string") messages.push({ role: "user", content: [...imageParts, { type: "text", text: v.prompt }] });
+    else if (imageParts.length > 0) {
+      const last = messages.map((m) => m.role).lastIndexOf("user");
+      if (last < 0) throw new LfmError("INVALID_ARGUMENT", `${v.messages} has no user turn to put the images in; add --prompt TEXT.`);
+      const m = messages[last];
+      messages[last] = { role: m.role, content: [...imageParts, ...(typeof m.content === "string" ? [{ type: "text" as const, text: m.content }] : m.content)] };
+    }
+    return messages;
+  }
+  if (imageParts.length === 0) throw new LfmError("INVALID_ARGUMENT", "give at least one image: lfm describe --model DIR IMAGE... (or --messages FILE.json).");
+  messages.push({ role: "user", content: [...imageParts, { type: "text", text: (v.prompt as string | undefined) ?? DEFAULT_DESCRIBE_PROMPT }] });
+  return messages;
+}
+
+function checkReadable(file: string): void {
+  try {
+    accessSync(file, constants.R_OK);
+  } catch {
+    throw new LfmError("FILE_NOT_FOUND", `Image file ${file} not found or not readable.`);
+  }
+}
+
+export const describeCommand: CliCommand = {
+  name: "describe",
+  summary: "Describe images or answer questions about them (LFM2-VL).",
+  help: HELP,
+  async run(args: string[], signal: AbortSignal): Promise<number> {
+    const { values: v, positionals } = parse(args, {
+      ...COMMON,
+      ...SAMPLING,
+      prompt: { type: "string" },
+      message: { type: "string" }, // lfm chat's name for the user text
+      image: { type: "string", multiple: true },
+      system: { type: "string" },
+      messages: { type: "string" },
+      "max-input-pixels": { type: "string" },
+    });
+    const images = [...positionals, ...((v.image as unknown as string[] | undefined) ?? [])];
+    if (typeof v.message === "string") {
+      if (typeof v.prompt === "string") throw new LfmError("INVALID_ARGUMENT", "give the question once: --prompt or --message, not both.");
+      v.prompt = v.message;
+    }
+    const messages = conversation(v, images);
+    // A missing image fails fast, before any model is built.
+    for (const m of messages) {
+      if (typeof m.content === "string") continue;
+      for (const p of m.content) if (p.type === "image" && typeof p.image === "string") checkReadable(p.image);
+    }
+    const maxInputPixels = num(v, "max-input-pixels", "int");
+    let modelDir = v.model as string | undefined;
+    if (modelDir === undefined) {
+      if (!v.json) process.stderr.write(`(no --model given: using the bundled tiny random LFM2-VL ${BUNDLED_VL_MODEL}; its text is random)\n`);
+      modelDir = BUNDLED_VL_MODEL;
+    }
+    const tty = process.stderr.isTTY && !v.json;
+    const model = await VlModel.load(modelDir, {
+      precision: precisionOf(v),
+      threads: num(v, "threads", "int"),
+      cacheDir: v["no-cache"] ? false : (v["cache-dir"] as string | undefined),
+      image: maxInputPixels === undefined ? {} : { maxInputPixels },
+      onProgress: tty ? (stage) => process.stderr.write(`\x1b[2m${stage}…\x1b[0m\n`) : undefined,
+    });
+    try {
+      const opts = generationOptions(model, v, signal);
+      const prompt = await model.prepareChat(messages);
+      if (v.json) {
+        const out = await model.complete(prompt, opts);
+        process.stdout.write(`${JSON.stringify({ prompt_ids: out.promptIds, ids: out.ids, text: out.text })}\n`);
+        return 0;
+      }
+      for await (const t of model.stream(prompt, opts)) process.stdout.write(t.text);
+      process.stdout.write("\n");
+      return 0;
+    } finally {
+      await model.release();
+    }
+  },
+};
