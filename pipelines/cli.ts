@@ -18,6 +18,9 @@ import { parseToolCalls } from "../text-core/tool-calls.ts";
 import { readGenerationDefaults } from "./generation-defaults.ts";
 import { COMMON, SAMPLING, type Values, idList, num, parse, precisionOf, readJsonFile } from "./cli-kit.ts";
 import { EXTRA_COMMANDS } from "./commands.ts";
+import { describeCommand } from "./describe-cli.ts";
+import { readConfigJson } from "../text-core/config.ts";
+import { isLfm2VlConfig } from "../vision/vl-config.ts";
 
 const HELP = `lfm — Liquid AI LFM2 models on this CPU, offline.
 
@@ -61,6 +64,8 @@ const COMMAND_HELP: Record<string, string> = {
 ${SAMPLING_HELP}`,
   chat: `lfm chat --model DIR [--messages FILE.json | --message TEXT] [--system TEXT] [--tools FILE.json] [options]
   FILE.json: [{"role": "user", "content": "..."}, ...]; tools: a JSON list of function schemas.
+  With an LFM2-VL checkpoint: --image FILE (repeatable) puts images before the message text, and
+  --messages content may hold {"type": "image", "image": "path"} parts (see lfm describe --help).
   Without --messages/--message on a terminal: an interactive chat (empty line or Ctrl-D ends it).
   With --json prints {"prompt_ids", "ids", "text", "tool_calls"}.
 ${SAMPLING_HELP}`,
@@ -174,7 +179,25 @@ function parseMessages(raw: unknown, path: string): ChatMessage[] {
   return list as ChatMessage[];
 }
 
+/** The value of `--model` in raw arguments (before a command's own parsing). */
+function modelArg(args: string[]): string | undefined {
+  const i = args.findIndex((a) => a === "--model" || a.startsWith("--model="));
+  if (i < 0) return undefined;
+  return args[i].startsWith("--model=") ? args[i].slice("--model=".length) : args[i + 1];
+}
+
 async function cmdChat(args: string[], signal: AbortSignal): Promise<void> {
+  // An LFM2-VL checkpoint chats through the vision pipeline (images before the message text).
+  const modelPath = modelArg(args);
+  const isVl = modelPath !== undefined && !args.includes("--help") && !args.includes("-h") && isLfm2VlConfig(readConfigJson(resolveModelDir(modelPath)));
+  if (isVl) {
+    const status = await describeCommand.run(args, signal);
+    if (status !== 0) process.exitCode = status;
+    return;
+  }
+  if (args.some((a) => a === "--image" || a.startsWith("--image="))) {
+    throw new LfmError("INVALID_ARGUMENT", `--image needs an LFM2-VL checkpoint (config model_type "lfm2_vl"); ${modelPath ?? "the bundled text model"} is a text-only LFM2.`);
+  }
   const { values: v } = parse(args, {
     ...COMMON,
     ...SAMPLING,

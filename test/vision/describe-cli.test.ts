@@ -80,4 +80,21 @@ describe("lfm describe", () => {
     expect(r.status).toBe(2);
     expect(r.stderr).toContain("[INVALID_ARGUMENT]");
   });
+
+  it("lfm chat --image --message on an LFM2-VL checkpoint is the issue's scriptable contract", () => {
+    const im = ref.images[2];
+    const out = runLfmJson<{ prompt_ids: number[]; ids: number[]; text: string }>([
+      "chat", "--model", MODEL, "--image", join(IMAGES, im.file), "--message", "Describe the document.", "--max-tokens", "8", ...EXACT,
+    ]);
+    expect(out.prompt_ids).toEqual(im.input_ids);
+    expect(out.ids).toEqual(im.greedy_new_ids);
+    expect(typeof out.text).toBe("string");
+  });
+
+  it("lfm chat --image on a text-only model is a typed error", () => {
+    const r = runLfm(["chat", "--model", join(FIXTURES, "text/tiny-lfm2"), "--image", join(IMAGES, ref.images[0].file), "--message", "hi", "--json"]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("INVALID_ARGUMENT");
+    expect(r.stderr).toContain("LFM2-VL");
+  });
 });
