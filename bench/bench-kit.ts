@@ -1,0 +1,72 @@
+/**
+ * What the per-stage benchmark drivers (vision.ts, colbert.ts) share: one worker process per
+ * configuration (so peak RSS is its own), medians, the machine description and the results file
+ * bench/results/<date>-<machine>-<suite>.json (-2, -3, … for later runs that day).
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, totalmem } from "node:os";
+import { join } from "node:path";
+import { defaultCacheDir } from "../text-core/graph-cache.ts";
+
+export const ROOT = join(import.meta.dirname, "..");
+export const benchCacheDir = process.env.LFM_CACHE_DIR ?? defaultCacheDir();
+
+/** What a worker prints as its last stdout line. */
+export interface WorkerResult {
+  loadMs: number;
+  peakRssMb: number;
+  samples: Array<Record<string, number>>;
+  /** Facts about the workload (token counts, crops…), the same in every run. */
+  info?: Record<string, number>;
+}
+
+export const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+/** The median of every sample field. */
+export const medians = (r: WorkerResult): Record<string, number> =>
+  Object.fromEntries(Object.keys(r.samples[0] ?? {}).map((k) => [k, median(r.samples.map((s) => s[k]))]));
+
+/** Runs `bench/<worker>` in a process of its own with the shared graph cache; returns its JSON line. */
+export function runWorker(worker: string, args: string[]): WorkerResult {
+  const out = execFileSync(process.execPath, [join(ROOT, "bin/run-ts.mjs"), join(ROOT, "bench", worker), ...args], {
+    encoding: "utf8",
+    env: { ...process.env, LFM_CACHE_DIR: benchCacheDir },
+    maxBuffer: 1 << 24,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  return JSON.parse(out.trim().split("\n").pop() as string) as WorkerResult;
+}
+
+/**
+ * Builds the graphs in a throwaway process first (runs = 0), then measures in a fresh one, so the
+ * measured process loads cached graphs as a user's second start does.
+ */
+export function buildThenMeasure(worker: string, args: (runs: string) => string[], runs: string): WorkerResult {
+  runWorker(worker, args("0"));
+  return runWorker(worker, args(runs));
+}
+
+export function machineInfo() {
+  const cpu = cpus()[0]?.model ?? "unknown cpu";
+  return { cpu, logicalCores: cpus().length, memoryGb: Math.round(totalmem() / 2 ** 30), node: process.version };
+}
+
+export const formatLoad = (l: number[]) => l.map((x) => x.toFixed(2)).join(" ");
+
+/** Writes the results file and returns its path. */
+export function writeResults(suite: string, body: { settings: Record<string, unknown>; loadStart: number[]; notes: string[]; results: unknown[] }): string {
+  const machine = machineInfo();
+  const date = new Date().toISOString().slice(0, 10);
+  const slug = `${machine.cpu.replace(/[^A-Za-z0-9]+/g, "-").replace(/^-|-$/g, "").toLowerCase()}-${machine.logicalCores}c`;
+  mkdirSync(join(ROOT, "bench/results"), { recursive: true });
+  let file = join(ROOT, "bench/results", `${date}-${slug}-${suite}.json`);
+  for (let n = 2; existsSync(file); n++) file = join(ROOT, "bench/results", `${date}-${slug}-${suite}-${n}.json`);
+  const { loadStart, ...rest } = body;
+  const record = { date: new Date().toISOString(), machine, ...rest, loadAverage: { start: loadStart, end: loadavg() } };
+  writeFileSync(file, `${JSON.stringify(record, null, 1)}\n`);
+  return file;
+}

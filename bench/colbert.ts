@@ -1,0 +1,106 @@
+/**
+ * `npm run bench:colbert` — LFM2-ColBERT-350M encoding speed on a random-weight checkpoint with
+ * the published shape (LFM2-350M backbone + Dense 1024→128, PyLate settings of
+ * fixtures/realshape/configs.json; speed does not depend on the weight values):
+ *
+ * - document encoding, docs/s, for documents of ~200 tokens at batch sizes 1 and 8;
+ * - single-query latency (one `encodeQueries([q])` call: 32 positions with expansion), p50;
+ *
+ * per backbone precision. One process per precision (graphs built by a process of their own
+ * first), a warm-up, then medians over `--runs` runs. Writes
+ * bench/results/<date>-<machine>-colbert.json and prints a table with the load average.
+ *
+ *   npm run bench:colbert -- [--precisions q8,q4,fp32] [--runs 3] [--threads 2] [--docs 8] [--doc-tokens 200] [--queries 10]
+ */
+import { existsSync, readFileSync, renameSync } from "node:fs";
+import { loadavg } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { parseLfm2Config } from "../text-core/config.ts";
+import { writeSafetensors } from "../text-core/safetensors.ts";
+import { lfm2TensorShapes, paddedTokenizerJson, randomWeights, writeSyntheticCheckpoint } from "../text-core/synthetic-checkpoint.ts";
+import { ROOT, benchCacheDir, buildThenMeasure, formatLoad, machineInfo, medians, writeResults } from "./bench-kit.ts";
+
+const { values } = parseArgs({
+  options: {
+    precisions: { type: "string", default: "q8,q4,fp32" },
+    runs: { type: "string", default: "3" },
+    threads: { type: "string", default: "2" },
+    docs: { type: "string", default: "8" },
+    "doc-tokens": { type: "string", default: "200" },
+    queries: { type: "string", default: "10" },
+  },
+});
+const settings = { threads: Number(values.threads), runs: Number(values.runs), docs: Number(values.docs), docTokens: Number(values["doc-tokens"]), queries: Number(values.queries) };
+
+/**
+ * The PyLate folder, written once: backbone (config + random bf16 weights), the PyLate files and
+ * the Dense projection in 1_Dense. The tokenizer is the tiny fixture's plus PyLate's two prefix
+ * tokens (documents are sized in its tokens, so the model sees ~200 positions all the same).
+ */
+function colbertCheckpoint(): string {
+  const files = JSON.parse(readFileSync(join(ROOT, "fixtures/realshape/configs.json"), "utf8"))["lfm2-colbert-350m"] as Record<string, Record<string, unknown>>;
+  const { "config.json": raw, ...pylateFiles } = files;
+  const config = parseLfm2Config(raw, "lfm2-colbert-350m");
+  const tokenizerDir = join(ROOT, "fixtures/text/tiny-lfm2");
+  const tokenizerJson = readFileSync(join(tokenizerDir, "tokenizer.json"), "utf8");
+  const tok = JSON.parse(tokenizerJson) as { added_tokens: Array<{ id: number }>; model: { vocab: Record<string, number> } };
+  const size = Math.max(...Object.values(tok.model.vocab), ...tok.added_tokens.map((t) => t.id)) + 1;
+  const dir = writeSyntheticCheckpoint(join(benchCacheDir, "bench-checkpoints", "lfm2-colbert-350m"), {
+    config: raw,
+    tensors: lfm2TensorShapes(config, ""),
+    values: "random",
+    tokenizerFrom: tokenizerDir,
+    tokenizerJson: paddedTokenizerJson(tokenizerJson, size + 2, ["[Q] ", "[D] "]),
+    extraFiles: pylateFiles,
+  });
+  const denseFile = join(dir, "1_Dense", "model.safetensors");
+  if (!existsSync(denseFile)) {
+    const dense = files["1_Dense/config.json"] as { in_features: number; out_features: number };
+    const shape = [dense.out_features, dense.in_features];
+    const w = randomWeights("linear.weight", shape);
+    const tmp = `${denseFile}.tmp-${process.pid}`;
+    writeSafetensors(tmp, [{ name: "linear.weight", dtype: "BF16", shape, data: new Uint8Array(w.buffer, w.byteOffset, w.byteLength) }], { format: "pt" });
+    renameSync(tmp, denseFile);
+  }
+  return dir;
+}
+
+const loadStart = loadavg();
+process.stderr.write("lfm2-colbert-350m: random-weight checkpoint… ");
+const dir = colbertCheckpoint();
+process.stderr.write("ready\n");
+const rows: Array<Record<string, unknown>> = [];
+for (const precision of values.precisions.split(",")) {
+  process.stderr.write(`  ${precision}: building, then measuring… `);
+  try {
+    const args = (runs: string) => [dir, precision, values.threads, runs, values.docs, values["doc-tokens"], values.queries];
+    const r = buildThenMeasure("colbert-worker.ts", args, values.runs);
+    const m = medians(r);
+    rows.push({ bench: "colbert", model: "lfm2-colbert-350m", precision, ...settings, runs: r.samples.length, loadMs: r.loadMs, peakRssMb: r.peakRssMb, ...r.info, ...m, samples: r.samples });
+    process.stderr.write(`${m.docsPerSecBatch1.toFixed(1)} / ${m.docsPerSecBatch8.toFixed(1)} docs/s, query p50 ${m.queryP50Ms.toFixed(0)} ms\n`);
+  } catch (e) {
+    rows.push({ bench: "colbert", precision, error: (e as Error).message });
+    process.stderr.write("failed\n");
+  }
+}
+
+const file = writeResults("colbert", {
+  settings,
+  loadStart,
+  notes: [
+    "docsPerSecBatchN: encodeDocuments(docs, { batchSize: N }) over `docs` documents of ~docTokens tokens (prefix and BOS included)",
+    "queryP50Ms: median latency of `queries` single-query encodeQueries([q]) calls within a run (32 positions with expansion); medians over runs",
+    "random weights in the LFM2-ColBERT-350M shape; the tokenizer is the tiny fixture's plus the [Q]/[D] prefix tokens",
+  ],
+  results: rows,
+});
+
+const f = (v: unknown, d = 0) => (typeof v === "number" ? v.toFixed(d) : "—");
+console.log(`\nload average ${formatLoad(loadStart)} → ${formatLoad(loadavg())} on ${machineInfo().logicalCores} cores, ${settings.threads} threads`);
+console.log(`${"prec".padEnd(5)} ${"docs/s b=1".padStart(11)} ${"docs/s b=8".padStart(11)} ${"query p50 ms".padStart(13)} ${"peak RSS MB".padStart(12)}`);
+for (const r of rows) {
+  if (r.error) console.log(`${String(r.precision).padEnd(5)} failed: ${String(r.error).split("\n")[0].slice(0, 70)}`);
+  else console.log(`${String(r.precision).padEnd(5)} ${f(r.docsPerSecBatch1, 2).padStart(11)} ${f(r.docsPerSecBatch8, 2).padStart(11)} ${f(r.queryP50Ms).padStart(13)} ${f(r.peakRssMb).padStart(12)}`);
+}
+console.log(`\n${file}`);

@@ -1,0 +1,136 @@
+/**
+ * `npm run bench:vision` — LFM2-VL speed on random-weight checkpoints with the published shapes
+ * (speed does not depend on the weight values; fixtures/real-configs/lfm2-vl-*.json):
+ *
+ * - tile encoding: ms for one 512×512 tile (32×32 patches) through the SigLIP2 tower and the
+ *   projector (`ImageEncoder.encode`), LFM2-VL-450M and LFM2-VL-1.6B, tower at fp32 / q8 / q4;
+ * - image to first token, LFM2-VL-450M at q4 (`VlModel`): a 1024×768 JPEG → preprocessing
+ *   (decode, tiling, resize, patches) → prompt ids → tower → LM prefill → first token, per stage.
+ *
+ * One process per configuration (graphs built by a process of their own first), a warm-up run,
+ * then medians over `--runs` runs. Writes bench/results/<date>-<machine>-vision.json and prints a
+ * table with the load average when it ran.
+ *
+ *   npm run bench:vision -- [--models 450m,1.6b] [--precisions fp32,q8,q4] [--runs 3] [--threads 2] [--skip-first-token]
+ */
+import { readFileSync } from "node:fs";
+import { loadavg } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { lfm2TensorShapes, writeSyntheticCheckpoint } from "../text-core/synthetic-checkpoint.ts";
+import { type Lfm2VlConfig, parseLfm2VlConfig } from "../vision/vl-config.ts";
+import { ROOT, type WorkerResult, benchCacheDir, buildThenMeasure, formatLoad, machineInfo, medians, writeResults } from "./bench-kit.ts";
+
+const { values } = parseArgs({
+  options: {
+    models: { type: "string", default: "450m,1.6b" },
+    precisions: { type: "string", default: "fp32,q8,q4" },
+    runs: { type: "string", default: "3" },
+    threads: { type: "string", default: "2" },
+    "skip-first-token": { type: "boolean", default: false },
+  },
+});
+const settings = { threads: Number(values.threads), runs: Number(values.runs) };
+
+/** The tower's and the projector's tensors (HF names; the unused pooling head is left out). */
+function visionTensorShapes(config: Lfm2VlConfig): Array<[string, number[]]> {
+  const v = config.vision;
+  const C = v.hiddenSize;
+  const t = "model.vision_tower.";
+  const out: Array<[string, number[]]> = [
+    [`${t}embeddings.patch_embedding.weight`, [C, v.numChannels * v.patchSize ** 2]],
+    [`${t}embeddings.patch_embedding.bias`, [C]],
+    [`${t}embeddings.position_embedding.weight`, [v.positionGridSize ** 2, C]],
+  ];
+  for (let i = 0; i < v.checkpointLayers; i++) {
+    const p = `${t}encoder.layers.${i}`;
+    for (const ln of ["layer_norm1", "layer_norm2"]) out.push([`${p}.${ln}.weight`, [C]], [`${p}.${ln}.bias`, [C]]);
+    for (const proj of ["q_proj", "k_proj", "v_proj", "out_proj"]) out.push([`${p}.self_attn.${proj}.weight`, [C, C]], [`${p}.self_attn.${proj}.bias`, [C]]);
+    out.push([`${p}.mlp.fc1.weight`, [v.intermediateSize, C]], [`${p}.mlp.fc1.bias`, [v.intermediateSize]]);
+    out.push([`${p}.mlp.fc2.weight`, [C, v.intermediateSize]], [`${p}.mlp.fc2.bias`, [C]]);
+  }
+  out.push([`${t}post_layernorm.weight`, [C]], [`${t}post_layernorm.bias`, [C]]);
+  const m = "model.multi_modal_projector.";
+  const unshuffled = C * config.downsampleFactor ** 2;
+  out.push([`${m}layer_norm.weight`, [unshuffled]], [`${m}layer_norm.bias`, [unshuffled]]);
+  out.push([`${m}linear_1.weight`, [config.projectorHiddenSize, unshuffled]], [`${m}linear_1.bias`, [config.projectorHiddenSize]]);
+  out.push([`${m}linear_2.weight`, [config.text.hiddenSize, config.projectorHiddenSize]], [`${m}linear_2.bias`, [config.text.hiddenSize]]);
+  return out;
+}
+
+/**
+ * The model's random-weight checkpoint, written once: tower + projector, plus the language model
+ * when `withLm` (the tile benchmark needs no LM, which spares the 1.6B's 2.3 GB). The tokenizer is
+ * the tiny fixture's: same special tokens and image token id as LFM2's, ids all below 65536.
+ */
+function vlCheckpoint(model: string, withLm: boolean): { dir: string; config: Lfm2VlConfig } {
+  const file = (suffix: string) => JSON.parse(readFileSync(join(ROOT, `fixtures/real-configs/lfm2-vl-${model}.${suffix}.json`), "utf8"));
+  const raw = file("config");
+  const config = parseLfm2VlConfig(raw, `lfm2-vl-${model}`);
+  const name = `lfm2-vl-${model}${withLm ? "" : "-vision"}`;
+  process.stderr.write(`${name}: random-weight checkpoint… `);
+  const dir = writeSyntheticCheckpoint(join(benchCacheDir, "bench-checkpoints", name), {
+    config: raw,
+    tensors: [...visionTensorShapes(config), ...(withLm ? lfm2TensorShapes(config.text, "model.language_model.") : [])],
+    values: "random",
+    tokenizerFrom: join(ROOT, "fixtures/text/tiny-lfm2"),
+    extraFiles: { "processor_config.json": file("processor_config") },
+  });
+  process.stderr.write("ready\n");
+  return { dir, config };
+}
+
+const loadStart = loadavg();
+const rows: Array<Record<string, unknown>> = [];
+const measure = (label: string, row: Record<string, unknown>, args: (runs: string) => string[], report: (m: Record<string, number>) => string) => {
+  process.stderr.write(`  ${label}: building, then measuring… `);
+  try {
+    const r: WorkerResult = buildThenMeasure("vision-worker.ts", args, values.runs);
+    const m = medians(r);
+    rows.push({ ...row, ...settings, runs: r.samples.length, loadMs: r.loadMs, peakRssMb: r.peakRssMb, ...r.info, ...m, samples: r.samples });
+    process.stderr.write(`${report(m)}\n`);
+  } catch (e) {
+    rows.push({ ...row, error: (e as Error).message });
+    process.stderr.write("failed\n");
+  }
+};
+
+const models = values.models.split(",");
+for (const model of models) {
+  // 450M: one full checkpoint serves both benchmarks.
+  const { dir } = vlCheckpoint(model, model === "450m" && !values["skip-first-token"]);
+  for (const precision of values.precisions.split(",")) {
+    measure(`tile ${model} ${precision}`, { bench: "tile", model: `lfm2-vl-${model}`, precision }, (runs) => ["tile", dir, precision, values.threads, runs], (m) => `${m.tileMs.toFixed(0)} ms/tile`);
+  }
+}
+if (!values["skip-first-token"]) {
+  const { dir } = vlCheckpoint("450m", true);
+  measure("first token 450m q4", { bench: "first-token", model: "lfm2-vl-450m", precision: "q4" }, (runs) => ["first-token", dir, "q4", values.threads, runs], (m) => `${m.totalMs.toFixed(0)} ms`);
+}
+
+const file = writeResults("vision", {
+  settings,
+  loadStart,
+  notes: [
+    "tile: ImageEncoder.encode of one 32×32-patch crop (a 512×512 tile): SigLIP2 tower + pixel unshuffle + projector",
+    "first-token: 1024×768 JPEG bytes → VlModel.preprocess → renderChat + encodeVisionText → encodeImages → runtime.forward (prefill with image overrides) → argmax",
+    "random weights in the published shapes; the tokenizer is the tiny fixture's (a real 65k BPE vocabulary costs a little more heap)",
+  ],
+  results: rows,
+});
+
+const f = (v: unknown, d = 0) => (typeof v === "number" ? v.toFixed(d) : "—");
+console.log(`\nload average ${formatLoad(loadStart)} → ${formatLoad(loadavg())} on ${machineInfo().logicalCores} cores, ${settings.threads} threads`);
+console.log(`${"tile encoding (512×512)".padEnd(24)} ${"prec".padEnd(5)} ${"ms/tile".padStart(8)} ${"peak RSS MB".padStart(12)}`);
+for (const r of rows.filter((r) => r.bench === "tile")) {
+  console.log(`${String(r.model).padEnd(24)} ${String(r.precision).padEnd(5)} ${r.error ? `failed: ${String(r.error).split("\n")[0].slice(0, 60)}` : `${f(r.tileMs).padStart(8)} ${f(r.peakRssMb).padStart(12)}`}`);
+}
+for (const r of rows.filter((r) => r.bench === "first-token")) {
+  if (r.error) {
+    console.log(`\nimage → first token: failed: ${String(r.error).split("\n")[0].slice(0, 70)}`);
+    continue;
+  }
+  console.log(`\nimage → first token, ${r.model} ${r.precision}: ${r.crops} crops, ${r.imageTokens} image tokens, ${r.promptTokens} prompt tokens, peak RSS ${f(r.peakRssMb)} MB`);
+  console.log(`  preprocess ${f(r.preprocessMs)} ms | prompt ids ${f(r.promptMs)} ms | tower ${f(r.towerMs)} ms | prefill ${f(r.prefillMs)} ms | first token ${f(r.firstTokenMs, 1)} ms | total ${f(r.totalMs)} ms`);
+}
+console.log(`\n${file}`);
