@@ -60,6 +60,14 @@ export {
 } from "./retrieval/colbert.ts";
 export type { PylateSettings } from "./retrieval/pylate-config.ts";
 export { maxSim, maxSimMatrix } from "./retrieval/maxsim.ts";
+// The persistent index (retrieval/index/) and file ingest (retrieval/ingest/).
+export { IndexWriter, type NewDocument, type CreateOptions, type WriterOptions, type CommitResult } from "./retrieval/index/writer.ts";
+export { IndexReader, type SearchOptions, type SearchHit, type MetadataFilter, type ReaderOptions, type IndexStats } from "./retrieval/index/reader.ts";
+export type { Metadata, MetadataValue, ModelIdentity, StoredDocument } from "./retrieval/index/format.ts";
+export type { VectorStorage } from "./retrieval/index/vector-codec.ts";
+export { modelIdentity } from "./retrieval/index/model-identity.ts";
+export { ingestPaths, removePaths, collectFiles, type TokenEncoder, type IngestOptions, type IngestReport } from "./retrieval/ingest/ingest.ts";
+export { chunkText, type Chunk, type ChunkOptions } from "./retrieval/ingest/chunker.ts";
 
 // LFM2-Audio input side (audio/) and transcription (pipelines/transcribe.ts).
 export { Lfm2AudioModel, AudioEncoder, type AudioModelLoadOptions, type AudioEmbeddings } from "./audio/lfm2-audio-model.ts";

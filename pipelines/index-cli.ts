@@ -1,0 +1,308 @@
+/**
+ * `lfm index add|rm|stats|compact` and `lfm search`: a persistent LFM2-ColBERT index of local
+ * files (retrieval/index, retrieval/ingest). Scriptable contract, kept stable:
+ *   lfm search … --json  →  {"results": [{"id", "score", "text", "source", "metadata"}]}
+ */
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { LfmError } from "../text-core/errors.ts";
+import { resolveModelDir } from "../text-core/model-dir.ts";
+import { type IndexStats, IndexReader, type MetadataFilter, readIndexManifest, readIndexStats } from "../retrieval/index/reader.ts";
+import type { Metadata, ModelIdentity } from "../retrieval/index/format.ts";
+import { modelIdentity } from "../retrieval/index/model-identity.ts";
+import { IndexWriter } from "../retrieval/index/writer.ts";
+import { estimateTokens } from "../retrieval/ingest/chunker.ts";
+import { type IngestReport, ingestPaths, removePaths } from "../retrieval/ingest/ingest.ts";
+import type { ColbertEncoder } from "../retrieval/colbert.ts";
+import { type CliCommand, COMMON, type Values, num, parse, precisionOf } from "./cli-kit.ts";
+import { ProgressBar } from "./progress-bar.ts";
+
+/** The bundled tiny random ColBERT model: the default when neither --model nor the index names one. */
+export const BUNDLED_COLBERT = join(import.meta.dirname, "..", "fixtures", "retrieval", "tiny-lfm2-colbert");
+
+const INDEX_OPTIONS = {
+  ...COMMON,
+  index: { type: "string" },
+  storage: { type: "string" },
+  "chunk-tokens": { type: "string" },
+  "overlap-tokens": { type: "string" },
+  meta: { type: "string", multiple: true },
+  "commit-every": { type: "string" },
+} as const;
+
+const SEARCH_OPTIONS = {
+  ...COMMON,
+  index: { type: "string" },
+  filter: { type: "string", multiple: true },
+  k: { type: "string", short: "k" },
+  exhaustive: { type: "boolean" },
+} as const;
+
+const INDEX_HELP = `lfm index add|rm|stats|compact --index DIR [options] [PATHS...]
+  add PATHS      Index .txt, .md, .html and .pdf files (folders: recursively). Files already
+                 indexed and unchanged are skipped; changed ones are replaced. Commits every
+                 ~128 passages (whole files); Ctrl-C keeps what was committed, nothing partial.
+  rm PATHS       Remove the passages of these files (or of every file under these folders).
+  stats          What the index holds.
+  compact        Rewrite the index without deleted passages, with fresh graphs.
+
+Options:
+  --index DIR            The index folder (created by the first add).
+  --model DIR            PyLate ColBERT folder. Default: the model that built the index, else the
+                         bundled tiny random model (fixtures/retrieval/tiny-lfm2-colbert).
+  --precision P          q4 (default) | q8 | fp32       --threads N
+  --storage S            New index only: float16 (default) | int8 (half the vector memory,
+                         slightly lower recall) | float32
+  --chunk-tokens N       Passage size in model tokens (default: min(document_length − 2, 256))
+  --overlap-tokens N     Tokens shared by consecutive passages (default: passage size / 8)
+  --meta KEY=VALUE       Metadata for every passage of this add (repeatable); filter on it in search
+  --commit-every N       Passages per commit (default 128)
+  --json                 Print a JSON report.`;
+
+const SEARCH_HELP = `lfm search --index DIR [--model DIR] [--filter KEY=VALUE]... [-k 10] [--json] QUERY
+  The k passages that best match QUERY (exact MaxSim over the index's candidates).
+  --filter KEY=VALUE   Only passages whose metadata KEY is VALUE (repeat: all must hold; the same
+                       KEY twice: either value). KEY "source" is the file path; ingest sets
+                       "type" (txt|md|html|pdf), "title" and, for PDFs, "page".
+  --exhaustive         Score every passage exactly (slow on big indexes; for checking).
+  --json               {"results": [{"id", "score", "text", "source", "metadata"}]}`;
+
+export const indexCommand: CliCommand = {
+  name: "index",
+  summary: "Build and maintain a ColBERT index of local files (add, rm, stats, compact).",
+  help: INDEX_HELP,
+  async run(args, signal) {
+    const [action, ...rest] = args;
+    const { values: v, positionals } = parse(rest, INDEX_OPTIONS);
+    const dir = requireIndex(v);
+    switch (action) {
+      case "add":
+        return indexAdd(dir, v, positionals, signal);
+      case "rm":
+        return indexRemove(dir, v, positionals);
+      case "stats": {
+        const stats = readIndexStats(dir);
+        console.log(v.json ? JSON.stringify(stats) : formatStats(stats));
+        return 0;
+      }
+      case "compact": {
+        const writer = await IndexWriter.open(dir);
+        const bar = new ProgressBar(process.stderr, Boolean(process.stderr.isTTY) && !v.json);
+        try {
+          const result = await writer.compact({ signal, onProgress: (stage, done, total) => commitProgress(bar, stage, done, total) });
+          bar.done();
+          console.log(v.json ? JSON.stringify(result) : `compacted: ${result.segments} segment(s), generation ${result.generation}`);
+        } finally {
+          bar.done();
+          await writer.close();
+        }
+        return 0;
+      }
+      default:
+        throw new LfmError("INVALID_ARGUMENT", `lfm index needs an action: add, rm, stats or compact (got ${action === undefined ? "none" : `"${action}"`}). See lfm index --help.`);
+    }
+  },
+};
+
+export const searchCommand: CliCommand = {
+  name: "search",
+  summary: "Search a ColBERT index (lfm index add) for the passages that best match a query.",
+  help: SEARCH_HELP,
+  async run(args, signal) {
+    const { values: v, positionals } = parse(args, SEARCH_OPTIONS);
+    const dir = requireIndex(v);
+    const query = positionals.join(" ").trim();
+    if (query === "") throw new LfmError("INVALID_ARGUMENT", "lfm search needs a query: lfm search --index DIR \"your question\".");
+    const k = num(v, "k", "int") ?? 10;
+    if (k < 1) throw new LfmError("INVALID_ARGUMENT", `-k must be at least 1, got ${k}.`);
+    const filter = parseFilter(v.filter as unknown as string[] | undefined);
+    const reader = await IndexReader.open(dir);
+    try {
+      const model = chooseModel(v, reader.model);
+      const encoder = await loadEncoder(model.path as string, v);
+      try {
+        const [vectors] = await encoder.encodeQueries([query], { signal });
+        const hits = await reader.search(vectors, { k, filter, exhaustive: Boolean(v.exhaustive) });
+        if (v.json) {
+          console.log(JSON.stringify({ results: hits.map((h) => ({ id: h.id, score: h.score, text: h.text, source: h.source, metadata: h.metadata })) }));
+        } else if (hits.length === 0) {
+          console.log(filter ? "no passage matches the filter." : "the index is empty.");
+        } else {
+          hits.forEach((h, i) => {
+            const where = [h.source || h.id, typeof h.metadata.page === "number" ? `page ${h.metadata.page}` : ""].filter(Boolean).join(", ");
+            console.log(`${String(i + 1).padStart(2)}. ${h.score.toFixed(3)}  ${where}`);
+            const snippet = h.text.replace(/\s+/g, " ").trim();
+            console.log(`    ${snippet.length > 240 ? `${snippet.slice(0, 240)}…` : snippet}`);
+          });
+        }
+      } finally {
+        await encoder.release();
+      }
+    } finally {
+      await reader.close();
+    }
+    return 0;
+  },
+};
+
+async function indexAdd(dir: string, v: Values, paths: string[], signal: AbortSignal): Promise<number> {
+  if (paths.length === 0) throw new LfmError("INVALID_ARGUMENT", "lfm index add needs files or folders to index.");
+  const model = chooseModel(v, readIndexManifest(dir)?.model ?? null);
+  const storage = (v.storage as string | undefined) ?? "float16";
+  if (storage !== "float16" && storage !== "int8" && storage !== "float32") throw new LfmError("INVALID_ARGUMENT", `--storage must be float16, int8 or float32 (got "${storage}").`);
+  // The writer first where the vector width is known from the Dense config: a locked index is
+  // refused before the model loads.
+  const { loadPylateFolder } = await import("../retrieval/pylate-config.ts");
+  let encoder: ColbertEncoder | null = null;
+  let dim = loadPylateFolder(model.path as string).dense.at(-1)?.outFeatures;
+  if (dim === undefined) {
+    encoder = await loadEncoder(model.path as string, v);
+    dim = encoder.dim;
+  }
+  let writer: IndexWriter;
+  try {
+    writer = await IndexWriter.open(dir, { create: { dim, storage, model }, model });
+  } catch (e) {
+    await encoder?.release();
+    throw e;
+  }
+  const bar = new ProgressBar(process.stderr, Boolean(process.stderr.isTTY) && !v.json);
+  let report: IngestReport;
+  try {
+    encoder ??= await loadEncoder(model.path as string, v);
+    try {
+      const documentLength = encoder.settings.documentLength;
+      const maxTokens = num(v, "chunk-tokens", "int") ?? Math.max(8, Math.min(documentLength - 2, 256));
+      const overlapTokens = num(v, "overlap-tokens", "int") ?? Math.floor(maxTokens / 8);
+      report = await ingestPaths(writer, encoder, paths, {
+        chunk: { maxTokens, overlapTokens, countTokens: await tokenCounter(encoder) },
+        metadata: parseMeta(v.meta as unknown as string[] | undefined),
+        commitEvery: num(v, "commit-every", "int"),
+        signal,
+        onProgress: (e) => {
+          if (e.phase === "reading") bar.update("reading", e.done, e.total, "files");
+          else if (e.phase === "encoding") bar.update("encoding", e.done, e.total, "passages");
+          else bar.status(`committing: ${e.stage}…`);
+        },
+      });
+    } finally {
+      bar.done();
+      await encoder.release();
+    }
+  } finally {
+    await writer.close();
+  }
+  for (const s of report.skipped) process.stderr.write(`skipped ${s.path}: ${s.reason}\n`);
+  if (v.json) console.log(JSON.stringify(report));
+  else {
+    const parts = [`${report.indexed} file(s) indexed (${report.passages} passages)`, `${report.unchanged} unchanged`];
+    if (report.removed > 0) parts.push(`${report.removed} outdated passages removed`);
+    if (report.skipped.length > 0) parts.push(`${report.skipped.length} skipped`);
+    console.log(`${report.cancelled ? "cancelled — committed so far: " : ""}${parts.join(", ")}; index generation ${report.generation}.`);
+  }
+  if (report.cancelled) {
+    process.stderr.write("cancelled: the files listed as indexed are committed; the batch in progress was not (run the same command again to continue).\n");
+    return 130;
+  }
+  return 0;
+}
+
+async function indexRemove(dir: string, v: Values, paths: string[]): Promise<number> {
+  if (paths.length === 0) throw new LfmError("INVALID_ARGUMENT", "lfm index rm needs the files or folders whose passages to remove.");
+  const writer = await IndexWriter.open(dir);
+  try {
+    const removed = removePaths(writer, paths);
+    const result = await writer.commit();
+    if (v.json) console.log(JSON.stringify({ ...removed, generation: result.generation }));
+    else if (removed.passages === 0) console.log(`nothing indexed under ${paths.join(", ")}.`);
+    else console.log(`removed ${removed.passages} passages of ${removed.sources} file(s); index generation ${result.generation}. (lfm index compact reclaims their space.)`);
+  } finally {
+    await writer.close();
+  }
+  return 0;
+}
+
+function requireIndex(v: Values): string {
+  if (typeof v.index !== "string" || v.index === "") throw new LfmError("INVALID_ARGUMENT", "--index DIR is required (the index folder).");
+  return resolve(v.index);
+}
+
+/** --model, else the model that built the index (if still there), else the bundled one. */
+function chooseModel(v: Values, indexModel: ModelIdentity | null): ModelIdentity {
+  let path: string;
+  if (typeof v.model === "string") path = existsSync(join(v.model, "modules.json")) ? resolve(v.model) : resolveModelDir(v.model);
+  else if (indexModel?.path && existsSync(indexModel.path)) path = indexModel.path;
+  else if (indexModel) {
+    throw new LfmError("MODEL_NOT_FOUND", `the index was built with ${indexModel.name} from ${indexModel.path ?? "an unknown folder"}, which is not there any more; pass --model with that model's folder.`);
+  } else {
+    if (!v.json) process.stderr.write(`(no --model given: using the bundled tiny random ColBERT model ${BUNDLED_COLBERT}; its rankings are meaningless)\n`);
+    path = BUNDLED_COLBERT;
+  }
+  const identity = modelIdentity(path);
+  if (indexModel && indexModel.fingerprint !== identity.fingerprint) {
+    throw new LfmError(
+      "INDEX_MODEL_MISMATCH",
+      `the index was built with the model ${indexModel.name} (${indexModel.path ?? "?"}), not with ${identity.name} (${path}): their vectors are not comparable. Use the index's model, or a new index folder for this one.`,
+    );
+  }
+  return identity;
+}
+
+async function loadEncoder(path: string, v: Values): Promise<ColbertEncoder> {
+  const tty = process.stderr.isTTY && !v.json;
+  const { ColbertEncoder } = await import("../retrieval/colbert.ts");
+  return ColbertEncoder.load(path, {
+    precision: precisionOf(v),
+    threads: num(v, "threads", "int"),
+    cacheDir: v["no-cache"] ? false : (v["cache-dir"] as string | undefined),
+    onProgress: tty ? (stage) => process.stderr.write(`\x1b[2m${stage}…\x1b[0m\n`) : undefined,
+  });
+}
+
+/** Model tokens of a text, with the model's own tokenizer (without BOS and prefix). */
+async function tokenCounter(encoder: ColbertEncoder): Promise<(text: string) => number> {
+  const [{ loadPylateFolder }, { Lfm2Tokenizer }] = await Promise.all([import("../retrieval/pylate-config.ts"), import("../text-core/tokenizer.ts")]);
+  try {
+    const tokenizer = await Lfm2Tokenizer.fromDir(loadPylateFolder(encoder.dir).backboneDir);
+    return (text) => tokenizer.encode(text, { addSpecialTokens: false }).length;
+  } catch {
+    return estimateTokens;
+  }
+}
+
+function parseFilter(raw: string[] | undefined): MetadataFilter | undefined {
+  if (!raw || raw.length === 0) return undefined;
+  const filter: Record<string, string[]> = {};
+  for (const [key, value] of raw.map((r) => keyValue(r, "--filter"))) (filter[key] ??= []).push(value);
+  return Object.fromEntries(Object.entries(filter).map(([k, vs]) => [k, vs.length === 1 ? vs[0] : vs]));
+}
+
+function parseMeta(raw: string[] | undefined): Metadata | undefined {
+  if (!raw || raw.length === 0) return undefined;
+  return Object.fromEntries(raw.map((r) => keyValue(r, "--meta")));
+}
+
+function keyValue(raw: string, flag: string): [string, string] {
+  const eq = raw.indexOf("=");
+  if (eq <= 0) throw new LfmError("INVALID_ARGUMENT", `${flag} expects KEY=VALUE, got "${raw}".`);
+  return [raw.slice(0, eq), raw.slice(eq + 1)];
+}
+
+function commitProgress(bar: ProgressBar, stage: string, done: number, total: number): void {
+  if (total > 0 && stage === "building the graph") bar.update("graph", done, total, "vectors");
+  else bar.status(`${stage}…`);
+}
+
+export function formatStats(s: IndexStats): string {
+  const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+  const disk = s.bytesOnDisk;
+  const lines = [
+    `index ${s.dir} (generation ${s.generation}, committed ${s.committedAt})`,
+    `model: ${s.model ? `${s.model.name} (${s.model.path ?? "?"})` : "not recorded"}`,
+    `passages: ${s.documents} from ${s.sources} file(s); ${s.rows} token vectors (${s.dim}-d, ${s.storage}; ${s.graphRows} in the graphs)`,
+    `segments: ${s.segments}`,
+    `on disk: ${mb(disk.vectors + disk.documents + disk.graphs + disk.deletions)} (vectors ${mb(disk.vectors)}, graphs ${mb(disk.graphs)}, passages ${mb(disk.documents)})`,
+  ];
+  if (s.deletedDocuments > 0) lines.push(`deleted, awaiting lfm index compact: ${s.deletedDocuments} passages, ${s.deletedRows} vectors`);
+  return lines.join("\n");
+}

@@ -1,0 +1,155 @@
+/**
+ * How token vectors are stored: IEEE float16 (default: 2 bytes a value, relative error ≤ 2⁻¹¹,
+ * which leaves MaxSim rankings intact), int8 with one float32 scale per row (1 byte a value,
+ * ≈ half the memory of float16 for a small recall cost measured in the tests and the bench), or
+ * float32 (exact; twice float16).
+ *
+ * Both encode row by row, so a document's rows are a contiguous slice of its segment's store.
+ */
+export type VectorStorage = "float16" | "int8" | "float32";
+
+export const VECTOR_STORAGES: readonly VectorStorage[] = ["float16", "int8", "float32"];
+
+/** The stored rows of one segment (or of a batch of candidates gathered for reranking). */
+export type StoredRows =
+  | { storage: "float16"; dim: number; rows: number; codes: Uint16Array }
+  | { storage: "int8"; dim: number; rows: number; codes: Int8Array; scales: Float32Array }
+  | { storage: "float32"; dim: number; rows: number; codes: Float32Array };
+
+// float32 ↔ float16 bit conversion through a shared 4-byte view.
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** float32 → float16 bits, round to nearest even; overflow → ±inf, tiny values → subnormals/0. */
+export function toFloat16Bits(value: number): number {
+  f32[0] = value;
+  const x = u32[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant !== 0 ? 0x200 : 0); // inf / NaN
+  let e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign; // rounds to zero
+    mant |= 0x800000; // implicit leading bit
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    const rest = mant & ((1 << shift) - 1);
+    let out = mant >>> shift;
+    if (rest > half || (rest === half && (out & 1) === 1)) out++;
+    return sign | out;
+  }
+  const rest = mant & 0x1fff;
+  mant >>>= 13;
+  if (rest > 0x1000 || (rest === 0x1000 && (mant & 1) === 1)) {
+    mant++;
+    if (mant === 0x400) {
+      mant = 0;
+      e++;
+      if (e >= 0x1f) return sign | 0x7c00;
+    }
+  }
+  return sign | (e << 10) | mant;
+}
+
+/** float16 bits → float32, by table (256 KB, built once). */
+export const FLOAT16_TO_FLOAT32: Float32Array = (() => {
+  const table = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >>> 10) & 0x1f;
+    const mant = h & 0x3ff;
+    if (exp === 0) table[h] = sign * mant * 2 ** -24;
+    else if (exp === 0x1f) table[h] = mant === 0 ? sign * Infinity : NaN;
+    else table[h] = sign * (1 + mant / 1024) * 2 ** (exp - 15);
+  }
+  return table;
+})();
+
+/** Encodes `rows` float32 rows of width `dim`. */
+export function encodeRows(storage: VectorStorage, data: Float32Array, rows: number, dim: number): StoredRows {
+  if (storage === "float32") return { storage, dim, rows, codes: data.slice(0, rows * dim) };
+  if (storage === "float16") {
+    const codes = new Uint16Array(rows * dim);
+    for (let i = 0; i < codes.length; i++) codes[i] = toFloat16Bits(data[i]);
+    return { storage, dim, rows, codes };
+  }
+  const codes = new Int8Array(rows * dim);
+  const scales = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let maxAbs = 0;
+    for (let d = 0; d < dim; d++) maxAbs = Math.max(maxAbs, Math.abs(data[r * dim + d]));
+    const scale = maxAbs > 0 ? maxAbs / 127 : 1;
+    scales[r] = scale;
+    for (let d = 0; d < dim; d++) codes[r * dim + d] = Math.round(data[r * dim + d] / scale);
+  }
+  return { storage, dim, rows, codes, scales };
+}
+
+/** Decodes rows [from, to) into float32 (for graph building and brute-force checks). */
+export function decodeRows(stored: StoredRows, from = 0, to = stored.rows): Float32Array {
+  const { dim } = stored;
+  if (stored.storage === "float32") return stored.codes.slice(from * dim, to * dim);
+  const out = new Float32Array((to - from) * dim);
+  if (stored.storage === "float16") {
+    const codes = stored.codes;
+    for (let i = 0, j = from * dim; i < out.length; i++, j++) out[i] = FLOAT16_TO_FLOAT32[codes[j]];
+  } else {
+    for (let r = from; r < to; r++) {
+      const scale = stored.scales[r];
+      for (let d = 0; d < dim; d++) out[(r - from) * dim + d] = stored.codes[r * dim + d] * scale;
+    }
+  }
+  return out;
+}
+
+/** Bytes one row takes on disk and in memory. */
+export function bytesPerRow(storage: VectorStorage, dim: number): number {
+  return storage === "float16" ? 2 * dim : storage === "int8" ? dim + 4 : 4 * dim;
+}
+
+/** Serialises rows: float16 or float32 codes; or int8 scales (float32) then codes. */
+export function rowsToBytes(stored: StoredRows): Uint8Array {
+  if (stored.storage !== "int8") return new Uint8Array(stored.codes.buffer, stored.codes.byteOffset, stored.codes.byteLength);
+  const out = new Uint8Array(stored.rows * 4 + stored.codes.byteLength);
+  out.set(new Uint8Array(stored.scales.buffer, stored.scales.byteOffset, stored.scales.byteLength), 0);
+  out.set(new Uint8Array(stored.codes.buffer, stored.codes.byteOffset, stored.codes.byteLength), stored.rows * 4);
+  return out;
+}
+
+/** The inverse of `rowsToBytes`; `bytes` must be exactly rows × bytesPerRow long (checked by the caller). */
+export function rowsFromBytes(storage: VectorStorage, bytes: Uint8Array, rows: number, dim: number): StoredRows {
+  // Typed views need aligned offsets; small files can come back as slices of a shared pool.
+  const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
+  if (storage === "float16") return { storage, dim, rows, codes: new Uint16Array(aligned.buffer, aligned.byteOffset, rows * dim) };
+  if (storage === "float32") return { storage, dim, rows, codes: new Float32Array(aligned.buffer, aligned.byteOffset, rows * dim) };
+  const scales = new Float32Array(aligned.buffer, aligned.byteOffset, rows);
+  const codes = new Int8Array(aligned.buffer, aligned.byteOffset + rows * 4, rows * dim);
+  return { storage, dim, rows, codes, scales };
+}
+
+/** Concatenates row slices [start, start+count) of several stores into one store of the same storage. */
+export function gatherRows(storage: VectorStorage, dim: number, parts: Array<{ rows: StoredRows; start: number; count: number }>): StoredRows {
+  const total = parts.reduce((n, p) => n + p.count, 0);
+  if (storage !== "int8") {
+    const codes = storage === "float16" ? new Uint16Array(total * dim) : new Float32Array(total * dim);
+    let at = 0;
+    for (const p of parts) {
+      const src = p.rows.codes as typeof codes;
+      codes.set(src.subarray(p.start * dim, (p.start + p.count) * dim), at * dim);
+      at += p.count;
+    }
+    return storage === "float16" ? { storage, dim, rows: total, codes: codes as Uint16Array } : { storage, dim, rows: total, codes: codes as Float32Array };
+  }
+  const codes = new Int8Array(total * dim);
+  const scales = new Float32Array(total);
+  let at = 0;
+  for (const p of parts) {
+    const src = p.rows as Extract<StoredRows, { storage: "int8" }>;
+    codes.set(src.codes.subarray(p.start * dim, (p.start + p.count) * dim), at * dim);
+    scales.set(src.scales.subarray(p.start, p.start + p.count), at);
+    at += p.count;
+  }
+  return { storage, dim, rows: total, codes, scales };
+}
