@@ -115,6 +115,13 @@ export class DecodeState {
   readonly convState = new Map<string, ort.Tensor>();
   readonly keys = new Map<number, KvCache>();
   readonly values = new Map<number, KvCache>();
+  /**
+   * Output buffers of one-token calls, made on first use: onnxruntime-node writes into given
+   * output tensors instead of handing back fresh ones, so a long decode leaves no per-token
+   * garbage behind (which the garbage collector otherwise lets pile up to tens of MB). Conv
+   * windows alternate between two buffers, as a call reads one while writing the other.
+   */
+  decodeOutputs: Record<string, ort.Tensor> | undefined;
 
   constructor(
     readonly batch: number,
@@ -164,7 +171,10 @@ export interface ForwardRequest {
 }
 
 export interface ForwardResult {
-  /** [B, keep, V] logits or [B, keep, D] hidden states, row-major. */
+  /**
+   * [B, keep, V] logits or [B, keep, D] hidden states, row-major. After a one-token call this is
+   * the state's reused buffer: read it (or copy it) before the next call on the same state.
+   */
   output: Float32Array;
   width: number;
   extra: Record<string, ort.Tensor>;
@@ -285,13 +295,19 @@ export class Lfm2Runtime {
     const fetches = [this.io.output, ...extraOutputs];
     for (const i of this.io.convLayers) fetches.push(presentConvName(i));
     for (const i of this.io.attentionLayers) fetches.push(newKeyName(i), newValueName(i));
+    const reuse = S === 1 && keep === 1 && extraOutputs.length === 0;
     let out: ort.InferenceSession.ReturnType;
     try {
-      out = await this.session.run(feeds, fetches);
+      out = reuse ? await this.session.run(feeds, this.decodeOutputs(state, fetches)) : await this.session.run(feeds, fetches);
     } catch (e) {
       throw new LfmError("RUNTIME_FAILED", `onnxruntime failed while running the model: ${(e as Error).message}`, { cause: e });
     }
-    for (const i of this.io.convLayers) state.convState.set(pastConvName(i), out[presentConvName(i)]);
+    for (const i of this.io.convLayers) {
+      const previous = state.convState.get(pastConvName(i)) as ort.Tensor;
+      state.convState.set(pastConvName(i), out[presentConvName(i)]);
+      // The window just read becomes the next call's output buffer.
+      if (reuse && state.decodeOutputs) state.decodeOutputs[presentConvName(i)] = previous;
+    }
     for (const i of this.io.attentionLayers) {
       (state.keys.get(i) as KvCache).append(out[newKeyName(i)].data as Float32Array, S);
       (state.values.get(i) as KvCache).append(out[newValueName(i)].data as Float32Array, S);
@@ -300,6 +316,23 @@ export class Lfm2Runtime {
     const extra: Record<string, ort.Tensor> = {};
     for (const name of extraOutputs) extra[name] = out[name];
     return { output: main.data as Float32Array, width: main.dims[2], extra };
+  }
+
+  /** The state's one-token output tensors, by fetch name. */
+  private decodeOutputs(state: DecodeState, fetches: string[]): Record<string, ort.Tensor> {
+    if (!state.decodeOutputs) {
+      const B = state.batch;
+      const { hiddenSize: D, convLCache: L, numKvHeads, headDim, vocabSize } = this.config;
+      const shapes: Record<string, number[]> = { [this.io.output]: [B, 1, this.io.output === "logits" ? vocabSize : D] };
+      for (const i of this.io.convLayers) shapes[presentConvName(i)] = [B, L - 1, D];
+      for (const i of this.io.attentionLayers) shapes[newKeyName(i)] = shapes[newValueName(i)] = [B, 1, numKvHeads * headDim];
+      state.decodeOutputs = {};
+      for (const name of fetches) {
+        const dims = shapes[name];
+        state.decodeOutputs[name] = new ort.Tensor("float32", new Float32Array(dims.reduce((a, b) => a * b, 1)), dims);
+      }
+    }
+    return state.decodeOutputs;
   }
 
   async release(): Promise<void> {
