@@ -107,12 +107,14 @@ export async function profileModel(model: TextModel, graphPath: string, promptTo
     rmSync(file, { force: true });
   }
   const runs = events.filter((e) => e.cat === "Session" && e.name === "model_run").sort((a, b) => a.ts - b.ts);
+  const prefillRuns = Math.ceil(promptTokens / runtime.prefillChunk);
   return {
     promptTokens,
     decodeSteps,
     threads,
-    prefill: summarise(events, runs.slice(0, 1), model.config, 1),
-    decode: summarise(events, runs.slice(1), model.config, runs.length - 1),
+    // A prompt runs in pieces of prefillChunk: the first that many runs are the prefill.
+    prefill: summarise(events, runs.slice(0, prefillRuns), model.config, 1),
+    decode: summarise(events, runs.slice(prefillRuns), model.config, runs.length - prefillRuns),
     peakRssMb: process.resourceUsage().maxRSS / 1024,
   };
 }
