@@ -11,7 +11,7 @@ import type { SpeechMode } from "../audio/speech-generation.ts";
 import { WavStreamWriter } from "../audio/wav-writer.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { AudioChat, CHAT_AUDIO_SAMPLING, DEFAULT_CHAT_STEPS } from "./audio-chat.ts";
-import { COMMON, type CliCommand, num, parse, precisionOf } from "./cli-kit.ts";
+import { COMMON, type CliCommand, loadFlags, num, parse, precisionOf } from "./cli-kit.ts";
 
 const BUNDLED_AUDIO_MODEL = join(import.meta.dirname, "..", "fixtures", "audio", "tiny-lfm2-audio");
 const BUNDLED_MIMI = join(import.meta.dirname, "..", "fixtures", "audio", "tiny-mimi");
@@ -78,7 +78,7 @@ export const audioChatCommand: CliCommand = {
       topK: audioOwn.topK ?? text.topK ?? CHAT_AUDIO_SAMPLING.topK,
     };
     const seed = num(v, "seed", "int");
-    const precision = precisionOf(v);
+    precisionOf(v); // a bad --precision fails before the recording is read
     const maxMinutes = num(v, "max-minutes", "float");
     if (maxMinutes !== undefined && !(maxMinutes > 0)) throw new LfmError("INVALID_ARGUMENT", `--max-minutes must be positive (got ${maxMinutes}).`);
     const out = v.out as string | undefined;
@@ -100,10 +100,7 @@ export const audioChatCommand: CliCommand = {
     try {
       chat = await AudioChat.load(modelDir, {
         mimi: out === undefined ? undefined : (mimiPath ?? modelDir),
-        precision,
-        threads: num(v, "threads", "int"),
-        cacheDir: v["no-cache"] ? false : (v["cache-dir"] as string | undefined),
-        onProgress: tty ? (stage) => process.stderr.write(`\x1b[2m${stage}…\x1b[0m\n`) : undefined,
+        ...loadFlags(v),
       });
     } catch (e) {
       wav?.discard();

@@ -5,7 +5,9 @@
 import { readFileSync } from "node:fs";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { LfmError } from "../text-core/errors.ts";
+import type { GenerateOptions } from "../text-core/generate.ts";
 import type { Precision } from "../text-core/graph/blocks.ts";
+import { readGenerationDefaults } from "./generation-defaults.ts";
 
 /** A command reachable as `lfm <name>`: `run` returns the exit status (errors are thrown as LfmError). */
 export interface CliCommand {
@@ -88,3 +90,32 @@ export function readJsonFile(path: string, what: string): unknown {
   }
 }
 
+
+/** The load options every model command takes from the common flags (progress lines on a terminal, not with --json). */
+export function loadFlags(v: Values): { precision: Precision; threads?: number; cacheDir?: string | false; onProgress?: (stage: string) => void } {
+  const tty = process.stderr.isTTY && !v.json;
+  return {
+    precision: precisionOf(v),
+    threads: num(v, "threads", "int"),
+    cacheDir: v["no-cache"] ? false : (v["cache-dir"] as string | undefined),
+    onProgress: tty ? (stage) => process.stderr.write(`\x1b[2m${stage}…\x1b[0m\n`) : undefined,
+  };
+}
+
+/** Sampling flags over the checkpoint's generation_config.json defaults (greedy when absent). */
+export function generationOptions(model: { dir: string; stopTokenIds: number[] }, v: Values, signal: AbortSignal): GenerateOptions {
+  const defaults = readGenerationDefaults(model.dir);
+  const extraStops = typeof v.stop === "string" ? idList(v.stop, "stop") : [];
+  return {
+    ...defaults,
+    maxTokens: num(v, "max-tokens", "int") ?? 256,
+    temperature: num(v, "temperature", "float") ?? defaults.temperature,
+    topK: num(v, "top-k", "int") ?? defaults.topK,
+    topP: num(v, "top-p", "float") ?? defaults.topP,
+    minP: num(v, "min-p", "float") ?? defaults.minP,
+    repetitionPenalty: num(v, "repetition-penalty", "float") ?? defaults.repetitionPenalty,
+    seed: num(v, "seed", "int"),
+    stopTokenIds: [...model.stopTokenIds, ...extraStops],
+    signal,
+  };
+}

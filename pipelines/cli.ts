@@ -15,8 +15,7 @@ import { defaultThreads } from "../text-core/runtime.ts";
 import { formatProfile, profileModel } from "./profile.ts";
 import { Lfm2Tokenizer } from "../text-core/tokenizer.ts";
 import { parseToolCalls } from "../text-core/tool-calls.ts";
-import { readGenerationDefaults } from "./generation-defaults.ts";
-import { COMMON, SAMPLING, type Values, idList, num, parse, precisionOf, readJsonFile } from "./cli-kit.ts";
+import { COMMON, SAMPLING, type Values, generationOptions, idList, loadFlags, num, parse, readJsonFile } from "./cli-kit.ts";
 import { EXTRA_COMMANDS } from "./commands.ts";
 import { describeCommand } from "./describe-cli.ts";
 import { readConfigJson } from "../text-core/config.ts";
@@ -90,30 +89,9 @@ function requireModel(v: Values): string {
 }
 
 async function loadFor(v: Values): Promise<TextModel> {
-  const tty = process.stderr.isTTY && !v.json;
   return TextModel.load(requireModel(v), {
-    precision: precisionOf(v),
-    threads: num(v, "threads", "int"),
-    cacheDir: v["no-cache"] ? false : (v["cache-dir"] as string | undefined),
-    onProgress: tty ? (stage) => process.stderr.write(`\x1b[2m${stage}…\x1b[0m\n`) : undefined,
+    ...loadFlags(v),
   });
-}
-
-function generationOptions(model: TextModel, v: Values, signal: AbortSignal): GenerateOptions {
-  const defaults = readGenerationDefaults(model.dir);
-  const extraStops = typeof v.stop === "string" ? idList(v.stop, "stop") : [];
-  return {
-    ...defaults,
-    maxTokens: num(v, "max-tokens", "int") ?? 256,
-    temperature: num(v, "temperature", "float") ?? defaults.temperature,
-    topK: num(v, "top-k", "int") ?? defaults.topK,
-    topP: num(v, "top-p", "float") ?? defaults.topP,
-    minP: num(v, "min-p", "float") ?? defaults.minP,
-    repetitionPenalty: num(v, "repetition-penalty", "float") ?? defaults.repetitionPenalty,
-    seed: num(v, "seed", "int"),
-    stopTokenIds: [...model.stopTokenIds, ...extraStops],
-    signal,
-  };
 }
 
 /** Streams to stdout, or collects and prints the JSON contract. */

@@ -7,10 +7,8 @@
 import { accessSync, constants } from "node:fs";
 import { join } from "node:path";
 import { LfmError } from "../text-core/errors.ts";
-import type { GenerateOptions } from "../text-core/generate.ts";
 import { VlModel, type VlChatMessage, type VlContentPart, DEFAULT_DESCRIBE_PROMPT } from "../vision/vl-model.ts";
-import { COMMON, SAMPLING, type CliCommand, type Values, idList, num, parse, precisionOf, readJsonFile } from "./cli-kit.ts";
-import { readGenerationDefaults } from "./generation-defaults.ts";
+import { COMMON, SAMPLING, type CliCommand, type Values, generationOptions, loadFlags, num, parse, readJsonFile } from "./cli-kit.ts";
 
 /** The bundled tiny random LFM2-VL: what runs without --model, so a fresh clone works offline. */
 const BUNDLED_VL_MODEL = join(import.meta.dirname, "..", "fixtures", "vision", "tiny-lfm2-vl");
@@ -33,23 +31,6 @@ const HELP = `lfm describe --model DIR IMAGE... [--prompt TEXT] [--json] [option
   --max-tokens N (default 256)  --temperature T  --top-k K  --top-p P  --min-p P  --repetition-penalty R  --seed S
   --stop ID[,ID...]
   Also: --threads N, --cache-dir DIR, --no-cache.`;
-
-function generationOptions(model: VlModel, v: Values, signal: AbortSignal): Omit<GenerateOptions, "promptOverrides"> {
-  const defaults = readGenerationDefaults(model.dir);
-  const extraStops = typeof v.stop === "string" ? idList(v.stop, "stop") : [];
-  return {
-    ...defaults,
-    maxTokens: num(v, "max-tokens", "int") ?? 256,
-    temperature: num(v, "temperature", "float") ?? defaults.temperature,
-    topK: num(v, "top-k", "int") ?? defaults.topK,
-    topP: num(v, "top-p", "float") ?? defaults.topP,
-    minP: num(v, "min-p", "float") ?? defaults.minP,
-    repetitionPenalty: num(v, "repetition-penalty", "float") ?? defaults.repetitionPenalty,
-    seed: num(v, "seed", "int"),
-    stopTokenIds: [...model.stopTokenIds, ...extraStops],
-    signal,
-  };
-}
 
 /** `--messages` content, checked: strings, or lists of text and image parts. */
 function parseMessages(raw: unknown, path: string): VlChatMessage[] {
@@ -133,13 +114,9 @@ export const describeCommand: CliCommand = {
       if (!v.json) process.stderr.write(`(no --model given: using the bundled tiny random LFM2-VL ${BUNDLED_VL_MODEL}; its text is random)\n`);
       modelDir = BUNDLED_VL_MODEL;
     }
-    const tty = process.stderr.isTTY && !v.json;
     const model = await VlModel.load(modelDir, {
-      precision: precisionOf(v),
-      threads: num(v, "threads", "int"),
-      cacheDir: v["no-cache"] ? false : (v["cache-dir"] as string | undefined),
+      ...loadFlags(v),
       image: maxInputPixels === undefined ? {} : { maxInputPixels },
-      onProgress: tty ? (stage) => process.stderr.write(`\x1b[2m${stage}…\x1b[0m\n`) : undefined,
     });
     try {
       const opts = generationOptions(model, v, signal);

@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { LfmError } from "../text-core/errors.ts";
 import { ColbertEncoder } from "../retrieval/colbert.ts";
-import { COMMON, type CliCommand, num, parse, precisionOf } from "./cli-kit.ts";
+import { COMMON, type CliCommand, loadFlags, parse } from "./cli-kit.ts";
 
 /** The bundled tiny random ColBERT: what runs without --model, so a fresh clone works offline. */
 const BUNDLED_COLBERT = join(import.meta.dirname, "..", "fixtures", "retrieval", "tiny-lfm2-colbert");
@@ -35,12 +35,8 @@ export const encodeCommand: CliCommand = {
       if (!v.json) process.stderr.write(`(no --model given: using the bundled tiny random ColBERT ${BUNDLED_COLBERT}; its vectors are random)\n`);
       model = BUNDLED_COLBERT;
     }
-    const tty = process.stderr.isTTY && !v.json;
     const encoder = await ColbertEncoder.load(model, {
-      precision: precisionOf(v),
-      threads: num(v, "threads", "int"),
-      cacheDir: v["no-cache"] ? false : (v["cache-dir"] as string | undefined),
-      onProgress: tty ? (stage) => process.stderr.write(`\x1b[2m${stage}…\x1b[0m\n`) : undefined,
+      ...loadFlags(v),
     });
     try {
       const isQuery = query !== undefined;

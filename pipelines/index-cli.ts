@@ -14,7 +14,7 @@ import { IndexWriter } from "../retrieval/index/writer.ts";
 import { estimateTokens } from "../retrieval/ingest/chunker.ts";
 import { type IngestReport, ingestPaths, removePaths } from "../retrieval/ingest/ingest.ts";
 import type { ColbertEncoder } from "../retrieval/colbert.ts";
-import { type CliCommand, COMMON, type Values, num, parse, precisionOf } from "./cli-kit.ts";
+import { type CliCommand, COMMON, type Values, loadFlags, num, parse } from "./cli-kit.ts";
 import { ProgressBar } from "./progress-bar.ts";
 
 /** The bundled tiny random ColBERT model: the default when neither --model nor the index names one. */
@@ -249,14 +249,8 @@ function chooseModel(v: Values, indexModel: ModelIdentity | null): ModelIdentity
 }
 
 async function loadEncoder(path: string, v: Values): Promise<ColbertEncoder> {
-  const tty = process.stderr.isTTY && !v.json;
   const { ColbertEncoder } = await import("../retrieval/colbert.ts");
-  return ColbertEncoder.load(path, {
-    precision: precisionOf(v),
-    threads: num(v, "threads", "int"),
-    cacheDir: v["no-cache"] ? false : (v["cache-dir"] as string | undefined),
-    onProgress: tty ? (stage) => process.stderr.write(`\x1b[2m${stage}…\x1b[0m\n`) : undefined,
-  });
+  return ColbertEncoder.load(path, loadFlags(v));
 }
 
 /** Model tokens of a text, with the model's own tokenizer (without BOS and prefix). */

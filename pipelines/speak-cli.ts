@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { WavStreamWriter } from "../audio/wav-writer.ts";
 import { LfmError } from "../text-core/errors.ts";
-import { COMMON, type CliCommand, num, parse, precisionOf } from "./cli-kit.ts";
+import { COMMON, type CliCommand, loadFlags, num, parse } from "./cli-kit.ts";
 import { DEFAULT_MAX_FRAMES, Speaker } from "./speak.ts";
 
 /** The bundled tiny random LFM2-Audio and Mimi: what runs without --model (the sound is noise). */
@@ -77,10 +77,7 @@ export const speakCommand: CliCommand = {
     try {
       speaker = await Speaker.load(modelDir, {
         mimi: mimiPath,
-        precision: precisionOf(v),
-        threads: num(v, "threads", "int"),
-        cacheDir: v["no-cache"] ? false : (v["cache-dir"] as string | undefined),
-        onProgress: tty ? (stage) => process.stderr.write(`\x1b[2m${stage}…\x1b[0m\n`) : undefined,
+        ...loadFlags(v),
       });
     } catch (e) {
       wav.discard();

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { Lfm2AudioModel } from "../audio/lfm2-audio-model.ts";
 import { loadAudioFile } from "../audio/compressed.ts";
 import { LfmError } from "../text-core/errors.ts";
-import { COMMON, type CliCommand, num, parse, precisionOf } from "./cli-kit.ts";
+import { COMMON, type CliCommand, loadFlags, num, parse } from "./cli-kit.ts";
 import { transcribe } from "./transcribe.ts";
 
 /** The bundled tiny random LFM2-Audio: what runs without --model, so a fresh clone works offline. */
@@ -59,10 +59,7 @@ export const transcribeCommand: CliCommand = {
     }
     const tty = process.stderr.isTTY && !v.json;
     const model = await Lfm2AudioModel.load(modelDir, {
-      precision: precisionOf(v),
-      threads: num(v, "threads", "int"),
-      cacheDir: v["no-cache"] ? false : (v["cache-dir"] as string | undefined),
-      onProgress: tty ? (stage) => process.stderr.write(`\x1b[2m${stage}…\x1b[0m\n`) : undefined,
+      ...loadFlags(v),
     });
     try {
       const transcript = await transcribe(model, clip, {
