@@ -9,13 +9,13 @@
  * the Xing/Info frame count of an MP3, the end-of-stream flag and granule position of the last Ogg
  * page. The declared length is also what AUDIO_TOO_LONG is judged on, before anything is decoded.
  */
-import { closeSync, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import { FLACDecoder } from "@wasm-audio-decoders/flac";
 import { OggVorbisDecoder } from "@wasm-audio-decoders/ogg-vorbis";
 import { MPEGDecoder } from "mpg123-decoder";
 import { OggOpusDecoder } from "ogg-opus-decoder";
 import { LfmError } from "../text-core/errors.ts";
-import { type AudioClip, DEFAULT_MAX_SECONDS, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, type ReadAudioOptions, decodeWav, isWavContainer, readAudioFile, sniffContainer } from "./wav.ts";
+import { type AudioClip, DEFAULT_MAX_SECONDS, audioFileSize, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, type ReadAudioOptions, decodeWav, isWavContainer, readAudioFile, sniffContainer } from "./wav.ts";
 
 export type CompressedFormat = "flac" | "mp3" | "ogg-opus" | "ogg-vorbis";
 
@@ -266,15 +266,7 @@ const MAX_COMPRESSED_BYTES = 1 << 30;
  * FILE_NOT_FOUND when it cannot be read; AUDIO_INVALID for damaged compressed data.
  */
 export async function loadAudioFile(path: string, opts: ReadAudioOptions = {}): Promise<AudioClip> {
-  let size: number;
-  try {
-    const st = statSync(path);
-    if (!st.isFile()) throw new Error("not a regular file");
-    size = st.size;
-  } catch (e) {
-    throw new LfmError("FILE_NOT_FOUND", `cannot read the audio file ${path}: ${(e as Error).message}.`, { cause: e });
-  }
-  if (size === 0) throw new LfmError("AUDIO_EMPTY", `${path} is an empty file.`);
+  const size = audioFileSize(path);
   if (size > MAX_COMPRESSED_BYTES) {
     const head = new Uint8Array(16);
     const fd = openSync(path, "r");

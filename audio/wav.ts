@@ -225,8 +225,8 @@ export function decodeWav(bytes: Uint8Array, name = "the audio", opts: ReadAudio
 /** Header bytes read first, so that an over-long file is refused before it is read whole. */
 const HEADER_PROBE_BYTES = 1 << 20;
 
-/** Reads a WAV file; FILE_NOT_FOUND when it cannot be read, then as `decodeWav`. */
-export function readAudioFile(path: string, opts: ReadAudioOptions = {}): AudioClip {
+/** The size of a recording file: FILE_NOT_FOUND when it cannot be read, AUDIO_EMPTY when it is empty. */
+export function audioFileSize(path: string): number {
   let size: number;
   try {
     const st = statSync(path);
@@ -236,6 +236,12 @@ export function readAudioFile(path: string, opts: ReadAudioOptions = {}): AudioC
     throw new LfmError("FILE_NOT_FOUND", `cannot read the audio file ${path}: ${(e as Error).message}.`, { cause: e });
   }
   if (size === 0) throw new LfmError("AUDIO_EMPTY", `${path} is an empty file.`);
+  return size;
+}
+
+/** Reads a WAV file; FILE_NOT_FOUND when it cannot be read, then as `decodeWav`. */
+export function readAudioFile(path: string, opts: ReadAudioOptions = {}): AudioClip {
+  const size = audioFileSize(path);
   if (size > HEADER_PROBE_BYTES) {
     const head = new Uint8Array(HEADER_PROBE_BYTES);
     const fd = openSync(path, "r");
