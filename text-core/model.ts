@@ -29,11 +29,6 @@ export interface LoadOptions {
   cacheDir?: string | false;
   /** "hidden" returns final-normed hidden states instead of logits (ColBERT backbone). */
   head?: Lfm2GraphOptions["head"];
-  /**
-   * No longer needed: every model accepts `overrides` (rows of the input embeddings replaced by
-   * image / audio features) since the embeddings are looked up outside the graph. Ignored.
-   */
-  embedOverrides?: boolean;
   /** Longest piece a prompt runs in (default 128): bounds attention's working memory. */
   prefillChunk?: number;
   exposeHidden?: boolean;

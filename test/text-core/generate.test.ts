@@ -1,6 +1,6 @@
 /**
  * Generation on the tiny fixture model: batches equal single runs, stop ids, max tokens,
- * cancellation, streaming text, prompt-length errors, and the `embedOverrides` / `head: "hidden"`
+ * cancellation, streaming text, prompt-length errors, and the embedding `overrides` / `head: "hidden"`
  * graph variants.
  */
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -245,8 +245,8 @@ describe("prompt length", () => {
 describe("graph variants", () => {
   const D = 64;
 
-  it("embedOverrides: replacing prompt rows by their own embeddings changes nothing; other vectors change logits from there on", async () => {
-    const withOverrides = await TextModel.load(MODEL_DIR, { cacheDir: TEST_CACHE, precision: "fp32", threads: 2, embedOverrides: true });
+  it("overrides: replacing prompt rows by their own embeddings changes nothing; other vectors change logits from there on", async () => {
+    const withOverrides = await TextModel.load(MODEL_DIR, { cacheDir: TEST_CACHE, precision: "fp32", threads: 2 });
     try {
       expect(withOverrides.config.hiddenSize).toBe(D);
       const ids = json.chat[0].ids;

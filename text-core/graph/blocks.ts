@@ -114,14 +114,14 @@ const ACCURACY_LEVEL = 4;
 const pendingQuantizations = new WeakMap<GraphBuilder, Map<string, { matrix?: QuantizedMatrix; users: number }>>();
 
 /**
- * A checkpoint weight [N, K] quantised to `bits`: codes (`layout` "matmul": [N, K/32, blob] for
- * MatMulNBits; "gather": [N, K·bits/8] for GatherBlockQuantized) and scales [N, K/32]. Each
+ * A checkpoint weight [N, K] quantised to `bits` for MatMulNBits: codes [N, K/block, blob] and
+ * scales [N, K/block]. Each
  * weight is quantised once, when its first initializer is written, and dropped after its last,
  * so memory holds a tensor's worth at a time.
  */
-export function quantizedWeight(ctx: BuildContext, name: string, bits: 4 | 8, layout: "matmul" | "gather" = "matmul"): { codes: string; scales: string } {
+export function quantizedWeight(ctx: BuildContext, name: string, bits: 4 | 8): { codes: string; scales: string } {
   const [rows, cols] = ctx.weights.shape(name);
-  const codesName = `${name}.q${bits}${layout === "gather" ? ".rows" : ""}`;
+  const codesName = `${name}.q${bits}`;
   const scalesName = `${name}.q${bits}.scales`;
   let pending = pendingQuantizations.get(ctx.b);
   if (!pending) pendingQuantizations.set(ctx.b, (pending = new Map()));
@@ -143,8 +143,7 @@ export function quantizedWeight(ctx: BuildContext, name: string, bits: 4 | 8, la
   };
   const blocks = cols / quantBlock(bits);
   if (!ctx.b.hasInitializer(codesName)) {
-    const dims = layout === "matmul" ? [rows, blocks, (quantBlock(bits) * bits) / 8] : [rows, (cols * bits) / 8];
-    ctx.b.initializer(codesName, ElemType.UINT8, dims, use((q) => q.codes));
+    ctx.b.initializer(codesName, ElemType.UINT8, [rows, blocks, (quantBlock(bits) * bits) / 8], use((q) => q.codes));
   }
   if (!ctx.b.hasInitializer(scalesName)) {
     ctx.b.initializer(scalesName, ElemType.FLOAT, [rows, blocks], use((q) => new Uint8Array(q.scales.buffer, q.scales.byteOffset, q.scales.byteLength)));
@@ -166,21 +165,6 @@ function quantizeWeight(weights: WeightSource, name: string, rows: number, cols:
     out.scales.set(part.scales, r * blocksPerRow);
   }
   return out;
-}
-
-/**
- * Token embedding lookup. Quantised precisions store the table with the same block codes as the
- * tied head (GatherBlockQuantized), instead of a float table that would outweigh the whole
- * quantised model.
- */
-export function embedding(ctx: BuildContext, ids: string, weightName: string, outName: string): string {
-  const [, dimension] = ctx.weights.shape(weightName);
-  const bits = ctx.precision === "q4" ? 4 : 8;
-  if (ctx.precision !== "fp32" && canQuantize(dimension, bits)) {
-    const { codes, scales } = quantizedWeight(ctx, weightName, bits, "gather");
-    return ctx.b.op("GatherBlockQuantized", [codes, ids, scales], outName, { gather_axis: 0, quantize_axis: 1, block_size: quantBlock(bits), bits }, "com.microsoft");
-  }
-  return ctx.b.op("Gather", [weight(ctx, weightName), ids], outName);
 }
 
 /** SwiGLU feed-forward: `w2(silu(w1·x) ⊙ w3·x)` (Shazeer 2020, eq. 6). */
