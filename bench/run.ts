@@ -25,8 +25,26 @@ import { BLOCK_BYTES, cachedLfm2Gguf, type GgufQuant } from "./gguf-writer.ts";
 import { flushWrites } from "./prompt.ts";
 
 const ROOT = join(import.meta.dirname, "..");
+const USAGE = `npm run bench -- [options]   (also: lfm bench [options])
+
+Language-core speed, ours vs llama.cpp (node-llama-cpp), on random-weight checkpoints with the
+published LFM2 shapes; medians of several runs, each configuration in its own process.
+
+  --models LIST       lfm2-350m,lfm2-1.2b (default: both)
+  --precisions LIST   q4,q8,fp32 (default: q4,q8; fp32 has no llama.cpp counterpart)
+  --engines LIST      ours,llama (default: both)
+  --runs N            measured runs per configuration, after one warm-up (default 3)
+  --threads N         threads for both engines (default 2)
+  --prompt N          prompt tokens (default 512)
+  --decode N          generated tokens (default 128)
+  --context N         KV positions allocated up front (default 1024)
+  --help              this text
+
+Writes bench/results/<date>-<machine>.json and prints a table with the ratios ours / llama.cpp.
+`;
 const { values } = parseArgs({
   options: {
+    help: { type: "boolean", default: false },
     models: { type: "string", default: "lfm2-350m,lfm2-1.2b" },
     precisions: { type: "string", default: "q4,q8" },
     engines: { type: "string", default: "ours,llama" },
@@ -38,6 +56,10 @@ const { values } = parseArgs({
   },
 });
 
+if (values.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
 const engines = values.engines.split(",").map((e) => e.trim());
 for (const e of engines) if (e !== "ours" && e !== "llama") throw new Error(`--engines: unknown engine "${e}" (ours, llama)`);
 const settings = {
@@ -71,13 +93,13 @@ function matrixWeights(config: ReturnType<typeof parseLfm2Config>): number {
 }
 
 /**
- * Bytes a decode step reads per weight. Ours: onnxruntime's int8-compute kernel reads the codes
- * plus two float32 values per block (scale and block sum): q4 blocks of 32, q8 blocks of 64.
- * GGUF Q4_0/Q8_0: an f16 scale per 32.
+ * Bytes a decode step reads per weight. Ours: q4, onnxruntime's int8-compute MatMulNBits reads the
+ * codes plus two float32 values per block of 32 (scale and block sum); q8, one byte per weight
+ * (the per-channel scales are negligible). GGUF Q4_0/Q8_0: an f16 scale per 32.
  */
 function bytesPerWeight(engine: "ours" | "llama", precision: string): number {
   if (engine === "llama") return BLOCK_BYTES[GGUF_FOR[precision]] / 32;
-  return precision === "q4" ? 0.5 + 8 / 32 : precision === "q8" ? 1 + 8 / 64 : 4;
+  return precision === "q4" ? 0.5 + 8 / 32 : precision === "q8" ? 1 : 4;
 }
 
 interface WorkerResult {

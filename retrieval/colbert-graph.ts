@@ -53,7 +53,7 @@ export function buildColbertGraph(
 export function projectAndNormalize(b: GraphBuilder, hidden: string, dense: DenseLayer[]): string {
   let h = hidden;
   for (const layer of dense) h = denseLayer(b, h, layer);
-  const norm = b.op("ReduceL2", [h], "l2.norm", { axes: [-1], keepdims: 1 }); // opset 17: axes is an attribute
+  const norm = b.op("ReduceL2", [h, b.constInt64([-1])], "l2.norm", { keepdims: 1 });
   return b.op("Div", [h, b.op("Max", [norm, b.constFloat(NORM_EPS)], "l2.clamped")], "l2.normalized");
 }
 

@@ -84,7 +84,7 @@ export function findTextPrefix(weights: { names(): string[] }): string {
 export function buildLfm2Graph(config: Lfm2Config, weights: WeightSource, prefix: string, options: Lfm2GraphOptions): { builder: GraphBuilder; io: Lfm2GraphIO } {
   const b = new GraphBuilder("lfm2");
   b.useDomain("com.microsoft", 1);
-  const ctx: BuildContext = { b, weights, precision: options.precision };
+  const ctx: BuildContext = { b, weights, precision: options.precision, activationRank: 3 };
   const D = config.hiddenSize;
   const { headDim, numHeads: heads, numKvHeads: kvHeads } = config;
   const L = config.convLCache;

@@ -69,7 +69,7 @@ export class GraphBuilder {
   private readonly outputs: ValueSpec[] = [];
   private readonly used = new Set<string>();
   private readonly constCache = new Map<string, string>();
-  private readonly domains = new Map<string, number>([["", 17]]);
+  private readonly domains = new Map<string, number>([["", 21]]);
   private readonly sideFiles = new Map<string, (fd: number) => void>();
 
   constructor(readonly graphName: string) {}

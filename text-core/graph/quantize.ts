@@ -1,84 +1,115 @@
 /**
- * Block quantisation of Linear weights at load time, in the layout of onnxruntime's
- * `com.microsoft` `MatMulNBits` / `GatherBlockQuantized`: for a weight [N, K] (PyTorch [out, in]),
- * blocks of consecutive K values per row share one float scale; codes are unsigned with the
- * implicit zero point 2^(bits-1) and packed low nibble first.
+ * Weight quantisation at load time, in the layouts onnxruntime's CPU kernels read.
  *
- *   q4: llama.cpp's Q4_0 rule, blocks of 32 — d = (value of largest magnitude) / -8,
- *       code = clamp(⌊w/d + 8.5⌋, 0, 15)
- *   q8: llama.cpp's Q8_0 rule, blocks of 64 — d = max|w| / 127, code = round(w/d) + 128
+ * q4 — `com.microsoft` `MatMulNBits`: for a weight [N, K] (PyTorch [out, in]), blocks of 32
+ * consecutive K values per row share one float scale, llama.cpp's Q4_0 rule:
+ * d = (value of largest magnitude) / -8, code = clamp(⌊w/d + 8.5⌋, 0, 15), implicit zero point 8,
+ * packed low nibble first.
  *
- * Why 64 for q8: onnxruntime keeps three float32 values per block (the scale in the packed
- * matrix, the block sums its int8 kernel needs, and the scale initializer it cannot release), so
- * blocks of 32 cost 1.375 bytes per weight where GGUF's Q8_0 costs 1.0625; blocks of 64 cost
- * 1.19, and 8 bits leave ample precision for the wider block.
+ * q8 — `MatMulIntegerToFloat` (below): one scale per output channel, activations quantised per
+ * row at run time. Blocks of 8-bit weights (MatMulNBits with 8 bits) were the first design; on
+ * AVX2 its 8-bit kernel ran a prompt 2–3× slower than onnxruntime's integer GEMM and held
+ * 1.19 bytes per weight against 1.0 here (bench/README).
  */
 
-/** Block length for `bits`. */
-export function quantBlock(bits: 4 | 8): number {
-  return bits === 4 ? 32 : 64;
-}
+export const Q4_BLOCK = 32;
 
 export interface QuantizedMatrix {
-  bits: 4 | 8;
-  /** Values per block (quantBlock(bits)). */
+  bits: 4;
+  /** Values per block (Q4_BLOCK). */
   block: number;
   rows: number; // N
   cols: number; // K
-  /** [N, K/block, block·bits/8] packed codes. */
+  /** [N, K/block, block/2] packed codes. */
   codes: Uint8Array;
   /** [N, K/block] scales. */
   scales: Float32Array;
 }
 
-export function canQuantize(cols: number, bits: 4 | 8): boolean {
-  return cols % quantBlock(bits) === 0;
+export function canQuantize(cols: number): boolean {
+  return cols % Q4_BLOCK === 0;
 }
 
-export function quantizeBlocks(w: Float32Array, rows: number, cols: number, bits: 4 | 8): QuantizedMatrix {
-  const QUANT_BLOCK = quantBlock(bits);
-  if (!canQuantize(cols, bits)) throw new Error(`cannot block-quantise a row of ${cols} values (block ${QUANT_BLOCK})`);
-  const blocksPerRow = cols / QUANT_BLOCK;
-  const blob = (QUANT_BLOCK * bits) / 8;
+export function quantizeBlocks(w: Float32Array, rows: number, cols: number): QuantizedMatrix {
+  if (!canQuantize(cols)) throw new Error(`cannot block-quantise a row of ${cols} values (block ${Q4_BLOCK})`);
+  const blocksPerRow = cols / Q4_BLOCK;
+  const blob = Q4_BLOCK / 2;
   const codes = new Uint8Array(rows * blocksPerRow * blob);
   const scales = new Float32Array(rows * blocksPerRow);
   for (let block = 0; block < rows * blocksPerRow; block++) {
-    const start = block * QUANT_BLOCK; // rows are contiguous, so block index × block length is the element offset
+    const start = block * Q4_BLOCK; // rows are contiguous, so block index × block length is the element offset
     const out = block * blob;
-    if (bits === 4) {
-      let extreme = 0;
-      for (let i = 0; i < QUANT_BLOCK; i++) if (Math.abs(w[start + i]) > Math.abs(extreme)) extreme = w[start + i];
-      const d = Math.fround(extreme / -8);
-      const inv = d !== 0 ? 1 / d : 0;
-      scales[block] = d;
-      for (let i = 0; i < QUANT_BLOCK; i += 2) {
-        const lo = Math.min(15, Math.max(0, Math.floor(w[start + i] * inv + 8.5)));
-        const hi = Math.min(15, Math.max(0, Math.floor(w[start + i + 1] * inv + 8.5)));
-        codes[out + i / 2] = lo | (hi << 4);
-      }
-    } else {
-      let amax = 0;
-      for (let i = 0; i < QUANT_BLOCK; i++) amax = Math.max(amax, Math.abs(w[start + i]));
-      const d = Math.fround(amax / 127);
-      const inv = d !== 0 ? 1 / d : 0;
-      scales[block] = d;
-      for (let i = 0; i < QUANT_BLOCK; i++) codes[out + i] = Math.round(w[start + i] * inv) + 128;
+    let extreme = 0;
+    for (let i = 0; i < Q4_BLOCK; i++) if (Math.abs(w[start + i]) > Math.abs(extreme)) extreme = w[start + i];
+    const d = Math.fround(extreme / -8);
+    const inv = d !== 0 ? 1 / d : 0;
+    scales[block] = d;
+    for (let i = 0; i < Q4_BLOCK; i += 2) {
+      const lo = Math.min(15, Math.max(0, Math.floor(w[start + i] * inv + 8.5)));
+      const hi = Math.min(15, Math.max(0, Math.floor(w[start + i + 1] * inv + 8.5)));
+      codes[out + i / 2] = lo | (hi << 4);
     }
   }
-  return { bits, block: QUANT_BLOCK, rows, cols, codes, scales };
+  return { bits: 4, block: Q4_BLOCK, rows, cols, codes, scales };
 }
 
-/** The float weights a quantised matrix stands for (tests and error measurements). */
+/** The float weights a q4 matrix stands for (tests and error measurements). */
 export function dequantizeBlocks(q: QuantizedMatrix): Float32Array {
   const out = new Float32Array(q.rows * q.cols);
-  const blob = (q.block * q.bits) / 8;
-  const zero = q.bits === 4 ? 8 : 128;
+  const blob = q.block / 2;
   for (let block = 0; block < q.scales.length; block++) {
     const d = q.scales[block];
-    for (let i = 0; i < q.block; i++) {
-      const code = q.bits === 4 ? (q.codes[block * blob + (i >> 1)] >> ((i & 1) * 4)) & 15 : q.codes[block * blob + i];
-      out[block * q.block + i] = (code - zero) * d;
-    }
+    for (let i = 0; i < q.block; i++) out[block * q.block + i] = (((q.codes[block * blob + (i >> 1)] >> ((i & 1) * 4)) & 15) - 8) * d;
+  }
+  return out;
+}
+
+/**
+ * q8: one symmetric 8-bit scale per output channel, in the layout of onnxruntime's integer GEMM
+ * (`MatMulIntegerToFloat`): codes [K, N] (transposed), unsigned with zero point 128, scales [N].
+ * Activations are quantised per row at run time (see `int8Linear`), so the product runs on MLAS's
+ * u8·u8 kernel, which cannot saturate on AVX2 (its u8·s8 kernel can: onnxruntime's docs).
+ */
+export interface ChannelQuantizedMatrix {
+  rows: number; // N
+  cols: number; // K
+  /** [K, N] codes, code = round(w / scale) + 128. */
+  codes: Uint8Array;
+  /** [N] scales, max|w| / 127 of each output channel. */
+  scales: Float32Array;
+}
+
+export const CHANNEL_ZERO_POINT = 128;
+
+/**
+ * Quantises rows [rowStart, rowStart + rows.length / cols) of a [N, K] weight into `into`, so a
+ * large matrix can be read and quantised a slice at a time.
+ */
+export function quantizeChannelsInto(into: ChannelQuantizedMatrix, slice: Float32Array, rowStart: number): void {
+  const { cols: K, rows: N } = into;
+  const count = slice.length / K;
+  for (let r = 0; r < count; r++) {
+    let amax = 0;
+    for (let k = 0; k < K; k++) amax = Math.max(amax, Math.abs(slice[r * K + k]));
+    const d = Math.fround(amax / 127);
+    const inv = d !== 0 ? 1 / d : 0;
+    into.scales[rowStart + r] = d;
+    const n = rowStart + r;
+    for (let k = 0; k < K; k++) into.codes[k * N + n] = Math.round(slice[r * K + k] * inv) + CHANNEL_ZERO_POINT;
+  }
+}
+
+export function quantizeChannels(w: Float32Array, rows: number, cols: number): ChannelQuantizedMatrix {
+  const q: ChannelQuantizedMatrix = { rows, cols, codes: new Uint8Array(rows * cols), scales: new Float32Array(rows) };
+  quantizeChannelsInto(q, w, 0);
+  return q;
+}
+
+/** The float weights [N, K] a channel-quantised matrix stands for (tests and error measurements). */
+export function dequantizeChannels(q: ChannelQuantizedMatrix): Float32Array {
+  const out = new Float32Array(q.rows * q.cols);
+  for (let n = 0; n < q.rows; n++) {
+    for (let k = 0; k < q.cols; k++) out[n * q.cols + k] = (q.codes[k * q.rows + n] - CHANNEL_ZERO_POINT) * q.scales[n];
   }
   return out;
 }
