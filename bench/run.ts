@@ -2,8 +2,8 @@
  * `npm run bench` — language-core speed on random-weight checkpoints with the real published
  * shapes (speed does not depend on the weight values), ours side by side with llama.cpp (through
  * the `node-llama-cpp` dev dependency, CPU backend) on the same weights written as GGUF Q4_0 / Q8_0
- * by bench/gguf-writer.ts. Each configuration runs in its own process so peak RSS is its own;
- * figures are medians over several runs after a warm-up run. Writes
+ * by bench/gguf-writer.ts. Every measured run is a process of its own (a warm-up pass, then the
+ * measured pass), so peak RSS is its own, and the engines alternate run by run; figures are medians. Writes
  * bench/results/<date>-<machine>.json (-2, -3, … for later runs that day) and prints a table
  * with the ratios ours / llama.cpp.
  *
@@ -168,53 +168,74 @@ for (const name of values.models.split(",")) {
 
   for (const precision of values.precisions.split(",")) {
     const rowsHere: Partial<Record<"ours" | "llama", Row>> = {};
-    for (const engine of engines as Array<"ours" | "llama">) {
-      if (engine === "llama" && (!llamaAvailable || !(precision in GGUF_FOR))) continue;
-      const label = engine === "ours" ? "lfm2-edge" : "llama.cpp";
+    const active = (engines as Array<"ours" | "llama">).filter((e) => e === "ours" || (llamaAvailable && precision in GGUF_FOR));
+    const label = (engine: "ours" | "llama") => (engine === "ours" ? "lfm2-edge" : "llama.cpp");
+    const failed = new Map<string, string>();
+    if (active.includes("ours")) {
+      // Built (and cached) by a process of its own first: the measured ones load from the cache.
       try {
-        let r: WorkerResult;
-        let extra: Record<string, unknown> = {};
-        if (engine === "ours") {
-          process.stderr.write(`  ${precision} ${label}: `);
-          // Built (and cached) by a process of its own first: the measured one loads from the cache.
-          runWorker("text-worker.ts", [dir, precision, values.threads, "0", values.prompt, values.decode, values.context]);
-          r = runWorker("text-worker.ts", [dir, precision, values.threads, values.runs, values.prompt, values.decode, values.context]);
-        } else {
-          const quant = GGUF_FOR[precision];
-          process.stderr.write(`  ${precision} ${label} (${quant}): `);
-          const gguf = ggufs[precision] as string;
-          r = runWorker("llama-worker.ts", [gguf, values.threads, values.runs, values.prompt, values.decode, values.context]);
-          extra = { gguf, ggufType: quant, llama: r.info };
-        }
-        const decode = median(r.samples.map((s) => s.decodeTokPerS));
-        const bytes = weights * bytesPerWeight(engine, precision);
-        const row: Row = {
-          engine: label,
-          model: name,
-          precision,
-          ...settings,
-          runs: r.samples.length,
-          prefillTokPerS: median(r.samples.map((s) => s.prefillTokPerS)),
-          decodeTokPerS: decode,
-          ttftMs: median(r.samples.map((s) => s.ttftMs)),
-          peakRssMb: r.peakRssMb,
-          loadMs: r.loadMs,
-          weightBytesPerToken: bytes,
-          decodeEfficiency: (bytes * decode) / (machine.memoryBandwidthGBps * 1e9),
-          greedyTokens: r.tokens,
-          samples: r.samples,
-          ...extra,
-        };
-        results.push(row);
-        rowsHere[engine] = row;
-        process.stderr.write(
-          `prefill ${(row.prefillTokPerS as number).toFixed(1)} tok/s, decode ${decode.toFixed(1)} tok/s, TTFT ${(row.ttftMs as number).toFixed(0)} ms, RSS ${r.peakRssMb.toFixed(0)} MB\n`,
-        );
+        runWorker("text-worker.ts", [dir, precision, values.threads, "0", values.prompt, values.decode, values.context]);
       } catch (e) {
-        failures++;
-        process.stderr.write(`FAILED: ${(e as Error).message.split("\n")[0]}\n`);
-        results.push({ engine: label, model: name, precision, error: (e as Error).message });
+        failed.set("ours", (e as Error).message);
       }
+    }
+    // The engines alternate run by run, each run a process of its own (one warm-up, one measured
+    // pass), so a machine that gets busier or quieter during the benchmark weighs on both alike.
+    const collected: Partial<Record<"ours" | "llama", WorkerResult[]>> = {};
+    process.stderr.write(`  ${precision}: ${settings.runs} alternating runs of ${active.map(label).join(" and ")} `);
+    for (let round = 0; round < settings.runs; round++) {
+      for (const engine of active) {
+        if (failed.has(engine)) continue;
+        try {
+          const r =
+            engine === "ours"
+              ? runWorker("text-worker.ts", [dir, precision, values.threads, "1", values.prompt, values.decode, values.context])
+              : runWorker("llama-worker.ts", [ggufs[precision] as string, values.threads, "1", values.prompt, values.decode, values.context]);
+          (collected[engine] ??= []).push(r);
+          process.stderr.write(".");
+        } catch (e) {
+          failed.set(engine, (e as Error).message);
+        }
+      }
+    }
+    process.stderr.write("\n");
+    for (const engine of active) {
+      const runs = collected[engine] ?? [];
+      const error = failed.get(engine);
+      if (error || runs.length === 0) {
+        failures++;
+        process.stderr.write(`    ${label(engine)} FAILED: ${(error ?? "no run finished").split("\n")[0]}\n`);
+        results.push({ engine: label(engine), model: name, precision, error: error ?? "no run finished" });
+        continue;
+      }
+      const samples = runs.flatMap((r) => r.samples);
+      const decode = median(samples.map((x) => x.decodeTokPerS));
+      const bytes = weights * bytesPerWeight(engine, precision);
+      const extra = engine === "llama" ? { gguf: ggufs[precision], ggufType: GGUF_FOR[precision], llama: runs[0].info } : {};
+      const row: Row = {
+        engine: label(engine),
+        model: name,
+        precision,
+        ...settings,
+        runs: samples.length,
+        prefillTokPerS: median(samples.map((x) => x.prefillTokPerS)),
+        decodeTokPerS: decode,
+        ttftMs: median(samples.map((x) => x.ttftMs)),
+        // The largest of the runs' own peaks (each run is a process of its own).
+        peakRssMb: Math.max(...runs.map((r) => r.peakRssMb)),
+        peakRssMbPerRun: runs.map((r) => r.peakRssMb),
+        loadMs: median(runs.map((r) => r.loadMs)),
+        weightBytesPerToken: bytes,
+        decodeEfficiency: (bytes * decode) / (machine.memoryBandwidthGBps * 1e9),
+        greedyTokens: runs[0].tokens,
+        samples,
+        ...extra,
+      };
+      results.push(row);
+      rowsHere[engine] = row;
+      process.stderr.write(
+        `    ${label(engine)}${engine === "llama" ? ` (${GGUF_FOR[precision]})` : ""}: prefill ${(row.prefillTokPerS as number).toFixed(1)} tok/s, decode ${decode.toFixed(1)} tok/s, TTFT ${(row.ttftMs as number).toFixed(0)} ms, RSS ${(row.peakRssMb as number).toFixed(0)} MB\n`,
+      );
     }
     const ours = rowsHere.ours;
     const llama = rowsHere.llama;
@@ -248,7 +269,8 @@ writeFileSync(
       settings: { ...settings, engines },
       notes: [
         "ratios are ours / llama.cpp: above 1 is better for ours in prefill and decode, below 1 is better for ours in TTFT and peak RSS",
-        "decodeEfficiency = weightBytesPerToken × decode tok/s / memoryBandwidth (weightBytesPerToken: every matrix incl. the tied head, as the engine's kernels read them: ours q4 0.75 B (codes, float32 scale and block sum per 32), q8 1.125 B (per 64); GGUF Q4_0 0.5625 B, Q8_0 1.0625 B per weight)",
+        "decodeEfficiency = weightBytesPerToken × decode tok/s / memoryBandwidth (weightBytesPerToken: every matrix incl. the tied head, as the engine's kernels read them: ours q4 0.75 B (codes, float32 scale and block sum per 32), q8 1 B (per-channel scales); GGUF Q4_0 0.5625 B, Q8_0 1.0625 B per weight)",
+        "each run is a process of its own (one warm-up pass, one measured pass); the engines alternate run by run; peak RSS is the largest of the runs' own peaks",
         "llama.cpp through node-llama-cpp: CPU backend, useMmap false, flash attention and F16 KV cache at their defaults, batch = whole prompt; greedy sampling in llama.cpp, argmax in JS for ours",
       ],
       results,
@@ -285,7 +307,7 @@ if (ratios.length > 0) {
   }
 }
 console.log(
-  `\nmachine: ${cpu}, ${machine.logicalCores} logical cores, ${machine.memoryGb} GB, memory bandwidth ${machine.memoryBandwidthGBps.toFixed(1)} GB/s; threads ${values.threads}, prompt ${values.prompt}, decode ${values.decode}, context ${values.context}, medians of ${values.runs} runs`,
+  `\nmachine: ${cpu}, ${machine.logicalCores} logical cores, ${machine.memoryGb} GB, memory bandwidth ${machine.memoryBandwidthGBps.toFixed(1)} GB/s; threads ${values.threads}, prompt ${values.prompt}, decode ${values.decode}, context ${values.context}, medians of ${values.runs} alternating runs`,
 );
 console.log(`written ${file}`);
 if (failures > 0) process.exitCode = 1;
