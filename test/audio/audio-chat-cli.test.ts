@@ -1,5 +1,4 @@
-import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import wavefile from "wavefile";
@@ -8,7 +7,7 @@ import { END_OF_AUDIO } from "../../audio/speech-generation.ts";
 import { MimiDecoder } from "../../audio/mimi-decoder.ts";
 import { audioChatCommand } from "../../pipelines/audio-chat-cli.ts";
 import { LfmError } from "../../text-core/errors.ts";
-import { LFM_BIN, runLfm, runLfmJson } from "../helpers/cli.ts";
+import { interruptOnceAudioWritten, runLfm, runLfmJson } from "../helpers/cli.ts";
 import { FIXTURES, TEST_CACHE, readJson } from "../helpers/reference.ts";
 
 const MODEL = join(FIXTURES, "audio/tiny-lfm2-audio");
@@ -121,22 +120,8 @@ describe("lfm audio-chat (CLI, tiny random LFM2-Audio)", () => {
   it("Ctrl-C keeps the speech so far as a valid WAV of whole frames", async () => {
     const dir = mkdtempSync(join(tmpdir(), "audio-chat-cli-"));
     const out = join(dir, "long.wav");
-    const child = spawn(process.execPath, [LFM_BIN, "audio-chat", "--model", MODEL, "--mimi", MIMI, "--audio", CLIP, "--out", out, "--max-tokens", "4000", "--seed", "1"], {
-      env: { ...process.env, LFM_CACHE_DIR: TEST_CACHE },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stderr = "";
-    child.stderr.on("data", (d) => (stderr += d));
-    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const partial = readdirSync(dir).find((f) => f.includes(".partial-"));
-      if (partial && statSync(join(dir, partial)).size > 44 + 5 * 1920 * 2) break;
-      if (Date.now() > deadline) throw new Error(`no audio appeared: ${stderr}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    child.kill("SIGINT");
-    expect(await exited, stderr).toBe(130);
+    const { code, stderr } = await interruptOnceAudioWritten(["audio-chat", "--model", MODEL, "--mimi", MIMI, "--audio", CLIP, "--out", out, "--max-tokens", "4000", "--seed", "1"], dir);
+    expect(code, stderr).toBe(130);
     expect(readdirSync(dir)).toEqual(["long.wav"]);
     const samples = new wavefile.WaveFile(readFileSync(out)).getSamples(false, Int16Array) as unknown as Int16Array;
     expect(samples.length).toBeGreaterThanOrEqual(5 * 1920);

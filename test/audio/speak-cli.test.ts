@@ -1,5 +1,4 @@
-import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import wavefile from "wavefile";
@@ -8,7 +7,7 @@ import { MimiDecoder } from "../../audio/mimi-decoder.ts";
 import { speakCommand } from "../../pipelines/speak-cli.ts";
 import { LfmError } from "../../text-core/errors.ts";
 import { Lfm2Tokenizer } from "../../text-core/tokenizer.ts";
-import { LFM_BIN, runLfm } from "../helpers/cli.ts";
+import { interruptOnceAudioWritten, runLfm } from "../helpers/cli.ts";
 import { FIXTURES, TEST_CACHE } from "../helpers/reference.ts";
 
 const MODEL = join(FIXTURES, "audio/tiny-lfm2-audio");
@@ -89,23 +88,8 @@ describe("lfm speak", () => {
   it("Ctrl-C keeps what was spoken so far as a valid WAV of whole frames", async () => {
     const dir = mkdtempSync(join(tmpdir(), "speak-cli-"));
     const out = join(dir, "long.wav");
-    const child = spawn(process.execPath, [LFM_BIN, "speak", "--model", MODEL, "--mimi", MIMI, "--text", "Keep talking.", "--out", out, "--max-frames", "3000", "--force-audio-start", "--seed", "1"], {
-      env: { ...process.env, LFM_CACHE_DIR: TEST_CACHE },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stderr = "";
-    child.stderr.on("data", (d) => (stderr += d));
-    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-    // Wait until a few frames are in the temporary file, then interrupt.
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const partial = readdirSync(dir).find((f) => f.includes(".partial-"));
-      if (partial && statSync(join(dir, partial)).size > 44 + 5 * 1920 * 2) break;
-      if (Date.now() > deadline) throw new Error(`no audio appeared: ${stderr}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    child.kill("SIGINT");
-    expect(await exited, stderr).toBe(130);
+    const { code, stderr } = await interruptOnceAudioWritten(["speak", "--model", MODEL, "--mimi", MIMI, "--text", "Keep talking.", "--out", out, "--max-frames", "3000", "--force-audio-start", "--seed", "1"], dir);
+    expect(code, stderr).toBe(130);
     expect(stderr).toMatch(/stopped: wrote .* to /);
     expect(readdirSync(dir)).toEqual(["long.wav"]);
     const { samples } = readWav(out);
