@@ -98,7 +98,7 @@ export function layerNorm(ctx: BuildContext, x: string, prefix: string, eps: num
 export function linear(ctx: BuildContext, x: string, weightName: string, outName: string, biasName?: string): string {
   const [outDim, inDim] = ctx.weights.shape(weightName);
   const bias = biasName ? weight(ctx, biasName) : undefined;
-  if (ctx.precision === "q8") return int8Linear(ctx, x, weightName, outName, bias);
+  if (ctx.precision === "q8") return int8Linear(ctx, x, weightName, inDim, outName, bias);
   if (ctx.precision === "q4" && canQuantize(inDim)) {
     const { codes, scales } = quantizedWeight(ctx, weightName);
     const inputs = bias ? [x, codes, scales, "", "", bias] : [x, codes, scales];
@@ -121,17 +121,22 @@ const ACCURACY_LEVEL = 4;
  * scaled back by both. On AVX2 this runs 2–3× faster than 8-bit MatMulNBits for a prompt (whose
  * 8-bit kernel is slower than its 4-bit one) and as fast for one token (bench/README).
  */
-function int8Linear(ctx: BuildContext, x: string, weightName: string, outName: string, bias?: string): string {
+function int8Linear(ctx: BuildContext, x: string, weightName: string, inDim: number, outName: string, bias?: string): string {
   const { b } = ctx;
-  const rowsOf = quantizedRows(ctx, x, ctx.weights.shape(weightName)[1]);
+  const rowsOf = quantizedRows(ctx, x, inDim);
   const { codes, scales } = channelQuantizedWeight(ctx, weightName);
   b.useDomain("com.microsoft", 1);
-  const zero = b.initializer("int8.zero_point", ElemType.UINT8, [], () => new Uint8Array([CHANNEL_ZERO_POINT]));
+  const zero = int8ZeroPoint(b);
   // A row scale [..., 1] times a channel scale [N] rescales the int32 products [..., N]. The bias
   // is added apart: onnxruntime applies a non-scalar scale after its own bias input.
   const inputs = [rowsOf.codes, codes, rowsOf.scale, scales, zero, zero];
   const y = b.op("MatMulIntegerToFloat", inputs, bias ? `${outName}.unbiased` : outName, {}, "com.microsoft");
   return bias ? b.op("Add", [y, bias], outName) : y;
+}
+
+/** The zero point 128 of every q8 code, weights and activations alike (one element). */
+function int8ZeroPoint(b: GraphBuilder): string {
+  return b.initializer("int8.zero_point", ElemType.UINT8, [1], () => new Uint8Array([CHANNEL_ZERO_POINT]));
 }
 
 /** Per-row quantisations of activations, shared by the Linears that read the same value (q/k/v, w1/w3). */
@@ -152,7 +157,7 @@ function quantizedRows(ctx: BuildContext, x: string, K: number): { codes: string
   const absMax = b.op("ReduceMax", [b.op("Abs", [x], `${x}.abs`), lastAxis], `${x}.absmax`, { keepdims: 1 });
   // A row of zeros keeps a tiny positive scale: its codes are all the zero point.
   const scale = b.op("Max", [b.op("Mul", [absMax, b.constFloat(1 / 127)], `${x}.scale.raw`), b.constFloat(1e-30)], `${x}.scale`);
-  const zeroPoints = b.op("Expand", [b.initializer("int8.zero_point.row", ElemType.UINT8, [1], () => new Uint8Array([CHANNEL_ZERO_POINT])), b.op("Shape", [scale], `${x}.scale.shape`)], `${x}.zero_points`);
+  const zeroPoints = b.op("Expand", [int8ZeroPoint(b), b.op("Shape", [scale], `${x}.scale.shape`)], `${x}.zero_points`);
   // Blocked QuantizeLinear (opset 21) with one block per row: a per-row scale in a single op.
   const codes = b.op("QuantizeLinear", [x, scale, zeroPoints], `${x}.q8`, { axis: -1, block_size: K });
   const rows = { codes, scale };
