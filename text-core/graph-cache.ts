@@ -96,7 +96,7 @@ function writeHashMemo(cacheDir: string, memo: Record<string, string>): void {
 const STALE_TMP_MS = 60_000;
 
 /** True if a process with this id runs on this machine (EPERM: it does, as another user). */
-function processAlive(pid: number): boolean {
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

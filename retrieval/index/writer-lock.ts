@@ -9,6 +9,7 @@ import { hostname } from "node:os";
 import { readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { LfmError } from "../../text-core/errors.ts";
+import { processAlive } from "../../text-core/graph-cache.ts";
 
 const LOCK_PATTERN = /^writer-(\d+)\.lock$/;
 
@@ -82,15 +83,5 @@ function readLockInfo(path: string, pidFromName: number): LockInfo | null {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
     // Being written this instant, or truncated by a crash: judge by the pid in its name.
     return { pid: pidFromName, host: hostname(), since: "?" };
-  }
-}
-
-/** True if a process with this id runs on this machine (EPERM: it does, as another user). */
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 }
