@@ -119,13 +119,6 @@ export class DecodeState {
   readonly convState = new Map<string, ort.Tensor>();
   readonly keys = new Map<number, KvCache>();
   readonly values = new Map<number, KvCache>();
-  /**
-   * Output buffers of one-token calls, made on first use: onnxruntime-node writes into given
-   * output tensors instead of handing back fresh ones, so a long decode leaves no per-token
-   * garbage behind (which the garbage collector otherwise lets pile up to tens of MB). Conv
-   * windows alternate between two buffers, as a call reads one while writing the other.
-   */
-  decodeOutputs: Record<string, ort.Tensor> | undefined;
 
   constructor(
     readonly batch: number,
@@ -176,8 +169,7 @@ export interface ForwardRequest {
 
 export interface ForwardResult {
   /**
-   * [B, keep, V] logits or [B, keep, D] hidden states, row-major. After a one-token call this is
-   * the state's reused buffer: read it (or copy it) before the next call on the same state.
+   * [B, keep, V] logits or [B, keep, D] hidden states, row-major; a fresh array each call.
    */
   output: Float32Array;
   width: number;
@@ -258,8 +250,7 @@ export class Lfm2Runtime {
       const s1 = Math.min(S, s0 + this.prefillChunk);
       const Sc = s1 - s0;
       const kept = Math.max(0, s1 - Math.max(s0, S - keep));
-      const piece = new Float32Array(B * Sc * D);
-      for (let b = 0; b < B; b++) piece.set(embeds.subarray((b * S + s0) * D, (b * S + s1) * D), b * Sc * D);
+      const piece = embeds.subarray(s0 * D, s1 * D); // one sequence (B = 1): a view, no copy
       const out = await this.run(state, piece, mask.map((r) => r.slice(s0, s1)), Sc, Math.max(1, kept), []);
       if (kept === 0) continue;
       const at = keep - (S - s1) - kept; // first kept position of this piece within the output
@@ -299,19 +290,15 @@ export class Lfm2Runtime {
     const fetches = [this.io.output, ...extraOutputs];
     for (const i of this.io.convLayers) fetches.push(presentConvName(i));
     for (const i of this.io.attentionLayers) fetches.push(newKeyName(i), newValueName(i));
-    const reuse = S === 1 && keep === 1 && extraOutputs.length === 0;
+    // (No preallocated output tensors: onnxruntime-node 1.30 writes into them and then copies each
+    // into a fresh ArrayBuffer all the same, so they only added a copy and ~8 MB of peak RSS.)
     let out: ort.InferenceSession.ReturnType;
     try {
-      out = reuse ? await this.session.run(feeds, this.decodeOutputs(state, fetches)) : await this.session.run(feeds, fetches);
+      out = await this.session.run(feeds, fetches);
     } catch (e) {
       throw new LfmError("RUNTIME_FAILED", `onnxruntime failed while running the model: ${(e as Error).message}`, { cause: e });
     }
-    for (const i of this.io.convLayers) {
-      const previous = state.convState.get(pastConvName(i)) as ort.Tensor;
-      state.convState.set(pastConvName(i), out[presentConvName(i)]);
-      // The window just read becomes the next call's output buffer.
-      if (reuse && state.decodeOutputs) state.decodeOutputs[presentConvName(i)] = previous;
-    }
+    for (const i of this.io.convLayers) state.convState.set(pastConvName(i), out[presentConvName(i)]);
     for (const i of this.io.attentionLayers) {
       (state.keys.get(i) as KvCache).append(out[newKeyName(i)].data as Float32Array, S);
       (state.values.get(i) as KvCache).append(out[newValueName(i)].data as Float32Array, S);
@@ -320,23 +307,6 @@ export class Lfm2Runtime {
     const extra: Record<string, ort.Tensor> = {};
     for (const name of extraOutputs) extra[name] = out[name];
     return { output: main.data as Float32Array, width: main.dims[2], extra };
-  }
-
-  /** The state's one-token output tensors, by fetch name. */
-  private decodeOutputs(state: DecodeState, fetches: string[]): Record<string, ort.Tensor> {
-    if (!state.decodeOutputs) {
-      const B = state.batch;
-      const { hiddenSize: D, convLCache: L, numKvHeads, headDim, vocabSize } = this.config;
-      const shapes: Record<string, number[]> = { [this.io.output]: [B, 1, this.io.output === "logits" ? vocabSize : D] };
-      for (const i of this.io.convLayers) shapes[presentConvName(i)] = [B, L - 1, D];
-      for (const i of this.io.attentionLayers) shapes[newKeyName(i)] = shapes[newValueName(i)] = [B, 1, numKvHeads * headDim];
-      state.decodeOutputs = {};
-      for (const name of fetches) {
-        const dims = shapes[name];
-        state.decodeOutputs[name] = new ort.Tensor("float32", new Float32Array(dims.reduce((a, b) => a * b, 1)), dims);
-      }
-    }
-    return state.decodeOutputs;
   }
 
   async release(): Promise<void> {
