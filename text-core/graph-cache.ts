@@ -4,9 +4,9 @@
  * checkpoint and options skips the build.
  */
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { LfmError } from "./errors.ts";
 import type { GraphBuilder } from "./graph/builder.ts";
 
@@ -50,8 +50,23 @@ export function graphCacheKey(kind: string, files: string[], options: unknown, c
     h.update(digest);
   }
   if (changed) writeHashMemo(cacheDir, memo);
-  return `${kind}-${h.digest("hex").slice(0, 24)}`;
+  const key = `${kind}-${h.digest("hex").slice(0, 24)}`;
+  describedKeys.set(key, { kind, source: files.length > 0 ? dirname(files[0]) : undefined, options });
+  return key;
 }
+
+/** What `entry.json` in a cached graph's folder says about it (for `lfm cache list`). */
+export interface CacheEntryInfo {
+  kind: string;
+  /** The checkpoint folder it was built from. */
+  source?: string;
+  /** The build options that are part of its key (precision, …). */
+  options?: unknown;
+}
+
+/** Keys computed by this process and what they were computed from, for `cachedGraph` to record. */
+const describedKeys = new Map<string, CacheEntryInfo>();
+const ENTRY_INFO_FILE = "entry.json";
 
 function sha256File(path: string): string {
   const h = createHash("sha256");
@@ -163,7 +178,10 @@ export function cacheWriteError(cacheDir: string, e: unknown): unknown {
 export function cachedGraph(cacheDir: string, key: string, build: () => GraphBuilder): { dir: string; built: boolean } {
   const dir = join(cacheDir, key);
   removeAbandonedBuilds(cacheDir);
-  if (existsSync(join(dir, "model.onnx"))) return { dir, built: false };
+  if (existsSync(join(dir, "model.onnx"))) {
+    markUsed(dir);
+    return { dir, built: false };
+  }
   try {
     mkdirSync(cacheDir, { recursive: true });
     // (checked again just before: another process may have published it since)
@@ -172,10 +190,159 @@ export function cachedGraph(cacheDir: string, key: string, build: () => GraphBui
   } catch (e) {
     throw cacheWriteError(cacheDir, e);
   }
+  const info = describedKeys.get(key);
+  if (info) {
+    try {
+      writeFileSync(join(dir, ENTRY_INFO_FILE), `${JSON.stringify(info)}\n`);
+    } catch {
+      // only `lfm cache list` reads it
+    }
+  }
   return { dir, built: true };
+}
+
+/**
+ * A cached graph's folder modification time is its last use (set on every hit), which is what
+ * `pruneCache` goes by. Best effort: a read-only cache still loads.
+ */
+function markUsed(dir: string): void {
+  try {
+    const now = new Date();
+    utimesSync(dir, now, now);
+  } catch {
+    // not ours to touch
+  }
 }
 
 /** Removes a cached graph onnxruntime could not load, so that the next `cachedGraph` rebuilds it. */
 export function discardCachedGraph(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
+}
+
+// ---- Listing and pruning (`lfm cache`) ----
+
+/** `<kind>-<24 hex>`: the only folder names listing and pruning ever touch. */
+const ENTRY_NAME = /^([a-z0-9]+(?:-[a-z0-9]+)*)-([0-9a-f]{24})$/;
+
+export interface CacheEntry extends CacheEntryInfo {
+  key: string;
+  dir: string;
+  /** Bytes of the files in the folder. */
+  bytes: number;
+  /** Last load (or the build), ms since the epoch. */
+  lastUsedMs: number;
+  /** False for a folder without model.onnx (a build that never finished publishing). */
+  complete: boolean;
+}
+
+/** The cached graphs in `cacheDir`, most recently used first (none if the folder is absent). */
+export function listCacheEntries(cacheDir: string): CacheEntry[] {
+  let names: string[];
+  try {
+    names = readdirSync(cacheDir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw new LfmError("CACHE_UNREADABLE", `Cannot read the cache folder ${cacheDir}: ${(e as Error).message}`, { cause: e });
+  }
+  const entries: CacheEntry[] = [];
+  for (const key of names) {
+    const m = ENTRY_NAME.exec(key);
+    if (m === null) continue;
+    const dir = join(cacheDir, key);
+    try {
+      const st = statSync(dir);
+      if (!st.isDirectory()) continue;
+      let bytes = 0;
+      for (const name of readdirSync(dir)) {
+        const f = statSync(join(dir, name));
+        if (f.isFile()) bytes += f.size;
+      }
+      entries.push({ key, dir, bytes, lastUsedMs: st.mtimeMs, complete: existsSync(join(dir, "model.onnx")), ...readEntryInfo(dir, m[1]) });
+    } catch {
+      // removed meanwhile
+    }
+  }
+  return entries.sort((a, b) => b.lastUsedMs - a.lastUsedMs);
+}
+
+function readEntryInfo(dir: string, kind: string): CacheEntryInfo {
+  try {
+    const info = JSON.parse(readFileSync(join(dir, ENTRY_INFO_FILE), "utf8")) as Partial<CacheEntryInfo>;
+    return { kind: typeof info.kind === "string" ? info.kind : kind, source: typeof info.source === "string" ? info.source : undefined, options: info.options };
+  } catch {
+    return { kind }; // built before entry.json existed, or damaged
+  }
+}
+
+export interface PruneOptions {
+  /** Remove graphs not used for this long (ms). Ignored with `all`. */
+  unusedForMs?: number;
+  /** Remove every cached graph. */
+  all?: boolean;
+  /** Only report what would go. */
+  dryRun?: boolean;
+  now?: number;
+}
+
+export interface PruneResult {
+  removed: CacheEntry[];
+  /** Graphs that should have gone but could not be removed (e.g. in use on Windows). */
+  failed: Array<{ entry: CacheEntry; reason: string }>;
+  kept: CacheEntry[];
+  freedBytes: number;
+}
+
+/**
+ * Removes cached graphs not used for `unusedForMs` (or all of them), the folders of builds killed
+ * midway, and remembered content hashes of files that no longer exist as they were. Only folders
+ * named like cache entries are touched, so a mistaken cache folder (a home folder) loses nothing.
+ * A graph removed while another process has it open stays readable to that process (POSIX); a
+ * process about to open it rebuilds it.
+ */
+export function pruneCache(cacheDir: string, opts: PruneOptions): PruneResult {
+  const now = opts.now ?? Date.now();
+  if (!opts.all && (opts.unusedForMs === undefined || !(opts.unusedForMs >= 0))) {
+    throw new LfmError("INVALID_ARGUMENT", "pruneCache needs unusedForMs ≥ 0 or all: true.");
+  }
+  const result: PruneResult = { removed: [], failed: [], kept: [], freedBytes: 0 };
+  for (const entry of listCacheEntries(cacheDir)) {
+    if (!opts.all && now - entry.lastUsedMs < (opts.unusedForMs as number)) {
+      result.kept.push(entry);
+      continue;
+    }
+    if (opts.dryRun) {
+      result.removed.push(entry);
+      result.freedBytes += entry.bytes;
+      continue;
+    }
+    try {
+      rmSync(entry.dir, { recursive: true, force: true });
+      result.removed.push(entry);
+      result.freedBytes += entry.bytes;
+    } catch (e) {
+      result.failed.push({ entry, reason: (e as Error).message });
+    }
+  }
+  if (!opts.dryRun) {
+    removeAbandonedBuilds(cacheDir, now);
+    forgetVanishedHashes(cacheDir);
+  }
+  return result;
+}
+
+/** Drops remembered hashes whose (path, size, mtime) no longer matches a file. */
+function forgetVanishedHashes(cacheDir: string): void {
+  if (!existsSync(join(cacheDir, MEMO_FILE))) return;
+  const memo = readHashMemo(cacheDir);
+  const kept: Record<string, string> = {};
+  for (const [id, digest] of Object.entries(memo)) {
+    const [path, size, mtime] = id.split("\0");
+    try {
+      const st = statSync(path);
+      if (String(st.size) === size && String(st.mtimeMs) === mtime) kept[id] = digest;
+    } catch {
+      // gone
+    }
+  }
+  if (Object.keys(kept).length !== Object.keys(memo).length) writeHashMemo(cacheDir, kept);
 }

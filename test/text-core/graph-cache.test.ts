@@ -1,0 +1,180 @@
+/** The graph cache's bookkeeping: last use, entry.json, listing and pruning (`lfm cache`). */
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { ElemType } from "../../text-core/graph/builder.ts";
+import { GraphBuilder } from "../../text-core/graph/builder.ts";
+import { cachedGraph, graphCacheKey, listCacheEntries, pruneCache } from "../../text-core/graph-cache.ts";
+import { isLfmError } from "../../text-core/errors.ts";
+import { runLfm } from "../helpers/cli.ts";
+
+const DAY = 24 * 60 * 60 * 1000;
+const HEX = (c: string) => c.repeat(24);
+
+let root: string;
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), "lfm-cache-test-"));
+});
+afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+/** A folder with files of the given sizes, last modified `ageMs` ago. */
+function folder(name: string, files: Record<string, string | number>, ageMs: number): string {
+  const dir = join(root, name);
+  mkdirSync(dir, { recursive: true });
+  for (const [f, content] of Object.entries(files)) writeFileSync(join(dir, f), typeof content === "number" ? Buffer.alloc(content) : content);
+  const t = new Date(Date.now() - ageMs);
+  utimesSync(dir, t, t);
+  return dir;
+}
+
+/** The layout a real cache has, plus things pruning must never touch. */
+function fakeCache(): void {
+  folder(`lfm2-${HEX("a")}`, { "model.onnx": 100, "model.onnx.data": 900, "entry.json": JSON.stringify({ kind: "lfm2", source: "/models/LFM2-350M", options: { precision: "q4" } }) }, 40 * DAY);
+  folder(`lfm2-vl-vision-${HEX("b")}`, { "model.onnx": 10, "model.onnx.data": 20 }, 1 * DAY);
+  folder(`colbert-${HEX("c")}`, { "model.onnx.data": 5 }, 35 * DAY); // never finished publishing
+  folder("bench-checkpoints", { "model.onnx": 1 }, 400 * DAY);
+  folder("my-notes-2024", { "model.onnx": 1 }, 400 * DAY);
+  writeFileSync(join(root, `mimi-${HEX("d")}`), "a file, not a folder");
+}
+
+describe("listCacheEntries", () => {
+  it("is empty for a cache folder that does not exist", () => {
+    expect(listCacheEntries(join(root, "absent"))).toEqual([]);
+  });
+
+  it("lists only <kind>-<24 hex> folders, most recently used first, with size, kind and entry.json", () => {
+    fakeCache();
+    const entries = listCacheEntries(root);
+    expect(entries.map((e) => e.key)).toEqual([`lfm2-vl-vision-${HEX("b")}`, `colbert-${HEX("c")}`, `lfm2-${HEX("a")}`]);
+    const [vision, colbert, lfm2] = entries;
+    expect(vision).toMatchObject({ kind: "lfm2-vl-vision", bytes: 30, complete: true });
+    expect(vision.source).toBeUndefined();
+    expect(lfm2.kind).toBe("lfm2");
+    expect(lfm2.source).toBe("/models/LFM2-350M");
+    expect(lfm2.options).toEqual({ precision: "q4" });
+    expect(lfm2.bytes).toBe(1000 + readFileSync(join(lfm2.dir, "entry.json")).length);
+    expect(colbert).toMatchObject({ kind: "colbert", complete: false });
+  });
+});
+
+describe("pruneCache", () => {
+  it("--dry-run reports the graphs unused for the given time and removes nothing", () => {
+    fakeCache();
+    const r = pruneCache(root, { unusedForMs: 30 * DAY, dryRun: true });
+    expect(r.removed.map((e) => e.kind)).toEqual(["colbert", "lfm2"]);
+    expect(r.kept.map((e) => e.kind)).toEqual(["lfm2-vl-vision"]);
+    expect(r.freedBytes).toBe(5 + r.removed[1].bytes);
+    expect(listCacheEntries(root)).toHaveLength(3);
+  });
+
+  it("removes graphs unused for the given time and leaves recent ones and every other folder", () => {
+    fakeCache();
+    const r = pruneCache(root, { unusedForMs: 30 * DAY });
+    expect(r.removed).toHaveLength(2);
+    expect(r.failed).toEqual([]);
+    expect(listCacheEntries(root).map((e) => e.kind)).toEqual(["lfm2-vl-vision"]);
+    for (const kept of ["bench-checkpoints", "my-notes-2024", `mimi-${HEX("d")}`]) expect(existsSync(join(root, kept))).toBe(true);
+  });
+
+  it("all: removes every cached graph, still nothing else", () => {
+    fakeCache();
+    const r = pruneCache(root, { all: true });
+    expect(r.removed).toHaveLength(3);
+    expect(listCacheEntries(root)).toEqual([]);
+    expect(existsSync(join(root, "bench-checkpoints", "model.onnx"))).toBe(true);
+    expect(existsSync(join(root, "my-notes-2024", "model.onnx"))).toBe(true);
+  });
+
+  it("forgets remembered content hashes of files that are gone or changed", () => {
+    const kept = join(root, "weights.safetensors");
+    writeFileSync(kept, "w");
+    const st = statSync(kept);
+    const memo = {
+      [`${kept}\0${st.size}\0${st.mtimeMs}`]: "1".repeat(64),
+      [`${kept}\0${st.size + 1}\0${st.mtimeMs}`]: "2".repeat(64),
+      [`${join(root, "gone.safetensors")}\0${1}\0${2}`]: "3".repeat(64),
+    };
+    writeFileSync(join(root, "content-hashes.json"), JSON.stringify(memo));
+    pruneCache(root, { unusedForMs: 30 * DAY });
+    expect(Object.values(JSON.parse(readFileSync(join(root, "content-hashes.json"), "utf8")))).toEqual(["1".repeat(64)]);
+  });
+
+  it("refuses options that say neither how old nor all", () => {
+    for (const opts of [{}, { unusedForMs: -1 }, { unusedForMs: Number.NaN }]) {
+      let error: unknown;
+      try {
+        pruneCache(root, opts);
+      } catch (e) {
+        error = e;
+      }
+      expect(isLfmError(error, "INVALID_ARGUMENT")).toBe(true);
+    }
+  });
+});
+
+describe("cachedGraph bookkeeping", () => {
+  const tinyGraph = () => {
+    const b = new GraphBuilder("cache-test");
+    const x = b.input("x", ElemType.FLOAT, [1]);
+    b.output(b.op("Identity", [x], "y"), "y", ElemType.FLOAT, [1]);
+    return b;
+  };
+
+  it("records kind, checkpoint and options at build, and each hit as the folder's last use", () => {
+    const checkpoint = join(root, "ckpt");
+    mkdirSync(checkpoint);
+    writeFileSync(join(checkpoint, "config.json"), "{}");
+    const cacheDir = join(root, "cache");
+    const key = graphCacheKey("lfm2", [join(checkpoint, "config.json")], { precision: "q8" }, cacheDir);
+    const built = cachedGraph(cacheDir, key, tinyGraph);
+    expect(built.built).toBe(true);
+    expect(JSON.parse(readFileSync(join(built.dir, "entry.json"), "utf8"))).toEqual({ kind: "lfm2", source: checkpoint, options: { precision: "q8" } });
+
+    const old = new Date(Date.now() - 90 * DAY);
+    utimesSync(built.dir, old, old);
+    expect(pruneCache(cacheDir, { unusedForMs: 30 * DAY, dryRun: true }).removed).toHaveLength(1);
+    const hit = cachedGraph(cacheDir, key, () => {
+      throw new Error("a hit must not build");
+    });
+    expect(hit.built).toBe(false);
+    expect(Date.now() - statSync(hit.dir).mtimeMs).toBeLessThan(60_000);
+    expect(pruneCache(cacheDir, { unusedForMs: 30 * DAY }).removed).toEqual([]);
+  });
+});
+
+describe("lfm cache", () => {
+  it("list --json and prune --dry-run --json", () => {
+    fakeCache();
+    const list = runLfm(["cache", "list", "--cache-dir", root, "--json"]);
+    expect(list.status).toBe(0);
+    const listed = JSON.parse(list.stdout) as { entries: Array<{ kind: string; bytes: number; source?: string }> };
+    expect(listed.entries.map((e) => e.kind)).toEqual(["lfm2-vl-vision", "colbert", "lfm2"]);
+
+    const dry = runLfm(["cache", "prune", "--unused-days", "30", "--dry-run", "--cache-dir", root, "--json"]);
+    expect(dry.status).toBe(0);
+    const report = JSON.parse(dry.stdout) as { dryRun: boolean; removed: unknown[]; kept: unknown[] };
+    expect(report.dryRun).toBe(true);
+    expect(report.removed).toHaveLength(2);
+    expect(listCacheEntries(root)).toHaveLength(3);
+
+    const human = runLfm(["cache", "prune", "--cache-dir", root]);
+    expect(human.status).toBe(0);
+    expect(human.stdout).toContain("removed 2 graphs");
+    expect(listCacheEntries(root)).toHaveLength(1);
+  });
+
+  it("bad arguments are INVALID_ARGUMENT with exit status 2", () => {
+    for (const args of [
+      ["cache", "clean"],
+      ["cache", "prune", "--all", "--unused-days", "3"],
+      ["cache", "prune", "--unused-days", "-1"],
+      ["cache", "prune", "--unused-days", "soon"],
+      ["cache", "list", "--all"],
+    ]) {
+      const r = runLfm([...args, "--cache-dir", root]);
+      expect(r.status, args.join(" ")).toBe(2);
+      expect(r.stderr).toContain("error [INVALID_ARGUMENT]");
+    }
+  });
+});
