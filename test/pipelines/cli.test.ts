@@ -1,9 +1,10 @@
+import { spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { runLfm, runLfmJson } from "../helpers/cli.ts";
-import { FIXTURES, readJson } from "../helpers/reference.ts";
+import { LFM_BIN, runLfm, runLfmJson } from "../helpers/cli.ts";
+import { FIXTURES, TEST_CACHE, readJson } from "../helpers/reference.ts";
 
 const MODEL = join(FIXTURES, "text/tiny-lfm2");
 
@@ -88,5 +89,22 @@ describe("lfm CLI (scriptable contract)", () => {
     const r = runLfm(["chat", "--model", MODEL, "--messages", join(dir, "bad.json"), "--json"]);
     expect(r.status).toBe(2);
     expect(r.stderr).toContain("[INVALID_ARGUMENT]");
+  });
+
+  it("stops quietly when the reader of its output goes away (lfm … | head)", async () => {
+    const child = spawn(process.execPath, [LFM_BIN, "generate", "--model", MODEL, "--prompt", "The pump", "--max-tokens", "400"], {
+      env: { ...process.env, LFM_CACHE_DIR: TEST_CACHE },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    // Read the first chunk of text, then close the pipe, as `head -c` would.
+    await new Promise<void>((resolve) => child.stdout.once("data", () => resolve()));
+    child.stdout.destroy();
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    expect(stderr).not.toMatch(/EPIPE|Unhandled|internal error/);
+    expect(code).toBe(0);
   });
 });
