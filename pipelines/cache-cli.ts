@@ -33,7 +33,8 @@ function optionSummary(options: unknown): string {
   if (options === null || typeof options !== "object") return "";
   const parts: string[] = [];
   for (const [k, v] of Object.entries(options as Record<string, unknown>)) {
-    if (k === "builder" || v === undefined || (typeof v === "object" && v !== null)) continue;
+    // (builder fingerprints are part of the key, not something to read)
+    if (v === undefined || (typeof v === "object" && v !== null) || (typeof v === "string" && /^[0-9a-f]{16,}$/.test(v))) continue;
     parts.push(k === "precision" ? String(v) : `${k}=${String(v)}`);
   }
   return parts.join(" ");
