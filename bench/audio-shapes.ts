@@ -7,6 +7,7 @@
 import type { Lfm2AudioConfig } from "../audio/audio-config.ts";
 import { KYUTAI_MIMI_CONFIG } from "../audio/mimi-config.ts";
 import { ADAPTER_PREFIX, ENCODER_PREFIX } from "../audio/fastconformer.ts";
+import { uniformNoise } from "../text-core/synthetic-checkpoint.ts";
 
 export function audioTensorShapes(config: Lfm2AudioConfig): Array<[string, number[]]> {
   const { dModel: D, subsamplingChannels: C, ffDim, numHeads: H, headDim: dk, convKernelSize: K } = config.encoder;
@@ -42,18 +43,9 @@ export function audioTensorShapes(config: Lfm2AudioConfig): Array<[string, numbe
 
 /** Random float32 values for a Mimi tensor: usage counts and norm gains near 1, layer scales 0.01, weights ~1/√fan-in. */
 export function mimiRandomValues(name: string, shape: number[], seed: number): Float32Array {
-  const n = shape.reduce((a, b) => a * b, 1);
   const fanIn = shape.slice(1).reduce((a, b) => a * b, 1);
   const [offset, scale] = name.endsWith("cluster_usage") || (name.includes("norm") && name.endsWith(".weight")) ? [1, 0.1] : name.includes("layer_scale") ? [0.01, 0.005] : name.endsWith("embedding_sum") ? [0, 1] : shape.length === 1 ? [0, 0.01] : [0, 1 / Math.sqrt(fanIn)];
-  const out = new Float32Array(n);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let k = 0; k < n; k++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[k] = offset + scale * ((x >>> 0) / 2147483648 - 1);
-  }
-  return out;
+  return uniformNoise(shape.reduce((a, b) => a * b, 1), seed, offset, scale);
 }
 
 /** Kyutai's Mimi decoder side (split RVQ, upsampling, transformer, SEANet decoder), moshi names. */

@@ -41,18 +41,22 @@ export function formulaWeights(name: string, shape: number[]): Uint16Array {
 
 /** Fast pseudo-random weights with the formula's scales (benchmarks: values don't matter). */
 export function randomWeights(name: string, shape: number[], seed = 1): Uint16Array {
-  const n = shape.reduce((a, b) => a * b, 1);
   const isNorm = shape.length === 1 && name.includes("norm");
   const scale = shape.length === 1 ? (isNorm ? 0.2 : 0.05) : name.includes("embed") ? 0.5 : 1.6 / Math.sqrt(shape.slice(1).reduce((a, b) => a * b, 1));
+  return float32ToBf16(uniformNoise(shape.reduce((a, b) => a * b, 1), seed, isNorm ? 1 : 0, scale));
+}
+
+/** `n` values offset + scale·u, u uniform in [-1, 1) from a seeded xorshift32 (fast, reproducible). */
+export function uniformNoise(n: number, seed: number, offset: number, scale: number): Float32Array {
   const out = new Float32Array(n);
   let x = (seed * 2654435761) >>> 0 || 1;
   for (let k = 0; k < n; k++) {
     x ^= x << 13;
     x ^= x >>> 17;
     x ^= x << 5;
-    out[k] = (isNorm ? 1 : 0) + scale * ((x >>> 0) / 2147483648 - 1);
+    out[k] = offset + scale * ((x >>> 0) / 2147483648 - 1);
   }
-  return float32ToBf16(out);
+  return out;
 }
 
 /** Every tensor an LFM2 text checkpoint with this config holds, in the HF naming. */
