@@ -4,7 +4,7 @@
  * checkpoint and options skips the build.
  */
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync, writeSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { LfmError } from "./errors.ts";
@@ -186,17 +186,13 @@ export function cachedGraph(cacheDir: string, key: string, build: () => GraphBui
     mkdirSync(cacheDir, { recursive: true });
     // (checked again just before: another process may have published it since)
     if (existsSync(dir) && !existsSync(join(dir, "model.onnx"))) rmSync(dir, { recursive: true, force: true });
-    build().save(dir);
+    const builder = build();
+    // Published with the graph (one rename), so an entry never lacks it.
+    const info = describedKeys.get(key);
+    if (info) builder.sideFile(ENTRY_INFO_FILE, (fd) => writeSync(fd, `${JSON.stringify(info)}\n`));
+    builder.save(dir);
   } catch (e) {
     throw cacheWriteError(cacheDir, e);
-  }
-  const info = describedKeys.get(key);
-  if (info) {
-    try {
-      writeFileSync(join(dir, ENTRY_INFO_FILE), `${JSON.stringify(info)}\n`);
-    } catch {
-      // only `lfm cache list` reads it
-    }
   }
   return { dir, built: true };
 }
