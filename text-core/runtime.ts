@@ -61,13 +61,22 @@ export async function createSession(modelPathOrBytes: string | Uint8Array, opts:
 }
 
 /**
- * One attention layer's K or V cache, [B, kvHeads, P, hd], kept by the runtime. The graph reads
- * it in place as an input and returns only each call's new rows, which are merged in here: the
- * (b, h) blocks move up in place (last first, so nothing is overwritten before it moves) to make
- * room for S more rows each. Capacity grows by half when outgrown.
+ * One attention layer's K or V cache, kept by the runtime and read by the graph in place (a view,
+ * no copy). Each call's new rows come back from the graph and are written in here.
+ *
+ * Layout [B, heads, stride, hd]: every (b, h) block has room for `stride` ≥ `length` rows, and the
+ * graph is given all of them — onnxruntime's GroupQueryAttention reads only the first
+ * seqlens_k + 1 - S rows of each block ("right-padded" past), so appending S rows writes S rows
+ * and moves nothing. When `length` outgrows `stride`, the stride grows to the next multiple of
+ * `strideStep` and the blocks move up once (last first, in place). Padding rows cost attention a
+ * zero-fill per call, so the step trades that against how often the blocks move: at 64, the
+ * decode loop moves the cache once per 64 tokens instead of every token.
+ * `strideStep` 1 keeps the cache packed (stride = length), for graphs that concatenate the past
+ * themselves. The buffer holds `capacity` positions up front and grows by half when outgrown.
  */
 export class KvCache {
   private buffer: Float32Array;
+  private stride = 0;
   length = 0;
 
   constructor(
@@ -75,14 +84,21 @@ export class KvCache {
     private readonly heads: number,
     private readonly headDim: number,
     capacity: number,
+    private readonly strideStep = 1,
   ) {
     this.buffer = new Float32Array(batch * heads * Math.max(1, capacity) * headDim);
   }
 
-  /** The cache as a graph input (a view, no copy). */
+  /** The cache as a graph input [B, heads, stride, hd] (a view, no copy). */
   tensor(): ort.Tensor {
-    const n = this.batch * this.heads * this.length * this.headDim;
-    return new ort.Tensor("float32", this.buffer.subarray(0, n), [this.batch, this.heads, this.length, this.headDim]);
+    const n = this.batch * this.heads * this.stride * this.headDim;
+    return new ort.Tensor("float32", this.buffer.subarray(0, n), [this.batch, this.heads, this.stride, this.headDim]);
+  }
+
+  /** Empties the cache for a new sequence, keeping its buffer. */
+  reset(): void {
+    this.length = 0;
+    this.stride = 0;
   }
 
   /** Appends rows given as [B, S, heads·hd]. */
@@ -90,25 +106,44 @@ export class KvCache {
     const { batch, heads, headDim: hd } = this;
     const P = this.length;
     const T = P + S;
-    const needed = batch * heads * T * hd;
-    if (this.buffer.length < needed) {
-      const grown = new Float32Array(Math.max(needed, Math.ceil(this.buffer.length * 1.5)));
-      grown.set(this.buffer.subarray(0, batch * heads * P * hd));
-      this.buffer = grown;
+    if (T > this.stride) {
+      const roomy = Math.ceil(T / this.strideStep) * this.strideStep;
+      const capacity = Math.floor(this.buffer.length / (batch * heads * hd));
+      // Padding never makes a buffer that holds the sequence regrow: then the stride stops at its capacity.
+      this.restride(T <= capacity ? Math.min(roomy, capacity) : roomy);
     }
-    const buf = this.buffer;
-    for (let block = batch * heads - 1; block >= 0; block--) {
+    const { buffer, stride } = this;
+    for (let block = 0; block < batch * heads; block++) {
       const b = Math.floor(block / heads);
       const h = block % heads;
-      if (P > 0 && block > 0) buf.copyWithin(block * T * hd, block * P * hd, (block + 1) * P * hd);
       for (let s = 0; s < S; s++) {
         const from = ((b * S + s) * heads + h) * hd;
-        buf.set(rows.subarray(from, from + hd), (block * T + P + s) * hd);
+        buffer.set(rows.subarray(from, from + hd), (block * stride + P + s) * hd);
       }
     }
     this.length = T;
   }
+
+  /** Gives every block `stride` rows, keeping the first `length` of each. */
+  private restride(stride: number): void {
+    const { batch, heads, headDim: hd, length: P } = this;
+    const old = this.buffer;
+    const from = this.stride;
+    const needed = batch * heads * stride * hd;
+    if (old.length < needed) this.buffer = new Float32Array(Math.max(needed, Math.ceil(old.length * 1.5)));
+    const buf = this.buffer;
+    // Last block first: block k moves up by k·(stride - from) rows, never onto a block not yet moved.
+    for (let block = batch * heads - 1; block >= 0; block--) {
+      if (P === 0 || (block === 0 && buf === old)) continue;
+      if (buf === old) buf.copyWithin(block * stride * hd, block * from * hd, (block * from + P) * hd);
+      else buf.set(old.subarray(block * from * hd, (block * from + P) * hd), block * stride * hd);
+    }
+    this.stride = stride;
+  }
 }
+
+/** Padding rows per KV block for GroupQueryAttention (see KvCache). */
+const KV_STRIDE_STEP = 64;
 
 /** Per-sequence decode state: conv windows, KV caches, the padding mask and next positions. */
 export class DecodeState {
@@ -126,12 +161,13 @@ export class DecodeState {
     private readonly io: Lfm2GraphIO,
     /** KV positions to allocate up front; the caches grow by half beyond it. */
     capacity = 256,
+    strideStep = KV_STRIDE_STEP,
   ) {
     this.mask = Array.from({ length: batch }, () => []);
     this.nextPosition = new Array(batch).fill(0);
     for (const i of io.attentionLayers) {
-      this.keys.set(i, new KvCache(batch, config.numKvHeads, config.headDim, capacity));
-      this.values.set(i, new KvCache(batch, config.numKvHeads, config.headDim, capacity));
+      this.keys.set(i, new KvCache(batch, config.numKvHeads, config.headDim, capacity, strideStep));
+      this.values.set(i, new KvCache(batch, config.numKvHeads, config.headDim, capacity, strideStep));
     }
     this.reset();
   }
@@ -146,7 +182,7 @@ export class DecodeState {
     for (const i of this.io.convLayers) {
       this.convState.set(pastConvName(i), new ort.Tensor("float32", new Float32Array(batch * (L - 1) * D), [batch, L - 1, D]));
     }
-    for (const cache of [...this.keys.values(), ...this.values.values()]) cache.length = 0;
+    for (const cache of [...this.keys.values(), ...this.values.values()]) cache.reset();
   }
 
   get length(): number {
