@@ -8,6 +8,7 @@ import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, writeS
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import { LfmError } from "../../text-core/errors.ts";
+import { describeOpenFile } from "./file-checksum.mjs";
 
 /** What a manifest records about one file: enough to detect truncation and bit rot. */
 export interface FileRef {
@@ -56,20 +57,11 @@ export function readWholeFile(path: string): Buffer {
 /** CRC-32 and size of a file, read in 64 MiB pieces (for files passed by path to hnswlib). */
 export function describeFile(path: string): { bytes: number; crc32: number } {
   const fd = openSync(path, "r");
-  const piece = Buffer.allocUnsafeSlow(64 << 20);
-  let crc = 0;
-  let bytes = 0;
   try {
-    for (;;) {
-      const n = readSync(fd, piece, 0, piece.length, bytes);
-      if (n === 0) break;
-      crc = crc32(piece.subarray(0, n), crc);
-      bytes += n;
-    }
+    return describeOpenFile(fd);
   } finally {
     closeSync(fd);
   }
-  return { bytes, crc32: crc };
 }
 
 /** Makes renames and new entries in `dir` durable. */

@@ -2,10 +2,10 @@
 // minutes on large segments; the main thread stays free for Ctrl-C and progress). Plain
 // JavaScript because worker threads do not inherit the TypeScript loader. Driven by
 // graph-build.ts, which documents the job fields; one job at a time, for as long as the writer lives.
-import { closeSync, fsyncSync, openSync, readSync } from "node:fs";
+import { closeSync, fsyncSync, openSync } from "node:fs";
 import { createRequire } from "node:module";
 import { parentPort } from "node:worker_threads";
-import { crc32 } from "node:zlib";
+import { describeOpenFile } from "./file-checksum.mjs";
 
 const require = createRequire(import.meta.url);
 const { HierarchicalNSW } = require("hnswlib-node");
@@ -40,24 +40,15 @@ function rowReader(job, point) {
   };
 }
 
-/** fsync, then the size and CRC-32 the manifest will record (read in pieces: graphs exceed 2 GiB). */
+/** fsync, then the size and CRC-32 the manifest will record. */
 function syncAndDescribe(path) {
   const fd = openSync(path, "r+");
-  let bytes = 0;
-  let crc = 0;
   try {
     fsyncSync(fd);
-    const piece = Buffer.allocUnsafeSlow(64 << 20);
-    for (;;) {
-      const n = readSync(fd, piece, 0, piece.length, bytes);
-      if (n === 0) break;
-      crc = crc32(piece.subarray(0, n), crc);
-      bytes += n;
-    }
+    return describeOpenFile(fd);
   } finally {
     closeSync(fd);
   }
-  return { bytes, crc32: crc };
 }
 
 function build(job) {
