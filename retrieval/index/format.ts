@@ -69,6 +69,24 @@ export interface ManifestBody {
   segments: SegmentEntry[];
 }
 
+/** What an open index, reader or writer, tells about itself from the manifest it holds now. */
+export abstract class ManifestView {
+  protected manifest!: ManifestBody;
+
+  get generation(): number {
+    return this.manifest.generation;
+  }
+  get dim(): number {
+    return this.manifest.dim;
+  }
+  get storage(): VectorStorage {
+    return this.manifest.storage;
+  }
+  get model(): ModelIdentity | null {
+    return this.manifest.model;
+  }
+}
+
 /** One document (a passage) as stored in `seg-<id>.docs.json`. */
 export interface StoredDocument {
   id: string;

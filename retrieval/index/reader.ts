@@ -18,7 +18,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { LfmError } from "../../text-core/errors.ts";
 import { FileVanishedError } from "./durable-fs.ts";
-import { MANIFEST_FILE, type ManifestBody, type Metadata, type MetadataValue, type ModelIdentity, type StoredDocument, parseManifest } from "./format.ts";
+import { MANIFEST_FILE, type ManifestBody, ManifestView, type Metadata, type MetadataValue, type ModelIdentity, type StoredDocument, parseManifest } from "./format.ts";
 import { MaxSimScorer, type QueryRows, type RowRange } from "./rerank.ts";
 import { type LoadedSegment, type SegmentDocs, loadSegment, readSegmentDocs } from "./segment.ts";
 import { type StoredRows, type VectorStorage, gatherRows } from "./vector-codec.ts";
@@ -102,9 +102,8 @@ interface Allowed {
   matchingRows: number;
 }
 
-export class IndexReader {
+export class IndexReader extends ManifestView {
   private segments: LoadedSegment[] = [];
-  private manifest!: ManifestBody;
   private scorer: Promise<MaxSimScorer> | null = null;
   private readonly filterMemo = new Map<string, Allowed>();
   private byId: Map<string, Candidate> | null = null;
@@ -112,7 +111,9 @@ export class IndexReader {
   private constructor(
     readonly dir: string,
     private readonly opts: ReaderOptions,
-  ) {}
+  ) {
+    super();
+  }
 
   static async open(dir: string, opts: ReaderOptions = {}): Promise<IndexReader> {
     const reader = new IndexReader(resolve(dir), opts);
@@ -149,18 +150,6 @@ export class IndexReader {
     }
   }
 
-  get generation(): number {
-    return this.manifest.generation;
-  }
-  get dim(): number {
-    return this.manifest.dim;
-  }
-  get storage(): VectorStorage {
-    return this.manifest.storage;
-  }
-  get model(): ModelIdentity | null {
-    return this.manifest.model;
-  }
 
   get(id: string): StoredDocument | undefined {
     if (!this.byId) {

@@ -26,6 +26,7 @@ import {
   INDEX_FILE_PATTERN,
   MANIFEST_FILE,
   type ManifestBody,
+  ManifestView,
   type Metadata,
   type ModelIdentity,
   type SegmentEntry,
@@ -101,8 +102,7 @@ interface Location {
   ordinal: number;
 }
 
-export class IndexWriter {
-  private manifest: ManifestBody;
+export class IndexWriter extends ManifestView {
   private segments: SegmentDocs[];
   private readonly live = new Map<string, Location>();
   private readonly pending = new Map<string, Pending>();
@@ -117,6 +117,7 @@ export class IndexWriter {
     manifest: ManifestBody,
     segments: SegmentDocs[],
   ) {
+    super();
     this.manifest = manifest;
     this.segments = segments;
     for (const s of segments) s.docs.forEach((d, ordinal) => s.deleted[ordinal] === 0 && this.live.set(d.id, { segment: s, ordinal }));
@@ -160,18 +161,6 @@ export class IndexWriter {
     }
   }
 
-  get generation(): number {
-    return this.manifest.generation;
-  }
-  get dim(): number {
-    return this.manifest.dim;
-  }
-  get storage(): VectorStorage {
-    return this.manifest.storage;
-  }
-  get model(): ModelIdentity | null {
-    return this.manifest.model;
-  }
   /** Changes waiting for `commit()`. */
   get pendingChanges(): { upserts: number; deletes: number } {
     return { upserts: this.pending.size, deletes: this.doomed.size };
