@@ -132,11 +132,12 @@ export class KvCache {
     const needed = batch * heads * stride * hd;
     if (old.length < needed) this.buffer = new Float32Array(Math.max(needed, Math.ceil(old.length * 1.5)));
     const buf = this.buffer;
-    // Last block first: block k moves up by k·(stride - from) rows, never onto a block not yet moved.
-    for (let block = batch * heads - 1; block >= 0; block--) {
-      if (P === 0 || (block === 0 && buf === old)) continue;
-      if (buf === old) buf.copyWithin(block * stride * hd, block * from * hd, (block * from + P) * hd);
-      else buf.set(old.subarray(block * from * hd, (block * from + P) * hd), block * stride * hd);
+    if (P > 0 && buf === old) {
+      // In place, last block first: block k moves up by k·(stride - from) rows, onto rows of
+      // blocks that have already moved; block 0 stays.
+      for (let block = batch * heads - 1; block > 0; block--) buf.copyWithin(block * stride * hd, block * from * hd, (block * from + P) * hd);
+    } else if (P > 0) {
+      for (let block = 0; block < batch * heads; block++) buf.set(old.subarray(block * from * hd, (block * from + P) * hd), block * stride * hd);
     }
     this.stride = stride;
   }
@@ -161,6 +162,7 @@ export class DecodeState {
     private readonly io: Lfm2GraphIO,
     /** KV positions to allocate up front; the caches grow by half beyond it. */
     capacity = 256,
+    /** Padding rows per KV block (KvCache); other values only for measuring the trade-off. */
     strideStep = KV_STRIDE_STEP,
   ) {
     this.mask = Array.from({ length: batch }, () => []);
