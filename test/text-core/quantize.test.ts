@@ -17,40 +17,74 @@ function pseudoRandom(n: number, seed: number, scale: number): Float32Array {
 }
 
 describe("q4 block quantisation (MatMulNBits layout)", () => {
-  it("codes reconstruct every weight within one step (half a step but at the clamped end)", () => {
-    const rows = 8;
-    const cols = 256;
-    const w = pseudoRandom(rows * cols, 7, 0.1);
-    const q = quantizeBlocks(w, rows, cols);
-    const back = dequantizeBlocks(q);
-    for (let i = 0; i < w.length; i++) {
-      const step = Math.abs(q.scales[Math.floor(i / q.block)]);
-      expect(Math.abs(back[i] - w[i])).toBeLessThanOrEqual(step + 1e-7);
+  it("codes reconstruct every weight within one step (half a step but at the clamped end), also in a padded last block", () => {
+    for (const cols of [256, 80, 7]) {
+      const rows = 8;
+      const w = pseudoRandom(rows * cols, 7 + cols, 0.1);
+      const q = quantizeBlocks(w, rows, cols);
+      const perRow = Math.ceil(cols / 32);
+      expect(q.scales.length).toBe(rows * perRow);
+      expect(q.codes.length).toBe(rows * perRow * 16);
+      const back = dequantizeBlocks(q);
+      for (let i = 0; i < w.length; i++) {
+        const step = Math.abs(q.scales[Math.floor(i / cols) * perRow + Math.floor((i % cols) / 32)]);
+        expect(Math.abs(back[i] - w[i])).toBeLessThanOrEqual(step + 1e-7);
+      }
+      // Padding is the zero point (onnxruntime 1.30 reads only K values of a row, but a zero costs nothing).
+      if (cols % 32 !== 0) {
+        const lastBlob = q.codes.subarray((perRow - 1) * 16, perRow * 16);
+        for (let i = cols % 32; i < 32; i++) expect((lastBlob[i >> 1] >> ((i & 1) * 4)) & 15).toBe(8);
+      }
     }
   });
 
-  it("onnxruntime's MatMulNBits computes x·dequant(W)ᵀ for our packing", async () => {
-    const [M, N, K] = [3, 96, 128];
-    const w = pseudoRandom(N * K, 3, 0.05);
-    const x = pseudoRandom(M * K, 11, 1);
+  /** MatMulNBits over our packing at `accuracyLevel`, and x·dequant(W)ᵀ in plain arithmetic. */
+  async function nbitsProduct(M: number, N: number, K: number, accuracyLevel: number): Promise<{ y: Float32Array; ref: Float64Array }> {
+    const w = pseudoRandom(N * K, 3 + K, 0.05);
+    const x = pseudoRandom(M * K, 11 + K, 1);
     const q = quantizeBlocks(w, N, K);
+    const blocks = Math.ceil(K / q.block);
     const b = new GraphBuilder("q");
     b.useDomain("com.microsoft", 1);
     b.input("x", ElemType.FLOAT, [M, K]);
-    b.initializer("codes", ElemType.UINT8, [N, K / q.block, q.block / 2], () => q.codes);
-    b.floatInitializer("scales", [N, K / q.block], () => q.scales);
-    b.output(b.op("MatMulNBits", ["x", "codes", "scales"], "y", { K, N, bits: 4, block_size: q.block, accuracy_level: 0 }, "com.microsoft"), "y", ElemType.FLOAT, [M, N]);
+    b.initializer("codes", ElemType.UINT8, [N, blocks, q.block / 2], () => q.codes);
+    b.floatInitializer("scales", [N, blocks], () => q.scales);
+    b.output(b.op("MatMulNBits", ["x", "codes", "scales"], "y", { K, N, bits: 4, block_size: q.block, accuracy_level: accuracyLevel }, "com.microsoft"), "y", ElemType.FLOAT, [M, N]);
     const session = await ort.InferenceSession.create(b.toBytes());
     const y = (await session.run({ x: new ort.Tensor("float32", x, [M, K]) })).y.data as Float32Array;
+    await session.release();
     const wd = dequantizeBlocks(q);
+    const ref = new Float64Array(M * N);
     for (let m = 0; m < M; m++) {
       for (let n = 0; n < N; n++) {
-        let ref = 0;
-        for (let k = 0; k < K; k++) ref += x[m * K + k] * wd[n * K + k];
-        expect(Math.abs(y[m * N + n] - ref)).toBeLessThan(1e-5);
+        for (let k = 0; k < K; k++) ref[m * N + n] += x[m * K + k] * wd[n * K + k];
       }
     }
-    await session.release();
+    return { y, ref };
+  }
+
+  it("onnxruntime's MatMulNBits computes x·dequant(W)ᵀ for our packing, K a multiple of 32 or not", async () => {
+    for (const K of [128, 80, 7]) {
+      const { y, ref } = await nbitsProduct(3, 96, K, 0);
+      for (let i = 0; i < ref.length; i++) expect(Math.abs(y[i] - ref[i])).toBeLessThan(1e-5);
+    }
+  });
+
+  it("the int8-activation kernel (accuracy level 4, what linear() uses) handles a row's partial last block", async () => {
+    for (const K of [128, 80, 7]) {
+      // Rows enough for MLAS's tiled prompt path, and one row for its decode path.
+      for (const M of [1, 33]) {
+        const { y, ref } = await nbitsProduct(M, 96, K, 4);
+        let err = 0;
+        let norm = 0;
+        for (let i = 0; i < ref.length; i++) {
+          err += (y[i] - ref[i]) ** 2;
+          norm += ref[i] ** 2;
+        }
+        // int8 activations cost ~1e-2 relative; a misread partial block costs ~1.
+        expect(Math.sqrt(err / norm)).toBeLessThan(2e-2);
+      }
+    }
   });
 });
 

@@ -7,7 +7,7 @@
  */
 import { LfmError } from "../errors.ts";
 import { ElemType, type GraphBuilder } from "./builder.ts";
-import { CHANNEL_ZERO_POINT, type ChannelQuantizedMatrix, Q4_BLOCK, type QuantizedMatrix, canQuantize, quantizeBlocks, quantizeChannelsInto } from "./quantize.ts";
+import { CHANNEL_ZERO_POINT, type ChannelQuantizedMatrix, Q4_BLOCK, type QuantizedMatrix, blocksPerRow, quantizeBlocks, quantizeChannelsInto } from "./quantize.ts";
 
 /** Where weights come from: a checkpoint, or a synthetic source in tests and benchmarks. */
 export interface WeightSource {
@@ -99,7 +99,7 @@ export function linear(ctx: BuildContext, x: string, weightName: string, outName
   const [outDim, inDim] = ctx.weights.shape(weightName);
   const bias = biasName ? weight(ctx, biasName) : undefined;
   if (ctx.precision === "q8") return int8Linear(ctx, x, weightName, inDim, outName, bias);
-  if (ctx.precision === "q4" && canQuantize(inDim)) {
+  if (ctx.precision === "q4") {
     const { codes, scales } = quantizedWeight(ctx, weightName);
     const inputs = bias ? [x, codes, scales, "", "", bias] : [x, codes, scales];
     return ctx.b.op("MatMulNBits", inputs, outName, { K: inDim, N: outDim, bits: 4, block_size: Q4_BLOCK, accuracy_level: ACCURACY_LEVEL }, "com.microsoft");
@@ -195,13 +195,13 @@ const pendingQuantizations = new WeakMap<GraphBuilder, Map<string, { matrix?: un
 
 const floatBytes = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
-/** A checkpoint weight [N, K] as 4-bit MatMulNBits codes [N, K/32, 16] and scales [N, K/32]. */
+/** A checkpoint weight [N, K] as 4-bit MatMulNBits codes [N, ⌈K/32⌉, 16] and scales [N, ⌈K/32⌉]. */
 function quantizedWeight(ctx: BuildContext, name: string): { codes: string; scales: string } {
   const [rows, cols] = ctx.weights.shape(name);
   const codesName = `${name}.q4`;
   const scalesName = `${name}.q4.scales`;
   const use = sharedQuantization(ctx, `${name}/q4`, () => quantizeWeight(ctx.weights, name, rows, cols));
-  const blocks = cols / Q4_BLOCK;
+  const blocks = blocksPerRow(cols);
   if (!ctx.b.hasInitializer(codesName)) ctx.b.initializer(codesName, ElemType.UINT8, [rows, blocks, Q4_BLOCK / 2], use((q) => q.codes));
   if (!ctx.b.hasInitializer(scalesName)) ctx.b.initializer(scalesName, ElemType.FLOAT, [rows, blocks], use((q) => floatBytes(q.scales)));
   return { codes: codesName, scales: scalesName };
@@ -230,12 +230,12 @@ function forEachRowSlice(weights: WeightSource, name: string, rows: number, cols
 }
 
 function quantizeWeight(weights: WeightSource, name: string, rows: number, cols: number): QuantizedMatrix {
-  const block = Q4_BLOCK;
-  const out: QuantizedMatrix = { bits: 4, block, rows, cols, codes: new Uint8Array((rows * cols) / 2), scales: new Float32Array((rows * cols) / block) };
+  const perRow = blocksPerRow(cols);
+  const out: QuantizedMatrix = { bits: 4, block: Q4_BLOCK, rows, cols, codes: new Uint8Array((rows * perRow * Q4_BLOCK) / 2), scales: new Float32Array(rows * perRow) };
   forEachRowSlice(weights, name, rows, cols, (slice, r) => {
     const part = quantizeBlocks(slice, slice.length / cols, cols);
-    out.codes.set(part.codes, (r * cols) / 2);
-    out.scales.set(part.scales, (r * cols) / block);
+    out.codes.set(part.codes, (r * perRow * Q4_BLOCK) / 2);
+    out.scales.set(part.scales, r * perRow);
   });
   return out;
 }

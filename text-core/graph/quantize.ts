@@ -20,34 +20,42 @@ export interface QuantizedMatrix {
   block: number;
   rows: number; // N
   cols: number; // K
-  /** [N, K/block, block/2] packed codes. */
+  /** [N, ⌈K/block⌉, block/2] packed codes. */
   codes: Uint8Array;
-  /** [N, K/block] scales. */
+  /** [N, ⌈K/block⌉] scales. */
   scales: Float32Array;
 }
 
-export function canQuantize(cols: number): boolean {
-  return cols % Q4_BLOCK === 0;
+/**
+ * Blocks per row of K values. A K that is not a multiple of 32 (SigLIP2-so400m's 4304-wide MLP)
+ * ends each row with a block padded by zeros, which MatMulNBits reads up to K only.
+ */
+export function blocksPerRow(cols: number): number {
+  return Math.ceil(cols / Q4_BLOCK);
 }
 
 export function quantizeBlocks(w: Float32Array, rows: number, cols: number): QuantizedMatrix {
-  if (!canQuantize(cols)) throw new Error(`cannot block-quantise a row of ${cols} values (block ${Q4_BLOCK})`);
-  const blocksPerRow = cols / Q4_BLOCK;
+  const perRow = blocksPerRow(cols);
   const blob = Q4_BLOCK / 2;
-  const codes = new Uint8Array(rows * blocksPerRow * blob);
-  const scales = new Float32Array(rows * blocksPerRow);
-  for (let block = 0; block < rows * blocksPerRow; block++) {
-    const start = block * Q4_BLOCK; // rows are contiguous, so block index × block length is the element offset
-    const out = block * blob;
-    let extreme = 0;
-    for (let i = 0; i < Q4_BLOCK; i++) if (Math.abs(w[start + i]) > Math.abs(extreme)) extreme = w[start + i];
-    const d = Math.fround(extreme / -8);
-    const inv = d !== 0 ? 1 / d : 0;
-    scales[block] = d;
-    for (let i = 0; i < Q4_BLOCK; i += 2) {
-      const lo = Math.min(15, Math.max(0, Math.floor(w[start + i] * inv + 8.5)));
-      const hi = Math.min(15, Math.max(0, Math.floor(w[start + i + 1] * inv + 8.5)));
-      codes[out + i / 2] = lo | (hi << 4);
+  const codes = new Uint8Array(rows * perRow * blob);
+  const scales = new Float32Array(rows * perRow);
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < perRow; j++) {
+      const block = r * perRow + j;
+      const start = r * cols + j * Q4_BLOCK;
+      const length = Math.min(Q4_BLOCK, cols - j * Q4_BLOCK);
+      const out = block * blob;
+      let extreme = 0;
+      for (let i = 0; i < length; i++) if (Math.abs(w[start + i]) > Math.abs(extreme)) extreme = w[start + i];
+      const d = Math.fround(extreme / -8);
+      const inv = d !== 0 ? 1 / d : 0;
+      scales[block] = d;
+      for (let i = 0; i < Q4_BLOCK; i += 2) {
+        // Padding past the row's end is 0, i.e. code 8 (the zero point).
+        const lo = i < length ? Math.min(15, Math.max(0, Math.floor(w[start + i] * inv + 8.5))) : 8;
+        const hi = i + 1 < length ? Math.min(15, Math.max(0, Math.floor(w[start + i + 1] * inv + 8.5))) : 8;
+        codes[out + i / 2] = lo | (hi << 4);
+      }
     }
   }
   return { bits: 4, block: Q4_BLOCK, rows, cols, codes, scales };
@@ -57,9 +65,14 @@ export function quantizeBlocks(w: Float32Array, rows: number, cols: number): Qua
 export function dequantizeBlocks(q: QuantizedMatrix): Float32Array {
   const out = new Float32Array(q.rows * q.cols);
   const blob = q.block / 2;
-  for (let block = 0; block < q.scales.length; block++) {
-    const d = q.scales[block];
-    for (let i = 0; i < q.block; i++) out[block * q.block + i] = (((q.codes[block * blob + (i >> 1)] >> ((i & 1) * 4)) & 15) - 8) * d;
+  const perRow = Math.ceil(q.cols / q.block);
+  for (let r = 0; r < q.rows; r++) {
+    for (let j = 0; j < perRow; j++) {
+      const block = r * perRow + j;
+      const d = q.scales[block];
+      const length = Math.min(q.block, q.cols - j * q.block);
+      for (let i = 0; i < length; i++) out[r * q.cols + j * q.block + i] = (((q.codes[block * blob + (i >> 1)] >> ((i & 1) * 4)) & 15) - 8) * d;
+    }
   }
   return out;
 }
