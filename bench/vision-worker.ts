@@ -1,18 +1,20 @@
 /**
  * One vision benchmark configuration in its own process (so peak RSS is its own). Prints one JSON
  * line. Usage:
- *   node bin/run-ts.mjs bench/vision-worker.ts tile|first-token DIR PRECISION THREADS RUNS
+ *   node bin/run-ts.mjs bench/vision-worker.ts tile|tile-paired|first-token DIR PRECISION THREADS RUNS
  * RUNS = 0: only build the graphs into the cache and exit (the measured process loads them).
  *
  * tile: one random 32×32-patch crop (a 512×512 tile) through `ImageEncoder.encode`.
+ * tile-paired: PRECISION is a list (fp32,q8,q4); one encoder each in this process, called in turn
+ * every round, so the machine's drift weighs on all of them alike (samples: `<precision>Ms`).
  * first-token: a 1024×768 JPEG (made here, smooth gradients plus noise) from its bytes to the
  * first generated token through `VlModel`, timed per stage.
  */
 import sharp from "sharp";
 import type { Precision } from "../text-core/graph/blocks.ts";
-import { ImageEncoder } from "../vision/image-encoder.ts";
+import { ImageEncoder, type PatchCrop } from "../vision/image-encoder.ts";
 import { encodeVisionText } from "../vision/processor.ts";
-import { loadLfm2VlConfig } from "../vision/vl-config.ts";
+import { type Lfm2VlConfig, loadLfm2VlConfig } from "../vision/vl-config.ts";
 import { VlModel } from "../vision/vl-model.ts";
 import { argmax, flushWrites, peakRssMb } from "./prompt.ts";
 
@@ -37,14 +39,19 @@ async function report(loadMs: number, once: () => Promise<Record<string, number>
 let seed = 11;
 const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
 
+/** One random 512×512 tile's patches. */
+function randomTile(config: Lfm2VlConfig): PatchCrop {
+  const { numChannels, patchSize } = config.vision;
+  const grid = 512 / patchSize;
+  return { gridH: grid, gridW: grid, patches: Float32Array.from({ length: grid * grid * numChannels * patchSize ** 2 }, () => 2 * rand() - 1) };
+}
+
 if (kind === "tile") {
   const config = loadLfm2VlConfig(dir);
   const t0 = performance.now();
   const encoder = await ImageEncoder.load(dir, config, { precision, threads, cacheDir });
   const loadMs = ms(t0);
-  const { numChannels, patchSize } = config.vision;
-  const grid = 512 / patchSize;
-  const crop = { gridH: grid, gridW: grid, patches: Float32Array.from({ length: grid * grid * numChannels * patchSize ** 2 }, () => 2 * rand() - 1) };
+  const crop = randomTile(config);
   await report(
     loadMs,
     async () => {
@@ -53,12 +60,37 @@ if (kind === "tile") {
       return { tileMs: ms(start) };
     },
     () => encoder.release(),
-    { patches: grid * grid, imageTokens: encoder.tokenCount([crop]) },
+    { patches: crop.gridH * crop.gridW, imageTokens: encoder.tokenCount([crop]) },
+  );
+} else if (kind === "tile-paired") {
+  const config = loadLfm2VlConfig(dir);
+  const precisions = precisionArg.split(",") as Precision[];
+  const t0 = performance.now();
+  const encoders: ImageEncoder[] = [];
+  for (const p of precisions) encoders.push(await ImageEncoder.load(dir, config, { precision: p, threads, cacheDir }));
+  const loadMs = ms(t0);
+  const crop = randomTile(config);
+  await report(
+    loadMs,
+    async () => {
+      const times: Record<string, number> = {};
+      for (const [i, encoder] of encoders.entries()) {
+        const start = performance.now();
+        await encoder.encode([crop]);
+        times[`${precisions[i]}Ms`] = ms(start);
+      }
+      return times;
+    },
+    async () => {
+      for (const e of encoders) await e.release();
+    },
   );
 } else if (kind === "first-token") {
   const t0 = performance.now();
   const model = await VlModel.load(dir, { precision, threads, cacheDir });
   const loadMs = ms(t0);
+  // bench/vision.ts labels the row with the default tower precision.
+  if (model.encoder.precision !== "q8") throw new Error(`VlModel's default tower precision is ${model.encoder.precision}, not q8: update bench/vision.ts`);
   const [width, height] = [1024, 768];
   const rgb = Buffer.alloc(width * height * 3);
   for (let y = 0; y < height; y++) {
@@ -98,5 +130,5 @@ if (kind === "tile") {
     info,
   );
 } else {
-  throw new Error(`unknown worker kind "${kind}" (tile, first-token)`);
+  throw new Error(`unknown worker kind "${kind}" (tile, tile-paired, first-token)`);
 }

@@ -70,9 +70,11 @@ export function idList(raw: string, flag: string): number[] {
   return ids;
 }
 
-export function precisionOf(v: Values): Precision {
-  const p = (v.precision as string | undefined) ?? "q4";
-  if (p !== "fp32" && p !== "q8" && p !== "q4") throw new LfmError("INVALID_ARGUMENT", `--precision must be fp32, q8 or q4 (got "${p}").`);
+/** `--precision` (or `--<flag>`), checked; undefined when absent, so each model's loader picks its default. */
+export function precisionOf(v: Values, flag = "precision"): Precision | undefined {
+  const p = v[flag] as string | undefined;
+  if (p === undefined) return undefined;
+  if (p !== "fp32" && p !== "q8" && p !== "q4") throw new LfmError("INVALID_ARGUMENT", `--${flag} must be fp32, q8 or q4 (got "${p}").`);
   return p;
 }
 
@@ -92,7 +94,7 @@ export function readJsonFile(path: string, what: string): unknown {
 
 
 /** The load options every model command takes from the common flags (progress lines on a terminal, not with --json). */
-export function loadFlags(v: Values): { precision: Precision; threads?: number; cacheDir?: string | false; onProgress?: (stage: string) => void } {
+export function loadFlags(v: Values): { precision?: Precision; threads?: number; cacheDir?: string | false; onProgress?: (stage: string) => void } {
   const tty = process.stderr.isTTY && !v.json;
   return {
     precision: precisionOf(v),

@@ -35,7 +35,7 @@ ${EXTRA_COMMANDS.map((c) => `  ${c.name.padEnd(10)} ${c.summary}\n`).join("")}
 Common options:
   --model DIR          Checkpoint folder (Hugging Face layout, or an HF cache folder models--Org--Name,
                        or Org/Name already in the HF cache). Default: the bundled tiny random model.
-  --precision P        q4 (default: 4-bit weights, fastest) | q8 | fp32 (matches the reference)
+  --precision P        q4 (default: 4-bit weights, fastest decoding) | q8 (fastest prompts) | fp32 (matches the reference)
   --threads N          CPU threads (default: physical cores)
   --json               Print one JSON object instead of streaming text.
   --cache-dir DIR      Where built graphs are cached (default: $LFM_CACHE_DIR or ~/.cache/lfm2-edge).
@@ -64,7 +64,8 @@ ${SAMPLING_HELP}`,
   chat: `lfm chat --model DIR [--messages FILE.json | --message TEXT] [--system TEXT] [--tools FILE.json] [options]
   FILE.json: [{"role": "user", "content": "..."}, ...]; tools: a JSON list of function schemas.
   With an LFM2-VL checkpoint: --image FILE (repeatable) puts images before the message text, and
-  --messages content may hold {"type": "image", "image": "path"} parts (see lfm describe --help).
+  --messages content may hold {"type": "image", "image": "path"} parts, and --vision-precision P
+  sets the vision tower's precision (see lfm describe --help).
   Without --messages/--message on a terminal: an interactive chat (empty line or Ctrl-D ends it).
   With --json prints {"prompt_ids", "ids", "text", "tool_calls"}.
 ${SAMPLING_HELP}`,

@@ -8,7 +8,7 @@ import { accessSync, constants } from "node:fs";
 import { join } from "node:path";
 import { LfmError } from "../text-core/errors.ts";
 import { VlModel, type VlChatMessage, type VlContentPart, DEFAULT_DESCRIBE_PROMPT } from "../vision/vl-model.ts";
-import { COMMON, SAMPLING, type CliCommand, type Values, generationOptions, loadFlags, num, parse, readJsonFile } from "./cli-kit.ts";
+import { COMMON, SAMPLING, type CliCommand, type Values, generationOptions, loadFlags, num, parse, precisionOf, readJsonFile } from "./cli-kit.ts";
 
 /** The bundled tiny random LFM2-VL: what runs without --model, so a fresh clone works offline. */
 const BUNDLED_VL_MODEL = join(import.meta.dirname, "..", "fixtures", "vision", "tiny-lfm2-vl");
@@ -26,7 +26,9 @@ const HELP = `lfm describe --model DIR IMAGE... [--prompt TEXT] [--json] [option
                          of the last user turn.
   --json                 Print {"prompt_ids", "ids", "text"} (prompt_ids with the image placeholders expanded).
   --max-input-pixels N   Refuse larger images (default 100000000), checked before decoding.
-  --precision P          q4 (default) | q8 | fp32 (reference parity), for the language core and the vision tower.
+  --precision P          q4 (default) | q8 | fp32 (reference parity) for the language core; the vision
+                         tower follows it at fp32 and is q8 otherwise (fastest for image tiles).
+  --vision-precision P   The vision tower's own: q8 | q4 (least memory, slowest) | fp32.
   Sampling (defaults from the checkpoint's generation_config.json, else greedy):
   --max-tokens N (default 256)  --temperature T  --top-k K  --top-p P  --min-p P  --repetition-penalty R  --seed S
   --stop ID[,ID...]
@@ -96,6 +98,7 @@ export const describeCommand: CliCommand = {
       system: { type: "string" },
       messages: { type: "string" },
       "max-input-pixels": { type: "string" },
+      "vision-precision": { type: "string" },
     });
     const images = [...positionals, ...((v.image as unknown as string[] | undefined) ?? [])];
     if (typeof v.message === "string") {
@@ -116,6 +119,7 @@ export const describeCommand: CliCommand = {
     }
     const model = await VlModel.load(modelDir, {
       ...loadFlags(v),
+      visionPrecision: precisionOf(v, "vision-precision"),
       image: maxInputPixels === undefined ? {} : { maxInputPixels },
     });
     try {

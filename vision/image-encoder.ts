@@ -78,6 +78,7 @@ const visionBuilderFingerprint = (() => {
 })();
 
 export interface ImageEncoderOptions {
+  /** The tower's and projector's Linears: "q8" (default, fastest for tiles), "q4" (smallest) or "fp32". */
   precision?: Precision;
   threads?: number;
   cacheDir?: string | false;
@@ -93,12 +94,13 @@ export class ImageEncoder {
   private constructor(
     readonly session: ort.InferenceSession,
     readonly config: Lfm2VlConfig,
+    readonly precision: Precision,
     private readonly cropsPerCall: number,
   ) {}
 
   static async load(dir: string, config: Lfm2VlConfig, opts: ImageEncoderOptions = {}): Promise<ImageEncoder> {
     const progress = opts.onProgress ?? (() => {});
-    const precision = opts.precision ?? "q4";
+    const precision = opts.precision ?? "q8";
     const ck = Checkpoint.open(dir);
     let cacheRoot: string;
     try {
@@ -128,7 +130,7 @@ export class ImageEncoder {
       }
       const perCall = opts.cropsPerCall ?? 1;
       if (!Number.isInteger(perCall) || perCall < 1) throw new LfmError("INVALID_ARGUMENT", `cropsPerCall must be a positive integer (got ${perCall}).`);
-      return new ImageEncoder(session, config, perCall);
+      return new ImageEncoder(session, config, precision, perCall);
     } finally {
       ck.close();
       if (opts.cacheDir === false && existsSync(cacheRoot)) rmSync(cacheRoot, { recursive: true, force: true });

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { ChatTemplate, type ChatMessage, type ContentPart, type ToolDefinition } from "../text-core/chat.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { type GenerateOptions, generate } from "../text-core/generate.ts";
+import type { Precision } from "../text-core/graph/blocks.ts";
 import { type LoadOptions, type Completion, buildRuntime } from "../text-core/model.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
 import type { ForwardRequest, Lfm2Runtime } from "../text-core/runtime.ts";
@@ -40,6 +41,12 @@ export interface ImagePrompt {
 }
 
 export interface VlLoadOptions extends Pick<LoadOptions, "precision" | "threads" | "cacheDir" | "onProgress" | "prefillChunk"> {
+  /**
+   * Precision of the vision tower and projector: default "fp32" when `precision` is, else "q8".
+   * Not q4 by default: a 512×512 tile is 1024 rows per MatMul, where onnxruntime's 8-bit integer
+   * GEMM beats its 4-bit kernel (and float32) by 25–35% (docs/vision-model.md), for 6–9% more memory.
+   */
+  visionPrecision?: Precision;
   /** Crops per vision-encoder call (default 1: each crop unpadded). */
   cropsPerCall?: number;
   /** Image decoding limits and alpha handling for every image this model reads. */
@@ -77,7 +84,8 @@ export class VlModel {
     const precision = opts.precision ?? "q4";
     const runtime = await buildRuntime(dir, config.text, { precision, head: "logits", exposeHidden: false }, opts, progress);
     try {
-      const encoder = await ImageEncoder.load(dir, config, { precision, threads: opts.threads, cacheDir: opts.cacheDir, cropsPerCall: opts.cropsPerCall, onProgress: progress });
+      const towerPrecision = opts.visionPrecision ?? (precision === "fp32" ? "fp32" : "q8");
+      const encoder = await ImageEncoder.load(dir, config, { precision: towerPrecision, threads: opts.threads, cacheDir: opts.cacheDir, cropsPerCall: opts.cropsPerCall, onProgress: progress });
       return new VlModel(dir, config, tokenizer, runtime, encoder, imageProcessor, template, opts.image ?? {});
     } catch (e) {
       await runtime.release();

@@ -67,6 +67,7 @@ describe("lfm describe", () => {
       [["describe", "--model", MODEL, join(FIXTURES, "vision/reference.json")], "IMAGE_INVALID"],
       [["describe", "--model", MODEL, join(IMAGES, ref.images[0].file), "--max-input-pixels", "100"], "IMAGE_TOO_LARGE"],
       [["describe", "--model", join(FIXTURES, "text/tiny-lfm2"), join(IMAGES, ref.images[0].file)], "UNKNOWN_ARCHITECTURE"],
+      [["describe", "--model", MODEL, join(IMAGES, ref.images[0].file), "--vision-precision", "q2"], "INVALID_ARGUMENT"],
     ];
     for (const [args, code] of cases) {
       const r = runLfm([...args, "--max-tokens", "1", "--threads", "2"]);
