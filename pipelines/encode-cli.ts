@@ -17,7 +17,7 @@ const HELP = `lfm encode --model DIR (--query TEXT | --document TEXT) [--precisi
   Queries: BOS, the query prefix token, the text, expansion tokens up to query_length (all kept).
   Documents: BOS, the document prefix token, the text (punctuation skiplist tokens dropped).
   --json prints {"embeddings": [[...], ...]}; otherwise a short summary.
-  --precision fp32 reproduces PyLate's float32 vectors; q4 (default) and q8 are faster.
+  --precision fp32 reproduces PyLate's float32 vectors; q8 (default) is the fastest, q4 the smallest.
   Also: --threads N, --cache-dir DIR, --no-cache.`;
 
 export const encodeCommand: CliCommand = {

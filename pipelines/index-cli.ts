@@ -14,7 +14,8 @@ import { IndexWriter } from "../retrieval/index/writer.ts";
 import { estimateTokens } from "../retrieval/ingest/chunker.ts";
 import { type IngestReport, ingestPaths, removePaths } from "../retrieval/ingest/ingest.ts";
 import type { ColbertEncoder } from "../retrieval/colbert.ts";
-import { type CliCommand, COMMON, type Values, loadFlags, num, parse } from "./cli-kit.ts";
+import type { Precision } from "../text-core/graph/blocks.ts";
+import { type CliCommand, COMMON, type Values, loadFlags, num, parse, precisionOf } from "./cli-kit.ts";
 import { ProgressBar } from "./progress-bar.ts";
 
 /** The bundled tiny random ColBERT model: the default when neither --model nor the index names one. */
@@ -50,7 +51,7 @@ Options:
   --index DIR            The index folder (created by the first add).
   --model DIR            PyLate ColBERT folder. Default: the model that built the index, else the
                          bundled tiny random model (fixtures/retrieval/tiny-lfm2-colbert).
-  --precision P          q4 (default) | q8 | fp32       --threads N
+  --precision P          q8 (default, fastest) | q4 | fp32 (PyLate's float32 vectors)   --threads N
   --storage S            New index only: float16 (default) | int8 (half the vector memory,
                          slightly lower recall) | float32
   --chunk-tokens N       Passage size in model tokens (default: min(document_length − 2, 256))
@@ -119,7 +120,7 @@ export const searchCommand: CliCommand = {
     const reader = await IndexReader.open(dir);
     try {
       const model = chooseModel(v, reader.model);
-      const encoder = await loadEncoder(model.path as string, v);
+      const encoder = await loadEncoder(model.path as string, v, reader.model?.precision);
       try {
         const [vectors] = await encoder.encodeQueries([query], { signal });
         const hits = await reader.search(vectors, { k, filter, exhaustive: Boolean(v.exhaustive) });
@@ -147,7 +148,8 @@ export const searchCommand: CliCommand = {
 
 async function indexAdd(dir: string, v: Values, paths: string[], signal: AbortSignal): Promise<number> {
   if (paths.length === 0) throw new LfmError("INVALID_ARGUMENT", "lfm index add needs files or folders to index.");
-  const model = chooseModel(v, readIndexManifest(dir)?.model ?? null);
+  const indexModel = readIndexManifest(dir)?.model ?? null;
+  const model = chooseModel(v, indexModel);
   const storage = (v.storage as string | undefined) ?? "float16";
   if (storage !== "float16" && storage !== "int8" && storage !== "float32") throw new LfmError("INVALID_ARGUMENT", `--storage must be float16, int8 or float32 (got "${storage}").`);
   // The writer first where the vector width is known from the Dense config: a locked index is
@@ -156,12 +158,14 @@ async function indexAdd(dir: string, v: Values, paths: string[], signal: AbortSi
   let encoder: ColbertEncoder | null = null;
   let dim = loadPylateFolder(model.path as string).dense.at(-1)?.outFeatures;
   if (dim === undefined) {
-    encoder = await loadEncoder(model.path as string, v);
+    encoder = await loadEncoder(model.path as string, v, indexModel?.precision);
     dim = encoder.dim;
   }
+  // A new index records the precision its vectors are made at; later commands default to it.
+  const precision = precisionOf(v) ?? indexModel?.precision ?? (await import("../retrieval/colbert.ts")).DEFAULT_COLBERT_PRECISION;
   let writer: IndexWriter;
   try {
-    writer = await IndexWriter.open(dir, { create: { dim, storage, model }, model });
+    writer = await IndexWriter.open(dir, { create: { dim, storage, model: { ...model, precision } }, model });
   } catch (e) {
     await encoder?.release();
     throw e;
@@ -169,7 +173,7 @@ async function indexAdd(dir: string, v: Values, paths: string[], signal: AbortSi
   const bar = new ProgressBar(process.stderr, Boolean(process.stderr.isTTY) && !v.json);
   let report: IngestReport;
   try {
-    encoder ??= await loadEncoder(model.path as string, v);
+    encoder ??= await loadEncoder(model.path as string, v, indexModel?.precision);
     try {
       const documentLength = encoder.settings.documentLength;
       const maxTokens = num(v, "chunk-tokens", "int") ?? Math.max(8, Math.min(documentLength - 2, 256));
@@ -248,9 +252,11 @@ function chooseModel(v: Values, indexModel: ModelIdentity | null): ModelIdentity
   return identity;
 }
 
-async function loadEncoder(path: string, v: Values): Promise<ColbertEncoder> {
+/** The encoder at --precision, else at the precision the index was built with, else the default. */
+async function loadEncoder(path: string, v: Values, indexPrecision: Precision | undefined): Promise<ColbertEncoder> {
   const { ColbertEncoder } = await import("../retrieval/colbert.ts");
-  return ColbertEncoder.load(path, loadFlags(v));
+  const flags = loadFlags(v);
+  return ColbertEncoder.load(path, { ...flags, precision: flags.precision ?? indexPrecision });
 }
 
 /** Model tokens of a text, with the model's own tokenizer (without BOS and prefix). */
@@ -292,7 +298,7 @@ export function formatStats(s: IndexStats): string {
   const disk = s.bytesOnDisk;
   const lines = [
     `index ${s.dir} (generation ${s.generation}, committed ${s.committedAt})`,
-    `model: ${s.model ? `${s.model.name} (${s.model.path ?? "?"})` : "not recorded"}`,
+    `model: ${s.model ? `${s.model.name} (${s.model.path ?? "?"})${s.model.precision ? `, vectors made at ${s.model.precision}` : ""}` : "not recorded"}`,
     `passages: ${s.documents} from ${s.sources} file(s); ${s.rows} token vectors (${s.dim}-d, ${s.storage}; ${s.graphRows} in the graphs)`,
     `segments: ${s.segments}`,
     `on disk: ${mb(disk.vectors + disk.documents + disk.graphs + disk.deletions)} (vectors ${mb(disk.vectors)}, graphs ${mb(disk.graphs)}, passages ${mb(disk.documents)})`,

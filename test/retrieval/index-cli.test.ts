@@ -46,6 +46,13 @@ describe("lfm index / lfm search", () => {
     expect(out.results.map((r) => r.id)).toEqual(exact.map((h) => h.id));
     out.results.forEach((r, i) => expect(r.score).toBeCloseTo(exact[i].score, 4));
 
+    // The index recorded that its vectors were made at fp32, so a search without --precision
+    // encodes the query at fp32 too (not at the encoder's default q8).
+    const byDefault = runLfmJson<SearchJson>(["search", "--index", index, "-k", "3", "--json", query]);
+    expect(byDefault.results.map((r) => r.score)).toEqual(scores);
+    const atQ4 = runLfmJson<SearchJson>(["search", "--index", index, "--precision", "q4", "-k", "3", "--json", query]);
+    expect(atQ4.results.map((r) => r.score)).not.toEqual(scores);
+
     const html = runLfmJson<SearchJson>(["search", "--index", index, "--precision", "fp32", "--filter", "type=html", "--json", "huile"]);
     expect(html.results.map((r) => r.source)).toEqual([join(docs, "fr", "compresseur.html")]);
     expect(html.results[0].metadata).toMatchObject({ type: "html", title: "Compresseur" });
@@ -56,7 +63,7 @@ describe("lfm index / lfm search", () => {
     expect(removed).toMatchObject({ passages: 1, sources: 1 });
     expect(runLfmJson(["index", "compact", "--index", index, "--json"])).toMatchObject({ segments: 1 });
     const stats = runLfmJson<Record<string, unknown>>(["index", "stats", "--index", index, "--json"]);
-    expect(stats).toMatchObject({ documents: 3, deletedDocuments: 0, sources: 2, dim: 16, storage: "float16", model: { name: "tiny-lfm2-colbert" } });
+    expect(stats).toMatchObject({ documents: 3, deletedDocuments: 0, sources: 2, dim: 16, storage: "float16", model: { name: "tiny-lfm2-colbert", precision: "fp32" } });
 
     const missing = runLfm(["search", "--index", join(root, "nothing"), "x"]);
     expect(missing.status).toBe(2);
@@ -65,5 +72,13 @@ describe("lfm index / lfm search", () => {
     expect(otherModel.status).toBe(2);
     expect(otherModel.stderr).toContain("error [INDEX_MODEL_MISMATCH]");
     expect(runLfm(["index", "add", "--index", index]).stderr).toContain("error [INVALID_ARGUMENT]");
+    expect(runLfm(["search", "--index", index, "--precision", "q3", "x"]).stderr).toContain("error [INVALID_ARGUMENT]");
+  });
+
+  it("a new index without --precision records the encoder's default, q8", () => {
+    const fresh = join(root, "fresh");
+    runLfmJson(["index", "add", "--index", fresh, "--json", join(docs, "valve.md")]);
+    expect(runLfmJson<Record<string, unknown>>(["index", "stats", "--index", fresh, "--json"])).toMatchObject({ model: { precision: "q8" } });
+    expect(runLfm(["index", "stats", "--index", fresh]).stdout).toContain("vectors made at q8");
   });
 });
