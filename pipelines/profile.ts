@@ -6,11 +6,10 @@
 import { readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import * as ort from "onnxruntime-node";
 import type { Lfm2Config } from "../text-core/config.ts";
 import { LfmError } from "../text-core/errors.ts";
 import type { TextModel } from "../text-core/model.ts";
-import { Lfm2Runtime } from "../text-core/runtime.ts";
+import { Lfm2Runtime, createSession } from "../text-core/runtime.ts";
 
 export type BlockKind = "conv" | "attention" | "ffn" | "head" | "embedding" | "other";
 
@@ -81,14 +80,8 @@ function summarise(events: ProfileEvent[], runs: ProfileEvent[], config: Lfm2Con
 export async function profileModel(model: TextModel, graphPath: string, promptTokens: number, decodeSteps: number, threads: number): Promise<ProfileReport> {
   if (promptTokens < 1 || decodeSteps < 1) throw new LfmError("INVALID_ARGUMENT", "profile needs at least one prompt token and one decode step.");
   const prefix = join(tmpdir(), `lfm-profile-${process.pid}`);
-  const session = await ort.InferenceSession.create(graphPath, {
-    intraOpNumThreads: threads,
-    interOpNumThreads: 1,
-    executionMode: "sequential",
-    graphOptimizationLevel: "all",
-    enableProfiling: true,
-    profileFilePrefix: prefix,
-  });
+  // The runtime's own session options, so the profile sees the graph as generation runs it.
+  const session = await createSession(graphPath, { threads, profileFilePrefix: prefix });
   const runtime = new Lfm2Runtime(session, model.config, model.runtime.io, model.runtime.embeddings);
   const prompt = Array.from({ length: promptTokens }, (_, i) => 1000 + ((i * 7919) % Math.max(1, model.config.vocabSize - 1000)));
   const state = runtime.newState(1);

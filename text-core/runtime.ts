@@ -2,8 +2,9 @@
  * Runs a built LFM2 graph with onnxruntime-node and owns its decode state (conv state and KV
  * cache per layer). One `DecodeState` per generation; prefill and decode are the same call.
  */
-import { readFileSync } from "node:fs";
-import { availableParallelism } from "node:os";
+import { readFileSync, statSync, unlinkSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
+import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import type { Lfm2Config } from "./config.ts";
 import type { EmbeddingTable } from "./embeddings.ts";
@@ -21,6 +22,8 @@ import {
 export interface SessionOptions {
   /** Intra-op threads; default: the number of physical cores. */
   threads?: number;
+  /** Turns on onnxruntime's profiler, which writes `<prefix>_<timestamp>.json` (lfm profile). */
+  profileFilePrefix?: string;
 }
 
 /** Physical cores (SMT siblings share one core's FMA units, so extra threads only add contention). */
@@ -50,6 +53,7 @@ export async function createSession(modelPathOrBytes: string | Uint8Array, opts:
     // with them on, LFM2-1.2B q4 peaked 60–90 MB higher over a 512 + 128 token run (350M: 30 MB)
     // at the same speed.
     enableMemPattern: false,
+    ...(opts.profileFilePrefix === undefined ? {} : { enableProfiling: true, profileFilePrefix: opts.profileFilePrefix }),
   };
   try {
     return typeof modelPathOrBytes === "string"
@@ -57,6 +61,23 @@ export async function createSession(modelPathOrBytes: string | Uint8Array, opts:
       : await ort.InferenceSession.create(modelPathOrBytes, options);
   } catch (e) {
     throw new LfmError("RUNTIME_FAILED", `onnxruntime could not load the built graph: ${(e as Error).message}`, { cause: e });
+  } finally {
+    removeStrayDebugLog();
+  }
+}
+
+/**
+ * onnxruntime-node 1.30 (Linux) opens an empty `mat-debug-<pid>.log` in the temporary folder when
+ * a session is created and never removes it: one file per process, thousands after a script has
+ * run `lfm search` in a loop. It stays open, so unlinking the name is safe (the descriptor lives
+ * on); only an empty file of this process is touched.
+ */
+function removeStrayDebugLog(): void {
+  const path = join(tmpdir(), `mat-debug-${process.pid}.log`);
+  try {
+    if (statSync(path).size === 0) unlinkSync(path);
+  } catch {
+    // absent (other platforms, other versions) or already gone
   }
 }
 

@@ -1,5 +1,5 @@
-import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -61,6 +61,36 @@ describe("lfm CLI (scriptable contract)", () => {
     const c = ref.chat[1];
     // The fixture conversation starts with the same system turn and user "Hi".
     expect(out.prompt_ids.slice(0, 20)).toEqual(c.ids.slice(0, 20));
+  });
+
+  it("profile --json reports each phase's time by block type, and leaves no files behind", () => {
+    interface Phase {
+      wallMs: number;
+      kernelMs: Record<string, number>;
+      topOps: Array<{ op: string; ms: number }>;
+      overheadMs: number;
+    }
+    // Its own temporary folder, to see what the profiler (and onnxruntime) leave there.
+    const tmp = mkdtempSync(join(tmpdir(), "lfm-profile-"));
+    const r = spawnSync(process.execPath, [LFM_BIN, "profile", "--model", MODEL, "--prompt-tokens", "24", "--decode-steps", "3", "--threads", "2", "--json"], {
+      encoding: "utf8",
+      env: { ...process.env, LFM_CACHE_DIR: TEST_CACHE, TMPDIR: tmp },
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { promptTokens: number; decodeSteps: number; prefill: Phase; decode: Phase; peakRssMb: number };
+    expect([out.promptTokens, out.decodeSteps]).toEqual([24, 3]);
+    for (const phase of [out.prefill, out.decode]) {
+      expect(Object.keys(phase.kernelMs)).toEqual(["conv", "attention", "ffn", "head", "embedding", "other"]);
+      const kernels = Object.values(phase.kernelMs).reduce((a, b) => a + b, 0);
+      // The tiny model has conv, attention and FFN layers and a head: each takes some time.
+      for (const block of ["conv", "attention", "ffn", "head"]) expect(phase.kernelMs[block], block).toBeGreaterThan(0);
+      expect(kernels + phase.overheadMs).toBeCloseTo(phase.wallMs, 1);
+      expect(phase.topOps.length).toBeGreaterThan(0);
+    }
+    expect(out.peakRssMb).toBeGreaterThan(0);
+    // Neither the profiler's JSON nor onnxruntime's empty mat-debug-<pid>.log (tsx's cache and a
+    // .ses id file are not ours).
+    expect(readdirSync(tmp).filter((f) => f.startsWith("lfm-profile") || f.startsWith("mat-debug"))).toEqual([]);
   });
 
   it("bad input exits 2 with a typed error, never a stack trace", () => {
