@@ -6,8 +6,8 @@ import { expect } from "vitest";
 import { SafetensorsFile } from "../../text-core/safetensors.ts";
 
 export const FIXTURES = join(import.meta.dirname, "..", "..", "fixtures");
-/** Built graphs for tests are cached here across runs (keyed by checkpoint + options). */
-export const TEST_CACHE = join(tmpdir(), "lfm2-edge-test-graphs");
+/** Built graphs for tests are cached here across runs (keyed by checkpoint + options); see global-setup.ts. */
+export const TEST_CACHE = process.env.LFM_TEST_GRAPH_CACHE ?? join(tmpdir(), "lfm2-edge-test-graphs");
 
 export function readJson<T = unknown>(relPath: string): T {
   return JSON.parse(readFileSync(join(FIXTURES, relPath), "utf8")) as T;
