@@ -1,14 +1,14 @@
 /**
  * `lfm cache`: what the graph cache holds and removing what is no longer used. Every model's
- * graph is built once per checkpoint, precision and toolkit version and kept, so without pruning
- * the folder only grows (each LFM2-1.2B q4 graph is ~0.8 GB).
+ * graph is built once per checkpoint, precision and toolkit version and kept (each LFM2-1.2B q4
+ * graph is ~0.8 GB); a build removes graphs unused for 30 days, and this prunes on demand.
  */
 import { LfmError } from "../text-core/errors.ts";
-import { type CacheEntry, defaultCacheDir, listCacheEntries, pruneCache } from "../text-core/graph-cache.ts";
+import { AUTO_PRUNE_UNUSED_MS, type CacheEntry, defaultCacheDir, listCacheEntries, pruneCache } from "../text-core/graph-cache.ts";
 import { type CliCommand, num, parse } from "./cli-kit.ts";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
-const DEFAULT_UNUSED_DAYS = 30;
+const DEFAULT_UNUSED_DAYS = AUTO_PRUNE_UNUSED_MS / DAY_MS; // what a build prunes too
 
 const HELP = `lfm cache [list] [--cache-dir DIR] [--json]
 lfm cache prune [--unused-days N | --all] [--dry-run] [--cache-dir DIR] [--json]

@@ -194,7 +194,24 @@ export function cachedGraph(cacheDir: string, key: string, build: () => GraphBui
   } catch (e) {
     throw cacheWriteError(cacheDir, e);
   }
+  pruneAfterBuild(cacheDir);
   return { dir, built: true };
+}
+
+/**
+ * Graphs not loaded for this long go when another one is built (`lfm cache prune`'s default too):
+ * a toolkit upgrade or a precision change leaves the old graphs unused, ~1 GB each for a 1.2B
+ * model, and nobody should have to remember to prune them.
+ */
+export const AUTO_PRUNE_UNUSED_MS = 30 * 24 * 60 * 60 * 1000;
+
+/** Best effort, like the bookkeeping: a cache that cannot be pruned still serves its graphs. */
+function pruneAfterBuild(cacheDir: string): void {
+  try {
+    pruneCache(cacheDir, { unusedForMs: AUTO_PRUNE_UNUSED_MS });
+  } catch {
+    // read-only folders, a concurrent prune: the next build tries again
+  }
 }
 
 /**

@@ -143,6 +143,29 @@ describe("cachedGraph bookkeeping", () => {
   });
 });
 
+describe("pruning when a graph is built", () => {
+  it("a build removes graphs unused for 30 days, and nothing else", () => {
+    fakeCache();
+    folder(`lfm2-${HEX("e")}`, { "model.onnx": 1, "model.onnx.data": 1 }, 29 * DAY);
+    const checkpoint = join(root, "ckpt");
+    mkdirSync(checkpoint);
+    writeFileSync(join(checkpoint, "config.json"), "{}");
+    const key = graphCacheKey("lfm2", [join(checkpoint, "config.json")], { precision: "q4" }, root);
+    const tiny = () => {
+      const b = new GraphBuilder("prune-on-build");
+      const x = b.input("x", ElemType.FLOAT, [1]);
+      b.output(b.op("Identity", [x], "y"), "y", ElemType.FLOAT, [1]);
+      return b;
+    };
+    expect(cachedGraph(root, key, tiny).built).toBe(true);
+    expect(existsSync(join(root, `lfm2-${HEX("a")}`))).toBe(false); // 40 days
+    expect(existsSync(join(root, `colbert-${HEX("c")}`))).toBe(false); // 35 days, never finished
+    for (const kept of [`lfm2-${HEX("e")}`, `lfm2-vl-vision-${HEX("b")}`, "bench-checkpoints", "my-notes-2024", `mimi-${HEX("d")}`, key]) {
+      expect(existsSync(join(root, kept)), kept).toBe(true);
+    }
+  });
+});
+
 describe("lfm cache", () => {
   it("list --json and prune --dry-run --json", () => {
     fakeCache();
