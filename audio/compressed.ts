@@ -10,10 +10,6 @@
  * page. The declared length is also what AUDIO_TOO_LONG is judged on, before anything is decoded.
  */
 import { closeSync, openSync, readFileSync, readSync } from "node:fs";
-import { FLACDecoder } from "@wasm-audio-decoders/flac";
-import { OggVorbisDecoder } from "@wasm-audio-decoders/ogg-vorbis";
-import { MPEGDecoder } from "mpg123-decoder";
-import { OggOpusDecoder } from "ogg-opus-decoder";
 import { LfmError } from "../text-core/errors.ts";
 import { type AudioClip, DEFAULT_MAX_SECONDS, audioFileSize, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, type ReadAudioOptions, decodeWav, isWavContainer, readAudioFile, sniffContainer } from "./wav.ts";
 
@@ -176,8 +172,11 @@ function declaredInfo(bytes: Uint8Array, name: string): Declared {
   throw new LfmError("WAV_INVALID", `${name} is not a FLAC, MP3 or Ogg file.`);
 }
 
+// Each WASM decoder is loaded when its format is first met (40–80 ms apiece, for every CLI start
+// otherwise).
 async function runDecoder(format: CompressedFormat, bytes: Uint8Array): Promise<Decoded> {
   if (format === "mp3") {
+    const { MPEGDecoder } = await import("mpg123-decoder");
     const d = new MPEGDecoder();
     await d.ready;
     try {
@@ -186,7 +185,12 @@ async function runDecoder(format: CompressedFormat, bytes: Uint8Array): Promise<
       d.free();
     }
   }
-  const d = format === "flac" ? new FLACDecoder() : format === "ogg-opus" ? new OggOpusDecoder() : new OggVorbisDecoder();
+  const d =
+    format === "flac"
+      ? new (await import("@wasm-audio-decoders/flac")).FLACDecoder()
+      : format === "ogg-opus"
+        ? new (await import("ogg-opus-decoder")).OggOpusDecoder()
+        : new (await import("@wasm-audio-decoders/ogg-vorbis")).OggVorbisDecoder();
   await d.ready;
   try {
     return await d.decodeFile(bytes);

@@ -15,7 +15,11 @@
  *   CMYK is converted to sRGB through libvips' CMYK profile (PIL uses a naive formula).
  */
 import { readFile } from "node:fs/promises";
-import sharp, { type Metadata, type OutputInfo } from "sharp";
+import type { Metadata, OutputInfo, default as Sharp } from "sharp";
+
+/** sharp (libvips) is loaded on the first image, not with every CLI start (~160 ms). */
+let sharpModule: Promise<typeof Sharp> | undefined;
+const loadSharp = (): Promise<typeof Sharp> => (sharpModule ??= import("sharp").then((m) => m.default));
 import { LfmError } from "../text-core/errors.ts";
 import { imagePlaceholder } from "./processor.ts";
 import type { ImageProcessorConfig } from "./processor-config.ts";
@@ -150,6 +154,7 @@ export async function decodeImage(input: string | Uint8Array, opts: DecodeOption
     throw new LfmError("IMAGE_INVALID", `${name} is empty (0 bytes): expected a JPEG, PNG, WebP, TIFF or GIF image.`);
   }
 
+  const sharp = await loadSharp();
   let meta: Metadata;
   try {
     meta = await sharp(bytes, { limitInputPixels: false }).metadata();

@@ -8,10 +8,16 @@
  * holds more than one tensor's worth of converted weights in JavaScript memory.
  */
 import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
-import onnxProto from "onnx-proto";
+import type OnnxProto from "onnx-proto";
 
-const { onnx } = onnxProto;
+let onnxModule: typeof OnnxProto | undefined;
+/** onnx-proto's schema, loaded when a graph is first serialised (~70 ms that a cached start skips). */
+function onnxSchema(): typeof OnnxProto.onnx {
+  onnxModule ??= createRequire(import.meta.url)("onnx-proto") as typeof OnnxProto;
+  return onnxModule.onnx;
+}
 
 /** ONNX TensorProto element types used here. */
 export const ElemType = {
@@ -196,7 +202,7 @@ export class GraphBuilder {
         const offset = writeExternal(bytes);
         initializer.push({
           ...base,
-          dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+          dataLocation: onnxSchema().TensorProto.DataLocation.EXTERNAL,
           externalData: [
             { key: "location", value: dataFileName },
             { key: "offset", value: String(offset) },
@@ -216,7 +222,7 @@ export class GraphBuilder {
       name: n.name,
       attribute: Object.entries(n.attrs).map(([name, v]) => attributeProto(name, v)),
     }));
-    return onnx.ModelProto.create({
+    return onnxSchema().ModelProto.create({
       irVersion: 8,
       producerName: "lfm2-edge",
       opsetImport: [...this.domains.entries()].map(([domain, version]) => ({ domain, version })),
@@ -232,7 +238,7 @@ export class GraphBuilder {
 
   /** The whole model as bytes with weights inline (small models only: protobuf caps at 2 GB). */
   toBytes(): Uint8Array {
-    return onnx.ModelProto.encode(this.toProto(null, "", 0)).finish();
+    return onnxSchema().ModelProto.encode(this.toProto(null, "", 0)).finish();
   }
 
   /**
@@ -258,7 +264,7 @@ export class GraphBuilder {
         dataName,
         1024,
       );
-      writeFileSync(join(tmp, "model.onnx"), onnx.ModelProto.encode(proto).finish());
+      writeFileSync(join(tmp, "model.onnx"), onnxSchema().ModelProto.encode(proto).finish());
       for (const [name, write] of this.sideFiles) {
         const sideFd = openSync(join(tmp, name), "w");
         try {
@@ -297,7 +303,7 @@ export function publishDir(tmp: string, dir: string): void {
 }
 
 function attributeProto(name: string, v: AttrValue) {
-  const T = onnx.AttributeProto.AttributeType;
+  const T = onnxSchema().AttributeProto.AttributeType;
   if (typeof v === "number") {
     if (!Number.isInteger(v)) throw new Error(`attribute ${name}: ${v} is not an integer; use { f: ${v} } for floats`);
     return { name, type: T.INT, i: v };
