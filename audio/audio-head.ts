@@ -11,7 +11,7 @@ import * as ort from "onnxruntime-node";
 import { EmbeddingTable } from "../text-core/embeddings.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { cacheWriteError, cachedGraph, defaultCacheDir, discardCachedGraph, graphCacheKey } from "../text-core/graph-cache.ts";
-import type { Precision } from "../text-core/graph/blocks.ts";
+import { type Precision, precisionOption } from "../text-core/graph/blocks.ts";
 import { checkpointWeights } from "../text-core/model.ts";
 import { KvCache, createSession } from "../text-core/runtime.ts";
 import { Checkpoint } from "../text-core/safetensors.ts";
@@ -57,7 +57,7 @@ export class AudioHead {
   static async load(dir: string, config: Lfm2AudioConfig, opts: AudioHeadLoadOptions = {}): Promise<AudioHead> {
     const progress = opts.onProgress ?? (() => {});
     const shape = audioHeadShape(config);
-    const precision = opts.precision ?? "q4";
+    const precision = precisionOption(opts.precision, "q4");
     const ck = Checkpoint.open(dir);
     let cacheRoot: string;
     try {

@@ -12,7 +12,7 @@ import { MimiDecoder } from "../audio/mimi-decoder.ts";
 import { AudioChatPrompt, SYSTEM_PROMPTS } from "../audio/prompt.ts";
 import { type ModalitySampling, generateSpeech } from "../audio/speech-generation.ts";
 import { LfmError } from "../text-core/errors.ts";
-import type { Precision } from "../text-core/graph/blocks.ts";
+import { type Precision, precisionOption } from "../text-core/graph/blocks.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
 import { buildRuntime } from "../text-core/model.ts";
 import type { Lfm2Runtime } from "../text-core/runtime.ts";
@@ -67,7 +67,7 @@ export class Speaker {
     const progress = opts.onProgress ?? (() => {});
     const config = loadLfm2AudioConfig(dir);
     const tokenizer = await Lfm2Tokenizer.fromDir(dir);
-    const precision = opts.precision ?? "q4";
+    const precision = precisionOption(opts.precision, "q4");
     const shared = { threads: opts.threads, cacheDir: opts.cacheDir, onProgress: progress };
     // Mimi first: a missing codec fails before the big graphs are built.
     const mimi = await MimiDecoder.load(opts.mimi ?? dir, shared);

@@ -17,7 +17,7 @@ import * as ort from "onnxruntime-node";
 import { ChatTemplate } from "../text-core/chat.ts";
 import { type Lfm2Config, loadLfm2Config, readConfigJson } from "../text-core/config.ts";
 import { LfmError } from "../text-core/errors.ts";
-import type { Precision, WeightSource } from "../text-core/graph/blocks.ts";
+import { type Precision, type WeightSource, precisionOption } from "../text-core/graph/blocks.ts";
 import { EmbeddingTable } from "../text-core/embeddings.ts";
 import { findTextPrefix, lfm2GraphIO, type Lfm2GraphIO, pastConvName, pastKeyName, pastValueName } from "../text-core/lfm2.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
@@ -123,7 +123,7 @@ export class ColbertEncoder {
       maskToken: maskTokenOf(folder.backboneDir),
       vocabSize: config.vocabSize,
     });
-    const precision = opts.precision ?? DEFAULT_COLBERT_PRECISION;
+    const precision = precisionOption(opts.precision, DEFAULT_COLBERT_PRECISION);
     const { session, embeddings } = await openSession(folder, config, precision, opts, progress);
     const io = lfm2GraphIO(config, { precision, head: "hidden", exposeHidden: false });
     return new ColbertEncoder(dir, config, colbertTokenizer, precision, session, embeddings, io, folder);

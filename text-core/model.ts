@@ -10,7 +10,7 @@ import { type Lfm2Config, loadLfm2Config } from "./config.ts";
 import { LfmError } from "./errors.ts";
 import { type GenerateOptions, generate, generateBatch } from "./generate.ts";
 import { cacheWriteError, cachedGraph, defaultCacheDir, discardCachedGraph, graphCacheKey } from "./graph-cache.ts";
-import type { Precision, WeightSource } from "./graph/blocks.ts";
+import { type Precision, type WeightSource, precisionOption } from "./graph/blocks.ts";
 import type { GraphBuilder } from "./graph/builder.ts";
 import { EMBEDDINGS_FILE, buildLfm2Graph, findTextPrefix, type Lfm2GraphOptions, lfm2GraphIO } from "./lfm2.ts";
 import { resolveModelDir } from "./model-dir.ts";
@@ -76,7 +76,7 @@ export class TextModel {
     const tokenizer = await Lfm2Tokenizer.fromDir(dir);
     const template = loadChatTemplate(dir, tokenizer);
     const graphOptions: Lfm2GraphOptions = {
-      precision: opts.precision ?? "q4",
+      precision: precisionOption(opts.precision, "q4"),
       head: opts.head ?? "logits",
       exposeHidden: opts.exposeHidden ?? false,
     };

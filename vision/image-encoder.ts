@@ -14,7 +14,7 @@ import * as ort from "onnxruntime-node";
 import { LfmError } from "../text-core/errors.ts";
 import { cacheWriteError, cachedGraph, defaultCacheDir, discardCachedGraph, graphCacheKey } from "../text-core/graph-cache.ts";
 import { ElemType, GraphBuilder } from "../text-core/graph/builder.ts";
-import type { BuildContext, Precision, WeightSource } from "../text-core/graph/blocks.ts";
+import { type BuildContext, type Precision, type WeightSource, precisionOption } from "../text-core/graph/blocks.ts";
 import { checkpointWeights } from "../text-core/model.ts";
 import { createSession } from "../text-core/runtime.ts";
 import { Checkpoint } from "../text-core/safetensors.ts";
@@ -100,7 +100,7 @@ export class ImageEncoder {
 
   static async load(dir: string, config: Lfm2VlConfig, opts: ImageEncoderOptions = {}): Promise<ImageEncoder> {
     const progress = opts.onProgress ?? (() => {});
-    const precision = opts.precision ?? "q8";
+    const precision = precisionOption(opts.precision, "q8");
     const ck = Checkpoint.open(dir);
     let cacheRoot: string;
     try {

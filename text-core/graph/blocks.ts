@@ -23,6 +23,16 @@ export interface WeightSource {
 
 export type Precision = "fp32" | "q8" | "q4";
 
+/**
+ * A load option's precision, checked (JavaScript callers can pass anything, and an unknown value
+ * must not quietly build a float32 graph); `fallback` when absent.
+ */
+export function precisionOption(value: unknown, fallback: Precision, option = "precision"): Precision {
+  if (value === undefined) return fallback;
+  if (value === "fp32" || value === "q8" || value === "q4") return value;
+  throw new LfmError("INVALID_ARGUMENT", `${option} must be "fp32", "q8" or "q4"; got ${JSON.stringify(value)}.`);
+}
+
 export interface BuildContext {
   b: GraphBuilder;
   weights: WeightSource;
