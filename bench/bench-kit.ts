@@ -4,10 +4,12 @@
  * bench/results/<date>-<machine>-<suite>.json (-2, -3, … for later runs that day).
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
+import { type Lfm2Config, parseLfm2Config } from "../text-core/config.ts";
 import { defaultCacheDir } from "../text-core/graph-cache.ts";
+import { lfm2TensorShapes, paddedTokenizerJson, writeSyntheticCheckpoint } from "../text-core/synthetic-checkpoint.ts";
 
 export const ROOT = join(import.meta.dirname, "..");
 export const benchCacheDir = process.env.LFM_CACHE_DIR ?? defaultCacheDir();
@@ -48,6 +50,27 @@ export function runWorker(worker: string, args: string[]): WorkerResult {
 export function buildThenMeasure(worker: string, args: (runs: string) => string[], runs: string): WorkerResult {
   runWorker(worker, args("0"));
   return runWorker(worker, args(runs));
+}
+
+/**
+ * The random-weight checkpoint with a published LFM2 shape (fixtures/real-configs/<name>.config.json),
+ * written once into <cache>/bench-checkpoints/<name>; the tokenizer is the tiny fixture's, padded to
+ * the real vocabulary size.
+ */
+export function lfm2BenchCheckpoint(name: string): { dir: string; config: Lfm2Config } {
+  const raw = JSON.parse(readFileSync(join(ROOT, "fixtures/real-configs", `${name}.config.json`), "utf8"));
+  const config = parseLfm2Config(raw, name);
+  const tokenizerDir = join(ROOT, "fixtures/text/tiny-lfm2");
+  process.stderr.write(`${name}: random-weight checkpoint… `);
+  const dir = writeSyntheticCheckpoint(join(benchCacheDir, "bench-checkpoints", name), {
+    config: raw,
+    tensors: lfm2TensorShapes(config),
+    values: "random",
+    tokenizerFrom: tokenizerDir,
+    tokenizerJson: paddedTokenizerJson(readFileSync(join(tokenizerDir, "tokenizer.json"), "utf8"), config.vocabSize),
+  });
+  process.stderr.write("ready\n");
+  return { dir, config };
 }
 
 export function machineInfo() {

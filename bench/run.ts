@@ -13,15 +13,16 @@
  * Precision pairs: ours q4 ↔ llama.cpp Q4_0, ours q8 ↔ Q8_0 (fp32 has no llama.cpp counterpart).
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { parseLfm2Config } from "../text-core/config.ts";
 import { defaultCacheDir } from "../text-core/graph-cache.ts";
-import { lfm2TensorShapes, paddedTokenizerJson, writeSyntheticCheckpoint } from "../text-core/synthetic-checkpoint.ts";
+import { lfm2TensorShapes } from "../text-core/synthetic-checkpoint.ts";
 import { measureMemoryBandwidth } from "./bandwidth.ts";
 import { BLOCK_BYTES, cachedLfm2Gguf, type GgufQuant } from "./gguf-writer.ts";
+import { lfm2BenchCheckpoint } from "./bench-kit.ts";
 import { flushWrites } from "./prompt.ts";
 
 const ROOT = join(import.meta.dirname, "..");
@@ -139,18 +140,7 @@ const ratios: Array<Record<string, unknown>> = [];
 let failures = 0;
 
 for (const name of values.models.split(",")) {
-  const raw = JSON.parse(readFileSync(join(ROOT, "fixtures/real-configs", `${name}.config.json`), "utf8"));
-  const config = parseLfm2Config(raw, name);
-  const tokenizerDir = join(ROOT, "fixtures/text/tiny-lfm2");
-  process.stderr.write(`${name}: random-weight checkpoint… `);
-  const dir = writeSyntheticCheckpoint(join(cacheDir, "bench-checkpoints", name), {
-    config: raw,
-    tensors: lfm2TensorShapes(config),
-    values: "random",
-    tokenizerFrom: tokenizerDir,
-    tokenizerJson: paddedTokenizerJson(readFileSync(join(tokenizerDir, "tokenizer.json"), "utf8"), config.vocabSize),
-  });
-  process.stderr.write("ready\n");
+  const { dir, config } = lfm2BenchCheckpoint(name);
   const weights = matrixWeights(config);
   // The GGUFs, written once (cached next to the checkpoint folder), all before anything is timed.
   const ggufs: Partial<Record<string, string>> = {};

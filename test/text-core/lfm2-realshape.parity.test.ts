@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { TextModel } from "../../text-core/model.ts";
 import { runLfmJson } from "../helpers/cli.ts";
 import { TEST_CACHE, expectClose } from "../helpers/reference.ts";
-import { agreement } from "../helpers/quality.ts";
+import { agreement } from "../../text-core/logit-agreement.ts";
 import { realshapeLfm2Checkpoint, realshapeReference } from "../helpers/realshape.ts";
 
 // A second LFM2 with another layer layout (attention at 2,5,8,10,12,14 of 16), head count (16/8),
@@ -52,7 +52,7 @@ describe("LFM2-350M shape (closed-form weights) matches HF transformers", () => 
   // A regression bound, not a quality statement: the closed-form network has 1.6× gain per
   // matrix and amplifies any perturbation (fp32 rounding noise of 1e-7 already shows as 4e-5 in
   // its logits), and its top logits lie within 0.01 of each other, so top-1 agreement is ~0 even
-  // for q8. Measured (2026-11-23): q8 KL 0.180, q4 KL 4.11 over 20 positions. README: Precision.
+  // for q8. Measured (2026-11-23): q8 KL 0.117, q4 KL 4.11 over 20 positions. README: Precision.
   it("q8 and q4 stay within the measured KL of fp32 over every prompt position", async () => {
     const V = model.config.vocabSize;
     const ids = ref.prompt_ids;

@@ -5,7 +5,7 @@ import { ElemType, GraphBuilder } from "../../text-core/graph/builder.ts";
 import { type BuildContext, linear, type WeightSource } from "../../text-core/graph/blocks.ts";
 import { dequantizeBlocks, dequantizeChannels, quantizeBlocks, quantizeChannels } from "../../text-core/graph/quantize.ts";
 import { TextModel } from "../../text-core/model.ts";
-import { agreement } from "../helpers/quality.ts";
+import { agreement } from "../../text-core/logit-agreement.ts";
 import { FIXTURES, ReferenceTensors, TEST_CACHE } from "../helpers/reference.ts";
 
 function pseudoRandom(n: number, seed: number, scale: number): Float32Array {

@@ -1,4 +1,4 @@
-/** Mean KL(p_ref ‖ p) over rows and top-1 agreement of two [rows, V] logit matrices. */
+/** Mean KL(p_ref ‖ p) over rows and top-1 agreement of two [rows, V] logit matrices (quantisation quality: tests, bench/quality.ts). */
 export function agreement(reference: Float32Array, other: Float32Array, V: number): { top1: number; kl: number } {
   const rows = reference.length / V;
   let same = 0;
