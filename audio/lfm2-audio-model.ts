@@ -23,7 +23,7 @@ import type { AudioClip } from "./wav.ts";
 import { subsampledLength } from "./audio-config.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { cacheWriteError, cachedGraph, defaultCacheDir, discardCachedGraph, graphCacheKey } from "../text-core/graph-cache.ts";
-import { type Precision, precisionOption } from "../text-core/graph/blocks.ts";
+import { type Precision, precisionOption, promptEncoderPrecision } from "../text-core/graph/blocks.ts";
 import { buildRuntime, checkpointWeights } from "../text-core/model.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
 import { type Lfm2Runtime, createSession } from "../text-core/runtime.ts";
@@ -130,7 +130,7 @@ export class Lfm2AudioModel {
     const config = loadLfm2AudioConfig(dir);
     const tokenizer = await Lfm2Tokenizer.fromDir(dir);
     const precision = precisionOption(opts.precision, "q4");
-    const encoderPrecision = precisionOption(opts.encoderPrecision, precision === "fp32" ? "fp32" : "q8", "encoderPrecision");
+    const encoderPrecision = precisionOption(opts.encoderPrecision, promptEncoderPrecision(precision), "encoderPrecision");
     const lm = await buildRuntime(dir, config.lfm, { precision, head: "logits", exposeHidden: opts.exposeHidden ?? false }, opts, progress);
     let encoder: AudioEncoder;
     try {

@@ -8,6 +8,7 @@
  */
 import { readFileSync } from "node:fs";
 import { getLlama, LlamaLogLevel, type Token } from "node-llama-cpp";
+import { agreement } from "../text-core/logit-agreement.ts";
 
 const [path, threadsArg, referencePath, idsArg] = process.argv.slice(2);
 const threads = Number(threadsArg);
@@ -23,25 +24,15 @@ const sequence = context.getSequence();
 const next = { probabilities: true, options: { temperature: 1, topK: 0, topP: 1, minP: 0, seed: 1 } };
 const out = await sequence.controlledEvaluate(ids.map((id) => [id, { generateNext: next }]));
 
-let same = 0;
-let kl = 0;
+// llama.cpp's log-probabilities stand in for its logits: agreement() normalises both sides.
+const logProbabilities = new Float32Array(reference.length);
 for (let t = 0; t < ids.length; t++) {
   const probabilities = out[t]?.next?.probabilities;
   if (!probabilities) throw new Error(`no probabilities for position ${t}`);
   if (probabilities.size !== V) throw new Error(`position ${t}: ${probabilities.size} probabilities, expected the whole vocabulary (${V})`);
-  const logits = reference.subarray(t * V, (t + 1) * V);
-  let max = -Infinity;
-  let argmax = 0;
-  for (let i = 0; i < V; i++) if (logits[i] > max) [max, argmax] = [logits[i], i];
-  let sum = 0;
-  for (let i = 0; i < V; i++) sum += Math.exp(logits[i] - max);
-  const logZ = max + Math.log(sum);
-  for (let i = 0; i < V; i++) {
-    const logP = logits[i] - logZ;
-    kl += Math.exp(logP) * (logP - Math.log(Math.max(probabilities.get(i as Token) ?? 0, 1e-38)));
-  }
-  if (probabilities.keys().next().value === argmax) same++;
+  for (const [token, p] of probabilities) logProbabilities[t * V + token] = Math.log(Math.max(p, 1e-38));
 }
 await context.dispose();
 await model.dispose();
-process.stdout.write(`${JSON.stringify({ top1: same / ids.length, meanKl: kl / ids.length })}\n`);
+const { top1, kl } = agreement(reference, logProbabilities, V);
+process.stdout.write(`${JSON.stringify({ top1, meanKl: kl })}\n`);

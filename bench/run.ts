@@ -18,14 +18,12 @@ import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { parseLfm2Config } from "../text-core/config.ts";
-import { defaultCacheDir } from "../text-core/graph-cache.ts";
 import { lfm2TensorShapes } from "../text-core/synthetic-checkpoint.ts";
 import { measureMemoryBandwidth } from "./bandwidth.ts";
 import { BLOCK_BYTES, cachedLfm2Gguf, type GgufQuant } from "./gguf-writer.ts";
-import { lfm2BenchCheckpoint } from "./bench-kit.ts";
+import { ROOT, benchCacheDir as cacheDir, lfm2BenchCheckpoint } from "./bench-kit.ts";
 import { flushWrites } from "./prompt.ts";
 
-const ROOT = join(import.meta.dirname, "..");
 const USAGE = `npm run bench -- [options]   (also: lfm bench [options])
 
 Language-core speed, ours vs llama.cpp (node-llama-cpp), on random-weight checkpoints with the
@@ -133,7 +131,6 @@ process.stderr.write(`measuring memory bandwidth… `);
 machine.memoryBandwidthGBps = measureMemoryBandwidth();
 process.stderr.write(`${machine.memoryBandwidthGBps.toFixed(1)} GB/s\n`);
 
-const cacheDir = process.env.LFM_CACHE_DIR ?? defaultCacheDir();
 type Row = Record<string, unknown> & { engine: string; model: string; precision: string };
 const results: Row[] = [];
 const ratios: Array<Record<string, unknown>> = [];

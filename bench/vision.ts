@@ -99,13 +99,13 @@ const measure = (label: string, row: Record<string, unknown>, args: (runs: strin
 };
 
 const models = values.models.split(",");
+const precisions = values.precisions.split(",");
 for (const model of models) {
   // 450M: one full checkpoint serves both benchmarks.
   const { dir } = vlCheckpoint(model, model === "450m" && !values["skip-first-token"]);
-  for (const precision of values.precisions.split(",")) {
+  for (const precision of precisions) {
     measure(`tile ${model} ${precision}`, { bench: "tile", model: `lfm2-vl-${model}`, precision }, (runs) => ["tile", dir, precision, values.threads, runs], (m) => `${m.tileMs.toFixed(0)} ms/tile`);
   }
-  const precisions = values.precisions.split(",");
   if (precisions.length > 1) {
     const paired = (m: Record<string, number>) => precisions.map((p) => `${p} ${m[`${p}Ms`].toFixed(0)}`).join(", ") + " ms/tile";
     measure(`tile ${model} ${precisions.join("/")} in turn`, { bench: "tile-paired", model: `lfm2-vl-${model}`, precisions }, (runs) => ["tile-paired", dir, values.precisions, values.threads, runs], paired, values["paired-rounds"]);

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { LfmError } from "../text-core/errors.ts";
 import type { GenerateOptions } from "../text-core/generate.ts";
-import type { Precision } from "../text-core/graph/blocks.ts";
+import { type Precision, isPrecision } from "../text-core/graph/blocks.ts";
 import { readGenerationDefaults } from "./generation-defaults.ts";
 
 /** A command reachable as `lfm <name>`: `run` returns the exit status (errors are thrown as LfmError). */
@@ -74,7 +74,7 @@ export function idList(raw: string, flag: string): number[] {
 export function precisionOf(v: Values, flag = "precision"): Precision | undefined {
   const p = v[flag] as string | undefined;
   if (p === undefined) return undefined;
-  if (p !== "fp32" && p !== "q8" && p !== "q4") throw new LfmError("INVALID_ARGUMENT", `--${flag} must be fp32, q8 or q4 (got "${p}").`);
+  if (!isPrecision(p)) throw new LfmError("INVALID_ARGUMENT", `--${flag} must be fp32, q8 or q4 (got "${p}").`);
   return p;
 }
 

@@ -120,7 +120,7 @@ export const searchCommand: CliCommand = {
     const reader = await IndexReader.open(dir);
     try {
       const model = chooseModel(v, reader.model);
-      const encoder = await loadEncoder(model.path as string, v, reader.model?.precision);
+      const encoder = await loadEncoder(model.path as string, v, precisionOf(v) ?? reader.model?.precision);
       try {
         const [vectors] = await encoder.encodeQueries([query], { signal });
         const hits = await reader.search(vectors, { k, filter, exhaustive: Boolean(v.exhaustive) });
@@ -150,6 +150,9 @@ async function indexAdd(dir: string, v: Values, paths: string[], signal: AbortSi
   if (paths.length === 0) throw new LfmError("INVALID_ARGUMENT", "lfm index add needs files or folders to index.");
   const indexModel = readIndexManifest(dir)?.model ?? null;
   const model = chooseModel(v, indexModel);
+  // The vectors are made at --precision, else at the index's own, else (a new index) the encoder's
+  // default; a new index records it, and later commands default to it.
+  const precision = precisionOf(v) ?? indexModel?.precision ?? (await import("../retrieval/colbert.ts")).DEFAULT_COLBERT_PRECISION;
   const storage = (v.storage as string | undefined) ?? "float16";
   if (storage !== "float16" && storage !== "int8" && storage !== "float32") throw new LfmError("INVALID_ARGUMENT", `--storage must be float16, int8 or float32 (got "${storage}").`);
   // The writer first where the vector width is known from the Dense config: a locked index is
@@ -158,11 +161,9 @@ async function indexAdd(dir: string, v: Values, paths: string[], signal: AbortSi
   let encoder: ColbertEncoder | null = null;
   let dim = loadPylateFolder(model.path as string).dense.at(-1)?.outFeatures;
   if (dim === undefined) {
-    encoder = await loadEncoder(model.path as string, v, indexModel?.precision);
+    encoder = await loadEncoder(model.path as string, v, precision);
     dim = encoder.dim;
   }
-  // A new index records the precision its vectors are made at; later commands default to it.
-  const precision = precisionOf(v) ?? indexModel?.precision ?? (await import("../retrieval/colbert.ts")).DEFAULT_COLBERT_PRECISION;
   let writer: IndexWriter;
   try {
     writer = await IndexWriter.open(dir, { create: { dim, storage, model: { ...model, precision } }, model });
@@ -173,7 +174,7 @@ async function indexAdd(dir: string, v: Values, paths: string[], signal: AbortSi
   const bar = new ProgressBar(process.stderr, Boolean(process.stderr.isTTY) && !v.json);
   let report: IngestReport;
   try {
-    encoder ??= await loadEncoder(model.path as string, v, indexModel?.precision);
+    encoder ??= await loadEncoder(model.path as string, v, precision);
     try {
       const documentLength = encoder.settings.documentLength;
       const maxTokens = num(v, "chunk-tokens", "int") ?? Math.max(8, Math.min(documentLength - 2, 256));
@@ -252,11 +253,10 @@ function chooseModel(v: Values, indexModel: ModelIdentity | null): ModelIdentity
   return identity;
 }
 
-/** The encoder at --precision, else at the precision the index was built with, else the default. */
-async function loadEncoder(path: string, v: Values, indexPrecision: Precision | undefined): Promise<ColbertEncoder> {
+/** The encoder at `precision` (undefined: its default), with the other common flags. */
+async function loadEncoder(path: string, v: Values, precision: Precision | undefined): Promise<ColbertEncoder> {
   const { ColbertEncoder } = await import("../retrieval/colbert.ts");
-  const flags = loadFlags(v);
-  return ColbertEncoder.load(path, { ...flags, precision: flags.precision ?? indexPrecision });
+  return ColbertEncoder.load(path, { ...loadFlags(v), precision });
 }
 
 /** Model tokens of a text, with the model's own tokenizer (without BOS and prefix). */

@@ -16,15 +16,15 @@
  */
 import { readFile } from "node:fs/promises";
 import type { Metadata, OutputInfo, default as Sharp } from "sharp";
-
-/** sharp (libvips) is loaded on the first image, not with every CLI start (~160 ms). */
-let sharpModule: Promise<typeof Sharp> | undefined;
-const loadSharp = (): Promise<typeof Sharp> => (sharpModule ??= import("sharp").then((m) => m.default));
 import { LfmError } from "../text-core/errors.ts";
 import { imagePlaceholder } from "./processor.ts";
 import type { ImageProcessorConfig } from "./processor-config.ts";
 import { resizeRgb } from "./resample.ts";
 import { type CropGeometry, type ImageGeometry, imageGeometry } from "./tiling.ts";
+
+/** sharp (libvips) is loaded on the first image, not with every CLI start (~160 ms). */
+let sharpModule: Promise<typeof Sharp> | undefined;
+const loadSharp = (): Promise<typeof Sharp> => (sharpModule ??= import("sharp").then((m) => m.default));
 
 /** Larger inputs are refused from their header, before any pixel is decoded (decompression bombs). */
 export const DEFAULT_MAX_INPUT_PIXELS = 100_000_000;

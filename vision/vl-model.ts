@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { ChatTemplate, type ChatMessage, type ContentPart, type ToolDefinition } from "../text-core/chat.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { type GenerateOptions, generate } from "../text-core/generate.ts";
-import { type Precision, precisionOption } from "../text-core/graph/blocks.ts";
+import { type Precision, precisionOption, promptEncoderPrecision } from "../text-core/graph/blocks.ts";
 import { type LoadOptions, type Completion, buildRuntime } from "../text-core/model.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
 import type { ForwardRequest, Lfm2Runtime } from "../text-core/runtime.ts";
@@ -82,7 +82,7 @@ export class VlModel {
     const tokenizer = await Lfm2Tokenizer.fromDir(dir);
     const template = tokenizer.chatTemplate === undefined ? undefined : ChatTemplate.fromTokenizer(tokenizer);
     const precision = precisionOption(opts.precision, "q4");
-    const towerPrecision = precisionOption(opts.visionPrecision, precision === "fp32" ? "fp32" : "q8", "visionPrecision");
+    const towerPrecision = precisionOption(opts.visionPrecision, promptEncoderPrecision(precision), "visionPrecision");
     const runtime = await buildRuntime(dir, config.text, { precision, head: "logits", exposeHidden: false }, opts, progress);
     try {
       const encoder = await ImageEncoder.load(dir, config, { precision: towerPrecision, threads: opts.threads, cacheDir: opts.cacheDir, cropsPerCall: opts.cropsPerCall, onProgress: progress });

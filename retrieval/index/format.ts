@@ -17,15 +17,13 @@
  * index from a damaged one.
  */
 import { LfmError } from "../../text-core/errors.ts";
-import type { Precision } from "../../text-core/graph/blocks.ts";
+import { type Precision, isPrecision } from "../../text-core/graph/blocks.ts";
 import { type FileRef, crc32 } from "./durable-fs.ts";
 import { VECTOR_STORAGES, type VectorStorage } from "./vector-codec.ts";
 
 export const FORMAT_NAME = "lfm2-edge/colbert-index";
 export const FORMAT_VERSION = 1;
 export const MANIFEST_FILE = "manifest.json";
-
-const PRECISIONS: readonly Precision[] = ["fp32", "q8", "q4"];
 
 export type MetadataValue = string | number | boolean | null;
 export type Metadata = Record<string, MetadataValue>;
@@ -158,7 +156,7 @@ function validateBody(b: Record<string, unknown>, path: string): ManifestBody {
   if (!isCount(b.dim) || b.dim === 0) throw bad("dim");
   if (!VECTOR_STORAGES.includes(b.storage as VectorStorage)) throw bad("storage");
   if (b.model !== null && !(isObject(b.model) && typeof b.model.name === "string" && typeof b.model.fingerprint === "string")) throw bad("model");
-  if (isObject(b.model) && b.model.precision !== undefined && !PRECISIONS.includes(b.model.precision as Precision)) throw bad("model precision");
+  if (isObject(b.model) && b.model.precision !== undefined && !isPrecision(b.model.precision)) throw bad("model precision");
   const g = b.graph;
   if (!isObject(g) || !isCount(g.m) || !isCount(g.efConstruction) || !isCount(g.seed) || typeof g.dedupCosine !== "number") throw bad("graph settings");
   if (!Array.isArray(b.segments)) throw bad("segment list");

@@ -113,13 +113,15 @@ describe("pruneCache", () => {
   });
 });
 
+/** The smallest graph worth caching. */
+function tinyGraph(): GraphBuilder {
+  const b = new GraphBuilder("cache-test");
+  const x = b.input("x", ElemType.FLOAT, [1]);
+  b.output(b.op("Identity", [x], "y"), "y", ElemType.FLOAT, [1]);
+  return b;
+}
+
 describe("cachedGraph bookkeeping", () => {
-  const tinyGraph = () => {
-    const b = new GraphBuilder("cache-test");
-    const x = b.input("x", ElemType.FLOAT, [1]);
-    b.output(b.op("Identity", [x], "y"), "y", ElemType.FLOAT, [1]);
-    return b;
-  };
 
   it("records kind, checkpoint and options at build, and each hit as the folder's last use", () => {
     const checkpoint = join(root, "ckpt");
@@ -151,13 +153,7 @@ describe("pruning when a graph is built", () => {
     mkdirSync(checkpoint);
     writeFileSync(join(checkpoint, "config.json"), "{}");
     const key = graphCacheKey("lfm2", [join(checkpoint, "config.json")], { precision: "q4" }, root);
-    const tiny = () => {
-      const b = new GraphBuilder("prune-on-build");
-      const x = b.input("x", ElemType.FLOAT, [1]);
-      b.output(b.op("Identity", [x], "y"), "y", ElemType.FLOAT, [1]);
-      return b;
-    };
-    expect(cachedGraph(root, key, tiny).built).toBe(true);
+    expect(cachedGraph(root, key, tinyGraph).built).toBe(true);
     expect(existsSync(join(root, `lfm2-${HEX("a")}`))).toBe(false); // 40 days
     expect(existsSync(join(root, `colbert-${HEX("c")}`))).toBe(false); // 35 days, never finished
     for (const kept of [`lfm2-${HEX("e")}`, `lfm2-vl-vision-${HEX("b")}`, "bench-checkpoints", "my-notes-2024", `mimi-${HEX("d")}`, key]) {
