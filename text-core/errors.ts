@@ -4,6 +4,7 @@
  */
 export type LfmErrorCode =
   | "MODEL_NOT_FOUND"
+  | "MODEL_REQUIRED"
   | "FILE_NOT_FOUND"
   | "CONFIG_INVALID"
   | "UNKNOWN_ARCHITECTURE"
