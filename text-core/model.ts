@@ -2,14 +2,13 @@
  * A loaded LFM2 language model: checkpoint folder → config, tokenizer, chat template, built graph
  * (cached on disk) and runtime. What the CLI and the pipelines use.
  */
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { ChatTemplate, type ChatMessage, type ToolDefinition } from "./chat.ts";
 import { type Lfm2Config, loadLfm2Config } from "./config.ts";
 import { LfmError } from "./errors.ts";
 import { type GenerateOptions, generate, generateBatch } from "./generate.ts";
-import { cacheWriteError, cachedGraph, defaultCacheDir, discardCachedGraph, graphCacheKey } from "./graph-cache.ts";
+import { openCachedGraph } from "./graph-cache.ts";
 import { type Precision, type WeightSource, precisionOption } from "./graph/blocks.ts";
 import type { GraphBuilder } from "./graph/builder.ts";
 import { EMBEDDINGS_FILE, buildLfm2Graph, findTextPrefix, type Lfm2GraphOptions, lfm2GraphIO } from "./lfm2.ts";
@@ -163,11 +162,10 @@ export interface OpenedGraph {
 }
 
 /**
- * Finds the graph of `files` + `options` in the cache (building it with `build` when absent) and
- * opens it. A cached graph that cannot be opened (damaged on disk, edited by hand) is built once
- * more. With `cacheDir: false` it is built in a temporary folder removed once opened.
+ * The cached LFM2-core graph of `files` + `options` (text model, ColBERT) opened with its
+ * embedding table: `openCachedGraph` with the core's opener.
  */
-export async function openCachedGraph(spec: {
+export async function openLfm2Graph(spec: {
   kind: string;
   files: string[];
   options: unknown;
@@ -178,44 +176,20 @@ export async function openCachedGraph(spec: {
   threads?: number;
   progress?: (stage: string) => void;
 }): Promise<OpenedGraph> {
-  const progress = spec.progress ?? (() => {});
-  let cacheRoot: string;
-  try {
-    cacheRoot = spec.cacheDir === false ? mkdtempSync(join(tmpdir(), `lfm2-${spec.kind}-graph-`)) : (spec.cacheDir ?? defaultCacheDir());
-  } catch (e) {
-    throw cacheWriteError(tmpdir(), e);
-  }
-  const build = () => {
-    progress("building the ONNX graph from the checkpoint");
-    return spec.build();
-  };
-  const open = async (graphDir: string): Promise<OpenedGraph> => {
-    const embeddings = EmbeddingTable.open(join(graphDir, EMBEDDINGS_FILE), spec.vocabSize, spec.hiddenSize);
-    try {
-      const session = await createSession(join(graphDir, "model.onnx"), { threads: spec.threads });
-      return { session, embeddings, graphPath: spec.cacheDir === false ? undefined : join(graphDir, "model.onnx") };
-    } catch (e) {
-      embeddings.close();
-      throw e;
-    }
-  };
-  try {
-    const key = graphCacheKey(spec.kind, spec.files, spec.options, cacheRoot);
-    const cached = cachedGraph(cacheRoot, key, build);
-    progress("loading the graph into onnxruntime");
-    try {
-      return await open(cached.dir);
-    } catch (e) {
-      if (cached.built) throw e;
-      progress("the cached graph is unreadable; rebuilding it");
-      discardCachedGraph(cached.dir);
-      return await open(cachedGraph(cacheRoot, key, build).dir);
-    }
-  } finally {
-    // The files of an open session may go: onnxruntime has read the graph, and the table's
-    // descriptor stays valid after its file is removed.
-    if (spec.cacheDir === false && existsSync(cacheRoot)) rmSync(cacheRoot, { recursive: true, force: true });
-  }
+  return openCachedGraph({
+    ...spec,
+    stages: { build: "building the ONNX graph from the checkpoint", load: "loading the graph into onnxruntime", rebuild: "the cached graph is unreadable; rebuilding it" },
+    open: async (graphDir) => {
+      const embeddings = EmbeddingTable.open(join(graphDir, EMBEDDINGS_FILE), spec.vocabSize, spec.hiddenSize);
+      try {
+        const session = await createSession(join(graphDir, "model.onnx"), { threads: spec.threads });
+        return { session, embeddings, graphPath: spec.cacheDir === false ? undefined : join(graphDir, "model.onnx") };
+      } catch (e) {
+        embeddings.close();
+        throw e;
+      }
+    },
+  });
 }
 
 /** Builds (or finds in the cache) the graph for `dir` and opens an onnxruntime session on it. */
@@ -230,7 +204,7 @@ export async function buildRuntime(
   try {
     const weights = checkpointWeights(ck);
     const prefix = findTextPrefix(weights);
-    const opened = await openCachedGraph({
+    const opened = await openLfm2Graph({
       kind: "lfm2",
       files: [join(dir, "config.json"), ...ck.files],
       options: graphOptions,
