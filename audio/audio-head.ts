@@ -11,7 +11,7 @@ import { builderFingerprint, openCachedGraph } from "../text-core/graph-cache.ts
 import { type Precision, precisionOption } from "../text-core/graph/blocks.ts";
 import { checkpointWeights } from "../text-core/model.ts";
 import { KvCache, createSession } from "../text-core/runtime.ts";
-import { Checkpoint } from "../text-core/safetensors.ts";
+import { Checkpoint } from "../text-core/checkpoint.ts";
 import type { Lfm2AudioConfig } from "./audio-config.ts";
 import {
   AUDIO_EMBEDDINGS_FILE,

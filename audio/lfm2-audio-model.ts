@@ -24,7 +24,7 @@ import { type Precision, precisionOption, promptEncoderPrecision } from "../text
 import { buildRuntime, checkpointWeights } from "../text-core/model.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
 import { type Lfm2Runtime, createSession } from "../text-core/runtime.ts";
-import { Checkpoint } from "../text-core/safetensors.ts";
+import { Checkpoint } from "../text-core/checkpoint.ts";
 import { Lfm2Tokenizer } from "../text-core/tokenizer.ts";
 
 export interface AudioModelLoadOptions {

@@ -22,7 +22,7 @@ import { EmbeddingTable } from "../text-core/embeddings.ts";
 import { findTextPrefix, lfm2GraphIO, type Lfm2GraphIO, pastConvName, pastKeyName, pastValueName } from "../text-core/lfm2.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
 import { checkpointWeights, openLfm2Graph } from "../text-core/model.ts";
-import { Checkpoint } from "../text-core/safetensors.ts";
+import { Checkpoint } from "../text-core/checkpoint.ts";
 import { Lfm2Tokenizer } from "../text-core/tokenizer.ts";
 import { buildColbertGraph, type DenseLayer, EMBEDDINGS_OUTPUT } from "./colbert-graph.ts";
 import { type ColbertInput, ColbertTokenizer } from "./colbert-tokenizer.ts";

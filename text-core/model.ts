@@ -16,7 +16,8 @@ import { resolveModelDir } from "./model-dir.ts";
 import type { InferenceSession } from "onnxruntime-node";
 import { Lfm2Runtime, createSession } from "./runtime.ts";
 import { EmbeddingTable } from "./embeddings.ts";
-import { Checkpoint, checkFloatDType } from "./safetensors.ts";
+import { Checkpoint } from "./checkpoint.ts";
+import { checkFloatDType } from "./safetensors.ts";
 import { Lfm2Tokenizer } from "./tokenizer.ts";
 
 export interface LoadOptions {

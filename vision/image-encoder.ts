@@ -14,7 +14,7 @@ import { ElemType, GraphBuilder } from "../text-core/graph/builder.ts";
 import { type BuildContext, type Precision, type WeightSource, precisionOption } from "../text-core/graph/blocks.ts";
 import { checkpointWeights } from "../text-core/model.ts";
 import { createSession } from "../text-core/runtime.ts";
-import { Checkpoint } from "../text-core/safetensors.ts";
+import { Checkpoint } from "../text-core/checkpoint.ts";
 import { declareConnectorInputs, lfm2VlConnector, pixelUnshuffleIndex, tokensForGrid } from "./connector.ts";
 import { declareTowerInputs, positionResizeMatrix, siglip2Tower } from "./siglip2.ts";
 import type { Lfm2VlConfig } from "./vl-config.ts";
