@@ -9,9 +9,8 @@ import { EmbeddingTable } from "../text-core/embeddings.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { builderFingerprint, openCachedGraph } from "../text-core/graph-cache.ts";
 import { type Precision, precisionOption } from "../text-core/graph/blocks.ts";
-import { checkpointWeights } from "../text-core/model.ts";
+import { withCheckpoint } from "../text-core/model.ts";
 import { KvCache, createSession } from "../text-core/runtime.ts";
-import { Checkpoint } from "../text-core/checkpoint.ts";
 import type { Lfm2AudioConfig } from "./audio-config.ts";
 import {
   AUDIO_EMBEDDINGS_FILE,
@@ -52,13 +51,12 @@ export class AudioHead {
     const progress = opts.onProgress ?? (() => {});
     const shape = audioHeadShape(config);
     const precision = precisionOption(opts.precision, "q4");
-    const ck = Checkpoint.open(dir);
-    try {
-      return await openCachedGraph({
+    return withCheckpoint(dir, (weights, files) =>
+      openCachedGraph({
         kind: "depthformer",
-        files: [join(dir, "config.json"), ...ck.files],
+        files,
         options: { precision, shape, builder: builderFingerprint(import.meta.dirname, BUILDER_SOURCES) },
-        build: () => buildDepthformerGraph(checkpointWeights(ck), shape, precision),
+        build: () => buildDepthformerGraph(weights, shape, precision),
         open: async (graphDir) => {
           const V = shape.codebooks * shape.audioVocabSize;
           const depth = EmbeddingTable.open(join(graphDir, DEPTH_EMBEDDINGS_FILE), V, shape.depthformer.dim);
@@ -75,10 +73,8 @@ export class AudioHead {
         cacheDir: opts.cacheDir,
         progress,
         stages: { build: "building the depthformer graph", rebuild: "the cached depthformer graph is unreadable; rebuilding it" },
-      });
-    } finally {
-      ck.close();
-    }
+      }),
+    );
   }
 
   /**

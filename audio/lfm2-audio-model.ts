@@ -21,7 +21,7 @@ import { subsampledLength } from "./audio-config.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { builderFingerprint, openCachedGraph } from "../text-core/graph-cache.ts";
 import { type Precision, precisionOption, promptEncoderPrecision } from "../text-core/graph/blocks.ts";
-import { buildRuntime, checkpointWeights } from "../text-core/model.ts";
+import { buildRuntime, withCheckpoint } from "../text-core/model.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
 import { type Lfm2Runtime, createSession } from "../text-core/runtime.ts";
 import { Checkpoint } from "../text-core/checkpoint.ts";
@@ -180,12 +180,10 @@ export class Lfm2AudioModel {
 
 /** Builds (or finds in the cache) the encoder graph and opens it. */
 async function loadEncoder(dir: string, config: Lfm2AudioConfig, precision: Precision, opts: AudioModelLoadOptions, progress: (stage: string) => void): Promise<AudioEncoder> {
-  const ck = Checkpoint.open(dir);
-  try {
-    const weights = checkpointWeights(ck);
-    return await openCachedGraph({
+  return withCheckpoint(dir, (weights, files) =>
+    openCachedGraph({
       kind: "lfm2-audio-encoder",
-      files: [join(dir, "config.json"), ...ck.files],
+      files,
       options: { precision, builder: builderFingerprint(import.meta.dirname, ENCODER_BUILDER_SOURCES) },
       build: () => buildAudioEncoderGraph(config.encoder, weights, config.lfm.hiddenSize, { precision }),
       open: async (graphDir) => new AudioEncoder(await createSession(join(graphDir, "model.onnx"), { threads: opts.threads }), config),
@@ -196,8 +194,6 @@ async function loadEncoder(dir: string, config: Lfm2AudioConfig, precision: Prec
         load: "loading the audio encoder into onnxruntime",
         rebuild: "the cached audio encoder is unreadable; rebuilding it",
       },
-    });
-  } finally {
-    ck.close();
-  }
+    }),
+  );
 }

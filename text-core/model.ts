@@ -36,8 +36,11 @@ export interface LoadOptions {
   onProgress?: (stage: string) => void;
 }
 
+/** A checkpoint as the graph builders read it. */
+export type CheckpointWeights = WeightSource & { names(): string[] };
+
 /** Adapts a checkpoint to the graph builder's weight interface. */
-export function checkpointWeights(ck: Checkpoint): WeightSource & { names(): string[] } {
+export function checkpointWeights(ck: Checkpoint): CheckpointWeights {
   return {
     has: (name) => ck.has(name),
     // Every tensor the builder asks the shape of is one it will read as float: a quantised or
@@ -193,6 +196,19 @@ export async function openLfm2Graph(spec: {
   });
 }
 
+/**
+ * Runs `use` with the checkpoint in `dir` open, closing it after (a graph reads its weights only
+ * while it is built), and the files its graph's cache key hashes: config.json and the weights.
+ */
+export async function withCheckpoint<T>(dir: string, use: (weights: CheckpointWeights, keyFiles: string[]) => Promise<T>): Promise<T> {
+  const ck = Checkpoint.open(dir);
+  try {
+    return await use(checkpointWeights(ck), [join(dir, "config.json"), ...ck.files]);
+  } finally {
+    ck.close();
+  }
+}
+
 /** Builds (or finds in the cache) the graph for `dir` and opens an onnxruntime session on it. */
 export async function buildRuntime(
   dir: string,
@@ -201,13 +217,11 @@ export async function buildRuntime(
   opts: Pick<LoadOptions, "cacheDir" | "threads" | "prefillChunk">,
   progress: (stage: string) => void = () => {},
 ): Promise<Lfm2Runtime> {
-  const ck = Checkpoint.open(dir);
-  try {
-    const weights = checkpointWeights(ck);
+  return withCheckpoint(dir, async (weights, files) => {
     const prefix = findTextPrefix(weights);
     const opened = await openLfm2Graph({
       kind: "lfm2",
-      files: [join(dir, "config.json"), ...ck.files],
+      files,
       options: graphOptions,
       build: () => buildLfm2Graph(config, weights, prefix, graphOptions).builder,
       vocabSize: config.vocabSize,
@@ -217,7 +231,5 @@ export async function buildRuntime(
       progress,
     });
     return new Lfm2Runtime(opened.session, config, lfm2GraphIO(config, graphOptions), opened.embeddings, opened.graphPath, { prefillChunk: opts.prefillChunk });
-  } finally {
-    ck.close();
-  }
+  });
 }

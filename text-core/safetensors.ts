@@ -13,7 +13,6 @@
  * The host is assumed little-endian (as the format is): every platform Node runs on in practice.
  */
 import * as fs from "node:fs";
-import * as path from "node:path";
 import { LfmError } from "./errors.ts";
 import { bf16ToFloat32, f16ToFloat32 } from "./float-bits.ts";
 

@@ -12,9 +12,8 @@ import { LfmError } from "../text-core/errors.ts";
 import { builderFingerprint, openCachedGraph } from "../text-core/graph-cache.ts";
 import { ElemType, GraphBuilder } from "../text-core/graph/builder.ts";
 import { type BuildContext, type Precision, type WeightSource, precisionOption } from "../text-core/graph/blocks.ts";
-import { checkpointWeights } from "../text-core/model.ts";
+import { withCheckpoint } from "../text-core/model.ts";
 import { createSession } from "../text-core/runtime.ts";
-import { Checkpoint } from "../text-core/checkpoint.ts";
 import { declareConnectorInputs, lfm2VlConnector, pixelUnshuffleIndex, tokensForGrid } from "./connector.ts";
 import { declareTowerInputs, positionResizeMatrix, siglip2Tower } from "./siglip2.ts";
 import type { Lfm2VlConfig } from "./vl-config.ts";
@@ -95,13 +94,11 @@ export class ImageEncoder {
     const precision = precisionOption(opts.precision, "q8");
     const perCall = opts.cropsPerCall ?? 1;
     if (!Number.isInteger(perCall) || perCall < 1) throw new LfmError("INVALID_ARGUMENT", `cropsPerCall must be a positive integer (got ${perCall}).`);
-    const ck = Checkpoint.open(dir);
-    try {
-      const weights = checkpointWeights(ck);
+    return withCheckpoint(dir, async (weights, files) => {
       const prefixes = findVisionPrefixes(weights);
       const session = await openCachedGraph({
         kind: "lfm2-vl-vision",
-        files: [join(dir, "config.json"), ...ck.files],
+        files,
         options: { precision, builder: builderFingerprint(import.meta.dirname, VISION_BUILDER_SOURCES) },
         build: () => buildImageEncoderGraph(config, weights, prefixes, precision),
         open: (graphDir) => createSession(join(graphDir, "model.onnx"), { threads: opts.threads }),
@@ -114,9 +111,7 @@ export class ImageEncoder {
         },
       });
       return new ImageEncoder(session, config, precision, perCall);
-    } finally {
-      ck.close();
-    }
+    });
   }
 
   /** Image tokens `crops` become, in total. */
