@@ -2,14 +2,13 @@
  * A loaded LFM2 language model: checkpoint folder → config, tokenizer, chat template, built graph
  * (cached on disk) and runtime. What the CLI and the pipelines use.
  */
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { ChatTemplate, type ChatMessage, type ToolDefinition } from "./chat.ts";
 import { type Lfm2Config, loadLfm2Config } from "./config.ts";
 import { LfmError } from "./errors.ts";
 import { type GenerateOptions, generate, generateBatch } from "./generate.ts";
-import { cacheWriteError, cachedGraph, defaultCacheDir, discardCachedGraph, graphCacheKey } from "./graph-cache.ts";
+import { openCachedGraph } from "./graph-cache.ts";
 import { type Precision, type WeightSource, precisionOption } from "./graph/blocks.ts";
 import type { GraphBuilder } from "./graph/builder.ts";
 import { EMBEDDINGS_FILE, buildLfm2Graph, findTextPrefix, type Lfm2GraphOptions, lfm2GraphIO } from "./lfm2.ts";
@@ -17,7 +16,8 @@ import { resolveModelDir } from "./model-dir.ts";
 import type { InferenceSession } from "onnxruntime-node";
 import { Lfm2Runtime, createSession } from "./runtime.ts";
 import { EmbeddingTable } from "./embeddings.ts";
-import { Checkpoint, checkFloatDType } from "./safetensors.ts";
+import { Checkpoint } from "./checkpoint.ts";
+import { checkFloatDType } from "./safetensors.ts";
 import { Lfm2Tokenizer } from "./tokenizer.ts";
 
 export interface LoadOptions {
@@ -36,8 +36,11 @@ export interface LoadOptions {
   onProgress?: (stage: string) => void;
 }
 
+/** A checkpoint as the graph builders read it. */
+export type CheckpointWeights = WeightSource & { names(): string[] };
+
 /** Adapts a checkpoint to the graph builder's weight interface. */
-export function checkpointWeights(ck: Checkpoint): WeightSource & { names(): string[] } {
+export function checkpointWeights(ck: Checkpoint): CheckpointWeights {
   return {
     has: (name) => ck.has(name),
     // Every tensor the builder asks the shape of is one it will read as float: a quantised or
@@ -163,11 +166,10 @@ export interface OpenedGraph {
 }
 
 /**
- * Finds the graph of `files` + `options` in the cache (building it with `build` when absent) and
- * opens it. A cached graph that cannot be opened (damaged on disk, edited by hand) is built once
- * more. With `cacheDir: false` it is built in a temporary folder removed once opened.
+ * The cached LFM2-core graph of `files` + `options` (text model, ColBERT) opened with its
+ * embedding table: `openCachedGraph` with the core's opener.
  */
-export async function openCachedGraph(spec: {
+export async function openLfm2Graph(spec: {
   kind: string;
   files: string[];
   options: unknown;
@@ -178,43 +180,32 @@ export async function openCachedGraph(spec: {
   threads?: number;
   progress?: (stage: string) => void;
 }): Promise<OpenedGraph> {
-  const progress = spec.progress ?? (() => {});
-  let cacheRoot: string;
+  return openCachedGraph({
+    ...spec,
+    stages: { build: "building the ONNX graph from the checkpoint", load: "loading the graph into onnxruntime", rebuild: "the cached graph is unreadable; rebuilding it" },
+    open: async (graphDir) => {
+      const embeddings = EmbeddingTable.open(join(graphDir, EMBEDDINGS_FILE), spec.vocabSize, spec.hiddenSize);
+      try {
+        const session = await createSession(join(graphDir, "model.onnx"), { threads: spec.threads });
+        return { session, embeddings, graphPath: spec.cacheDir === false ? undefined : join(graphDir, "model.onnx") };
+      } catch (e) {
+        embeddings.close();
+        throw e;
+      }
+    },
+  });
+}
+
+/**
+ * Runs `use` with the checkpoint in `dir` open, closing it after (a graph reads its weights only
+ * while it is built), and the files its graph's cache key hashes: config.json and the weights.
+ */
+export async function withCheckpoint<T>(dir: string, use: (weights: CheckpointWeights, keyFiles: string[]) => Promise<T>): Promise<T> {
+  const ck = Checkpoint.open(dir);
   try {
-    cacheRoot = spec.cacheDir === false ? mkdtempSync(join(tmpdir(), `lfm2-${spec.kind}-graph-`)) : (spec.cacheDir ?? defaultCacheDir());
-  } catch (e) {
-    throw cacheWriteError(tmpdir(), e);
-  }
-  const build = () => {
-    progress("building the ONNX graph from the checkpoint");
-    return spec.build();
-  };
-  const open = async (graphDir: string): Promise<OpenedGraph> => {
-    const embeddings = EmbeddingTable.open(join(graphDir, EMBEDDINGS_FILE), spec.vocabSize, spec.hiddenSize);
-    try {
-      const session = await createSession(join(graphDir, "model.onnx"), { threads: spec.threads });
-      return { session, embeddings, graphPath: spec.cacheDir === false ? undefined : join(graphDir, "model.onnx") };
-    } catch (e) {
-      embeddings.close();
-      throw e;
-    }
-  };
-  try {
-    const key = graphCacheKey(spec.kind, spec.files, spec.options, cacheRoot);
-    const cached = cachedGraph(cacheRoot, key, build);
-    progress("loading the graph into onnxruntime");
-    try {
-      return await open(cached.dir);
-    } catch (e) {
-      if (cached.built) throw e;
-      progress("the cached graph is unreadable; rebuilding it");
-      discardCachedGraph(cached.dir);
-      return await open(cachedGraph(cacheRoot, key, build).dir);
-    }
+    return await use(checkpointWeights(ck), [join(dir, "config.json"), ...ck.files]);
   } finally {
-    // The files of an open session may go: onnxruntime has read the graph, and the table's
-    // descriptor stays valid after its file is removed.
-    if (spec.cacheDir === false && existsSync(cacheRoot)) rmSync(cacheRoot, { recursive: true, force: true });
+    ck.close();
   }
 }
 
@@ -226,13 +217,11 @@ export async function buildRuntime(
   opts: Pick<LoadOptions, "cacheDir" | "threads" | "prefillChunk">,
   progress: (stage: string) => void = () => {},
 ): Promise<Lfm2Runtime> {
-  const ck = Checkpoint.open(dir);
-  try {
-    const weights = checkpointWeights(ck);
+  return withCheckpoint(dir, async (weights, files) => {
     const prefix = findTextPrefix(weights);
-    const opened = await openCachedGraph({
+    const opened = await openLfm2Graph({
       kind: "lfm2",
-      files: [join(dir, "config.json"), ...ck.files],
+      files,
       options: graphOptions,
       build: () => buildLfm2Graph(config, weights, prefix, graphOptions).builder,
       vocabSize: config.vocabSize,
@@ -242,7 +231,5 @@ export async function buildRuntime(
       progress,
     });
     return new Lfm2Runtime(opened.session, config, lfm2GraphIO(config, graphOptions), opened.embeddings, opened.graphPath, { prefillChunk: opts.prefillChunk });
-  } finally {
-    ck.close();
-  }
+  });
 }

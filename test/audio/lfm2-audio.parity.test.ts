@@ -7,7 +7,7 @@ import { SYSTEM_PROMPTS } from "../../audio/prompt.ts";
 import { readAudioFile } from "../../audio/wav.ts";
 import { transcribeWindow } from "../../pipelines/transcribe.ts";
 import { checkpointWeights } from "../../text-core/model.ts";
-import { Checkpoint } from "../../text-core/safetensors.ts";
+import { Checkpoint } from "../../text-core/checkpoint.ts";
 import { FIXTURES, ReferenceTensors, TEST_CACHE, expectClose, readJson } from "../helpers/reference.ts";
 
 interface AudioReference {
