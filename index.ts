@@ -16,6 +16,7 @@ export type { ChatMessage, ContentPart, ToolDefinition } from "./text-core/chat.
 export { parseToolCalls, formatToolCalls, type ToolCall } from "./text-core/tool-calls.ts";
 export type { GenerateOptions } from "./text-core/generate.ts";
 export type { SamplingOptions } from "./text-core/sampler.ts";
+export { readGenerationDefaults, type GenerationDefaults } from "./text-core/generation-config.ts";
 export type { Lfm2Config } from "./text-core/config.ts";
 export { Lfm2Tokenizer } from "./text-core/tokenizer.ts";
 
