@@ -82,7 +82,8 @@ export {
   type ConformerConfig,
   type DepthformerConfig,
 } from "./audio/audio-config.ts";
-export { readAudioFile, decodeWav, type AudioClip, type ReadAudioOptions } from "./audio/wav.ts";
+export { readAudioFile, decodeAudio } from "./audio/audio-file.ts";
+export { decodeWav, type AudioClip, type ReadAudioOptions } from "./audio/wav.ts";
 export { resample } from "./audio/resample.ts";
 export { MelFrontEnd, melFrameCount, type MelFeatures } from "./audio/mel.ts";
 export { AudioChatPrompt, SYSTEM_PROMPTS, type AssembledPrompt, type ChatRole } from "./audio/prompt.ts";
@@ -105,7 +106,7 @@ export { MimiDecoder, MimiStream, type MimiLoadOptions } from "./audio/mimi-deco
 export { locateMimi, parseMimiConfig, KYUTAI_MIMI_CONFIG, type MimiConfig } from "./audio/mimi-config.ts";
 export { WavStreamWriter, type WavWriterOptions } from "./audio/wav-writer.ts";
 export { Speaker, type SpeakerLoadOptions, type SpeakOptions, type SpeakEvent } from "./pipelines/speak.ts";
-export { loadAudioFile, decodeCompressed, compressedFormatOf, type CompressedFormat } from "./audio/compressed.ts";
+export { decodeCompressed, compressedFormatOf, type CompressedFormat } from "./audio/compressed.ts";
 export { AudioChat, type AudioChatLoadOptions, type AudioChatOptions, type AudioChatEvent } from "./pipelines/audio-chat.ts";
 
 /**

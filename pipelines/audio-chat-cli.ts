@@ -6,7 +6,7 @@
  * liquid-audio's `ChatState.text`; steps: `[id]` per text token, the 8 codes per audio frame).
  */
 import { join } from "node:path";
-import { loadAudioFile } from "../audio/compressed.ts";
+import { readAudioFile } from "../audio/audio-file.ts";
 import type { SpeechMode } from "../audio/speech-generation.ts";
 import { WavStreamWriter } from "../audio/wav-writer.ts";
 import { LfmError } from "../text-core/errors.ts";
@@ -85,7 +85,7 @@ export const audioChatCommand: CliCommand = {
     if (out === "") throw new LfmError("INVALID_ARGUMENT", "--out needs a file name.");
 
     // The recording first: a bad file fails before any model is built.
-    const clip = await loadAudioFile(audioPath, { maxSeconds: maxMinutes === undefined ? undefined : maxMinutes * 60 });
+    const clip = await readAudioFile(audioPath, { maxSeconds: maxMinutes === undefined ? undefined : maxMinutes * 60 });
     let modelDir = v.model as string | undefined;
     let mimiPath = v.mimi as string | undefined;
     if (modelDir === undefined) {

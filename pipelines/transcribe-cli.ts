@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import { Lfm2AudioModel } from "../audio/lfm2-audio-model.ts";
-import { loadAudioFile } from "../audio/compressed.ts";
+import { readAudioFile } from "../audio/audio-file.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { COMMON, type CliCommand, loadFlags, num, parse } from "./cli-kit.ts";
 import { transcribe } from "./transcribe.ts";
@@ -51,7 +51,7 @@ export const transcribeCommand: CliCommand = {
     const maxMinutes = num(v, "max-minutes", "float");
     if (maxMinutes !== undefined && !(maxMinutes > 0)) throw new LfmError("INVALID_ARGUMENT", `--max-minutes must be positive (got ${maxMinutes}).`);
     // Read the audio first: a bad file fails fast, before any model is built.
-    const clip = await loadAudioFile(positionals[0], { maxSeconds: maxMinutes === undefined ? undefined : maxMinutes * 60 });
+    const clip = await readAudioFile(positionals[0], { maxSeconds: maxMinutes === undefined ? undefined : maxMinutes * 60 });
     let modelDir = v.model as string | undefined;
     if (modelDir === undefined) {
       if (!v.json) process.stderr.write(`(no --model given: using the bundled tiny random LFM2-Audio ${BUNDLED_AUDIO_MODEL}; its text is random)\n`);
