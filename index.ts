@@ -103,6 +103,7 @@ export {
   type ModalitySampling,
 } from "./audio/speech-generation.ts";
 export { MimiDecoder, MimiStream, type MimiLoadOptions } from "./audio/mimi-decoder.ts";
+export { loadSpeechStack, type SpeechStack, type SpeechStackLoadOptions } from "./audio/speech-stack.ts";
 export { locateMimi, parseMimiConfig, KYUTAI_MIMI_CONFIG, type MimiConfig } from "./audio/mimi-config.ts";
 export { WavStreamWriter, type WavWriterOptions } from "./audio/wav-writer.ts";
 export { Speaker, type SpeakerLoadOptions, type SpeakOptions, type SpeakEvent } from "./pipelines/speak.ts";
