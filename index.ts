@@ -16,6 +16,7 @@ export type { ChatMessage, ContentPart, ToolDefinition } from "./text-core/chat.
 export { parseToolCalls, formatToolCalls, type ToolCall } from "./text-core/tool-calls.ts";
 export type { GenerateOptions } from "./text-core/generate.ts";
 export type { SamplingOptions } from "./text-core/sampler.ts";
+export { readGenerationDefaults, type GenerationDefaults } from "./text-core/generation-config.ts";
 export type { Lfm2Config } from "./text-core/config.ts";
 export { Lfm2Tokenizer } from "./text-core/tokenizer.ts";
 
@@ -81,7 +82,8 @@ export {
   type ConformerConfig,
   type DepthformerConfig,
 } from "./audio/audio-config.ts";
-export { readAudioFile, decodeWav, type AudioClip, type ReadAudioOptions } from "./audio/wav.ts";
+export { readAudioFile, decodeAudio } from "./audio/audio-file.ts";
+export { decodeWav, type AudioClip, type ReadAudioOptions } from "./audio/wav.ts";
 export { resample } from "./audio/resample.ts";
 export { MelFrontEnd, melFrameCount, type MelFeatures } from "./audio/mel.ts";
 export { AudioChatPrompt, SYSTEM_PROMPTS, type AssembledPrompt, type ChatRole } from "./audio/prompt.ts";
@@ -101,10 +103,11 @@ export {
   type ModalitySampling,
 } from "./audio/speech-generation.ts";
 export { MimiDecoder, MimiStream, type MimiLoadOptions } from "./audio/mimi-decoder.ts";
+export { loadSpeechStack, type SpeechStack, type SpeechStackLoadOptions } from "./audio/speech-stack.ts";
 export { locateMimi, parseMimiConfig, KYUTAI_MIMI_CONFIG, type MimiConfig } from "./audio/mimi-config.ts";
 export { WavStreamWriter, type WavWriterOptions } from "./audio/wav-writer.ts";
 export { Speaker, type SpeakerLoadOptions, type SpeakOptions, type SpeakEvent } from "./pipelines/speak.ts";
-export { loadAudioFile, decodeCompressed, compressedFormatOf, type CompressedFormat } from "./audio/compressed.ts";
+export { decodeCompressed, compressedFormatOf, type CompressedFormat } from "./audio/compressed.ts";
 export { AudioChat, type AudioChatLoadOptions, type AudioChatOptions, type AudioChatEvent } from "./pipelines/audio-chat.ts";
 
 /**

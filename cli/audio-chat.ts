@@ -5,8 +5,7 @@
  * `{"prompt_ids", "modality_flag", "steps", "text"}` (prompt_ids: the prompt's text stream, as
  * liquid-audio's `ChatState.text`; steps: `[id]` per text token, the 8 codes per audio frame).
  */
-import { join } from "node:path";
-import { loadAudioFile } from "../audio/compressed.ts";
+import { readAudioFile } from "../audio/audio-file.ts";
 import type { SpeechMode } from "../audio/speech-generation.ts";
 import { WavStreamWriter } from "../audio/wav-writer.ts";
 import { LfmError } from "../text-core/errors.ts";
@@ -84,7 +83,7 @@ export const audioChatCommand: CliCommand = {
     if (out === "") throw new LfmError("INVALID_ARGUMENT", "--out needs a file name.");
 
     // The recording first: a bad file fails before any model is built.
-    const clip = await loadAudioFile(audioPath, { maxSeconds: maxMinutes === undefined ? undefined : maxMinutes * 60 });
+    const clip = await readAudioFile(audioPath, { maxSeconds: maxMinutes === undefined ? undefined : maxMinutes * 60 });
     const modelDir = modelOrBundled(v, "audio");
     const mimiPath = (v.mimi as string | undefined) ?? (v.model === undefined ? bundledModel("mimi") : undefined);
     const tty = process.stderr.isTTY && !v.json;

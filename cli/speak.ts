@@ -5,14 +5,12 @@
  * if no audio came yet). With --json prints
  * `{"out", "sample_rate", "frames", "seconds", "prompt_ids", "text_ids", "codes"}`.
  */
-import { join } from "node:path";
 import { WavStreamWriter } from "../audio/wav-writer.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { bundledModel, modelOrBundled } from "./bundled.ts";
 import { COMMON, type CliCommand, loadFlags, num, parse } from "./cli-kit.ts";
 import { DEFAULT_MAX_FRAMES, Speaker } from "../pipelines/speak.ts";
 
-/** The bundled tiny random LFM2-Audio and Mimi: what runs without --model (the sound is noise). */
 
 const HELP = `lfm speak --model DIR --text TEXT --out F.wav [options]
   Speaks TEXT with an LFM2-Audio checkpoint (liquid-audio folder, e.g. LiquidAI/LFM2-Audio-1.5B)

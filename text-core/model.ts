@@ -8,6 +8,7 @@ import { ChatTemplate, type ChatMessage, type ToolDefinition } from "./chat.ts";
 import { type Lfm2Config, loadLfm2Config } from "./config.ts";
 import { LfmError } from "./errors.ts";
 import { type GenerateOptions, generate, generateBatch } from "./generate.ts";
+import { type GenerationDefaults, readGenerationDefaults, withGenerationDefaults } from "./generation-config.ts";
 import { openCachedGraph } from "./graph-cache.ts";
 import { type Precision, type WeightSource, precisionOption } from "./graph/blocks.ts";
 import type { GraphBuilder } from "./graph/builder.ts";
@@ -70,12 +71,25 @@ export class TextModel {
     readonly tokenizer: Lfm2Tokenizer,
     readonly runtime: Lfm2Runtime,
     private readonly template: ChatTemplate | undefined,
+    /**
+     * The sampling `generation_config.json` asks for (greedy without one), used for every option
+     * a call leaves out.
+     */
+    readonly generationDefaults: GenerationDefaults,
   ) {}
 
   static async load(path: string, opts: LoadOptions = {}): Promise<TextModel> {
     const dir = resolveModelDir(path);
+    return TextModel.loadLanguageCore(dir, loadLfm2Config(dir), opts);
+  }
+
+  /**
+   * The language model of checkpoint folder `dir` whose text config is `config`: what `load` does
+   * once the config is read, and what a multimodal model (LFM2-VL) builds its text side from.
+   */
+  static async loadLanguageCore(dir: string, config: Lfm2Config, opts: LoadOptions = {}): Promise<TextModel> {
     const progress = opts.onProgress ?? (() => {});
-    const config = loadLfm2Config(dir);
+    const generationDefaults = readGenerationDefaults(dir);
     const tokenizer = await Lfm2Tokenizer.fromDir(dir);
     const template = loadChatTemplate(dir, tokenizer);
     const graphOptions: Lfm2GraphOptions = {
@@ -84,7 +98,7 @@ export class TextModel {
       exposeHidden: opts.exposeHidden ?? false,
     };
     const runtime = await buildRuntime(dir, config, graphOptions, opts, progress);
-    return new TextModel(dir, config, tokenizer, runtime, template);
+    return new TextModel(dir, config, tokenizer, runtime, template, generationDefaults);
   }
 
   /** Stop ids: the config's EOS plus `<|im_end|>` when the vocabulary has it. */
@@ -106,10 +120,15 @@ export class TextModel {
     return this.tokenizer.encode(this.renderChat(messages, opts), { addSpecialTokens: false });
   }
 
+  /** The options a call runs with: this model's stop ids and sampling defaults under the caller's options. */
+  generationOptions(opts: GenerateOptions = {}): GenerateOptions {
+    return withGenerationDefaults(this.generationDefaults, { stopTokenIds: this.stopTokenIds, ...opts });
+  }
+
   /** Streams new tokens with their text (never half a UTF-8 character). */
   async *stream(promptIds: number[], opts: GenerateOptions = {}): AsyncGenerator<{ id: number; text: string }> {
     const decoder = this.tokenizer.createStreamDecoder({ skipSpecialTokens: true });
-    for await (const t of generate(this.runtime, promptIds, { stopTokenIds: this.stopTokenIds, ...opts })) {
+    for await (const t of generate(this.runtime, promptIds, this.generationOptions(opts))) {
       yield { id: t.id, text: decoder.push(t.id) };
     }
     const rest = decoder.flush();
@@ -118,12 +137,12 @@ export class TextModel {
 
   async complete(promptIds: number[], opts: GenerateOptions = {}): Promise<Completion> {
     const ids: number[] = [];
-    for await (const t of generate(this.runtime, promptIds, { stopTokenIds: this.stopTokenIds, ...opts })) ids.push(t.id);
+    for await (const t of generate(this.runtime, promptIds, this.generationOptions(opts))) ids.push(t.id);
     return { promptIds, ids, text: this.tokenizer.decode(ids, { skipSpecialTokens: true }) };
   }
 
   async completeBatch(prompts: number[][], opts: GenerateOptions = {}): Promise<Completion[]> {
-    const all = await generateBatch(this.runtime, prompts, { stopTokenIds: this.stopTokenIds, ...opts });
+    const all = await generateBatch(this.runtime, prompts, this.generationOptions(opts));
     return all.map((ids, i) => ({ promptIds: prompts[i], ids, text: this.tokenizer.decode(ids, { skipSpecialTokens: true }) }));
   }
 
