@@ -10,7 +10,7 @@
 import { join } from "node:path";
 import { ChatTemplate, type ChatMessage, type ContentPart, type ToolDefinition } from "../text-core/chat.ts";
 import { LfmError } from "../text-core/errors.ts";
-import { type GenerateOptions, generate } from "../text-core/generate.ts";
+import { type GenerateOptions, collectTokens, generate } from "../text-core/generate.ts";
 import { type Precision, precisionOption, promptEncoderPrecision } from "../text-core/graph/blocks.ts";
 import { type LoadOptions, type Completion, buildRuntime } from "../text-core/model.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
@@ -154,9 +154,8 @@ export class VlModel {
 
   async complete(prompt: ImagePrompt, opts: VlGenerateOptions = {}): Promise<Completion> {
     const promptOverrides = await this.prefillOverrides(prompt);
-    const ids: number[] = [];
-    for await (const t of generate(this.runtime, prompt.promptIds, { stopTokenIds: this.stopTokenIds, ...opts, promptOverrides })) ids.push(t.id);
-    return { promptIds: prompt.promptIds, ids, text: this.tokenizer.decode(ids, { skipSpecialTokens: true }) };
+    const { ids, finishReason } = await collectTokens(generate(this.runtime, prompt.promptIds, { stopTokenIds: this.stopTokenIds, ...opts, promptOverrides }));
+    return { promptIds: prompt.promptIds, ids, text: this.tokenizer.decode(ids, { skipSpecialTokens: true }), finishReason };
   }
 
   /** The chat text with one `<image>` per image part (not yet expanded), BOS included. */
