@@ -220,7 +220,9 @@ export function integerRangeRule(lo: bigint | undefined, hi: bigint | undefined)
   if (lo === undefined || lo < 0n) {
     const from = hi === undefined || hi >= 0n ? 1n : -hi;
     const magnitudes = lo === undefined ? unsignedFrom(from) : unsignedRange(from, -lo);
-    alternatives.push(...magnitudes.map((m) => `"-" ${m}`));
+    // "-" factored out: xgrammar 0.1.27 mismatches a flat alternation of many "-"-prefixed
+    // branches (it accepted "10000" and "-1001" for [-1000, 1000]); grouped, it is exact.
+    alternatives.push(`"-" (${magnitudes.join(" | ")})`);
   }
   return `(${alternatives.join(" | ")})`;
 }

@@ -8,7 +8,7 @@
  *
  * Errors: xgrammar reports a bad grammar by printing `[FATAL] …` on stderr and aborting the call
  * (the module stays usable); a JSON-schema feature it drops prints `[WARNING] …` and compiles a
- * weaker grammar. `withCapturedDiagnostics` takes those lines off stderr so that the first becomes
+ * weaker grammar. `withCapturedDiagnostics` takes those lines (see `withErrorRouter`) so that the first becomes
  * a typed error with xgrammar's position and the second is refused instead of enforced weaker.
  */
 import { createHash } from "node:crypto";
@@ -22,9 +22,33 @@ type XGrammarModule = typeof import("@mlc-ai/web-xgrammar");
 
 let loading: Promise<XGrammarModule> | undefined;
 
+/** While set, receives xgrammar's stderr lines; returns true for the lines it took. */
+let diagnosticSink: ((line: string) => boolean) | undefined;
+
+/**
+ * xgrammar's WASM prints through `console.error.bind(console)`, bound when the module starts. It
+ * starts inside `start()`, with `console.error` pointed at a router: later, our sink takes the
+ * diagnostics of the call under way and everything else goes to the console as before.
+ */
+async function withErrorRouter<T>(start: () => Promise<T>): Promise<T> {
+  const original = console.error;
+  const router = (...args: unknown[]) => {
+    const text = args.map(String).join(" ");
+    const lines = text.split("\n").filter((l) => l.trim() !== "");
+    if (diagnosticSink && lines.length > 0 && lines.every((l) => diagnosticSink!(l))) return;
+    original.apply(console, args);
+  };
+  console.error = router;
+  try {
+    return await start();
+  } finally {
+    if (console.error === router) console.error = original;
+  }
+}
+
 /** Imports the UMD bundle once: it reads `require` and `__filename` and publishes `globalThis.xgrammar`. */
 export function loadXGrammar(): Promise<XGrammarModule> {
-  loading ??= (async () => {
+  loading ??= withErrorRouter(async () => {
     const require = createRequire(import.meta.url);
     const entry = require.resolve("@mlc-ai/web-xgrammar");
     const g = globalThis as Record<string, unknown>;
@@ -33,8 +57,10 @@ export function loadXGrammar(): Promise<XGrammarModule> {
     await import("@mlc-ai/web-xgrammar");
     const xg = g.xgrammar as XGrammarModule | undefined;
     if (!xg?.GrammarCompiler) throw new LfmError("RUNTIME_FAILED", `@mlc-ai/web-xgrammar (${entry}) did not load: globalThis.xgrammar is missing.`);
+    // The WASM module starts on first use: make that happen here, under the router.
+    (await xg.Grammar.builtinJSONGrammar()).dispose();
     return xg;
-  })();
+  });
   return loading;
 }
 
@@ -58,6 +84,7 @@ class VocabCompiler {
   constructor(
     readonly info: TokenizerInfo,
     readonly compiler: GrammarCompiler,
+    readonly utf8: Utf8Table,
   ) {}
 
   async compile(xg: XGrammarModule, source: GrammarSource): Promise<CompiledGrammar> {
@@ -111,7 +138,7 @@ async function vocabCompiler(xg: XGrammarModule, tokenizer: Lfm2Tokenizer, logit
       const vocab = encodedVocab(tokenizer, logitsWidth, view);
       // Stop tokens are given to each matcher (the caller's stop ids); EOS is the default.
       const info = await xg.TokenizerInfo.createTokenizerInfo(vocab, "byte_level", false, logitsWidth, [tokenizer.eosTokenId]);
-      return new VocabCompiler(info, await xg.GrammarCompiler.createGrammarCompiler(info, false));
+      return new VocabCompiler(info, await xg.GrammarCompiler.createGrammarCompiler(info, false), new Utf8Table(vocab));
     })();
     byView.set(key, entry);
     entry.catch(() => byView.delete(key));
@@ -167,25 +194,18 @@ const DIAGNOSTIC = /^\[(FATAL|WARNING)\] [^:]*:\d+: (.*)$/;
 async function withCapturedDiagnostics<T>(code: LfmErrorCode, what: string, call: () => Promise<T>): Promise<{ result: T; warnings: string[] }> {
   const fatals: string[] = [];
   const warnings: string[] = [];
-  const write = process.stderr.write;
-  process.stderr.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-    const text = typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8");
-    const lines = text.split("\n").filter((l) => l.trim() !== "");
-    const ours = lines.length > 0 && lines.every((l) => DIAGNOSTIC.test(l) || /^Aborted\(/.test(l));
-    if (!ours) return (write as (...a: unknown[]) => boolean).call(process.stderr, chunk, ...rest);
-    for (const line of lines) {
-      const m = DIAGNOSTIC.exec(line);
-      if (m) (m[1] === "FATAL" ? fatals : warnings).push(m[2]);
-    }
-    return true;
-  }) as typeof process.stderr.write;
+  diagnosticSink = (line) => {
+    const m = DIAGNOSTIC.exec(line);
+    if (m) (m[1] === "FATAL" ? fatals : warnings).push(m[2]);
+    return m !== null || /^Aborted\(/.test(line);
+  };
   try {
     return { result: await call(), warnings };
   } catch (e) {
     const detail = fatals.length > 0 ? fatals.join("; ") : e instanceof Error ? e.message : String(e);
     throw new LfmError(code, `The ${what} is not valid: ${detail.replace(/[.\s]+$/, "")}.`, { cause: e });
   } finally {
-    process.stderr.write = write;
+    diagnosticSink = undefined;
   }
 }
 
@@ -195,14 +215,21 @@ async function withCapturedDiagnostics<T>(code: LfmErrorCode, what: string, call
  */
 export class TokenMatcher {
   private bitmask: Int32Array | undefined;
+  private utf8State = 0;
   constructor(
     private readonly matcher: GrammarMatcher,
     private readonly stopIds: ReadonlySet<number>,
+    private readonly utf8: Utf8Table,
   ) {}
 
-  /** The allowed-token bitmask for the next token (cached until `accept`). */
+  /** The allowed-token bitmask for the next token (cached until `accept`): the grammar's, less the tokens that would make the output invalid UTF-8. */
   async allowed(): Promise<Int32Array> {
-    this.bitmask ??= await this.matcher.getNextTokenBitmask();
+    if (!this.bitmask) {
+      const bits = await this.matcher.getNextTokenBitmask();
+      const valid = this.utf8.allowedIn(this.utf8State);
+      for (let w = 0; w < bits.length; w++) bits[w] &= valid[w];
+      this.bitmask = bits;
+    }
     return this.bitmask;
   }
 
@@ -221,6 +248,7 @@ export class TokenMatcher {
     if (!this.matcher.acceptToken(id)) {
       throw new LfmError("RUNTIME_FAILED", `the grammar matcher rejected token ${id}, which its own mask allowed.`);
     }
+    this.utf8State = this.utf8.next(this.utf8State, id);
     this.bitmask = undefined;
   }
 
@@ -258,7 +286,95 @@ export async function compileConstraint(tokenizer: Lfm2Tokenizer, logitsWidth: n
     async newMatcher(stopIds) {
       const ids = stopIds.length > 0 ? [...stopIds] : [tokenizer.eosTokenId];
       const matcher = await xg.GrammarMatcher.createGrammarMatcher(compiled, ids, false);
-      return new TokenMatcher(matcher, new Set(ids));
+      return new TokenMatcher(matcher, new Set(ids), vc.utf8);
     },
   };
+}
+
+/**
+ * UTF-8 validity of the output, token by token. xgrammar decodes byte-level tokens leniently: a
+ * negated character class such as JSON's string `[^"\\]` accepts an invalid sequence like the
+ * overlong C0 B5, which the tokenizer then decodes as two U+FFFD (so a `maxLength: 6` string came
+ * out 7 characters long). This table removes every token that would make the bytes so far invalid
+ * UTF-8, given where the previous token left the current character.
+ *
+ * States: 0 = at a character boundary; 1–7 = inside a character, by how many continuation bytes
+ * are still due and the range the next one must lie in (E0, ED, F0, F4 narrow it).
+ */
+export class Utf8Table {
+  private static readonly STATES = 8;
+  private readonly transitions: Int8Array; // [state * V + id] → next state, -1 = invalid
+  private readonly masks: Int32Array[]; // per state: bit set = the token keeps the bytes valid UTF-8
+
+  constructor(encodedVocab: readonly string[]) {
+    const V = encodedVocab.length;
+    const S = Utf8Table.STATES;
+    this.transitions = new Int8Array(S * V);
+    this.masks = Array.from({ length: S }, () => new Int32Array(Math.ceil(V / 32)));
+    for (let id = 0; id < V; id++) {
+      const bytes = tokenBytes(encodedVocab[id]);
+      for (let s = 0; s < S; s++) {
+        let state = s;
+        for (let i = 0; i < bytes.length && state >= 0; i++) state = utf8Step(state, bytes[i]);
+        this.transitions[s * V + id] = state;
+        if (state >= 0) this.masks[s][id >> 5] |= 1 << (id & 31);
+      }
+    }
+  }
+
+  allowedIn(state: number): Int32Array {
+    return this.masks[state];
+  }
+
+  next(state: number, id: number): number {
+    const V = this.transitions.length / Utf8Table.STATES;
+    return Math.max(0, this.transitions[state * V + id]);
+  }
+}
+
+/** One byte through the UTF-8 validator (RFC 3629: no overlongs, no surrogates, ≤ U+10FFFF). */
+function utf8Step(state: number, b: number): number {
+  if (state === 0) {
+    if (b < 0x80) return 0;
+    if (b >= 0xc2 && b <= 0xdf) return 1;
+    if (b === 0xe0) return 3;
+    if (b === 0xed) return 4;
+    if (b >= 0xe1 && b <= 0xef) return 2;
+    if (b === 0xf0) return 6;
+    if (b >= 0xf1 && b <= 0xf3) return 5;
+    if (b === 0xf4) return 7;
+    return -1;
+  }
+  const [lo, hi] = state === 3 ? [0xa0, 0xbf] : state === 4 ? [0x80, 0x9f] : state === 6 ? [0x90, 0xbf] : state === 7 ? [0x80, 0x8f] : [0x80, 0xbf];
+  if (b < lo || b > hi) return -1;
+  return state === 1 ? 0 : state <= 4 ? 1 : 2;
+}
+
+/** GPT-2's byte-level alphabet, reversed: the character that stands for each byte → the byte. */
+const BYTE_OF_CHAR: Map<number, number> = (() => {
+  const bytes: number[] = [];
+  for (let b = 0x21; b <= 0x7e; b++) bytes.push(b);
+  for (let b = 0xa1; b <= 0xac; b++) bytes.push(b);
+  for (let b = 0xae; b <= 0xff; b++) bytes.push(b);
+  const chars = [...bytes];
+  let extra = 0;
+  for (let b = 0; b < 256; b++) {
+    if (!bytes.includes(b)) {
+      bytes.push(b);
+      chars.push(256 + extra++);
+    }
+  }
+  return new Map(chars.map((c, i) => [c, bytes[i]]));
+})();
+
+/** The bytes a byte-level token string stands for (a character outside the alphabet, as in a marker token, as its own UTF-8). */
+function tokenBytes(token: string): number[] {
+  const out: number[] = [];
+  for (const ch of token) {
+    const code = ch.codePointAt(0)!;
+    const byte = BYTE_OF_CHAR.get(code);
+    if (byte !== undefined) out.push(byte);
+    else out.push(...Buffer.from(ch, "utf8"));
+  }
+  return out;
 }
