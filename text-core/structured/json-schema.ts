@@ -8,6 +8,7 @@
  *   (JSON.parse then fails). Those leaves are replaced by a placeholder `const`, and the
  *   placeholder's rule in xgrammar's EBNF by our own (`integerRangeRule`, `stringLengthRule`).
  * - number (non-integer) ranges are wrong at both ends (`maximum: 20` accepts 20.5): refused.
+ *   A plain `number` gets our bounded rule (`FINITE_NUMBER_RULE`; xgrammar's admits 1e999).
  * - `format`, `uniqueItems`, `multipleOf`, `not`, `allOf`, `patternProperties`, … compile
  *   without being enforced: refused (they are not on the allow-list).
  * - `oneOf` compiles as `anyOf`: accepted only when its branches cannot overlap (distinct types,
@@ -50,6 +51,14 @@ export function prepareJsonSchema(schema: unknown): PreparedSchema {
   const rewrite = (node: JsonSchema, pointer: string): JsonSchema => {
     if (typeof node === "boolean") return node;
     checkKeywords(node, pointer);
+    if (Array.isArray(node.type) && node.type.includes("number")) {
+      // A plain number needs our bounded rule, which only a single-type leaf gets: split the list.
+      const extra = Object.keys(node).filter((k) => k !== "type" && !ANNOTATIONS.has(k));
+      if (extra.length > 0) {
+        throw new LfmError("SCHEMA_UNSUPPORTED", `"type" at ${pointer}/type lists "number" beside other types together with "${extra[0]}"; write it as anyOf with one type per branch.`);
+      }
+      return rewrite({ anyOf: (node.type as string[]).map((type) => ({ type })) }, pointer);
+    }
     const out: { [keyword: string]: unknown } = {};
     for (const [key, value] of Object.entries(node)) {
       const at = `${pointer}/${escapePointer(key)}`;
@@ -193,11 +202,19 @@ function leafRule(node: { [keyword: string]: unknown }, pointer: string): string
     if (lo !== undefined && hi !== undefined && lo > hi) throw invalid(pointer || "/", `no integer lies in the range [${lo}, ${hi}]`);
     return integerRangeRule(lo, hi);
   }
+  if (types[0] === "number") return FINITE_NUMBER_RULE;
   if (types[0] === "string" && ("minLength" in node || "maxLength" in node)) {
     return stringLengthRule((node.minLength as number | undefined) ?? 0, node.maxLength as number | undefined);
   }
   return undefined;
 }
+
+/**
+ * A JSON number with at most 16 integer digits, 15 fraction digits and a two-digit exponent:
+ * xgrammar's own allows any exponent, and "1e999" parses as Infinity, which is no JSON Schema
+ * number (and an unbounded digit run lets a sampled model spend every token on one number).
+ */
+export const FINITE_NUMBER_RULE = `("-"? ("0" | [1-9] [0-9]{0,15}) ("." [0-9]{1,15})? ([eE] [+-]? [0-9]{1,2})?)`;
 
 /**
  * A JSON string of minLength..maxLength code points: no raw quote, backslash or control

@@ -18,7 +18,7 @@ import { integerRangeRule } from "./json-schema.ts";
 export const MAX_CALLS_PER_LIST = 4;
 
 const ANNOTATIONS = new Set(["title", "description", "default", "examples", "$comment"]);
-const ARGUMENT_KEYWORDS = new Set(["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "enum", "const", "anyOf", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"]);
+const ARGUMENT_KEYWORDS = new Set(["minLength", "maxLength", "type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "enum", "const", "anyOf", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"]);
 const IDENTIFIER = /^[\p{L}_][\p{L}\p{N}_]*$/u;
 
 /** The name and parameter schema of one tool definition (LFM2/HF form, or OpenAI's `{type: "function", function}`). */
@@ -52,8 +52,11 @@ const BASE_RULES = [
   `py_char ::= [^"\\\\<\\0-\\x1f] | py_esc`,
   `py_char_after_lt ::= [^"\\\\<|\\0-\\x1f] | py_esc`,
   `py_str ::= "\\"" (py_char | "<"+ py_char_after_lt)* "<"* "\\""`,
+  // Length-bounded strings leave out "|" altogether, which keeps "<|" out without counting "<" runs.
+  `py_char_no_pipe ::= [^"\\\\|\\0-\\x1f] | py_esc`,
   `py_int ::= "-"? ("0" | [1-9] [0-9]{0,15})`,
-  `py_num ::= py_int ("." [0-9]{1,15})? ([eE] [+-]? [0-9]{1,3})?`,
+  // Bounded digits and exponent: a float that always parses finite (1e999 would be Infinity).
+  `py_num ::= py_int ("." [0-9]{1,15})? ([eE] [+-]? [0-9]{1,2})?`,
   `py_bool ::= "True" | "False"`,
   `py_none ::= "None"`,
   `py_any ::= py_str | py_num | py_bool | py_none | py_list | py_dict`,
@@ -96,12 +99,23 @@ class ToolGrammarBuilder {
 
   private typed(type: string, schema: { [key: string]: unknown }, at: string): string {
     const bounds = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"].filter((k) => k in schema);
+    const lengths = ["minLength", "maxLength"].filter((k) => k in schema);
+    if (lengths.length > 0 && type !== "string") {
+      throw new LfmError("SCHEMA_UNSUPPORTED", `${at}/${lengths[0]}: string lengths are enforced only on "type": "string".`);
+    }
     if (bounds.length > 0 && type !== "integer") {
       throw new LfmError("SCHEMA_UNSUPPORTED", `${at}/${bounds[0]}: numeric bounds are enforced only on "type": "integer".`);
     }
     switch (type) {
-      case "string":
-        return "py_str";
+      case "string": {
+        if (!("minLength" in schema) && !("maxLength" in schema)) return "py_str";
+        const lo = (schema.minLength as number | undefined) ?? 0;
+        const hi = schema.maxLength as number | undefined;
+        if (!Number.isSafeInteger(lo) || lo < 0 || (hi !== undefined && (!Number.isSafeInteger(hi) || hi < lo))) {
+          throw new LfmError("SCHEMA_INVALID", `${at}: minLength/maxLength must be integers with 0 ≤ minLength ≤ maxLength.`);
+        }
+        return this.rule(`"\\"" py_char_no_pipe{${lo},${hi ?? ""}} "\\""`);
+      }
       case "integer": {
         if (bounds.length === 0) return "py_int";
         const n = (k: string) => schema[k] as number | undefined;
