@@ -6,7 +6,9 @@
  *
  * With a `constraint` (structured output), every step first sets the logits of the tokens the
  * grammar rejects to -Infinity, so the sampler (all of its options) only ever sees allowed tokens,
- * and generation stops as soon as the grammar is complete.
+ * and generation stops as soon as the grammar is complete. A token the grammar forces (the only
+ * one allowed) is taken without a draw, so the random stream, and with it every later token, is
+ * the same whether forced runs are fed one by one or in one call (jump-forward).
  */
 import { LfmError } from "./errors.ts";
 import type { DecodeState, ForwardRequest, Lfm2Runtime } from "./runtime.ts";
@@ -23,6 +25,12 @@ export interface GenerateOptions extends SamplingOptions {
   promptOverrides?: ForwardRequest["overrides"];
   /** A compiled grammar (see structured/response-format.ts): each sequence gets its own matcher. */
   constraint?: CompiledConstraint;
+  /**
+   * With a constraint: where the grammar allows exactly one next token (the key after `{"`), take
+   * it and run the whole forced run in one forward call instead of one call per token (default
+   * true; single sequences only). The tokens are those of the step-by-step run.
+   */
+  jumpForward?: boolean;
 }
 
 /** Why generation ended: "stop" = a stop token or a complete grammar; "length" = `maxTokens` (or the context) ran out first. */
@@ -60,24 +68,34 @@ export async function* generate(runtime: Lfm2Runtime, promptIds: readonly number
   if (maxTokens === 0) return "length";
 
   const matcher = opts.constraint ? await opts.constraint.newMatcher([...stop]) : undefined;
+  const jumpForward = matcher !== undefined && (opts.jumpForward ?? true);
   try {
     const state: DecodeState = runtime.newState(1);
     const seen = [...promptIds];
     let logits = (await runtime.forward(state, { ids: [promptIds.slice()], overrides: opts.promptOverrides })).output;
-    for (let index = 0; index < maxTokens; index++) {
+    let index = 0;
+    for (;;) {
       checkAbort(opts.signal);
-      if (matcher) await matcher.mask(logits);
-      const id = sampler.pick(logits, seen);
+      let id = matcher ? await matcher.forcedToken() : undefined;
+      if (id === undefined) {
+        if (matcher) await matcher.mask(logits);
+        id = sampler.pick(logits, seen);
+      }
       if (stop.has(id)) return "stop";
-      matcher?.accept(id);
-      seen.push(id);
-      yield { id, index };
-      if (matcher && (await matcher.finished())) return "stop";
-      if (index + 1 === maxTokens) return "length";
-      checkAbort(opts.signal); // the consumer may have aborted on this token: run nothing more
-      logits = (await runtime.forward(state, { ids: [[id]] })).output;
+      const pending = [id];
+      for (;;) {
+        matcher?.accept(id);
+        seen.push(id);
+        yield { id, index: index++ };
+        if (matcher && (await matcher.finished())) return "stop";
+        if (index === maxTokens) return "length";
+        checkAbort(opts.signal); // the consumer may have aborted on this token: run nothing more
+        const forced = jumpForward ? await matcher!.forcedToken() : undefined;
+        if (forced === undefined) break;
+        pending.push((id = forced));
+      }
+      logits = (await runtime.forward(state, { ids: [pending] })).output;
     }
-    return "length";
   } finally {
     matcher?.dispose();
   }
@@ -136,8 +154,11 @@ export async function generateBatchRows(
         }
         const row = logits.output.subarray(b * logits.width, (b + 1) * logits.width);
         const matcher = matchers[b];
-        if (matcher) await matcher.mask(row);
-        const id = samplers[b].pick(row, [...prompts[b], ...results[b]]);
+        let id = matcher ? await matcher.forcedToken() : undefined;
+        if (id === undefined) {
+          if (matcher) await matcher.mask(row);
+          id = samplers[b].pick(row, [...prompts[b], ...results[b]]);
+        }
         if (stop.has(id)) {
           done[b] = true;
           reasons[b] = "stop";

@@ -252,6 +252,19 @@ export class TokenMatcher {
     this.bitmask = undefined;
   }
 
+  /** The one token allowed next when there is exactly one (and it is not a stop token), else undefined. */
+  async forcedToken(): Promise<number | undefined> {
+    const bits = await this.allowed();
+    let found: number | undefined;
+    for (let w = 0; w < bits.length; w++) {
+      const word = bits[w];
+      if (word === 0) continue;
+      if (found !== undefined || (word & (word - 1)) !== 0) return undefined;
+      found = w * 32 + (31 - Math.clz32(word & -word));
+    }
+    return found === undefined || this.stopIds.has(found) ? undefined : found;
+  }
+
   /** True when the grammar is complete and allows nothing but a stop token next. */
   async finished(): Promise<boolean> {
     if (this.matcher.isTerminated()) return true;
