@@ -257,6 +257,15 @@ describe("EBNF and regex formats", () => {
     }
   });
 
+  it("additionalProperties as a schema: every finished object validates (keys are free strings, so some run out of tokens)", async () => {
+    const schema = { type: "object", additionalProperties: { enum: [1, 2, 3] } };
+    const validate = new Ajv2020({ strict: true }).compile(schema);
+    const outs = await model.completeBatch(Array.from({ length: SEEDS }, () => prompt), { responseFormat: { type: "json_schema", schema }, temperature: 1, seed: 31, maxTokens: 96 });
+    const finished = outs.filter((o) => o.finishReason === "stop");
+    expect(finished.length).toBeGreaterThanOrEqual(3);
+    for (const out of finished) expect(validate(JSON.parse(out.text)), out.text).toBe(true);
+  });
+
   it("json_object: any JSON object", async () => {
     const outs = await model.completeBatch(Array.from({ length: 8 }, () => prompt), { responseFormat: { type: "json_object" }, temperature: 1, seed: 21, maxTokens: 48 });
     for (const out of outs) {
@@ -280,6 +289,8 @@ describe("bad input fails before any token", () => {
     ["pattern with length", { type: "string", pattern: "^[a-z]+$", maxLength: 3 }, /"maxLength" at \/maxLength/],
     ["pattern with dot", { type: "string", pattern: "^a.c$" }, /"pattern" at \/pattern/],
     ["remote $ref", { $ref: "https://example.com/s.json" }, /"\$ref" at \/\$ref/],
+    ["additionalProperties schema beside properties", { type: "object", properties: { a: { type: "string" } }, additionalProperties: { type: "integer" } }, /\/additionalProperties/],
+    ["required but not listed", { type: "object", properties: { a: { type: "string" } }, required: ["a", "b"] }, /"b"/],
   ];
   it.each(unsupported)("SCHEMA_UNSUPPORTED: %s", async (_name, schema, message) => {
     const spy = vi.spyOn(model.runtime, "forward");

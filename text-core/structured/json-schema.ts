@@ -176,6 +176,19 @@ function checkKeywords(node: { [keyword: string]: unknown }, pointer: string): v
     const key = has("minLength") ? "minLength" : "maxLength";
     throw new LfmError("SCHEMA_UNSUPPORTED", `"${key}" at ${pointer}/${key} is enforced only on a "type": "string" without "pattern"; put the length into the pattern instead.`);
   }
+  if (isPlainObject(node.additionalProperties) && "properties" in node) {
+    throw new LfmError(
+      "SCHEMA_UNSUPPORTED",
+      `"additionalProperties" at ${pointer}/additionalProperties is a schema beside "properties": the grammar could then repeat a listed key with the other schema's value; use one or the other.`,
+    );
+  }
+  if (Array.isArray(node.required)) {
+    const listed = isPlainObject(node.properties) ? node.properties : {};
+    const missing = (node.required as string[]).find((name) => !(name in listed));
+    if (missing !== undefined) {
+      throw new LfmError("SCHEMA_UNSUPPORTED", `"required" at ${pointer}/required names "${missing}", which is not in "properties"; constrained decoding generates only listed properties, so add it there.`);
+    }
+  }
   if (typeof node.minItems === "number" && typeof node.maxItems === "number" && node.minItems > node.maxItems) {
     throw invalid(`${pointer}/minItems`, `minItems ${node.minItems} exceeds maxItems ${node.maxItems}`);
   }
