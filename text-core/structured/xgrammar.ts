@@ -52,14 +52,19 @@ export function loadXGrammar(): Promise<XGrammarModule> {
     const require = createRequire(import.meta.url);
     const entry = require.resolve("@mlc-ai/web-xgrammar");
     const g = globalThis as Record<string, unknown>;
+    const shims = (["require", "__filename"] as const).filter((name) => !(name in g));
     g.require ??= require;
     g.__filename ??= entry;
-    await import("@mlc-ai/web-xgrammar");
-    const xg = g.xgrammar as XGrammarModule | undefined;
-    if (!xg?.GrammarCompiler) throw new LfmError("RUNTIME_FAILED", `@mlc-ai/web-xgrammar (${entry}) did not load: globalThis.xgrammar is missing.`);
-    // The WASM module starts on first use: make that happen here, under the router.
-    (await xg.Grammar.builtinJSONGrammar()).dispose();
-    return xg;
+    try {
+      await import("@mlc-ai/web-xgrammar");
+      const xg = g.xgrammar as XGrammarModule | undefined;
+      if (!xg?.GrammarCompiler) throw new LfmError("RUNTIME_FAILED", `@mlc-ai/web-xgrammar (${entry}) did not load: globalThis.xgrammar is missing.`);
+      // The WASM module starts on first use: make that happen here, under the router (and the shims).
+      (await xg.Grammar.builtinJSONGrammar()).dispose();
+      return xg;
+    } finally {
+      for (const name of shims) delete g[name]; // leave no CommonJS look-alikes in an ES module program
+    }
   });
   return loading;
 }
@@ -100,7 +105,9 @@ class VocabCompiler {
     while (this.compiled.size > COMPILED_GRAMMAR_CACHE) {
       const [oldest, evicted] = this.compiled.entries().next().value as [string, CompiledGrammar];
       this.compiled.delete(oldest);
-      evicted.dispose();
+      // A matcher being created from it right now (after an await) still reads it: free it once
+      // the current turn of the event loop is over. Matchers hold their own reference.
+      setImmediate(() => evicted.dispose());
     }
     return grammar;
   }
@@ -294,10 +301,12 @@ export interface CompiledConstraint {
 export async function compileConstraint(tokenizer: Lfm2Tokenizer, logitsWidth: number, view: VocabView, source: GrammarSource): Promise<CompiledConstraint> {
   const xg = await loadXGrammar();
   const vc = await vocabCompiler(xg, tokenizer, logitsWidth, view);
-  const compiled = await vc.compile(xg, source);
+  await vc.compile(xg, source); // compile errors surface here, before any token
   return {
     async newMatcher(stopIds) {
       const ids = stopIds.length > 0 ? [...stopIds] : [tokenizer.eosTokenId];
+      // From the cache again: other grammars may have pushed this one out since (then it compiles anew).
+      const compiled = await vc.compile(xg, source);
       const matcher = await xg.GrammarMatcher.createGrammarMatcher(compiled, ids, false);
       return new TokenMatcher(matcher, new Set(ids), vc.utf8);
     },
