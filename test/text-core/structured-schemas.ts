@@ -7,6 +7,8 @@ export const SCHEMA_BATTERY: { name: string; schema: Record<string, unknown> }[]
   { name: "boolean", schema: { type: "boolean" } },
   { name: "null", schema: { type: "null" } },
   { name: "number", schema: { type: "number" } },
+  { name: "integer", schema: { type: "integer" } },
+  { name: "nullable integer", schema: { type: ["integer", "null"] } },
   { name: "numbers in an object", schema: { type: "object", properties: { t: { type: "number" }, p: { type: ["number", "null"] } }, required: ["t", "p"], additionalProperties: false } },
   { name: "integer range", schema: { type: "integer", minimum: 7, maximum: 123 } },
   { name: "negative integer range", schema: { type: "integer", minimum: -250, maximum: -3 } },

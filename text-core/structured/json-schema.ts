@@ -8,7 +8,8 @@
  *   (JSON.parse then fails). Those leaves are replaced by a placeholder `const`, and the
  *   placeholder's rule in xgrammar's EBNF by our own (`integerRangeRule`, `stringLengthRule`).
  * - number (non-integer) ranges are wrong at both ends (`maximum: 20` accepts 20.5): refused.
- *   A plain `number` gets our bounded rule (`FINITE_NUMBER_RULE`; xgrammar's admits 1e999).
+ *   A plain `number` gets our bounded rule (`FINITE_NUMBER_RULE`; xgrammar's admits 1e999), a
+ *   plain `integer` at most 16 digits (`BOUNDED_INTEGER_RULE`; xgrammar's digit run is unbounded).
  * - `format`, `uniqueItems`, `multipleOf`, `not`, `allOf`, `patternProperties`, … compile
  *   without being enforced: refused (they are not on the allow-list).
  * - `oneOf` compiles as `anyOf`: accepted only when its branches cannot overlap (distinct types,
@@ -51,11 +52,12 @@ export function prepareJsonSchema(schema: unknown): PreparedSchema {
   const rewrite = (node: JsonSchema, pointer: string): JsonSchema => {
     if (typeof node === "boolean") return node;
     checkKeywords(node, pointer);
-    if (Array.isArray(node.type) && node.type.includes("number")) {
-      // A plain number needs our bounded rule, which only a single-type leaf gets: split the list.
+    const numeric = Array.isArray(node.type) ? node.type.find((t) => t === "number" || t === "integer") : undefined;
+    if (numeric !== undefined && (node.type as unknown[]).length > 1) {
+      // Numbers need our bounded rules, which only a single-type leaf gets: split the list.
       const extra = Object.keys(node).filter((k) => k !== "type" && !ANNOTATIONS.has(k));
       if (extra.length > 0) {
-        throw new LfmError("SCHEMA_UNSUPPORTED", `"type" at ${pointer}/type lists "number" beside other types together with "${extra[0]}"; write it as anyOf with one type per branch.`);
+        throw new LfmError("SCHEMA_UNSUPPORTED", `"type" at ${pointer}/type lists "${numeric}" beside other types together with "${extra[0]}"; write it as anyOf with one type per branch.`);
       }
       return rewrite({ anyOf: (node.type as string[]).map((type) => ({ type })) }, pointer);
     }
@@ -211,7 +213,7 @@ function leafRule(node: { [keyword: string]: unknown }, pointer: string): string
     if (num("exclusiveMinimum") !== undefined) tighterLo(BigInt(Math.floor(num("exclusiveMinimum")!)) + 1n);
     if (num("maximum") !== undefined) tighterHi(BigInt(Math.floor(num("maximum")!)));
     if (num("exclusiveMaximum") !== undefined) tighterHi(BigInt(Math.ceil(num("exclusiveMaximum")!)) - 1n);
-    if (lo === undefined && hi === undefined) return undefined;
+    if (lo === undefined && hi === undefined) return BOUNDED_INTEGER_RULE;
     if (lo !== undefined && hi !== undefined && lo > hi) throw invalid(pointer || "/", `no integer lies in the range [${lo}, ${hi}]`);
     return integerRangeRule(lo, hi);
   }
@@ -221,6 +223,12 @@ function leafRule(node: { [keyword: string]: unknown }, pointer: string): string
   }
   return undefined;
 }
+
+/**
+ * A JSON integer of at most 16 digits. xgrammar's has no bound, and a sampled model can spend
+ * every token on one digit run; beyond 16 digits JavaScript numbers are no longer exact anyway.
+ */
+export const BOUNDED_INTEGER_RULE = `("0" | "-"? [1-9] [0-9]{0,15})`;
 
 /**
  * A JSON number with at most 16 integer digits, 15 fraction digits and a two-digit exponent:
