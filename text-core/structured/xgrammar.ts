@@ -263,6 +263,10 @@ export class TokenMatcher {
       const word = bits[w];
       if (word === -1) continue;
       const base = w * 32;
+      if (word === 0) {
+        logits.fill(-Infinity, base, Math.min(base + 32, V));
+        continue;
+      }
       for (let b = 0; b < 32 && base + b < V; b++) if (((word >>> b) & 1) === 0) logits[base + b] = -Infinity;
     }
   }
