@@ -229,6 +229,12 @@ describe("constrained tool calls", () => {
       /Python identifiers/,
     );
     await expectLfmError(() => model.complete(prompt, { tools: [{ name: "bad name", parameters: {} }], toolChoice: "required" }), "SCHEMA_UNSUPPORTED");
+    await expectLfmError(
+      () => model.complete(prompt, { tools: [{ name: "f", parameters: { type: "object", properties: { a: { type: "integer" } }, minProperties: 1 } }], toolChoice: "required" }),
+      "SCHEMA_UNSUPPORTED",
+      /tools\[0\]\.parameters\/minProperties/,
+    );
+    await expectLfmError(() => model.complete(prompt, { tools: [{ name: "f", parameters: { type: "object", properties: {}, required: ["x"] } }], toolChoice: "required" }), "SCHEMA_INVALID", /"x"/);
   });
 
   it('toolChoice "none" leaves generation unconstrained', async () => {

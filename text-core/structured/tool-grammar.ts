@@ -20,6 +20,8 @@ export const MAX_CALLS_PER_LIST = 4;
 const ANNOTATIONS = new Set(["title", "description", "default", "examples", "$comment"]);
 const ARGUMENT_KEYWORDS = new Set(["minLength", "maxLength", "type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "enum", "const", "anyOf", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"]);
 const IDENTIFIER = /^[\p{L}_][\p{L}\p{N}_]*$/u;
+/** What a tool's top-level `parameters` schema may hold: the arguments are keyword arguments. */
+const PARAMETERS_KEYWORDS = new Set(["type", "properties", "required", "additionalProperties", "$schema"]);
 
 /** The name and parameter schema of one tool definition (LFM2/HF form, or OpenAI's `{type: "function", function}`). */
 export interface ToolSignature {
@@ -143,7 +145,7 @@ class ToolGrammarBuilder {
         return this.rule([lo === 0 ? `"[" "]"` : undefined, nonEmpty].filter(Boolean).join(" | "));
       }
       case "object":
-        return this.rule(`"{" ${this.fields(schema, at, (key) => `${jsonLiteral(JSON.stringify(key))} ": "`, true)} "}"`);
+        return this.rule(`"{" ${this.fields(schema, at, (key) => `${jsonLiteral(JSON.stringify(key))} ": "`)} "}"`);
       default:
         throw new LfmError("SCHEMA_INVALID", `${at}/type: unknown type ${JSON.stringify(type)}.`);
     }
@@ -153,7 +155,7 @@ class ToolGrammarBuilder {
    * The properties of an object in schema order, joined by ", ": required ones always present,
    * optional ones may be skipped. `key` writes the prefix of one property (`name=` or `"name": `).
    */
-  fields(schema: { [key: string]: unknown }, at: string, key: (name: string) => string, allowEmpty: boolean): string {
+  fields(schema: { [key: string]: unknown }, at: string, key: (name: string) => string): string {
     const props = schema.properties ?? {};
     if (!isObject(props)) throw new LfmError("SCHEMA_INVALID", `${at}/properties must be an object of schemas.`);
     if (schema.additionalProperties !== undefined && schema.additionalProperties !== false && schema.additionalProperties !== true) {
@@ -175,7 +177,7 @@ class ToolGrammarBuilder {
     const lastFirst = firstRequired < 0 ? names.length - 1 : firstRequired;
     const alternatives: string[] = [];
     for (let i = 0; i <= lastFirst; i++) alternatives.push(`${items[i]} ${tail(i + 1)}`.trim());
-    if (firstRequired < 0 && allowEmpty) alternatives.push(`""`);
+    if (firstRequired < 0) alternatives.push(`""`);
     if (alternatives.length === 0) return `""`;
     return `(${alternatives.map((a) => `(${a})`).join(" | ")})`;
   }
@@ -192,10 +194,18 @@ export function callListGrammar(tools: readonly ToolDefinition[], only?: string)
   }
   const calls = chosen.map((sig) => {
     const at = `tools[${signatures.indexOf(sig)}].parameters`;
+    for (const key of Object.keys(sig.parameters)) {
+      if (!PARAMETERS_KEYWORDS.has(key) && !ANNOTATIONS.has(key)) {
+        throw new LfmError("SCHEMA_UNSUPPORTED", `${at}/${key}: "${key}" is not enforced on a tool's parameters; remove it or check the call afterwards.`);
+      }
+    }
+    if (sig.parameters.type !== undefined && sig.parameters.type !== "object") {
+      throw new LfmError("SCHEMA_INVALID", `${at}/type: a tool's parameters must be an object schema (got ${JSON.stringify(sig.parameters.type)}).`);
+    }
     const args = b.fields(sig.parameters, at, (name) => {
       if (!IDENTIFIER.test(name)) throw new LfmError("SCHEMA_UNSUPPORTED", `${at}/properties/${name}: argument names must be Python identifiers in LFM2's call syntax.`);
       return `"${name}="`;
-    }, true);
+    });
     return `(${jsonLiteral(sig.name)} "(" ${args} ")")`;
   });
   b.rules.push(`tool_call ::= ${calls.join(" | ")}`);
