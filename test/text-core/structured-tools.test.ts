@@ -190,11 +190,23 @@ describe("constrained tool calls", () => {
     expect(closedCalls).toBeGreaterThanOrEqual(SEEDS / 2);
   });
 
-  it('"auto" on the model: text is free and generation ends on a stop token or maxTokens', async () => {
-    const out = await model.complete(prompt, { tools: TOOL_SETS[0].tools as ToolDefinition[], toolChoice: "auto", temperature: 1, seed: 4, maxTokens: 24 });
-    expect(out.ids.length).toBeGreaterThan(0);
-    const raw = model.tokenizer.decode(out.ids);
-    if (out.finishReason === "stop" && raw.includes(TOOL_CALL_START)) expect(() => parseToolCalls(raw)).not.toThrow();
+  it('"auto" on the model: free text holds no special token but the call markers, and a finished call parses', async () => {
+    const outs = await model.completeBatch(Array.from({ length: SEEDS }, () => prompt), {
+      tools: TOOL_SETS[0].tools as ToolDefinition[],
+      toolChoice: "auto",
+      temperature: 1,
+      seed: 4,
+      maxTokens: 24,
+    });
+    const markers = new Set([model.tokenizer.tokenToId(TOOL_CALL_START), model.tokenizer.tokenToId(TOOL_CALL_END)]);
+    const free = await model.complete(prompt, { temperature: 1, seed: 4, maxTokens: 24 });
+    expect(free.ids.some((id) => model.tokenizer.specialTokenIds.has(id)), "the unconstrained run does emit special tokens").toBe(true);
+    for (const out of outs) {
+      expect(out.ids.length).toBeGreaterThan(0);
+      expect(out.ids.filter((id) => model.tokenizer.specialTokenIds.has(id) && !markers.has(id))).toEqual([]);
+      const raw = model.tokenizer.decode(out.ids);
+      if (out.finishReason === "stop" && raw.includes(TOOL_CALL_START)) expect(() => parseToolCalls(raw)).not.toThrow();
+    }
   });
 
   it("chat() renders the tools and constrains the reply", async () => {
