@@ -77,6 +77,7 @@ describe("JSON schema battery", () => {
         expect(() => (value = JSON.parse(out.text)), where).not.toThrow();
         expect(validate(value), `${where} ${ajv.errorsText(validate.errors)}`).toBe(true);
         expect(outsideStrings(out.text), `${where}: compact JSON has no whitespace between tokens`).not.toMatch(/\s/);
+        expect(out.text, `${where}: the bytes were valid UTF-8`).not.toContain("\uFFFD");
       }
       distinctOutputs.set(_name, new Set(outs.map((o) => o.text)).size);
     },
