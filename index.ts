@@ -11,10 +11,11 @@ import { VlModel, type VlLoadOptions } from "./vision/vl-model.ts";
 import { isLfm2VlConfig } from "./vision/vl-config.ts";
 
 export { LfmError, isLfmError, type LfmErrorCode } from "./text-core/errors.ts";
-export { TextModel, type LoadOptions, type Completion } from "./text-core/model.ts";
+export { TextModel, type LoadOptions, type Completion, type TextGenerateOptions } from "./text-core/model.ts";
+export type { ResponseFormat, ToolChoice } from "./text-core/structured/response-format.ts";
 export type { ChatMessage, ContentPart, ToolDefinition } from "./text-core/chat.ts";
 export { parseToolCalls, formatToolCalls, type ToolCall } from "./text-core/tool-calls.ts";
-export type { GenerateOptions } from "./text-core/generate.ts";
+export type { GenerateOptions, FinishReason } from "./text-core/generate.ts";
 export type { SamplingOptions } from "./text-core/sampler.ts";
 export { readGenerationDefaults, type GenerationDefaults } from "./text-core/generation-config.ts";
 export type { Lfm2Config } from "./text-core/config.ts";

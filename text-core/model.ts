@@ -7,9 +7,10 @@ import { join } from "node:path";
 import { ChatTemplate, type ChatMessage, type ToolDefinition } from "./chat.ts";
 import { type Lfm2Config, loadLfm2Config } from "./config.ts";
 import { LfmError } from "./errors.ts";
-import { type GenerateOptions, generate, generateBatch } from "./generate.ts";
+import { type FinishReason, type GenerateOptions, collectTokens, generate, generateBatchRows } from "./generate.ts";
 import { type GenerationDefaults, readGenerationDefaults, withGenerationDefaults } from "./generation-config.ts";
 import { openCachedGraph } from "./graph-cache.ts";
+import { type ResponseFormat, type ToolChoice, compileStructuredOutput } from "./structured/response-format.ts";
 import { type Precision, type WeightSource, precisionOption } from "./graph/blocks.ts";
 import type { GraphBuilder } from "./graph/builder.ts";
 import { EMBEDDINGS_FILE, buildLfm2Graph, findTextPrefix, type Lfm2GraphOptions, lfm2GraphIO } from "./lfm2.ts";
@@ -62,6 +63,18 @@ export interface Completion {
   promptIds: number[];
   ids: number[];
   text: string;
+  /** "stop": a stop token, or the grammar of a response format is complete; "length": maxTokens ran out first (constrained text is then unfinished). */
+  finishReason: FinishReason;
+}
+
+/** Generation options of `TextModel`: sampling, limits, and structured output. */
+export interface TextGenerateOptions extends Omit<GenerateOptions, "constraint"> {
+  /** Constrains the reply token by token to a JSON schema, any JSON object, an EBNF grammar or a regex. */
+  responseFormat?: ResponseFormat;
+  /** The tools the reply may call (`chat` also renders them into the prompt). */
+  tools?: ToolDefinition[];
+  /** With `tools`: "required"/{ name } constrains the reply to LFM2's call syntax, "auto" constrains a call once started. */
+  toolChoice?: ToolChoice;
 }
 
 export class TextModel {
@@ -120,30 +133,43 @@ export class TextModel {
     return this.tokenizer.encode(this.renderChat(messages, opts), { addSpecialTokens: false });
   }
 
-  /** The options a call runs with: this model's stop ids and sampling defaults under the caller's options. */
-  generationOptions(opts: GenerateOptions = {}): GenerateOptions {
-    return withGenerationDefaults(this.generationDefaults, { stopTokenIds: this.stopTokenIds, ...opts });
+  /**
+   * The options a call runs with: this model's stop ids and sampling defaults under the caller's
+   * options, and the compiled constraint of `responseFormat`/`toolChoice` (checked before any token).
+   */
+  async generationOptions(opts: TextGenerateOptions = {}): Promise<GenerateOptions> {
+    const { responseFormat, tools, toolChoice, ...rest } = opts;
+    const constraint = await compileStructuredOutput(this.tokenizer, this.config.vocabSize, { responseFormat, tools, toolChoice });
+    return { ...withGenerationDefaults(this.generationDefaults, { stopTokenIds: this.stopTokenIds, ...rest }), constraint };
   }
 
-  /** Streams new tokens with their text (never half a UTF-8 character). */
-  async *stream(promptIds: number[], opts: GenerateOptions = {}): AsyncGenerator<{ id: number; text: string }> {
+  /** Streams new tokens with their text (never half a UTF-8 character); returns why generation ended. */
+  async *stream(promptIds: number[], opts: TextGenerateOptions = {}): AsyncGenerator<{ id: number; text: string }, FinishReason> {
     const decoder = this.tokenizer.createStreamDecoder({ skipSpecialTokens: true });
-    for await (const t of generate(this.runtime, promptIds, this.generationOptions(opts))) {
-      yield { id: t.id, text: decoder.push(t.id) };
+    const tokens = generate(this.runtime, promptIds, await this.generationOptions(opts));
+    try {
+      for (;;) {
+        const step = await tokens.next();
+        if (step.done) {
+          const rest = decoder.flush();
+          if (rest) yield { id: -1, text: rest };
+          return step.value;
+        }
+        yield { id: step.value.id, text: decoder.push(step.value.id) };
+      }
+    } finally {
+      await tokens.return("stop"); // a consumer that stops early still releases the grammar matcher
     }
-    const rest = decoder.flush();
-    if (rest) yield { id: -1, text: rest };
   }
 
-  async complete(promptIds: number[], opts: GenerateOptions = {}): Promise<Completion> {
-    const ids: number[] = [];
-    for await (const t of generate(this.runtime, promptIds, this.generationOptions(opts))) ids.push(t.id);
-    return { promptIds, ids, text: this.tokenizer.decode(ids, { skipSpecialTokens: true }) };
+  async complete(promptIds: number[], opts: TextGenerateOptions = {}): Promise<Completion> {
+    const { ids, finishReason } = await collectTokens(generate(this.runtime, promptIds, await this.generationOptions(opts)));
+    return { promptIds, ids, text: this.tokenizer.decode(ids, { skipSpecialTokens: true }), finishReason };
   }
 
-  async completeBatch(prompts: number[][], opts: GenerateOptions = {}): Promise<Completion[]> {
-    const all = await generateBatch(this.runtime, prompts, this.generationOptions(opts));
-    return all.map((ids, i) => ({ promptIds: prompts[i], ids, text: this.tokenizer.decode(ids, { skipSpecialTokens: true }) }));
+  async completeBatch(prompts: number[][], opts: TextGenerateOptions = {}): Promise<Completion[]> {
+    const rows = await generateBatchRows(this.runtime, prompts, await this.generationOptions(opts));
+    return rows.map(({ ids, finishReason }, i) => ({ promptIds: prompts[i], ids, text: this.tokenizer.decode(ids, { skipSpecialTokens: true }), finishReason }));
   }
 
   /** Plain-text prompt: tokenised with BOS, as HF `tokenizer(text)` does. */
@@ -152,7 +178,7 @@ export class TextModel {
     return this.tokenizer.encode(text);
   }
 
-  chat(messages: ChatMessage[], opts: GenerateOptions & { tools?: ToolDefinition[] } = {}): AsyncGenerator<{ id: number; text: string }> {
+  chat(messages: ChatMessage[], opts: TextGenerateOptions = {}): AsyncGenerator<{ id: number; text: string }, FinishReason> {
     return this.stream(this.chatIds(messages, { tools: opts.tools }), opts);
   }
 
