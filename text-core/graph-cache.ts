@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync, writeSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, relative, sep } from "node:path";
 import { LfmError } from "./errors.ts";
 import type { GraphBuilder } from "./graph/builder.ts";
 
@@ -21,28 +21,43 @@ const fingerprints = new Map<string, string>();
 
 /**
  * A short hash of the builder sources `files` (names relative to `fromDir`, without extension:
- * pass `import.meta.dirname`). Each is read as `<name>.ts` when present (running from source),
- * else `<name>.js` (running the compiled package), so a changed builder changes the key either way.
- * Computed once per list.
+ * pass `import.meta.dirname`): the SHA-256 of each `<name>.ts`, hashed together. Running from
+ * source it reads the file; the built package (dist/, .js only) reads the digests its build
+ * recorded in `source-digests.json` from the same sources, so both give one key for one graph.
+ * A .js without a recorded digest is hashed as it is. Computed once per list.
  */
 export function builderFingerprint(fromDir: string, files: readonly string[]): string {
   const id = `${fromDir}\0${files.join("\0")}`;
   let digest = fingerprints.get(id);
   if (digest === undefined) {
     const h = createHash("sha256");
-    for (const name of files) h.update(readFileSync(builderSource(fromDir, name)));
+    for (const name of files) h.update(sourceDigest(fromDir, name));
     digest = h.digest("hex").slice(0, 16);
     fingerprints.set(id, digest);
   }
   return digest;
 }
 
-function builderSource(fromDir: string, name: string): string {
-  for (const ext of [".ts", ".js"]) {
-    const file = join(fromDir, `${name}${ext}`);
-    if (existsSync(file)) return file;
-  }
+const sha256Hex = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+
+function sourceDigest(fromDir: string, name: string): string {
+  const ts = join(fromDir, `${name}.ts`);
+  if (existsSync(ts)) return sha256Hex(readFileSync(ts));
+  const recorded = recordedDigests(fromDir);
+  const key = recorded && relative(recorded.root, ts).split(sep).join("/");
+  if (recorded && key && recorded.digests[key]) return recorded.digests[key];
+  const js = join(fromDir, `${name}.js`);
+  if (existsSync(js)) return sha256Hex(readFileSync(js));
   throw new LfmError("FILE_NOT_FOUND", `the graph builder source ${join(fromDir, name)}.ts (or .js) is missing: the installation is incomplete; reinstall lfm2-edge.`);
+}
+
+/** `source-digests.json` of the build folder above `fromDir` (written by scripts/build.mjs), if any. */
+function recordedDigests(fromDir: string): { root: string; digests: Record<string, string> } | undefined {
+  for (let dir = fromDir; ; dir = dirname(dir)) {
+    const file = join(dir, "source-digests.json");
+    if (existsSync(file)) return { root: dir, digests: JSON.parse(readFileSync(file, "utf8")) as Record<string, string> };
+    if (dirname(dir) === dir) return undefined;
+  }
 }
 
 export function defaultCacheDir(): string {

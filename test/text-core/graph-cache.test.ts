@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 /** The graph cache's bookkeeping: last use, entry.json, listing and pruning (`lfm cache`). */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -153,6 +154,16 @@ describe("builderFingerprint", () => {
     expect(builderFingerprint(fromSource, ["a"])).toMatch(/^[0-9a-f]{16}$/);
     expect(builderFingerprint(built, ["a"])).toBe(builderFingerprint(fromSource, ["a"])); // same bytes
     expect(builderFingerprint(edited, ["a"])).not.toBe(builderFingerprint(built, ["a"]));
+  });
+
+  it("the built package uses the digests its build recorded from the .ts sources, so both give one cache key", () => {
+    const source = "export const a: number = 1;";
+    const fromSource = folder("src2", { "a.ts": source }, 0);
+    const digest = createHash("sha256").update(source).digest("hex");
+    const built = folder("dist2", { "a.js": "export const a = 1;", "source-digests.json": JSON.stringify({ "a.ts": digest }) }, 0);
+    expect(builderFingerprint(built, ["a"])).toBe(builderFingerprint(fromSource, ["a"]));
+    const stale = folder("dist3", { "a.js": "export const a = 1;", "source-digests.json": JSON.stringify({ "a.ts": "0".repeat(64) }) }, 0);
+    expect(builderFingerprint(stale, ["a"])).not.toBe(builderFingerprint(fromSource, ["a"]));
   });
 
   it("a missing source is FILE_NOT_FOUND naming it", () => {
