@@ -1,7 +1,10 @@
 #!/usr/bin/env node
-// The `lfm` command: runs the built CLI (dist/, which `npm ci`/`npm install` in a clone build
-// through the `prepare` script, `npm run build` rebuilds, and the npm package ships built).
-import { existsSync } from "node:fs";
+// The `lfm` command: runs the built CLI in dist/. The npm package ships it built; in a clone it
+// is built here on first use and again whenever a source is newer than the build (about 20 s).
+import { spawnSync } from "node:child_process";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 // `lfm … | head`: the reader went away, so stop quietly instead of dying on an unhandled EPIPE.
 for (const stream of [process.stdout, process.stderr]) {
@@ -11,10 +14,25 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
-const entry = new URL("../dist/cli/main.js", import.meta.url);
-if (!existsSync(entry)) {
-  process.stderr.write("lfm: this checkout is not built yet (no dist/): run `npm run build` (npm ci does it too).\n");
-  process.exit(2);
+const root = fileURLToPath(new URL("..", import.meta.url));
+const builtAt = join(root, "dist", "source-digests.json");
+const SOURCE_FOLDERS = ["text-core", "vision", "audio", "retrieval", "pipelines", "cli"];
+
+/** In a clone (sources present): true when dist/ is missing or older than a source file. */
+function buildIsStale() {
+  if (!existsSync(join(root, "cli", "main.ts"))) return false;
+  if (!existsSync(builtAt)) return true;
+  const built = statSync(builtAt).mtimeMs;
+  if (statSync(join(root, "index.ts")).mtimeMs > built) return true;
+  return SOURCE_FOLDERS.some((folder) =>
+    readdirSync(join(root, folder), { recursive: true }).some((f) => /\.m?ts$/.test(f) && statSync(join(root, folder, f)).mtimeMs > built),
+  );
 }
-const { main } = await import(entry.href);
+
+if (buildIsStale()) {
+  process.stderr.write("lfm: building dist/ from the sources (first run, or the sources changed)…\n");
+  const r = spawnSync(process.execPath, [join(root, "scripts", "build.mjs")], { stdio: ["ignore", 2, 2] });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+}
+const { main } = await import(new URL("../dist/cli/main.js", import.meta.url).href);
 process.exitCode = await main(process.argv.slice(2));

@@ -5,15 +5,16 @@
 // computed by the built package equal those of the sources it was built from.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { copyFileSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join, relative, sep } from "node:path";
 
 const root = join(import.meta.dirname, "..");
-const dist = join(root, "dist");
+// Built beside dist/ and swapped in whole, so a process starting meanwhile never sees half a build.
+const dist = join(root, `dist.tmp-${process.pid}`);
 const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
 rmSync(dist, { recursive: true, force: true });
-execFileSync(process.execPath, [tsc, "-p", join(root, "tsconfig.build.json")], { stdio: "inherit", cwd: root });
+execFileSync(process.execPath, [tsc, "-p", join(root, "tsconfig.build.json"), "--outDir", dist], { stdio: ["ignore", "inherit", "inherit"], cwd: root });
 for (const file of ["retrieval/index/file-checksum.mjs", "retrieval/index/file-checksum.d.mts"]) {
   copyFileSync(join(root, file), join(dist, file));
 }
@@ -35,3 +36,7 @@ for (const entry of include) {
   }
 }
 writeFileSync(join(dist, "source-digests.json"), `${JSON.stringify(digests, null, 1)}\n`);
+const old = join(root, `dist.old-${process.pid}`);
+if (existsSync(join(root, "dist"))) renameSync(join(root, "dist"), old);
+renameSync(dist, join(root, "dist"));
+rmSync(old, { recursive: true, force: true });

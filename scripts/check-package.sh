@@ -6,6 +6,7 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cd "$repo"
+node scripts/build.mjs  # npm pack runs no prepack script under ignore-scripts
 tarball="$(npm pack --silent --pack-destination "$work" | tail -n 1)"
 size=$(stat -c %s "$work/$tarball")
 echo "packed $tarball: $((size / 1024)) KiB, $(tar tzf "$work/$tarball" | wc -l) files"
