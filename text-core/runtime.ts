@@ -43,7 +43,20 @@ export function defaultThreads(): number {
   return availableParallelism();
 }
 
+/**
+ * onnxruntime-node 1.30's Linux build starts Microsoft's telemetry client with its first session:
+ * it reads /proc/self/cmdline (our prompts, when given as arguments) into a queue of events in
+ * ~/.cache/Microsoft/DeveloperTools/.onnxruntime/onnxruntime.db, tries HTTPS uploads, and parses
+ * that command line recursively, so one argument of ~30 KB overflows the stack (SIGSEGV).
+ * `ORT_DISABLE_TELEMETRY` stops all of it; it is read when the runtime's environment starts, so it
+ * is set before the first session (a value the user set is left alone). docs/onnxruntime-telemetry.md.
+ */
+function disableRuntimeTelemetry(): void {
+  process.env.ORT_DISABLE_TELEMETRY ??= "1";
+}
+
 export async function createSession(modelPathOrBytes: string | Uint8Array, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
+  disableRuntimeTelemetry();
   const options: ort.InferenceSession.SessionOptions = {
     intraOpNumThreads: opts.threads ?? defaultThreads(),
     interOpNumThreads: 1,
@@ -67,8 +80,9 @@ export async function createSession(modelPathOrBytes: string | Uint8Array, opts:
 }
 
 /**
- * onnxruntime-node 1.30 (Linux) opens an empty `mat-debug-<pid>.log` in the temporary folder when
- * a session is created and never removes it: one file per process, thousands after a script has
+ * With its telemetry on (the user's own ORT_DISABLE_TELEMETRY setting), onnxruntime-node 1.30
+ * (Linux) opens an empty `mat-debug-<pid>.log` in the temporary folder when a session is created
+ * and never removes it: one file per process, thousands after a script has
  * run `lfm search` in a loop. It stays open, so unlinking the name is safe (the descriptor lives
  * on); only an empty file of this process is touched.
  */

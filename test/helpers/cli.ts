@@ -12,12 +12,15 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runLfm(args: string[], opts: { input?: string; timeoutMs?: number } = {}): CliResult {
+/** `env`: variables over this process's (an `undefined` value removes one). */
+export function runLfm(args: string[], opts: { input?: string; timeoutMs?: number; env?: Record<string, string | undefined> } = {}): CliResult {
+  const env: Record<string, string | undefined> = { ...process.env, LFM_CACHE_DIR: TEST_CACHE, ...opts.env };
+  for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
   const r = spawnSync(process.execPath, [LFM_BIN, ...args], {
     encoding: "utf8",
     input: opts.input ?? "",
     timeout: opts.timeoutMs ?? 120_000,
-    env: { ...process.env, LFM_CACHE_DIR: TEST_CACHE },
+    env,
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
