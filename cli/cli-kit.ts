@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { LfmError } from "../text-core/errors.ts";
+import { threadCount } from "../text-core/runtime.ts";
 import type { GenerateOptions } from "../text-core/generate.ts";
 import { type Precision, isPrecision } from "../text-core/graph/blocks.ts";
 import type { GenerationDefaults } from "../text-core/generation-config.ts";
@@ -98,7 +99,8 @@ export function loadFlags(v: Values): { precision?: Precision; threads?: number;
   const tty = process.stderr.isTTY && !v.json;
   return {
     precision: precisionOf(v),
-    threads: num(v, "threads", "int"),
+    // checked here too, so a bad value fails before any graph is built
+    threads: v.threads === undefined ? undefined : threadCount(num(v, "threads", "int")),
     cacheDir: v["no-cache"] ? false : (v["cache-dir"] as string | undefined),
     onProgress: tty ? (stage) => process.stderr.write(`\x1b[2m${stage}…\x1b[0m\n`) : undefined,
   };

@@ -51,7 +51,12 @@ export const tokenizeCommand: CliCommand = {
     const { values: v, positionals } = parse(args, { ...COMMON, "no-special": { type: "boolean" }, decode: { type: "string" } });
     const tokenizer = await Lfm2Tokenizer.fromDir(resolveModelDir(modelOrBundled(v, "text")));
     if (typeof v.decode === "string") {
-      const text = tokenizer.decode(idList(v.decode, "decode"), { skipSpecialTokens: Boolean(v["no-special"]) });
+      const ids = idList(v.decode, "decode");
+      const unknown = ids.filter((id) => tokenizer.idToToken(id) === undefined);
+      if (unknown.length > 0) {
+        throw new LfmError("INVALID_ARGUMENT", `--decode: ${unknown.slice(0, 5).join(", ")}${unknown.length > 5 ? ", …" : ""} ${unknown.length === 1 ? "is not a token id" : "are not token ids"} of this tokenizer (${tokenizer.vocabSize} ids, 0–${tokenizer.vocabSize - 1}).`);
+      }
+      const text = tokenizer.decode(ids, { skipSpecialTokens: Boolean(v["no-special"]) });
       console.log(v.json ? JSON.stringify({ text }) : text);
       return 0;
     }

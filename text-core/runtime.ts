@@ -55,10 +55,28 @@ function disableRuntimeTelemetry(): void {
   process.env.ORT_DISABLE_TELEMETRY ??= "1";
 }
 
+/**
+ * The most intra-op threads a session may have. onnxruntime starts every one of them (each with
+ * its own stack and arena): `threads: 1000` took minutes and gigabytes before the first call.
+ */
+export function maxThreads(): number {
+  return Math.max(16, 4 * availableParallelism());
+}
+
+/** `threads` as given by a caller, checked; the physical cores when absent. */
+export function threadCount(threads: unknown): number {
+  if (threads === undefined) return defaultThreads();
+  const max = maxThreads();
+  if (typeof threads !== "number" || !Number.isInteger(threads) || threads < 1 || threads > max) {
+    throw new LfmError("INVALID_ARGUMENT", `threads (--threads) must be a whole number from 1 to ${max} (this machine has ${availableParallelism()} logical cores); got ${String(threads)}.`);
+  }
+  return threads;
+}
+
 export async function createSession(modelPathOrBytes: string | Uint8Array, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
   disableRuntimeTelemetry();
   const options: ort.InferenceSession.SessionOptions = {
-    intraOpNumThreads: opts.threads ?? defaultThreads(),
+    intraOpNumThreads: threadCount(opts.threads),
     interOpNumThreads: 1,
     executionMode: "sequential",
     graphOptimizationLevel: "all",

@@ -94,6 +94,20 @@ export class Sampler {
    * uniform draw. Only the ids near a cut or near the draw are actually sorted (see `Candidates`).
    */
   pick(logits: Float32Array, seen: Iterable<number>): number {
+    const id = this.choose(logits, seen);
+    // NaN compares false, so a row of NaN (corrupt weights, an overflow) would quietly give id 0
+    // forever; the chosen id's logit is finite in any usable row (a grammar mask's −∞ is never chosen).
+    if (!Number.isFinite(logits[id])) {
+      throw new LfmError(
+        "NON_FINITE_LOGITS",
+        `the model computed ${logits[id]} as its best next-token logit: its weights hold NaN or infinite values, or overflow at this precision. ` +
+          "Check the checkpoint (a complete download?), or try precision fp32.",
+      );
+    }
+    return id;
+  }
+
+  private choose(logits: Float32Array, seen: Iterable<number>): number {
     const o = this.opts;
     let scores = logits;
     if (o.repetitionPenalty !== undefined && o.repetitionPenalty !== 1) {
