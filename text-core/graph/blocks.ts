@@ -424,6 +424,8 @@ export interface AttentionShape {
  * cache never crosses the JavaScript boundary as an output (onnxruntime-node copies every output
  * into a fresh buffer — for a full cache that copy dominated decode).
  * RoPE stays outside the op because left-padded rows need positions cumsum(mask) - 1.
+ * Head widths the op rejects (not a multiple of 8) take `plainGroupedAttention`, same I/O; the
+ * graph for every other width is the op's, unchanged.
  */
 export function gqaAttention(
   ctx: BuildContext,
@@ -444,6 +446,10 @@ export function gqaAttention(
   const qRot = applyRope(ctx, rmsNorm(ctx, q, `${prefix}.q_layernorm.weight`, normEps, `${prefix}.q_layernorm`), rope, headDim, `${prefix}.q_rope`);
   const kRot = applyRope(ctx, rmsNorm(ctx, k, `${prefix}.k_layernorm.weight`, normEps, `${prefix}.k_layernorm`), rope, headDim, `${prefix}.k_rope`);
   const kFlat = flat(kRot, kv.newKey);
+  if (headDim % GQA_HEAD_MULTIPLE !== 0) {
+    const context = plainGroupedAttention(ctx, prefix, shape, qRot, kFlat, v, attention, kv);
+    return linear(ctx, context, `${prefix}.out_proj.weight`, `${prefix}.out_proj`);
+  }
   const [context] = b.opMulti(
     "GroupQueryAttention",
     [
@@ -464,4 +470,56 @@ export function gqaAttention(
     "com.microsoft",
   ); // [B, S, H·hd]
   return linear(ctx, context, `${prefix}.out_proj.weight`, `${prefix}.out_proj`);
+}
+
+/** onnxruntime's GroupQueryAttention rejects head widths that are not a multiple of this. */
+const GQA_HEAD_MULTIPLE = 8;
+
+/**
+ * What GroupQueryAttention computes, in plain MatMul/Softmax, for head widths it rejects
+ * (`hd % 8 ≠ 0`): the same inputs (the runtime's cache blocks with their padding rows, the padding
+ * bias) and the same outputs, so the runtime and its cache need not know which path a graph took.
+ * Query heads are grouped under their KV head ([B, Hkv, G, S, hd]) so the KV heads broadcast
+ * instead of being repeated.
+ */
+function plainGroupedAttention(
+  ctx: BuildContext,
+  prefix: string,
+  shape: AttentionShape,
+  qRot: string,
+  kFlat: string,
+  v: string,
+  attention: AttentionInputs,
+  kv: KvIO,
+): string {
+  const { b } = ctx;
+  const { heads, kvHeads, headDim } = shape;
+  const group = heads / kvHeads;
+  const p = `${prefix}.plain_attn`;
+  // The cache blocks hold `stride` ≥ P rows; only the first P = T - S are this sequence's.
+  const seqLen = dim(ctx, qRot, 1, `${p}.seq_len`);
+  const total = b.op("Cast", [attention.totalLength], `${p}.total`, { to: ElemType.INT64 });
+  const pastLength = b.op("Sub", [total, seqLen], `${p}.past_len`);
+  const pastRows = (past: string, name: string) => b.op("Slice", [past, b.constInt64([0]), pastLength, b.constInt64([2])], name); // [B, Hkv, P, hd]
+  const newRows = (flat: string, name: string) =>
+    b.op("Transpose", [b.op("Reshape", [flat, b.constInt64([0, 0, kvHeads, headDim])], `${name}.heads`)], name, { perm: [0, 2, 1, 3] }); // [B, Hkv, S, hd]
+  const keys = b.op("Concat", [pastRows(kv.pastKey, `${p}.past_k`), newRows(kFlat, `${p}.new_k`)], `${p}.k`, { axis: 2 }); // [B, Hkv, T, hd]
+  const values = b.op("Concat", [pastRows(kv.pastValue, `${p}.past_v`), newRows(v, `${p}.new_v`)], `${p}.v`, { axis: 2 });
+  const keysT = b.op("Unsqueeze", [b.op("Transpose", [keys], `${p}.kT`, { perm: [0, 1, 3, 2] }), b.constInt64([2])], `${p}.kT5`); // [B, Hkv, 1, hd, T]
+  const values5 = b.op("Unsqueeze", [values, b.constInt64([2])], `${p}.v5`); // [B, Hkv, 1, T, hd]
+  // q [B, S, H, hd] → [B, Hkv, G, S, hd]: query head h = kvHead·G + g, as GroupQueryAttention groups them.
+  const q5 = b.op("Transpose", [b.op("Reshape", [qRot, b.constInt64([0, 0, kvHeads, group, headDim])], `${p}.q_groups`)], `${p}.q5`, { perm: [0, 2, 3, 1, 4] });
+  // Causality (GroupQueryAttention's own): query i sits at row P + i and reads keys 0 … P + i.
+  const totalScalar = b.op("Squeeze", [total], `${p}.total_scalar`);
+  const keyIndex = b.op("Range", [b.constInt64(0), totalScalar, b.constInt64(1)], `${p}.key_index`); // [T]
+  const queryIndex = b.op("Range", [b.op("Squeeze", [pastLength], `${p}.past_scalar`), totalScalar, b.constInt64(1)], `${p}.query_index`); // [S]
+  const causal = b.op("LessOrEqual", [keyIndex, b.op("Unsqueeze", [queryIndex, b.constInt64([1])], `${p}.query_column`)], `${p}.causal`); // [S, T]
+  // Where, not a sum of two biases: two large negatives would add up to -inf, and a fully padded row to NaN.
+  const bias = b.op("Where", [causal, attention.paddingBias, b.constFloat(-3.4028234663852886e38)], `${p}.bias`); // [B, 1, S, T]
+  const bias5 = b.op("Unsqueeze", [bias, b.constInt64([2])], `${p}.bias5`); // [B, 1, 1, S, T]
+  const scores = b.op("Add", [b.op("Mul", [b.op("MatMul", [q5, keysT], `${p}.qk`), b.constFloat(1 / Math.sqrt(headDim))], `${p}.scaled`), bias5], `${p}.scores`);
+  const probs = b.op("Softmax", [scores], `${p}.probs`, { axis: -1 });
+  const context = b.op("MatMul", [probs, values5], `${p}.context5`); // [B, Hkv, G, S, hd]
+  const bshd = b.op("Transpose", [context], `${p}.context_t`, { perm: [0, 3, 1, 2, 4] }); // [B, S, Hkv, G, hd]
+  return b.op("Reshape", [bshd, b.constInt64([0, 0, heads * headDim])], `${prefix}.context`);
 }
