@@ -11,7 +11,7 @@ import * as ort from "onnxruntime-node";
 import { EmbeddingTable } from "../text-core/embeddings.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { cacheWriteError, cachedGraph, defaultCacheDir, discardCachedGraph, graphCacheKey } from "../text-core/graph-cache.ts";
-import { type Precision, precisionOption } from "../text-core/graph/blocks.ts";
+import { type Precision, precisionOption } from "../text-core/graph/precision.ts";
 import { checkpointWeights } from "../text-core/model.ts";
 import { KvCache, createSession } from "../text-core/runtime.ts";
 import { Checkpoint } from "../text-core/safetensors.ts";

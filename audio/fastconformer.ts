@@ -14,7 +14,10 @@
  */
 import type { ConformerConfig } from "./audio-config.ts";
 import { ElemType, GraphBuilder } from "../text-core/graph/builder.ts";
-import { type BuildContext, type Precision, type WeightSource, expectShape, layerNorm, linear, roundToBf16, weight } from "../text-core/graph/blocks.ts";
+import { geluExact, layerNorm, roundToBf16 } from "../text-core/graph/blocks.ts";
+import { linear } from "../text-core/graph/linear.ts";
+import type { Precision } from "../text-core/graph/precision.ts";
+import { type BuildContext, type WeightSource, expectShape, weight } from "../text-core/graph/weights.ts";
 
 export const ENCODER_PREFIX = "conformer";
 export const ADAPTER_PREFIX = "audio_adapter.model";
@@ -240,9 +243,7 @@ function audioAdapter(ctx: BuildContext, x: string, eps: number): string {
   const p = ADAPTER_PREFIX;
   const normed = layerNorm(ctx, x, `${p}.0`, eps, `${p}.0`);
   const h = linear(ctx, normed, `${p}.1.weight`, `${p}.1`, `${p}.1.bias`);
-  const erf = b.op("Erf", [b.op("Mul", [h, b.constFloat(Math.SQRT1_2)], `${p}.2.scaled`)], `${p}.2.erf`);
-  const gelu = b.op("Mul", [b.op("Mul", [h, b.constFloat(0.5)], `${p}.2.half`), b.op("Add", [erf, b.constFloat(1)], `${p}.2.one_plus_erf`)], `${p}.2`);
-  return linear(ctx, gelu, `${p}.3.weight`, `${p}.3`, `${p}.3.bias`);
+  return linear(ctx, geluExact(ctx, h, `${p}.2`), `${p}.3.weight`, `${p}.3`, `${p}.3.bias`);
 }
 
 export interface AudioEncoderGraphOptions {

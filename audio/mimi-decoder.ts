@@ -11,7 +11,7 @@ import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { LfmError } from "../text-core/errors.ts";
 import { cacheWriteError, cachedGraph, defaultCacheDir, discardCachedGraph, graphCacheKey } from "../text-core/graph-cache.ts";
-import type { Precision } from "../text-core/graph/blocks.ts";
+import type { Precision } from "../text-core/graph/precision.ts";
 import { createSession } from "../text-core/runtime.ts";
 import { type MimiGraphIO, buildMimiDecoderGraph, newKeyName, newValueName, nextStateName, pastKeyName, pastValueName } from "./mimi.ts";
 import { type MimiConfig, locateMimi } from "./mimi-config.ts";

@@ -18,7 +18,10 @@
  * Layout: [B, C, T] through the convolutions, [B, T, D] through the transformer.
  */
 import { ElemType, GraphBuilder } from "../text-core/graph/builder.ts";
-import { type BuildContext, type Precision, type WeightSource, applyRope, expectShape, layerNorm, linear, transpose2d, weight } from "../text-core/graph/blocks.ts";
+import { applyRope, geluExact, layerNorm } from "../text-core/graph/blocks.ts";
+import { linear } from "../text-core/graph/linear.ts";
+import type { Precision } from "../text-core/graph/precision.ts";
+import { type BuildContext, type WeightSource, expectShape, transpose2d, weight } from "../text-core/graph/weights.ts";
 import type { MimiConfig } from "./mimi-config.ts";
 
 const END = Number.MAX_SAFE_INTEGER;
@@ -147,10 +150,7 @@ function transformerLayer(m: MimiBuild, x: string, l: number, rope: { cos: strin
 
   const h2 = layerNorm(m.ctx, afterAttn, `${p}.norm2`, 1e-5, `${p}.norm2`);
   const up = linear(m.ctx, h2, `${p}.linear1.weight`, `${p}.linear1`);
-  // Exact GELU (torch F.gelu default): x · Φ(x) = 0.5 · x · (1 + erf(x / √2)).
-  const erf = b.op("Erf", [b.op("Mul", [up, b.constFloat(Math.SQRT1_2)], `${p}.gelu.scaled`)], `${p}.gelu.erf`);
-  const gelu = b.op("Mul", [b.op("Mul", [up, b.constFloat(0.5)], `${p}.gelu.half`), b.op("Add", [erf, b.constFloat(1)], `${p}.gelu.one_plus`)], `${p}.gelu`);
-  const down = linear(m.ctx, gelu, `${p}.linear2.weight`, `${p}.linear2`);
+  const down = linear(m.ctx, geluExact(m.ctx, up, `${p}.gelu`), `${p}.linear2.weight`, `${p}.linear2`);
   return b.op("Add", [afterAttn, scaled(down, 2)], `${p}.out`);
 }
 

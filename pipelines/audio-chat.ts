@@ -15,7 +15,7 @@ import { type AssembledPrompt, SYSTEM_PROMPTS } from "../audio/prompt.ts";
 import { type ModalitySampling, type SpeechMode, generateSpeech } from "../audio/speech-generation.ts";
 import type { AudioClip } from "../audio/wav.ts";
 import { LfmError } from "../text-core/errors.ts";
-import type { Precision } from "../text-core/graph/blocks.ts";
+import type { Precision } from "../text-core/graph/precision.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
 
 export interface AudioChatLoadOptions {

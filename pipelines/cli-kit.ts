@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { LfmError } from "../text-core/errors.ts";
 import type { GenerateOptions } from "../text-core/generate.ts";
-import { type Precision, isPrecision } from "../text-core/graph/blocks.ts";
+import { type Precision, isPrecision } from "../text-core/graph/precision.ts";
 import { readGenerationDefaults } from "./generation-defaults.ts";
 
 /** A command reachable as `lfm <name>`: `run` returns the exit status (errors are thrown as LfmError). */

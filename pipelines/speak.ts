@@ -12,7 +12,7 @@ import { MimiDecoder } from "../audio/mimi-decoder.ts";
 import { AudioChatPrompt, SYSTEM_PROMPTS } from "../audio/prompt.ts";
 import { type ModalitySampling, generateSpeech } from "../audio/speech-generation.ts";
 import { LfmError } from "../text-core/errors.ts";
-import { type Precision, precisionOption } from "../text-core/graph/blocks.ts";
+import { type Precision, precisionOption } from "../text-core/graph/precision.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
 import { buildRuntime } from "../text-core/model.ts";
 import type { Lfm2Runtime } from "../text-core/runtime.ts";

@@ -14,7 +14,7 @@ import type { GraphBuilder } from "./graph/builder.ts";
  * The code that decides what graph a checkpoint becomes. Its text is part of the cache key, so a
  * new version of the builder never runs a stale cached graph.
  */
-const BUILDER_SOURCES = ["lfm2.ts", "graph/builder.ts", "graph/blocks.ts", "graph/quantize.ts"];
+const BUILDER_SOURCES = ["lfm2.ts", "graph/builder.ts", "graph/blocks.ts", "graph/weights.ts", "graph/linear.ts", "graph/precision.ts", "graph/quantize.ts"];
 const builderFingerprint = (() => {
   const h = createHash("sha256");
   for (const f of BUILDER_SOURCES) h.update(readFileSync(join(import.meta.dirname, f)));

@@ -13,7 +13,9 @@
  * with the learned grid.
  */
 import { ElemType } from "../text-core/graph/builder.ts";
-import { type BuildContext, expectShape, layerNorm, linear, weight } from "../text-core/graph/blocks.ts";
+import { layerNorm } from "../text-core/graph/blocks.ts";
+import { linear } from "../text-core/graph/linear.ts";
+import { type BuildContext, expectShape, weight } from "../text-core/graph/weights.ts";
 import type { Siglip2Config } from "./vl-config.ts";
 
 /** The tower's graph inputs. */

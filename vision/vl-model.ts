@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { ChatTemplate, type ChatMessage, type ContentPart, type ToolDefinition } from "../text-core/chat.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { type GenerateOptions, generate } from "../text-core/generate.ts";
-import { type Precision, precisionOption, promptEncoderPrecision } from "../text-core/graph/blocks.ts";
+import { type Precision, precisionOption, promptEncoderPrecision } from "../text-core/graph/precision.ts";
 import { type LoadOptions, type Completion, buildRuntime } from "../text-core/model.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
 import type { ForwardRequest, Lfm2Runtime } from "../text-core/runtime.ts";
