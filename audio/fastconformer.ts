@@ -143,7 +143,7 @@ export function relativePositionTable(frames: number, dModel: number): Float32Ar
  * what NeMo's `rel_shift` (pad, reshape, drop a row) followed by the `[:, :, :, :T']` slice
  * selects, written as a gather so no reshape trick is needed.
  */
-function relShiftIndex(ctx: BuildContext, x: string): string {
+export function relShiftIndex(ctx: BuildContext, x: string): string {
   const { b } = ctx;
   const T = b.op("Squeeze", [b.op("Shape", [x], "rel_shift.frames", { start: 1, end: 2 })], "rel_shift.frames_scalar");
   const steps = b.op("Range", [b.constInt64(0), T, b.constInt64(1)], "rel_shift.steps"); // [T']
@@ -152,8 +152,12 @@ function relShiftIndex(ctx: BuildContext, x: string): string {
   return b.op("Add", [rows, b.op("Unsqueeze", [steps, b.constInt64([0])], "rel_shift.j")], "rel_shift.index"); // [T', T']
 }
 
-/** Multi-head attention with Transformer-XL relative positions (NeMo `RelPositionMultiHeadAttention`). */
-function relPosAttention(ctx: BuildContext, cfg: ConformerConfig, x: string, p: string, pe: string, shiftIndex: string): string {
+/**
+ * Multi-head attention with Transformer-XL relative positions (NeMo `RelPositionMultiHeadAttention`);
+ * `pe` is `relativePositionTable`'s [2T'−1, D], `shiftIndex` `relShiftIndex`'s. Plain
+ * MatMul/Softmax: any head size.
+ */
+export function relPosAttention(ctx: BuildContext, cfg: ConformerConfig, x: string, p: string, pe: string, shiftIndex: string): string {
   const { b } = ctx;
   const { numHeads: H, headDim: dk, dModel: D } = cfg;
   const heads = (v: string, name: string) => b.op("Transpose", [b.op("Reshape", [v, b.constInt64([0, 0, H, dk])], `${name}.split`)], name, { perm: [0, 2, 1, 3] }); // [1, H, T', dk]

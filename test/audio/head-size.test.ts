@@ -1,12 +1,15 @@
 /**
- * Mimi's decoder transformer at head sizes that are not a multiple of 8 (12, 20), through the
- * real graph (`mimiDecoderTransformer`), against a float64 layer: LayerNorm, fused q/k/v,
- * rotate-half RoPE, causal attention over a sliding context, LayerScale, exact-GELU MLP.
+ * The audio towers' attention at head sizes that are not a multiple of 8 (12, 20), through the
+ * real graph blocks, against float64: Mimi's decoder transformer (`mimiDecoderTransformer`:
+ * LayerNorm, fused q/k/v, rotate-half RoPE, causal attention over a sliding context, LayerScale,
+ * exact-GELU MLP) and the FastConformer's relative-position attention (`relPosAttention`).
  * (The depthformer runs head size 4 in depthformer.parity.test.ts: 32 heads over dim 128.)
  */
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
+import { loadLfm2AudioConfig } from "../../audio/audio-config.ts";
+import { relPosAttention, relShiftIndex, relativePositionTable } from "../../audio/fastconformer.ts";
 import { parseMimiConfig } from "../../audio/mimi-config.ts";
 import { mimiDecoderTransformer } from "../../audio/mimi.ts";
 import { readConfigJson } from "../../text-core/config.ts";
@@ -126,5 +129,72 @@ describe.each([
     }
     expectClose(out.y.data as Float32Array, expected, `Mimi transformer, head size ${headDim}`);
     expect(erf(0.5)).toBeCloseTo(0.5204998778130465, 12);
+  });
+});
+
+describe.each([
+  { headDim: 12, heads: 2 },
+  { headDim: 20, heads: 3 },
+])("FastConformer relative-position attention with head size $headDim", ({ headDim, heads }) => {
+  it("matches a float64 Transformer-XL attention (content + position scores, biases u and v)", async () => {
+    const D = heads * headDim;
+    const T = 6;
+    const base = loadLfm2AudioConfig(join(FIXTURES, "audio/tiny-lfm2-audio")).encoder;
+    const cfg = { ...base, dModel: D, numHeads: heads, headDim };
+    const shapes: Record<string, number[]> = {};
+    for (const n of ["q", "k", "v", "out"]) Object.assign(shapes, { [`att.linear_${n}.weight`]: [D, D], [`att.linear_${n}.bias`]: [D] });
+    Object.assign(shapes, { "att.linear_pos.weight": [D, D], "att.pos_bias_u": [heads, headDim], "att.pos_bias_v": [heads, headDim] });
+    const data = new Map<string, Float32Array>();
+    Object.entries(shapes).forEach(([name, shape], i) => data.set(name, uniformNoise(shape.reduce((a, b) => a * b, 1), i + 1, 0, name.endsWith(".weight") ? 1.6 / Math.sqrt(D) : 0.3)));
+    const weights: WeightSource = { has: (n) => data.has(n), shape: (n) => shapes[n], readFloat32: (n) => data.get(n) as Float32Array };
+    const b = new GraphBuilder("conformer-attention");
+    const ctx = { b, weights, precision: "fp32" as const };
+    const x = b.input("x", ElemType.FLOAT, [1, T, D]);
+    const pe = b.input("pos_emb", ElemType.FLOAT, [2 * T - 1, D]);
+    b.output(relPosAttention(ctx, cfg, x, "att", pe, relShiftIndex(ctx, x)), "y", ElemType.FLOAT, [1, T, D]);
+    const xs = uniformNoise(T * D, 55, 0, 1);
+    const table = relativePositionTable(T, D);
+    const session = await createSession(b.toBytes(), { threads: 1 });
+    const out = await session.run({ x: new ort.Tensor("float32", xs, [1, T, D]), pos_emb: new ort.Tensor("float32", table, [2 * T - 1, D]) });
+    await session.release();
+
+    const w = (name: string) => Float64Array.from(data.get(`att.${name}`) as Float32Array);
+    const lin = (name: string, row: Float64Array, bias = true) => {
+      const W = w(`${name}.weight`);
+      const bb = bias ? w(`${name}.bias`) : new Float64Array(D);
+      return Float64Array.from({ length: D }, (_, o) => row.reduce((s, v, i) => s + v * W[o * D + i], bb[o]));
+    };
+    const rows = Array.from({ length: T }, (_, t) => Float64Array.from(xs.subarray(t * D, (t + 1) * D)));
+    const [q, k, v] = ["linear_q", "linear_k", "linear_v"].map((n) => rows.map((r) => lin(n, r)));
+    // Table row T−1−r holds relative position r = i − j.
+    const pos = Array.from({ length: 2 * T - 1 }, (_, r) => lin("linear_pos", Float64Array.from(table.subarray(r * D, (r + 1) * D)), false));
+    const [u, vb] = [w("pos_bias_u"), w("pos_bias_v")];
+    const expected = new Float64Array(T * D);
+    for (let i = 0; i < T; i++) {
+      const context = new Float64Array(D);
+      for (let h = 0; h < heads; h++) {
+        const scores = Array.from({ length: T }, (_, j) => {
+          let s = 0;
+          for (let d = 0; d < headDim; d++) {
+            const c = h * headDim + d;
+            s += (q[i][c] + u[c]) * k[j][c] + (q[i][c] + vb[c]) * pos[T - 1 - (i - j)][c];
+          }
+          return s / Math.sqrt(headDim);
+        });
+        const max = Math.max(...scores);
+        const e = scores.map((z) => Math.exp(z - max));
+        const sum = e.reduce((a, z) => a + z, 0);
+        for (let j = 0; j < T; j++) for (let d = 0; d < headDim; d++) context[h * headDim + d] += (e[j] / sum) * v[j][h * headDim + d];
+      }
+      expected.set(lin("linear_out", context), i * D);
+    }
+    expectClose(out.y.data as Float32Array, expected, `FastConformer attention, head size ${headDim}`);
+  });
+});
+
+describe("depthformer", () => {
+  it("its parity against liquid-audio (depthformer.parity.test.ts) runs head size 4: 32 heads over the fixture's dim 128", () => {
+    const depth = loadLfm2AudioConfig(join(FIXTURES, "audio/tiny-lfm2-audio")).depthformer;
+    expect([depth.numHeads, depth.headDim, depth.headDim % 8 !== 0]).toEqual([32, 4, true]);
   });
 });
