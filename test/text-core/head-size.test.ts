@@ -12,7 +12,7 @@ import { loadLfm2Config, parseLfm2Config } from "../../text-core/config.ts";
 import { TextModel } from "../../text-core/model.ts";
 import { SafetensorsFile } from "../../text-core/safetensors.ts";
 import { lfm2TensorShapes, writeSyntheticCheckpoint } from "../../text-core/synthetic-checkpoint.ts";
-import { FIXTURES, TEST_CACHE, expectClose } from "../helpers/reference.ts";
+import { FIXTURES, TEST_CACHE, errorStats, expectClose } from "../helpers/reference.ts";
 
 const TOKENIZER_FROM = join(FIXTURES, "text/tiny-lfm2");
 const LAYERS = ["conv", "full_attention", "conv", "full_attention"];
@@ -204,11 +204,13 @@ describe.each(SHAPES)("LFM2 core with head size $headDim ($heads heads, $kvHeads
     expectClose(out.output, concat(ref.logits(LONG)), `hd ${headDim} prompt logits`);
   });
 
-  it("prefill then one token at a time (from a 2-position KV buffer that must grow) gives the float64 logits", async () => {
+  it("prefill, a second piece after the past, then one token at a time (from a 2-position KV buffer that must grow) gives the float64 logits", async () => {
     const expected = ref.logits(LONG);
     const state = model.runtime.newState(1, 2);
     const P = 5;
-    const rows = [(await model.runtime.forward(state, { ids: [LONG.slice(0, P)] })).output.slice()];
+    await model.runtime.forward(state, { ids: [LONG.slice(0, 1)] });
+    // Several new positions after a past: the causal mask must start at the past's length.
+    const rows = [(await model.runtime.forward(state, { ids: [LONG.slice(1, P)] })).output.slice()];
     for (let t = P; t < LONG.length; t++) rows.push((await model.runtime.forward(state, { ids: [[LONG[t]]] })).output.slice());
     expectClose(concat(rows), concat(expected.slice(P - 1)), `hd ${headDim} incremental logits`);
   });
@@ -232,5 +234,22 @@ describe.each(SHAPES)("LFM2 core with head size $headDim ($heads heads, $kvHeads
       const out = await model.runtime.forward(state, { ids: [[steps[k][0]], [steps[k][1]]] });
       check(out.output, [LONG.length + k, SHORT.length + k], `batch decode ${k}`);
     }
+  });
+});
+
+describe("LFM2 core with head size 12 at q8 and q4", () => {
+  it("both run (quantised Linears around the same float attention): finite logits, q8 within 10% relative L2 of fp32", async () => {
+    const dir = writeTinyLfm2(root, 12, 8, 2);
+    const logits: Record<string, Float32Array> = {};
+    for (const precision of ["fp32", "q8", "q4"] as const) {
+      const model = await TextModel.load(dir, { cacheDir: TEST_CACHE, precision, threads: 2 });
+      try {
+        logits[precision] = (await model.runtime.forward(model.runtime.newState(1), { ids: [LONG], keep: LONG.length })).output.slice();
+      } finally {
+        await model.release();
+      }
+    }
+    for (const precision of ["q8", "q4"]) expect(logits[precision].every(Number.isFinite), precision).toBe(true);
+    expect(errorStats(logits.q8, logits.fp32).relL2).toBeLessThan(0.1);
   });
 });
