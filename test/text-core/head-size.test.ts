@@ -18,7 +18,7 @@ const TOKENIZER_FROM = join(FIXTURES, "text/tiny-lfm2");
 const LAYERS = ["conv", "full_attention", "conv", "full_attention"];
 
 /** A tiny LFM2 config.json with `heads` heads of width `headDim` over `kvHeads` KV heads. */
-export function tinyLfm2Config(headDim: number, heads: number, kvHeads: number): Record<string, unknown> {
+function tinyLfm2Config(headDim: number, heads: number, kvHeads: number): Record<string, unknown> {
   return {
     architectures: ["Lfm2ForCausalLM"],
     model_type: "lfm2",
@@ -44,14 +44,14 @@ export function tinyLfm2Config(headDim: number, heads: number, kvHeads: number):
 }
 
 /** Writes a tiny random-weight LFM2 checkpoint under `root` and returns its folder. */
-export function writeTinyLfm2(root: string, headDim: number, heads: number, kvHeads: number): string {
+function writeTinyLfm2(root: string, headDim: number, heads: number, kvHeads: number): string {
   const raw = tinyLfm2Config(headDim, heads, kvHeads);
   const tensors = lfm2TensorShapes(parseLfm2Config(raw, "tiny config"));
   return writeSyntheticCheckpoint(join(root, `lfm2-hd${headDim}-h${heads}-kv${kvHeads}`), { config: raw, tensors, values: "random", tokenizerFrom: TOKENIZER_FROM });
 }
 
 /** HF `Lfm2ForCausalLM` in float64, one unpadded sequence: the logits at every position. */
-export class ReferenceLfm2 {
+class ReferenceLfm2 {
   private readonly w = new Map<string, Float64Array>();
 
   constructor(
