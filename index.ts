@@ -11,11 +11,13 @@ import { VlModel, type VlLoadOptions } from "./vision/vl-model.ts";
 import { isLfm2VlConfig } from "./vision/vl-config.ts";
 
 export { LfmError, isLfmError, type LfmErrorCode } from "./text-core/errors.ts";
-export { TextModel, type LoadOptions, type Completion } from "./text-core/model.ts";
+export { TextModel, type LoadOptions, type Completion, type TextGenerateOptions } from "./text-core/model.ts";
+export type { ResponseFormat, ToolChoice } from "./text-core/structured/response-format.ts";
 export type { ChatMessage, ContentPart, ToolDefinition } from "./text-core/chat.ts";
 export { parseToolCalls, formatToolCalls, type ToolCall } from "./text-core/tool-calls.ts";
-export type { GenerateOptions } from "./text-core/generate.ts";
+export type { GenerateOptions, FinishReason } from "./text-core/generate.ts";
 export type { SamplingOptions } from "./text-core/sampler.ts";
+export { readGenerationDefaults, type GenerationDefaults } from "./text-core/generation-config.ts";
 export type { Lfm2Config } from "./text-core/config.ts";
 export { Lfm2Tokenizer } from "./text-core/tokenizer.ts";
 
@@ -81,7 +83,8 @@ export {
   type ConformerConfig,
   type DepthformerConfig,
 } from "./audio/audio-config.ts";
-export { readAudioFile, decodeWav, type AudioClip, type ReadAudioOptions } from "./audio/wav.ts";
+export { readAudioFile, decodeAudio } from "./audio/audio-file.ts";
+export { decodeWav, type AudioClip, type ReadAudioOptions } from "./audio/wav.ts";
 export { resample } from "./audio/resample.ts";
 export { MelFrontEnd, melFrameCount, type MelFeatures } from "./audio/mel.ts";
 export { AudioChatPrompt, SYSTEM_PROMPTS, type AssembledPrompt, type ChatRole } from "./audio/prompt.ts";
@@ -101,10 +104,11 @@ export {
   type ModalitySampling,
 } from "./audio/speech-generation.ts";
 export { MimiDecoder, MimiStream, type MimiLoadOptions } from "./audio/mimi-decoder.ts";
+export { loadSpeechStack, type SpeechStack, type SpeechStackLoadOptions } from "./audio/speech-stack.ts";
 export { locateMimi, parseMimiConfig, KYUTAI_MIMI_CONFIG, type MimiConfig } from "./audio/mimi-config.ts";
 export { WavStreamWriter, type WavWriterOptions } from "./audio/wav-writer.ts";
 export { Speaker, type SpeakerLoadOptions, type SpeakOptions, type SpeakEvent } from "./pipelines/speak.ts";
-export { loadAudioFile, decodeCompressed, compressedFormatOf, type CompressedFormat } from "./audio/compressed.ts";
+export { decodeCompressed, compressedFormatOf, type CompressedFormat } from "./audio/compressed.ts";
 export { AudioChat, type AudioChatLoadOptions, type AudioChatOptions, type AudioChatEvent } from "./pipelines/audio-chat.ts";
 
 /**

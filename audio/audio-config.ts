@@ -11,6 +11,7 @@
  */
 import * as path from "node:path";
 import { type ConfigJson, type Lfm2Config, parseLfm2Config, readConfigJson, textConfigOf } from "../text-core/config.ts";
+import { ConfigFields, isObject } from "../text-core/config-fields.ts";
 import { LfmError } from "../text-core/errors.ts";
 
 /** NeMo `AudioToMelSpectrogramPreprocessor` as liquid-audio builds it from `config.preprocessor`. */
@@ -119,55 +120,11 @@ export const AUDIO_TOKENS = {
 export const Modality = { TEXT: 1, AUDIO_IN: 2, AUDIO_OUT: 3 } as const;
 export type Modality = (typeof Modality)[keyof typeof Modality];
 
-function isObject(v: unknown): v is ConfigJson {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
+const REMEDY = "Use the config.json published with the checkpoint.";
 
-function invalid(source: string, key: string, what: string, found?: unknown): LfmError {
-  const shown = found === undefined ? "" : `, found ${JSON.stringify(found)}`;
-  return new LfmError("CONFIG_INVALID", `${source}: "${key}" ${what}${shown}. Use the config.json published with the checkpoint.`);
-}
-
-/** Typed readers over one config block; `where` prefixes key names in messages ("encoder.n_layers"). */
-function reader(raw: ConfigJson, source: string, where: string) {
-  const key = (k: string) => (where ? `${where}.${k}` : k);
-  const get = (k: string) => (raw[k] === null ? undefined : raw[k]);
-  return {
-    int(k: string, fallback?: number, min = 1): number {
-      const v = get(k);
-      if (v === undefined) {
-        if (fallback !== undefined) return fallback;
-        throw invalid(source, key(k), "is required");
-      }
-      if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min) throw invalid(source, key(k), `must be an integer ≥ ${min}`, v);
-      return v;
-    },
-    num(k: string, fallback?: number, { positive = true } = {}): number {
-      const v = get(k);
-      if (v === undefined) {
-        if (fallback !== undefined) return fallback;
-        throw invalid(source, key(k), "is required");
-      }
-      if (typeof v !== "number" || !Number.isFinite(v) || (positive && v <= 0)) {
-        throw invalid(source, key(k), positive ? "must be a positive number" : "must be a number", v);
-      }
-      return v;
-    },
-    bool(k: string, fallback: boolean): boolean {
-      const v = get(k);
-      if (v === undefined) return fallback;
-      if (typeof v !== "boolean") throw invalid(source, key(k), "must be true or false", v);
-      return v;
-    },
-    oneOf<T extends string>(k: string, allowed: readonly T[], fallback: T): T {
-      const v = get(k);
-      if (v === undefined) return fallback;
-      if (typeof v !== "string" || !allowed.includes(v as T)) throw invalid(source, key(k), `must be one of ${allowed.map((a) => `"${a}"`).join(", ")}`, v);
-      return v as T;
-    },
-    raw: get,
-    key,
-  };
+/** Typed reads of one block; messages name keys as "encoder.n_layers". */
+function reader(raw: ConfigJson, source: string, where: string): ConfigFields {
+  return new ConfigFields(raw, source, REMEDY, where);
 }
 
 function block(raw: ConfigJson, name: string, source: string): ConfigJson {
@@ -185,26 +142,26 @@ export function parseMelFrontEndConfig(raw: ConfigJson, source: string): MelFron
   const r = reader(raw, source, "preprocessor");
   const sampleRateHz = r.int("sample_rate", 16000);
   // NeMo: window_size/window_stride in seconds, or n_window_size/n_window_stride in samples.
-  const windowSamples = r.raw("n_window_size") !== undefined ? r.int("n_window_size") : Math.trunc(r.num("window_size", 0.02) * sampleRateHz);
-  const hopSamples = r.raw("n_window_stride") !== undefined ? r.int("n_window_stride") : Math.trunc(r.num("window_stride", 0.01) * sampleRateHz);
-  if (windowSamples <= 0 || hopSamples <= 0) throw invalid(source, "preprocessor.window_size", "gives an empty window or hop");
-  const nFft = r.raw("n_fft") !== undefined ? r.int("n_fft") : 2 ** Math.ceil(Math.log2(windowSamples));
-  if (nFft < windowSamples) throw invalid(source, "preprocessor.n_fft", `must be at least the window (${windowSamples} samples)`, nFft);
-  if ((nFft & (nFft - 1)) !== 0) throw invalid(source, "preprocessor.n_fft", "must be a power of two", nFft);
+  const windowSamples = r.get("n_window_size") !== undefined ? r.int("n_window_size") : Math.trunc(r.num("window_size", 0.02) * sampleRateHz);
+  const hopSamples = r.get("n_window_stride") !== undefined ? r.int("n_window_stride") : Math.trunc(r.num("window_stride", 0.01) * sampleRateHz);
+  if (windowSamples <= 0 || hopSamples <= 0) throw r.invalid("window_size", "gives an empty window or hop");
+  const nFft = r.get("n_fft") !== undefined ? r.int("n_fft") : 2 ** Math.ceil(Math.log2(windowSamples));
+  if (nFft < windowSamples) throw r.invalid("n_fft", `must be at least the window (${windowSamples} samples)`, nFft);
+  if ((nFft & (nFft - 1)) !== 0) throw r.invalid("n_fft", "must be a power of two", nFft);
   const frameSplicing = r.int("frame_splicing", 1);
-  if (frameSplicing !== 1) throw invalid(source, "preprocessor.frame_splicing", "other than 1 is not supported (no published checkpoint uses it)", frameSplicing);
-  if (r.bool("exact_pad", false)) throw invalid(source, "preprocessor.exact_pad", "true is not supported (liquid-audio uses centred frames)");
+  if (frameSplicing !== 1) throw r.invalid("frame_splicing", "other than 1 is not supported (no published checkpoint uses it)", frameSplicing);
+  if (r.bool("exact_pad", false)) throw r.invalid("exact_pad", "true is not supported (liquid-audio uses centred frames)");
   const guardType = r.oneOf("log_zero_guard_type", ["add", "clamp"] as const, "add");
-  if (guardType !== "add") throw invalid(source, "preprocessor.log_zero_guard_type", `"clamp" is not supported`, guardType);
+  if (guardType !== "add") throw r.invalid("log_zero_guard_type", `"clamp" is not supported`, guardType);
   r.oneOf("mel_norm", ["slaney"] as const, "slaney"); // librosa's Slaney area norm is the only one implemented
-  const normalize = r.raw("normalize");
+  const normalize = r.get("normalize");
   let norm: MelFrontEndConfig["normalize"];
   if (normalize === "per_feature" || normalize === "all_features") norm = normalize;
   else if (normalize === undefined) norm = "per_feature";
   else if (normalize === false || normalize === "" || normalize === "none" || normalize === "NA") norm = "none";
-  else throw invalid(source, "preprocessor.normalize", `must be "per_feature", "all_features" or none`, normalize);
-  const padTo = r.raw("pad_to") === "max" ? -1 : r.int("pad_to", 16, 0);
-  if (padTo < 0) throw invalid(source, "preprocessor.pad_to", `"max" is not supported; use 0`);
+  else throw r.invalid("normalize", `must be "per_feature", "all_features" or none`, normalize);
+  const padTo = r.get("pad_to") === "max" ? -1 : r.int("pad_to", 16, 0);
+  if (padTo < 0) throw r.invalid("pad_to", `"max" is not supported; use 0`);
   const highFreqHz = r.num("highfreq", sampleRateHz / 2);
   return {
     sampleRateHz,
@@ -238,41 +195,41 @@ export function parseConformerConfig(raw: ConfigJson, source: string): Conformer
   const featIn = r.int("feat_in");
   const dModel = r.int("d_model");
   const numHeads = r.int("n_heads", 4);
-  if (dModel % numHeads !== 0) throw invalid(source, "encoder.n_heads", `must divide d_model ${dModel}`, numHeads);
+  if (dModel % numHeads !== 0) throw r.invalid("n_heads", `must divide d_model ${dModel}`, numHeads);
   const subsampling = r.oneOf("subsampling", ["dw_striding"] as const, "dw_striding");
   const subsamplingFactor = r.int("subsampling_factor", 4);
   const subsamplingStages = Math.round(Math.log2(subsamplingFactor));
   if (2 ** subsamplingStages !== subsamplingFactor || subsamplingStages < 1) {
-    throw invalid(source, "encoder.subsampling_factor", "must be a power of two ≥ 2", subsamplingFactor);
+    throw r.invalid("subsampling_factor", "must be a power of two ≥ 2", subsamplingFactor);
   }
-  if (r.bool("causal_downsampling", false)) throw invalid(source, "encoder.causal_downsampling", "true is not supported (liquid-audio: false)");
+  if (r.bool("causal_downsampling", false)) throw r.invalid("causal_downsampling", "true is not supported (liquid-audio: false)");
   r.oneOf("self_attention_model", ["rel_pos"] as const, "rel_pos");
-  const context = r.raw("att_context_size");
+  const context = r.get("att_context_size");
   if (context !== undefined) {
     const flat = Array.isArray(context) && Array.isArray(context[0]) ? context[0] : context;
     if (!Array.isArray(flat) || flat.length !== 2 || flat.some((c) => c !== -1)) {
-      throw invalid(source, "encoder.att_context_size", "other than [-1, -1] (full context) is not supported", context);
+      throw r.invalid("att_context_size", "other than [-1, -1] (full context) is not supported", context);
     }
   }
-  const reduction = r.raw("reduction");
-  if (reduction !== undefined && r.int("reduction_factor", 1) > 1) throw invalid(source, "encoder.reduction", "is not supported", reduction);
+  const reduction = r.get("reduction");
+  if (reduction !== undefined && r.int("reduction_factor", 1) > 1) throw r.invalid("reduction", "is not supported", reduction);
   r.oneOf("conv_norm_type", ["batch_norm"] as const, "batch_norm");
   const kernel = r.int("conv_kernel_size", 31);
   let convContext: [number, number];
-  const cc = r.raw("conv_context_size");
+  const cc = r.get("conv_context_size");
   if (cc === undefined) {
-    if (kernel % 2 === 0) throw invalid(source, "encoder.conv_kernel_size", "must be odd for a centred convolution", kernel);
+    if (kernel % 2 === 0) throw r.invalid("conv_kernel_size", "must be odd for a centred convolution", kernel);
     convContext = [(kernel - 1) / 2, (kernel - 1) / 2];
   } else if (cc === "causal") {
     convContext = [kernel - 1, 0];
   } else if (Array.isArray(cc) && cc.length === 2 && cc.every((c) => Number.isSafeInteger(c) && c >= 0) && cc[0] + cc[1] + 1 === kernel) {
     convContext = [cc[0], cc[1]];
   } else {
-    throw invalid(source, "encoder.conv_context_size", `must be null, "causal" or [left, right] with left + right + 1 = conv_kernel_size`, cc);
+    throw r.invalid("conv_context_size", `must be null, "causal" or [left, right] with left + right + 1 = conv_kernel_size`, cc);
   }
-  const featOutRaw = r.raw("feat_out") === undefined ? -1 : r.num("feat_out", -1, { positive: false });
+  const featOutRaw = r.get("feat_out") === undefined ? -1 : r.num("feat_out", -1, { positive: false });
   const hasOutProjection = featOutRaw > 0 && featOutRaw !== dModel;
-  const channelsRaw = r.raw("subsampling_conv_channels") === undefined ? -1 : r.num("subsampling_conv_channels", -1, { positive: false });
+  const channelsRaw = r.get("subsampling_conv_channels") === undefined ? -1 : r.num("subsampling_conv_channels", -1, { positive: false });
   return {
     featIn,
     featOut: hasOutProjection ? featOutRaw : dModel,
@@ -306,7 +263,7 @@ export function parseDepthformerConfig(raw: ConfigJson, source: string): Depthfo
   const r = reader(raw, source, "depthformer");
   const dim = r.int("dim");
   const numHeads = 32;
-  if (dim % numHeads !== 0) throw invalid(source, "depthformer.dim", `must be a multiple of ${numHeads} (the depthformer's fixed head count)`, dim);
+  if (dim % numHeads !== 0) throw r.invalid("dim", `must be a multiple of ${numHeads} (the depthformer's fixed head count)`, dim);
   return {
     layers: r.int("layers"),
     dim,

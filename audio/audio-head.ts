@@ -3,18 +3,14 @@
  * (`depthformer.ts`, built once and cached on disk) decoding one frame of codes from an LM hidden
  * state, and the frame embedding that feeds a generated frame back to the LM.
  */
-import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { EmbeddingTable } from "../text-core/embeddings.ts";
 import { LfmError } from "../text-core/errors.ts";
-import { cacheWriteError, cachedGraph, defaultCacheDir, discardCachedGraph, graphCacheKey } from "../text-core/graph-cache.ts";
+import { builderFingerprint, openCachedGraph } from "../text-core/graph-cache.ts";
 import { type Precision, precisionOption } from "../text-core/graph/precision.ts";
-import { checkpointWeights } from "../text-core/model.ts";
+import { withCheckpoint } from "../text-core/model.ts";
 import { KvCache, createSession } from "../text-core/runtime.ts";
-import { Checkpoint } from "../text-core/safetensors.ts";
 import type { Lfm2AudioConfig } from "./audio-config.ts";
 import {
   AUDIO_EMBEDDINGS_FILE,
@@ -35,11 +31,8 @@ export interface AudioHeadLoadOptions {
   onProgress?: (stage: string) => void;
 }
 
-const BUILDER_FINGERPRINT = (() => {
-  const h = createHash("sha256");
-  for (const f of ["depthformer.ts", "audio-config.ts"]) h.update(readFileSync(join(import.meta.dirname, f)));
-  return h.digest("hex").slice(0, 16);
-})();
+/** The sources that decide the graph: part of the cache key, so an edited builder never runs a stale graph. */
+const BUILDER_SOURCES = ["depthformer", "audio-config"];
 
 export function audioHeadShape(config: Lfm2AudioConfig): AudioHeadShape {
   return { depthformer: config.depthformer, codebooks: config.codebooks, audioVocabSize: config.audioVocabSize, lmHidden: config.lfm.hiddenSize };
@@ -58,46 +51,30 @@ export class AudioHead {
     const progress = opts.onProgress ?? (() => {});
     const shape = audioHeadShape(config);
     const precision = precisionOption(opts.precision, "q4");
-    const ck = Checkpoint.open(dir);
-    let cacheRoot: string;
-    try {
-      cacheRoot = opts.cacheDir === false ? mkdtempSync(join(tmpdir(), "lfm2-depthformer-")) : (opts.cacheDir ?? defaultCacheDir());
-    } catch (e) {
-      ck.close();
-      throw cacheWriteError(tmpdir(), e);
-    }
-    try {
-      const build = () => {
-        progress("building the depthformer graph");
-        return buildDepthformerGraph(checkpointWeights(ck), shape, precision);
-      };
-      const key = graphCacheKey("depthformer", [join(dir, "config.json"), ...ck.files], { precision, shape, builder: BUILDER_FINGERPRINT }, cacheRoot);
-      const open = async (graphDir: string) => {
-        const V = shape.codebooks * shape.audioVocabSize;
-        const depth = EmbeddingTable.open(join(graphDir, DEPTH_EMBEDDINGS_FILE), V, shape.depthformer.dim);
-        let audio: EmbeddingTable | undefined;
-        try {
-          audio = EmbeddingTable.open(join(graphDir, AUDIO_EMBEDDINGS_FILE), V, shape.lmHidden);
-          return new AudioHead(shape, await createSession(join(graphDir, "model.onnx"), { threads: opts.threads }), depth, audio);
-        } catch (e) {
-          depth.close();
-          audio?.close();
-          throw e;
-        }
-      };
-      const cached = cachedGraph(cacheRoot, key, build);
-      try {
-        return await open(cached.dir);
-      } catch (e) {
-        if (cached.built) throw e;
-        progress("the cached depthformer graph is unreadable; rebuilding it");
-        discardCachedGraph(cached.dir);
-        return await open(cachedGraph(cacheRoot, key, build).dir);
-      }
-    } finally {
-      ck.close();
-      if (opts.cacheDir === false && existsSync(cacheRoot)) rmSync(cacheRoot, { recursive: true, force: true });
-    }
+    return withCheckpoint(dir, (weights, files) =>
+      openCachedGraph({
+        kind: "depthformer",
+        files,
+        options: { precision, shape, builder: builderFingerprint(import.meta.dirname, BUILDER_SOURCES) },
+        build: () => buildDepthformerGraph(weights, shape, precision),
+        open: async (graphDir) => {
+          const V = shape.codebooks * shape.audioVocabSize;
+          const depth = EmbeddingTable.open(join(graphDir, DEPTH_EMBEDDINGS_FILE), V, shape.depthformer.dim);
+          let audio: EmbeddingTable | undefined;
+          try {
+            audio = EmbeddingTable.open(join(graphDir, AUDIO_EMBEDDINGS_FILE), V, shape.lmHidden);
+            return new AudioHead(shape, await createSession(join(graphDir, "model.onnx"), { threads: opts.threads }), depth, audio);
+          } catch (e) {
+            depth.close();
+            audio?.close();
+            throw e;
+          }
+        },
+        cacheDir: opts.cacheDir,
+        progress,
+        stages: { build: "building the depthformer graph", rebuild: "the cached depthformer graph is unreadable; rebuilding it" },
+      }),
+    );
   }
 
   /**

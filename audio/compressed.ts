@@ -9,9 +9,8 @@
  * the Xing/Info frame count of an MP3, the end-of-stream flag and granule position of the last Ogg
  * page. The declared length is also what AUDIO_TOO_LONG is judged on, before anything is decoded.
  */
-import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import { LfmError } from "../text-core/errors.ts";
-import { type AudioClip, DEFAULT_MAX_SECONDS, audioFileSize, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, type ReadAudioOptions, decodeWav, isWavContainer, readAudioFile, sniffContainer } from "./wav.ts";
+import { type AudioClip, DEFAULT_MAX_SECONDS, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, type ReadAudioOptions, sniffContainer } from "./wav.ts";
 
 export type CompressedFormat = "flac" | "mp3" | "ogg-opus" | "ogg-vorbis";
 
@@ -260,30 +259,4 @@ function tooLong(name: string, seconds: number, maxSeconds: number): LfmError {
     "AUDIO_TOO_LONG",
     `${name} is ${(seconds / 60).toFixed(1)} minutes long; the limit is ${(maxSeconds / 60).toFixed(0)} minutes (maxSeconds) so that it fits in memory. Split it or raise the limit.`,
   );
-}
-
-/** Compressed files are decoded in memory: larger ones are refused (3 h of 320 kbit/s MP3 is ~430 MB). */
-const MAX_COMPRESSED_BYTES = 1 << 30;
-
-/**
- * Reads any supported recording: WAV (as `readAudioFile`), FLAC, MP3, Ogg Opus or Ogg Vorbis.
- * FILE_NOT_FOUND when it cannot be read; AUDIO_INVALID for damaged compressed data.
- */
-export async function loadAudioFile(path: string, opts: ReadAudioOptions = {}): Promise<AudioClip> {
-  const size = audioFileSize(path);
-  if (size > MAX_COMPRESSED_BYTES) {
-    const head = new Uint8Array(16);
-    const fd = openSync(path, "r");
-    try {
-      readSync(fd, head, 0, head.length, 0);
-    } finally {
-      closeSync(fd);
-    }
-    // WAV is checked from its header and read as it is; a compressed file that big is refused.
-    if (compressedFormatOf(head) === null) return readAudioFile(path, opts);
-    throw new LfmError("AUDIO_TOO_LONG", `${path} is ${(size / 2 ** 30).toFixed(1)} GiB of compressed audio; files over 1 GiB are not decoded in memory. Split it (e.g. \`ffmpeg -i ${path} -f segment -segment_time 3600 part%02d.flac\`).`);
-  }
-  const bytes = readFileSync(path);
-  if (isWavContainer(bytes) || compressedFormatOf(bytes) === null) return decodeWav(bytes, path, opts);
-  return decodeCompressed(bytes, path, opts);
 }

@@ -9,9 +9,6 @@
  * liquid-audio's text step. Pass `exposeHidden: true` for the final-normed hidden state
  * (`hidden.<numLayers>` in `forward`'s `extraOutputs`), which the depthformer reads.
  */
-import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { type Lfm2AudioConfig, loadLfm2AudioConfig } from "./audio-config.ts";
@@ -22,12 +19,12 @@ import { resample } from "./resample.ts";
 import type { AudioClip } from "./wav.ts";
 import { subsampledLength } from "./audio-config.ts";
 import { LfmError } from "../text-core/errors.ts";
-import { cacheWriteError, cachedGraph, defaultCacheDir, discardCachedGraph, graphCacheKey } from "../text-core/graph-cache.ts";
+import { builderFingerprint, openCachedGraph } from "../text-core/graph-cache.ts";
 import { type Precision, precisionOption, promptEncoderPrecision } from "../text-core/graph/precision.ts";
-import { buildRuntime, checkpointWeights } from "../text-core/model.ts";
+import { buildRuntime, withCheckpoint } from "../text-core/model.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
 import { type Lfm2Runtime, createSession } from "../text-core/runtime.ts";
-import { Checkpoint } from "../text-core/safetensors.ts";
+import { Checkpoint } from "../text-core/checkpoint.ts";
 import { Lfm2Tokenizer } from "../text-core/tokenizer.ts";
 
 export interface AudioModelLoadOptions {
@@ -48,11 +45,7 @@ export interface AudioModelLoadOptions {
 }
 
 /** The code that decides the encoder graph: part of its cache key. */
-const ENCODER_BUILDER_FINGERPRINT = (() => {
-  const h = createHash("sha256");
-  for (const f of ["fastconformer.ts", "audio-config.ts"]) h.update(readFileSync(join(import.meta.dirname, f)));
-  return h.digest("hex").slice(0, 16);
-})();
+const ENCODER_BUILDER_SOURCES = ["fastconformer", "audio-config"];
 
 /** Audio-in rows for the LM: one per 80 ms of audio. */
 export interface AudioEmbeddings {
@@ -187,36 +180,20 @@ export class Lfm2AudioModel {
 
 /** Builds (or finds in the cache) the encoder graph and opens it. */
 async function loadEncoder(dir: string, config: Lfm2AudioConfig, precision: Precision, opts: AudioModelLoadOptions, progress: (stage: string) => void): Promise<AudioEncoder> {
-  const ck = Checkpoint.open(dir);
-  try {
-    const weights = checkpointWeights(ck);
-    const build = () => {
-      progress("building the audio encoder graph");
-      return buildAudioEncoderGraph(config.encoder, weights, config.lfm.hiddenSize, { precision });
-    };
-    let cacheRoot: string;
-    try {
-      cacheRoot = opts.cacheDir === false ? mkdtempSync(join(tmpdir(), "lfm2-audio-graph-")) : (opts.cacheDir ?? defaultCacheDir());
-    } catch (e) {
-      throw cacheWriteError(tmpdir(), e);
-    }
-    try {
-      const key = graphCacheKey("lfm2-audio-encoder", [join(dir, "config.json"), ...ck.files], { precision, builder: ENCODER_BUILDER_FINGERPRINT }, cacheRoot);
-      const cached = cachedGraph(cacheRoot, key, build);
-      progress("loading the audio encoder into onnxruntime");
-      try {
-        return new AudioEncoder(await createSession(join(cached.dir, "model.onnx"), { threads: opts.threads }), config);
-      } catch (e) {
-        if (cached.built) throw e;
-        progress("the cached audio encoder is unreadable; rebuilding it");
-        discardCachedGraph(cached.dir);
-        const rebuilt = cachedGraph(cacheRoot, key, build);
-        return new AudioEncoder(await createSession(join(rebuilt.dir, "model.onnx"), { threads: opts.threads }), config);
-      }
-    } finally {
-      if (opts.cacheDir === false && existsSync(cacheRoot)) rmSync(cacheRoot, { recursive: true, force: true });
-    }
-  } finally {
-    ck.close();
-  }
+  return withCheckpoint(dir, (weights, files) =>
+    openCachedGraph({
+      kind: "lfm2-audio-encoder",
+      files,
+      options: { precision, builder: builderFingerprint(import.meta.dirname, ENCODER_BUILDER_SOURCES) },
+      build: () => buildAudioEncoderGraph(config.encoder, weights, config.lfm.hiddenSize, { precision }),
+      open: async (graphDir) => new AudioEncoder(await createSession(join(graphDir, "model.onnx"), { threads: opts.threads }), config),
+      cacheDir: opts.cacheDir,
+      progress,
+      stages: {
+        build: "building the audio encoder graph",
+        load: "loading the audio encoder into onnxruntime",
+        rebuild: "the cached audio encoder is unreadable; rebuilding it",
+      },
+    }),
+  );
 }

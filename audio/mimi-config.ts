@@ -7,6 +7,7 @@
  */
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { type ConfigJson, ConfigFields, isObject } from "../text-core/config-fields.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { SafetensorsFile } from "../text-core/safetensors.ts";
 
@@ -117,67 +118,32 @@ export const KYUTAI_MIMI_CONFIG = {
   },
 } as const;
 
-type Json = Record<string, unknown>;
+const REMEDY = "Use moshi's Mimi settings (or no config.json for Kyutai's Mimi).";
 
-function isObject(v: unknown): v is Json {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-function invalid(source: string, key: string, what: string, found?: unknown): LfmError {
-  const shown = found === undefined ? "" : `, found ${JSON.stringify(found)}`;
-  return new LfmError("CONFIG_INVALID", `${source}: "${key}" ${what}${shown}. Use moshi's Mimi settings (or no config.json for Kyutai's Mimi).`);
-}
-
-function fields(raw: Json, source: string, where: string) {
-  const key = (k: string) => (where ? `${where}.${k}` : k);
-  return {
-    int(k: string, fallback: number, min = 1): number {
-      const v = raw[k] ?? fallback;
-      if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min) throw invalid(source, key(k), `must be an integer ≥ ${min}`, v);
-      return v;
-    },
-    num(k: string, fallback: number): number {
-      const v = raw[k] ?? fallback;
-      if (typeof v !== "number" || !(v > 0) || !Number.isFinite(v)) throw invalid(source, key(k), "must be a positive number", v);
-      return v;
-    },
-    bool(k: string, fallback: boolean): boolean {
-      const v = raw[k] ?? fallback;
-      if (typeof v !== "boolean") throw invalid(source, key(k), "must be true or false", v);
-      return v;
-    },
-    /** Only `expected` is implemented; anything else is refused by name. */
-    fixed<T>(k: string, expected: T, what: string): void {
-      const v = raw[k];
-      if (v !== undefined && v !== null && v !== expected) throw invalid(source, key(k), `other than ${JSON.stringify(expected)} is not supported (${what})`, v);
-    },
-  };
+/** `raw` over moshi's values; a key set to null is unset and takes moshi's value (config-fields.ts). */
+function overDefaults(defaults: object, raw: ConfigJson): ConfigJson {
+  return { ...defaults, ...Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== null)) };
 }
 
 /** Parses moshi-style Mimi settings; keys left out take Kyutai's values. */
 export function parseMimiConfig(raw: unknown, source: string): MimiConfig {
   if (!isObject(raw)) throw new LfmError("CONFIG_INVALID", `${source}: a Mimi config must be a JSON object.`);
   const defaults = KYUTAI_MIMI_CONFIG;
-  const seanetRaw = isObject(raw.seanet) ? raw.seanet : {};
-  const quantizerRaw = isObject(raw.quantizer) ? raw.quantizer : {};
   const transformerRaw = isObject(raw.transformer) ? raw.transformer : {};
-  const s = fields({ ...defaults.seanet, ...seanetRaw }, source, "seanet");
-  const q = fields({ ...defaults.quantizer, ...quantizerRaw }, source, "quantizer");
-  const t = fields({ ...defaults.transformer, ...transformerRaw }, source, "transformer");
-  const top = fields({ ...defaults, ...raw }, source, "");
+  const s = new ConfigFields(overDefaults(defaults.seanet, isObject(raw.seanet) ? raw.seanet : {}), source, REMEDY, "seanet");
+  const q = new ConfigFields(overDefaults(defaults.quantizer, isObject(raw.quantizer) ? raw.quantizer : {}), source, REMEDY, "quantizer");
+  const t = new ConfigFields(overDefaults(defaults.transformer, transformerRaw), source, REMEDY, "transformer");
+  const top = new ConfigFields(overDefaults(defaults, raw), source, REMEDY);
 
-  const seanetAll: Json = { ...defaults.seanet, ...seanetRaw };
   s.fixed("activation", "ELU", "Mimi uses ELU");
   s.fixed("causal", true, "streaming decoding needs causal convolutions");
-  const ratios = seanetAll.ratios;
+  const ratios = s.get("ratios");
   if (!Array.isArray(ratios) || ratios.length === 0 || ratios.some((r) => !Number.isSafeInteger(r) || r < 1)) {
-    throw invalid(source, "seanet.ratios", "must be a non-empty list of positive integers", ratios);
+    throw s.invalid("ratios", "must be a non-empty list of positive integers", ratios);
   }
-  const padMode = seanetAll.pad_mode;
-  if (padMode !== "constant") throw invalid(source, "seanet.pad_mode", `other than "constant" is not supported (Mimi pads with zeros)`, padMode);
-  const norm = seanetAll.norm;
-  if (norm !== "none" && norm !== "weight_norm") throw invalid(source, "seanet.norm", `must be "none" or "weight_norm"`, norm);
-  const activationParams = seanetAll.activation_params;
+  s.fixed("pad_mode", "constant", "Mimi pads with zeros");
+  const norm = s.oneOf("norm", ["none", "weight_norm"] as const);
+  const activationParams = s.get("activation_params");
   const eluAlpha = isObject(activationParams) && typeof activationParams.alpha === "number" ? activationParams.alpha : 1.0;
   const seanet: SeanetConfig = {
     channels: s.int("channels", 1),
@@ -191,43 +157,40 @@ export function parseMimiConfig(raw: unknown, source: string): MimiConfig {
     dilationBase: s.int("dilation_base", 2),
     compress: s.int("compress", 2),
     trueSkip: s.bool("true_skip", true),
-    padMode,
+    padMode: "constant",
     norm,
     eluAlpha,
   };
-  if (seanet.channels !== 1) throw invalid(source, "seanet.channels", "other than 1 (mono) is not supported", seanet.channels);
+  if (seanet.channels !== 1) throw s.invalid("channels", "other than 1 (mono) is not supported", seanet.channels);
 
-  const transformerAll: Json = { ...defaults.transformer, ...transformerRaw };
   t.fixed("causal", true, "Mimi's decoder transformer is causal");
   t.fixed("gating", "none", "Mimi uses a GELU feed-forward");
   t.fixed("norm", "layer_norm", "Mimi uses LayerNorm");
   t.fixed("positional_embedding", "rope", "Mimi uses interleaved RoPE");
   t.fixed("conv_layout", true, "Mimi's transformer runs on [B, C, T]");
   t.fixed("kv_repeat", 1, "Mimi has no grouped KV heads");
-  const outputs = transformerAll.output_dimensions;
+  const outputs = t.get("output_dimensions");
   if (!Array.isArray(outputs) || outputs.length !== 1 || !Number.isSafeInteger(outputs[0])) {
-    throw invalid(source, "transformer.output_dimensions", "must hold exactly one width", outputs);
+    throw t.invalid("output_dimensions", "must hold exactly one width", outputs);
   }
-  const layerScaleRaw = transformerAll.layer_scale;
-  if (layerScaleRaw !== null && (typeof layerScaleRaw !== "number" || !(layerScaleRaw > 0))) {
-    throw invalid(source, "transformer.layer_scale", "must be a positive number or null", layerScaleRaw);
-  }
+  // Here null means something: moshi's layer_scale=None is "no LayerScale" (absent is Kyutai's 0.01).
+  const layerScale = transformerRaw.layer_scale === null ? null : t.num("layer_scale");
   const transformer: MimiTransformerConfig = {
     dModel: t.int("d_model", 512),
     numHeads: t.int("num_heads", 8),
     numLayers: t.int("num_layers", 8, 0),
     context: t.int("context", 250),
     maxPeriod: t.num("max_period", 10000),
-    layerScale: layerScaleRaw as number | null,
+    layerScale,
     dimFeedforward: t.int("dim_feedforward", 2048),
     inputDimension: t.int("input_dimension", seanet.dimension),
     outputDimension: outputs[0] as number,
   };
   if (transformer.dModel % transformer.numHeads !== 0 || (transformer.dModel / transformer.numHeads) % 2 !== 0) {
-    throw invalid(source, "transformer.num_heads", `must divide d_model ${transformer.dModel} into even head widths`, transformer.numHeads);
+    throw t.invalid("num_heads", `must divide d_model ${transformer.dModel} into even head widths`, transformer.numHeads);
   }
   if (transformer.inputDimension !== seanet.dimension || transformer.outputDimension !== seanet.dimension) {
-    throw invalid(source, "transformer.input_dimension", `and output_dimensions must equal seanet.dimension ${seanet.dimension}`, transformer.inputDimension);
+    throw t.invalid("input_dimension", `and output_dimensions must equal seanet.dimension ${seanet.dimension}`, transformer.inputDimension);
   }
 
   const quantizer: MimiQuantizerConfig = {
@@ -239,20 +202,20 @@ export function parseMimiConfig(raw: unknown, source: string): MimiConfig {
     outputDimension: q.int("output_dimension", seanet.dimension),
   };
   if (quantizer.outputDimension !== seanet.dimension) {
-    throw invalid(source, "quantizer.output_dimension", `must equal seanet.dimension ${seanet.dimension}`, quantizer.outputDimension);
+    throw q.invalid("output_dimension", `must equal seanet.dimension ${seanet.dimension}`, quantizer.outputDimension);
   }
-  if (quantizer.nQSemantic >= quantizer.nQ) throw invalid(source, "quantizer.n_q_semantic", `must be below n_q ${quantizer.nQ}`, quantizer.nQSemantic);
+  if (quantizer.nQSemantic >= quantizer.nQ) throw q.invalid("n_q_semantic", `must be below n_q ${quantizer.nQ}`, quantizer.nQSemantic);
 
   const sampleRateHz = top.int("sample_rate", 24000);
   const frameRateHz = top.num("frame_rate", 12.5);
   const numCodebooks = top.int("num_codebooks", 8);
   if (numCodebooks > quantizer.nQ || numCodebooks < quantizer.nQSemantic) {
-    throw invalid(source, "num_codebooks", `must be between n_q_semantic ${quantizer.nQSemantic} and n_q ${quantizer.nQ}`, numCodebooks);
+    throw top.invalid("num_codebooks", `must be between n_q_semantic ${quantizer.nQSemantic} and n_q ${quantizer.nQ}`, numCodebooks);
   }
   const hopLength = seanet.ratios.reduce((a, b) => a * b, 1);
   const upsampleStride = sampleRateHz / hopLength / frameRateHz;
   if (!Number.isSafeInteger(upsampleStride) || upsampleStride < 1) {
-    throw invalid(source, "frame_rate", `must divide the SEANet rate ${sampleRateHz / hopLength} Hz by an integer`, frameRateHz);
+    throw top.invalid("frame_rate", `must divide the SEANet rate ${sampleRateHz / hopLength} Hz by an integer`, frameRateHz);
   }
   return {
     sampleRateHz,

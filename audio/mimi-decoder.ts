@@ -4,13 +4,11 @@
  * between calls. Both paths run the same graph; `decode` is a stream fed in chunks, so memory stays
  * bounded on long clips.
  */
-import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { LfmError } from "../text-core/errors.ts";
-import { cacheWriteError, cachedGraph, defaultCacheDir, discardCachedGraph, graphCacheKey } from "../text-core/graph-cache.ts";
+import { builderFingerprint, openCachedGraph } from "../text-core/graph-cache.ts";
 import type { Precision } from "../text-core/graph/precision.ts";
 import { createSession } from "../text-core/runtime.ts";
 import { type MimiGraphIO, buildMimiDecoderGraph, newKeyName, newValueName, nextStateName, pastKeyName, pastValueName } from "./mimi.ts";
@@ -30,11 +28,7 @@ export interface MimiLoadOptions {
 const DECODE_CHUNK_FRAMES = 32;
 
 /** The sources that decide the graph: part of the cache key, so an edited builder never runs a stale graph. */
-const BUILDER_FINGERPRINT = (() => {
-  const h = createHash("sha256");
-  for (const f of ["mimi.ts", "mimi-weights.ts", "mimi-config.ts"]) h.update(readFileSync(join(import.meta.dirname, f)));
-  return h.digest("hex").slice(0, 16);
-})();
+const BUILDER_SOURCES = ["mimi", "mimi-weights", "mimi-config"];
 
 export class MimiDecoder {
   private constructor(
@@ -49,34 +43,20 @@ export class MimiDecoder {
     const { weights: file, config } = locateMimi(path);
     const precision = opts.precision ?? "fp32";
     const weights = openMimiWeights(file, { numHeads: config.transformer.numHeads });
-    const build = () => {
-      progress("building the Mimi decoder graph");
-      return buildMimiDecoderGraph(config, weights, precision).builder;
-    };
-    let cacheRoot: string;
     try {
-      cacheRoot = opts.cacheDir === false ? mkdtempSync(join(tmpdir(), "lfm2-mimi-")) : (opts.cacheDir ?? defaultCacheDir());
-    } catch (e) {
-      throw cacheWriteError(tmpdir(), e);
-    }
-    try {
-      const files = [file, ...(existsSync(config.source) ? [config.source] : [])];
-      const key = graphCacheKey("mimi", files, { precision, config: { ...config, source: undefined }, builder: BUILDER_FINGERPRINT }, cacheRoot);
-      let cached = cachedGraph(cacheRoot, key, build);
-      let session: ort.InferenceSession;
-      try {
-        session = await createSession(join(cached.dir, "model.onnx"), { threads: opts.threads });
-      } catch (e) {
-        if (cached.built) throw e;
-        progress("the cached Mimi graph is unreadable; rebuilding it");
-        discardCachedGraph(cached.dir);
-        cached = cachedGraph(cacheRoot, key, build);
-        session = await createSession(join(cached.dir, "model.onnx"), { threads: opts.threads });
-      }
+      const session = await openCachedGraph({
+        kind: "mimi",
+        files: [file, ...(existsSync(config.source) ? [config.source] : [])],
+        options: { precision, config: { ...config, source: undefined }, builder: builderFingerprint(import.meta.dirname, BUILDER_SOURCES) },
+        build: () => buildMimiDecoderGraph(config, weights, precision).builder,
+        open: (graphDir) => createSession(join(graphDir, "model.onnx"), { threads: opts.threads }),
+        cacheDir: opts.cacheDir,
+        progress,
+        stages: { build: "building the Mimi decoder graph", rebuild: "the cached Mimi graph is unreadable; rebuilding it" },
+      });
       return new MimiDecoder(config, session, graphIO(session, config));
     } finally {
       weights.close();
-      if (opts.cacheDir === false && existsSync(cacheRoot)) rmSync(cacheRoot, { recursive: true, force: true });
     }
   }
 

@@ -239,8 +239,11 @@ export function audioFileSize(path: string): number {
   return size;
 }
 
-/** Reads a WAV file; FILE_NOT_FOUND when it cannot be read, then as `decodeWav`. */
-export function readAudioFile(path: string, opts: ReadAudioOptions = {}): AudioClip {
+/**
+ * Reads a WAV file; FILE_NOT_FOUND when it cannot be read, then as `decodeWav`. Internal: every
+ * caller reads recordings through `readAudioFile` (audio/audio-file.ts), which takes any format.
+ */
+export function readWavFile(path: string, opts: ReadAudioOptions = {}): AudioClip {
   const size = audioFileSize(path);
   if (size > HEADER_PROBE_BYTES) {
     const head = new Uint8Array(HEADER_PROBE_BYTES);

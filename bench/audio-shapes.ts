@@ -7,7 +7,7 @@
 import type { Lfm2AudioConfig } from "../audio/audio-config.ts";
 import { KYUTAI_MIMI_CONFIG } from "../audio/mimi-config.ts";
 import { ADAPTER_PREFIX, ENCODER_PREFIX } from "../audio/fastconformer.ts";
-import { uniformNoise } from "../text-core/synthetic-checkpoint.ts";
+import { uniformNoise } from "./synthetic-checkpoint.ts";
 
 export function audioTensorShapes(config: Lfm2AudioConfig): Array<[string, number[]]> {
   const { dModel: D, subsamplingChannels: C, ffDim, numHeads: H, headDim: dk, convKernelSize: K } = config.encoder;

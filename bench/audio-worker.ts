@@ -14,7 +14,7 @@
 import { Lfm2AudioModel } from "../audio/lfm2-audio-model.ts";
 import { MimiDecoder } from "../audio/mimi-decoder.ts";
 import { SYSTEM_PROMPTS } from "../audio/prompt.ts";
-import { readAudioFile } from "../audio/wav.ts";
+import { readAudioFile } from "../audio/audio-file.ts";
 import type { Precision } from "../text-core/graph/precision.ts";
 import { argmax, flushWrites, peakRssMb } from "./prompt.ts";
 import { join } from "node:path";
@@ -35,7 +35,7 @@ if (kind === "transcribe") {
     process.exit(0);
   }
   flushWrites();
-  const speech = readAudioFile(join(import.meta.dirname, "..", "fixtures/audio/clips/speech_en_16k.wav"));
+  const speech = await readAudioFile(join(import.meta.dirname, "..", "fixtures/audio/clips/speech_en_16k.wav"));
   const wave = new Float32Array(Math.round(seconds * speech.sampleRateHz));
   for (let at = 0; at < wave.length; at += speech.samples.length) wave.set(speech.samples.subarray(0, Math.min(speech.samples.length, wave.length - at)), at);
   const once = async () => {

@@ -23,8 +23,8 @@ import { parseArgs } from "node:util";
 import { parseLfm2AudioConfig } from "../audio/audio-config.ts";
 import { KYUTAI_MIMI_FILE } from "../audio/mimi-config.ts";
 import { defaultCacheDir } from "../text-core/graph-cache.ts";
-import { lfm2TensorShapes, writeSyntheticCheckpoint } from "../text-core/synthetic-checkpoint.ts";
-import { writeSafetensors } from "../text-core/safetensors.ts";
+import { lfm2TensorShapes, writeSyntheticCheckpoint } from "./synthetic-checkpoint.ts";
+import { writeSafetensors } from "./safetensors-writer.ts";
 import { audioTensorShapes, mimiRandomValues, mimiTensorShapes } from "./audio-shapes.ts";
 
 const ROOT = join(import.meta.dirname, "..");

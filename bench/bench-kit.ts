@@ -9,7 +9,7 @@ import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { type Lfm2Config, parseLfm2Config } from "../text-core/config.ts";
 import { defaultCacheDir } from "../text-core/graph-cache.ts";
-import { lfm2TensorShapes, paddedTokenizerJson, writeSyntheticCheckpoint } from "../text-core/synthetic-checkpoint.ts";
+import { lfm2TensorShapes, paddedTokenizerJson, writeSyntheticCheckpoint } from "./synthetic-checkpoint.ts";
 
 export const ROOT = join(import.meta.dirname, "..");
 export const benchCacheDir = process.env.LFM_CACHE_DIR ?? defaultCacheDir();

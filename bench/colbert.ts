@@ -17,8 +17,8 @@ import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { parseLfm2Config } from "../text-core/config.ts";
-import { writeSafetensors } from "../text-core/safetensors.ts";
-import { lfm2TensorShapes, paddedTokenizerJson, randomWeights, writeSyntheticCheckpoint } from "../text-core/synthetic-checkpoint.ts";
+import { writeSafetensors } from "./safetensors-writer.ts";
+import { lfm2TensorShapes, paddedTokenizerJson, randomWeights, writeSyntheticCheckpoint } from "./synthetic-checkpoint.ts";
 import { ROOT, benchCacheDir, buildThenMeasure, formatLoad, machineInfo, medians, writeResults } from "./bench-kit.ts";
 
 const { values } = parseArgs({

@@ -18,7 +18,8 @@ import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statS
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getLlama, LlamaLogLevel, type Token } from "node-llama-cpp";
-import { Checkpoint, SafetensorsFile } from "../text-core/safetensors.ts";
+import { Checkpoint } from "../text-core/checkpoint.ts";
+import { SafetensorsFile } from "../text-core/safetensors.ts";
 import { BLOCK_BYTES, dequantize, type GgufFormat, type GgufQuant, readGgufInfo, writeLfm2Gguf, type GgufWriteOptions } from "./gguf-writer.ts";
 
 const ROOT = join(import.meta.dirname, "..");

@@ -28,7 +28,9 @@ import { closeSync, existsSync, fstatSync, fsyncSync, openSync, readFileSync, re
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadLfm2Config, type Lfm2Config } from "../text-core/config.ts";
-import { Checkpoint, decodeFloat32, float32ToF16, type TensorInfo } from "../text-core/safetensors.ts";
+import { Checkpoint } from "../text-core/checkpoint.ts";
+import { float32ToF16 } from "../text-core/float-bits.ts";
+import { decodeFloat32, type TensorInfo } from "../text-core/safetensors.ts";
 
 export type GgufQuant = "Q4_0" | "Q8_0";
 /** What the 2-D matrices are stored as; "F32" (everything float32, for exactness checks) too. */

@@ -19,7 +19,7 @@ import { type Lfm2Config, parseLfm2Config } from "../text-core/config.ts";
 import type { GraphBuilder } from "../text-core/graph/builder.ts";
 import { type Precision, isPrecision } from "../text-core/graph/precision.ts";
 import type { WeightSource } from "../text-core/graph/weights.ts";
-import { lfm2TensorShapes, uniformNoise } from "../text-core/synthetic-checkpoint.ts";
+import { lfm2TensorShapes, uniformNoise } from "./synthetic-checkpoint.ts";
 import { ROOT } from "./bench-kit.ts";
 
 type BuildLfm2Graph = (config: Lfm2Config, weights: WeightSource, prefix: string, options: { precision: Precision; head: "logits"; exposeHidden: false }) => { builder: GraphBuilder };

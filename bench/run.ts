@@ -18,7 +18,7 @@ import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { parseLfm2Config } from "../text-core/config.ts";
-import { lfm2TensorShapes } from "../text-core/synthetic-checkpoint.ts";
+import { lfm2TensorShapes } from "./synthetic-checkpoint.ts";
 import { measureMemoryBandwidth } from "./bandwidth.ts";
 import { BLOCK_BYTES, cachedLfm2Gguf, type GgufQuant } from "./gguf-writer.ts";
 import { ROOT, benchCacheDir as cacheDir, lfm2BenchCheckpoint } from "./bench-kit.ts";

@@ -19,7 +19,7 @@ import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { lfm2TensorShapes, writeSyntheticCheckpoint } from "../text-core/synthetic-checkpoint.ts";
+import { lfm2TensorShapes, writeSyntheticCheckpoint } from "./synthetic-checkpoint.ts";
 import { type Lfm2VlConfig, parseLfm2VlConfig } from "../vision/vl-config.ts";
 import { ROOT, type WorkerResult, benchCacheDir, buildThenMeasure, formatLoad, machineInfo, medians, writeResults } from "./bench-kit.ts";
 

@@ -7,16 +7,14 @@
  * reply streams as text pieces and audio frames; with a Mimi decoder loaded, each frame is decoded
  * to 24 kHz samples as soon as it is sampled.
  */
-import { AudioHead } from "../audio/audio-head.ts";
-import { Lfm2AudioModel } from "../audio/lfm2-audio-model.ts";
-import { locateMimi } from "../audio/mimi-config.ts";
-import { MimiDecoder, type MimiStream } from "../audio/mimi-decoder.ts";
+import type { AudioHead } from "../audio/audio-head.ts";
+import type { Lfm2AudioModel } from "../audio/lfm2-audio-model.ts";
+import type { MimiDecoder, MimiStream } from "../audio/mimi-decoder.ts";
 import { type AssembledPrompt, SYSTEM_PROMPTS } from "../audio/prompt.ts";
 import { type ModalitySampling, type SpeechMode, generateSpeech } from "../audio/speech-generation.ts";
+import { loadSpeechStack } from "../audio/speech-stack.ts";
 import type { AudioClip } from "../audio/wav.ts";
-import { LfmError } from "../text-core/errors.ts";
 import type { Precision } from "../text-core/graph/precision.ts";
-import { resolveModelDir } from "../text-core/model-dir.ts";
 
 export interface AudioChatLoadOptions {
   /**
@@ -63,28 +61,8 @@ export class AudioChat {
   ) {}
 
   static async load(path: string, opts: AudioChatLoadOptions = {}): Promise<AudioChat> {
-    const dir = resolveModelDir(path);
-    // A missing codec is found before anything is built.
-    if (opts.mimi !== undefined) locateMimi(opts.mimi);
-    const shared = { precision: opts.precision, threads: opts.threads, cacheDir: opts.cacheDir, onProgress: opts.onProgress };
-    const model = await Lfm2AudioModel.load(dir, { ...shared, exposeHidden: true });
-    const loaded: { release(): Promise<void> }[] = [model];
-    try {
-      const head = await AudioHead.load(model.dir, model.config, shared);
-      loaded.push(head);
-      let mimi: MimiDecoder | undefined;
-      if (opts.mimi !== undefined) {
-        mimi = await MimiDecoder.load(opts.mimi, { threads: opts.threads, cacheDir: opts.cacheDir, onProgress: opts.onProgress });
-        loaded.push(mimi);
-        if (mimi.config.numCodebooks !== model.config.codebooks) {
-          throw new LfmError("CONFIG_INVALID", `the Mimi codec decodes ${mimi.config.numCodebooks} codebooks but ${model.config.source} generates ${model.config.codebooks}.`);
-        }
-      }
-      return new AudioChat(model, head, mimi);
-    } catch (e) {
-      await Promise.all(loaded.map((r) => r.release()));
-      throw e;
-    }
+    const stack = await loadSpeechStack(path, { ...opts, listen: true, decode: opts.mimi !== undefined });
+    return new AudioChat(stack.model, stack.head, stack.mimi);
   }
 
   /** The chat prompt for one recording (system prompt default "Respond with interleaved text and audio."). */

@@ -6,17 +6,16 @@
  * then sequential generation (audio temperature 0.8, top-k 64, greedy text by default), each frame
  * decoded by Mimi as soon as it is sampled, up to the end-of-audio frame (which is not a sound).
  */
-import { loadLfm2AudioConfig, type Lfm2AudioConfig } from "../audio/audio-config.ts";
-import { AudioHead } from "../audio/audio-head.ts";
-import { MimiDecoder } from "../audio/mimi-decoder.ts";
+import type { Lfm2AudioConfig } from "../audio/audio-config.ts";
+import type { AudioHead } from "../audio/audio-head.ts";
+import type { MimiDecoder } from "../audio/mimi-decoder.ts";
 import { AudioChatPrompt, SYSTEM_PROMPTS } from "../audio/prompt.ts";
 import { type ModalitySampling, generateSpeech } from "../audio/speech-generation.ts";
+import { loadSpeechStack } from "../audio/speech-stack.ts";
 import { LfmError } from "../text-core/errors.ts";
-import { type Precision, precisionOption } from "../text-core/graph/precision.ts";
-import { resolveModelDir } from "../text-core/model-dir.ts";
-import { buildRuntime } from "../text-core/model.ts";
+import type { Precision } from "../text-core/graph/precision.ts";
 import type { Lfm2Runtime } from "../text-core/runtime.ts";
-import { Lfm2Tokenizer } from "../text-core/tokenizer.ts";
+import type { Lfm2Tokenizer } from "../text-core/tokenizer.ts";
 
 export interface SpeakerLoadOptions {
   /** Mimi codec folder or file; default the checkpoint folder (it ships Kyutai's Mimi). */
@@ -63,28 +62,8 @@ export class Speaker {
   ) {}
 
   static async load(path: string, opts: SpeakerLoadOptions = {}): Promise<Speaker> {
-    const dir = resolveModelDir(path);
-    const progress = opts.onProgress ?? (() => {});
-    const config = loadLfm2AudioConfig(dir);
-    const tokenizer = await Lfm2Tokenizer.fromDir(dir);
-    const precision = precisionOption(opts.precision, "q4");
-    const shared = { threads: opts.threads, cacheDir: opts.cacheDir, onProgress: progress };
-    // Mimi first: a missing codec fails before the big graphs are built.
-    const mimi = await MimiDecoder.load(opts.mimi ?? dir, shared);
-    if (mimi.config.numCodebooks !== config.codebooks) {
-      await mimi.release();
-      throw new LfmError("CONFIG_INVALID", `the Mimi codec decodes ${mimi.config.numCodebooks} codebooks but ${config.source} generates ${config.codebooks}.`);
-    }
-    const loaded: { release(): Promise<void> }[] = [mimi];
-    try {
-      const lm = await buildRuntime(dir, config.lfm, { precision, head: "logits", exposeHidden: true }, shared, progress);
-      loaded.push(lm);
-      const head = await AudioHead.load(dir, config, { precision, ...shared });
-      return new Speaker(dir, config, tokenizer, lm, head, mimi);
-    } catch (e) {
-      await Promise.all(loaded.map((r) => r.release()));
-      throw e;
-    }
+    const stack = await loadSpeechStack(path, { ...opts, listen: false, decode: true });
+    return new Speaker(stack.dir, stack.config, stack.tokenizer, stack.lm, stack.head, stack.mimi);
   }
 
   /** The TTS prompt's token ids. */

@@ -10,20 +10,20 @@
  * batch of one, which only changes the vectors of non-attended expansion tokens). Positions are
  * 0…S−1 for every row, as `Lfm2Model` numbers them without `position_ids`.
  */
-import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { ChatTemplate } from "../text-core/chat.ts";
 import { type Lfm2Config, loadLfm2Config, readConfigJson } from "../text-core/config.ts";
 import { LfmError } from "../text-core/errors.ts";
+import { builderFingerprint } from "../text-core/graph-cache.ts";
 import { type Precision, precisionOption } from "../text-core/graph/precision.ts";
 import type { WeightSource } from "../text-core/graph/weights.ts";
 import { EmbeddingTable } from "../text-core/embeddings.ts";
 import { findTextPrefix, lfm2GraphIO, type Lfm2GraphIO, pastConvName, pastKeyName, pastValueName } from "../text-core/lfm2.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
-import { checkpointWeights, openCachedGraph } from "../text-core/model.ts";
-import { Checkpoint } from "../text-core/safetensors.ts";
+import { checkpointWeights, openLfm2Graph } from "../text-core/model.ts";
+import { Checkpoint } from "../text-core/checkpoint.ts";
 import { Lfm2Tokenizer } from "../text-core/tokenizer.ts";
 import { buildColbertGraph, type DenseLayer, EMBEDDINGS_OUTPUT } from "./colbert-graph.ts";
 import { type ColbertInput, ColbertTokenizer } from "./colbert-tokenizer.ts";
@@ -69,10 +69,7 @@ const QUERY_BATCH = 32;
 const DEFAULT_DOCUMENT_BATCH = 1;
 
 /** The graph's own source is part of the cache key, as text-core's builder sources are. */
-const GRAPH_FINGERPRINT = createHash("sha256")
-  .update(readFileSync(join(import.meta.dirname, "colbert-graph.ts")))
-  .digest("hex")
-  .slice(0, 16);
+const GRAPH_SOURCES = ["colbert-graph"];
 
 export class ColbertEncoder {
   /** Width of every output vector (the last Dense layer's `out_features`). */
@@ -291,10 +288,10 @@ async function openSession(
       ...backbone.files,
       ...folder.dense.flatMap((d) => [join(folder.dir, d.path, "config.json"), d.weightsFile]),
     ];
-    const { session, embeddings } = await openCachedGraph({
+    const { session, embeddings } = await openLfm2Graph({
       kind: "colbert",
       files,
-      options: { precision, graph: GRAPH_FINGERPRINT },
+      options: { precision, graph: builderFingerprint(import.meta.dirname, GRAPH_SOURCES) },
       build: () => buildColbertGraph(config, weights, prefix, dense, precision).builder,
       vocabSize: config.vocabSize,
       hiddenSize: config.hiddenSize,

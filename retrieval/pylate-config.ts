@@ -17,6 +17,7 @@
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { type ConfigJson, ConfigFields, isObject, readJsonObject } from "../text-core/config-fields.ts";
 import { LfmError } from "../text-core/errors.ts";
 
 /** PyLate's defaults (`pylate/models/colbert.py`), used for keys the config does not set. */
@@ -80,69 +81,43 @@ export interface PylateFolder {
   lowercase: boolean;
 }
 
-type Json = Record<string, unknown>;
+type Json = ConfigJson;
 
-const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
+const REMEDY = "Restore the file published with the model.";
 
+/** A PyLate JSON file; absent optional ones are undefined. */
 function readJson(file: string, what: string, required: true): Json;
 function readJson(file: string, what: string, required: false): Json | undefined;
 function readJson(file: string, what: string, required: boolean): Json | undefined {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT" && !required) return undefined;
-    throw new LfmError("FILE_NOT_FOUND", `Cannot read ${file} (${what}): ${(e as Error).message}. Copy the complete PyLate model folder.`, { cause: e });
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (e) {
-    throw new LfmError("CONFIG_INVALID", `${file} is not valid JSON (${(e as Error).message}); re-download it.`, { cause: e });
-  }
-  if (!isObject(parsed)) throw new LfmError("CONFIG_INVALID", `${file} must hold a JSON object (${what}).`);
-  return parsed;
-}
-
-function invalid(file: string, key: string, expected: string, got: unknown): LfmError {
-  return new LfmError("CONFIG_INVALID", `${file}: "${key}" must be ${expected}, got ${JSON.stringify(got)}. Restore the file published with the model.`);
-}
-
-/** A key's value, or `fallback` when it is absent or null (PyLate treats null as unset). */
-function setting<T>(raw: Json, key: string, file: string, fallback: T, check: (v: unknown) => v is T, expected: string): T {
-  const v = raw[key];
-  if (v === undefined || v === null) return fallback;
-  if (!check(v)) throw invalid(file, key, expected, v);
-  return v;
+  const hint = "Copy the complete PyLate model folder.";
+  return required ? readJsonObject(file, { what, hint }) : readJsonObject(file, { what, hint, optional: true });
 }
 
 const isString = (v: unknown): v is string => typeof v === "string";
-const isBool = (v: unknown): v is boolean => typeof v === "boolean";
-const isLength = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 2;
-const isStringList = (v: unknown): v is string[] => Array.isArray(v) && v.every(isString);
 
 /** Prefixes, lengths, expansion and skiplist from `config_sentence_transformers.json`. */
 export function parsePylateSettings(raw: Json, file: string): PylateSettings {
   const d = PYLATE_DEFAULTS;
-  const doQueryExpansion = setting(raw, "do_query_expansion", file, d.doQueryExpansion, isBool, "true or false");
-  const prompts = raw.prompts ?? {};
-  if (!isObject(prompts)) throw invalid(file, "prompts", "an object of name → prompt text", prompts);
-  const promptName = setting<string | null>(raw, "default_prompt_name", file, null, isString, "a prompt name or null");
+  const f = new ConfigFields(raw, file, REMEDY);
+  const doQueryExpansion = f.bool("do_query_expansion", d.doQueryExpansion);
+  const prompts = f.get("prompts") ?? {};
+  if (!isObject(prompts)) throw f.invalid("prompts", "must be an object of name → prompt text", prompts);
   let prompt = "";
-  if (promptName !== null) {
+  if (f.has("default_prompt_name")) {
+    const promptName = f.str("default_prompt_name");
     const text = prompts[promptName];
-    if (!isString(text)) throw invalid(file, "default_prompt_name", `a key of "prompts" (${Object.keys(prompts).join(", ") || "none"})`, promptName);
+    if (!isString(text)) throw f.invalid("default_prompt_name", `must be a key of "prompts" (${Object.keys(prompts).join(", ") || "none"})`, promptName);
     prompt = text;
   }
   return {
-    queryPrefix: setting(raw, "query_prefix", file, d.queryPrefix, isString, "a string"),
-    documentPrefix: setting(raw, "document_prefix", file, d.documentPrefix, isString, "a string"),
-    queryLength: setting(raw, "query_length", file, d.queryLength, isLength, "an integer ≥ 2"),
-    documentLength: setting(raw, "document_length", file, d.documentLength, isLength, "an integer ≥ 2"),
+    queryPrefix: f.str("query_prefix", d.queryPrefix),
+    documentPrefix: f.str("document_prefix", d.documentPrefix),
+    queryLength: f.int("query_length", d.queryLength, 2),
+    documentLength: f.int("document_length", d.documentLength, 2),
     doQueryExpansion,
     // PyLate: without expansion there is nothing to attend to.
-    attendToExpansionTokens: doQueryExpansion && setting(raw, "attend_to_expansion_tokens", file, d.attendToExpansionTokens, isBool, "true or false"),
-    skiplistWords: setting(raw, "skiplist_words", file, [...d.skiplistWords], isStringList, "a list of strings"),
+    attendToExpansionTokens: doQueryExpansion && f.bool("attend_to_expansion_tokens", d.attendToExpansionTokens),
+    skiplistWords: f.stringList("skiplist_words", d.skiplistWords),
     prompt,
   };
 }
@@ -163,15 +138,10 @@ const ACTIVATIONS: Record<string, DenseActivation> = {
 function parseDense(dir: string, path: string, moduleType: string): DenseLayerSpec {
   const folder = join(dir, path);
   const file = join(folder, "config.json");
-  const raw = readJson(file, `the configuration of Dense layer ${path}`, true);
-  const width = (key: string) => {
-    const v = raw[key];
-    if (typeof v !== "number" || !Number.isInteger(v) || v < 1) throw invalid(file, key, "a positive integer", v);
-    return v;
-  };
+  const f = new ConfigFields(readJson(file, `the configuration of Dense layer ${path}`, true), file, REMEDY);
   // PyLate's Dense defaults to Identity; a Sentence Transformers Dense (converted by PyLate) to Tanh.
   const defaultActivation = moduleType.startsWith("pylate.") ? "torch.nn.modules.linear.Identity" : "torch.nn.modules.activation.Tanh";
-  const activationPath = setting(raw, "activation_function", file, defaultActivation, isString, "a torch activation class path");
+  const activationPath = f.str("activation_function", defaultActivation);
   const activation = ACTIVATIONS[lastSegment(activationPath)];
   if (activation === undefined) {
     throw new LfmError(
@@ -188,11 +158,11 @@ function parseDense(dir: string, path: string, moduleType: string): DenseLayerSp
   }
   return {
     path,
-    inFeatures: width("in_features"),
-    outFeatures: width("out_features"),
-    bias: setting(raw, "bias", file, true, isBool, "true or false"),
+    inFeatures: f.int("in_features"),
+    outFeatures: f.int("out_features"),
+    bias: f.bool("bias", true),
     activation,
-    useResidual: setting(raw, "use_residual", file, false, isBool, "true or false"),
+    useResidual: f.bool("use_residual", false),
     weightsFile,
   };
 }
@@ -200,19 +170,18 @@ function parseDense(dir: string, path: string, moduleType: string): DenseLayerSp
 /** The Transformer module's `sentence_bert_config.json`: does it render texts as chat messages? */
 function parseTransformerConfig(backboneDir: string): { inputFormat: InputFormat; lowercase: boolean } {
   const file = join(backboneDir, "sentence_bert_config.json");
-  const raw = readJson(file, "the Transformer module settings", false) ?? {};
-  const lowercase = setting(raw, "do_lower_case", file, false, isBool, "true or false");
-  const processing = raw.processing_kwargs;
-  if (processing !== undefined && processing !== null && (!isObject(processing) || Object.keys(processing).length > 0)) {
+  const f = new ConfigFields(readJson(file, "the Transformer module settings", false) ?? {}, file, REMEDY);
+  const lowercase = f.bool("do_lower_case", false);
+  const processing = f.get("processing_kwargs");
+  if (processing !== undefined && (!isObject(processing) || Object.keys(processing).length > 0)) {
     throw new LfmError("CONFIG_INVALID", `${file}: "processing_kwargs" are not supported; remove them or encode with Sentence Transformers.`);
   }
   // Saved before Sentence Transformers 6 (no modality_config): plain text, as ST itself assumes.
-  const modalities = raw.modality_config;
-  if (modalities === undefined || modalities === null) return { inputFormat: { kind: "text" }, lowercase };
-  if (!isObject(modalities)) throw invalid(file, "modality_config", "an object", modalities);
+  if (!f.has("modality_config")) return { inputFormat: { kind: "text" }, lowercase };
+  const modalities = f.block("modality_config").raw;
   const message = modalities.message;
   if (message === undefined) {
-    if (!("text" in modalities)) throw invalid(file, "modality_config", 'an object with a "text" or "message" entry', modalities);
+    if (!("text" in modalities)) throw f.invalid("modality_config", 'must be an object with a "text" or "message" entry', modalities);
     return { inputFormat: { kind: "text" }, lowercase };
   }
   const format = isObject(message) ? message.format : undefined;

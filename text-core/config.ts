@@ -16,9 +16,11 @@
  * transformers rounds only when a multiplier is set. Every published config sets multiplier 1.0,
  * where the two agree. `checkFfDimAgainstWeights` holds the weights to that rule.
  */
-import * as fs from "node:fs";
 import * as path from "node:path";
+import { type ConfigJson, ConfigFields, isObject, readJsonObject } from "./config-fields.ts";
 import { LfmError } from "./errors.ts";
+
+export type { ConfigJson } from "./config-fields.ts";
 
 export type Lfm2LayerType = "conv" | "full_attention";
 
@@ -77,21 +79,7 @@ export function effectiveFfDim(
   return multipleOf * Math.ceil(ff / multipleOf);
 }
 
-/** A parsed `config.json` object. */
-export type ConfigJson = Record<string, unknown>;
-
-function isObject(v: unknown): v is ConfigJson {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-/** `CONFIG_INVALID` naming `key`; `found` (optional) is the offending value. */
-function invalid(source: string, key: string, what: string, ...found: [unknown?]): LfmError {
-  const shown = found.length > 0 ? `, found ${JSON.stringify(found[0])}` : "";
-  return new LfmError(
-    "CONFIG_INVALID",
-    `${source}: "${key}" ${what}${shown}. Use the config.json that was published with the checkpoint.`,
-  );
-}
+const REMEDY = "Use the config.json that was published with the checkpoint.";
 
 function describeArchitecture(raw: ConfigJson): string {
   const parts: string[] = [];
@@ -149,101 +137,71 @@ function unknownArchitecture(raw: ConfigJson, source: string, nestedLfm2 = false
   );
 }
 
-/** Reads `key`, treating `null` as absent. */
-function get(raw: ConfigJson, key: string): unknown {
-  const v = raw[key];
-  return v === null ? undefined : v;
-}
-
-function positiveInt(raw: ConfigJson, source: string, key: string, fallback?: number): number {
-  const v = get(raw, key);
-  if (v === undefined) {
-    if (fallback !== undefined) return fallback;
-    throw invalid(source, key, "is required");
-  }
-  if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0) throw invalid(source, key, "must be a positive integer", v);
-  return v;
-}
-
-function positiveNumber(source: string, key: string, v: unknown): number {
-  if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw invalid(source, key, "must be a positive number", v);
-  return v;
-}
-
-function bool(raw: ConfigJson, source: string, key: string, fallback: boolean): boolean {
-  const v = get(raw, key);
+/** A token id; an explicit null is "none" (kept as null), an absent key takes transformers' default. */
+function tokenId(f: ConfigFields, key: string, fallback: number): number | null {
+  const v = f.raw[key];
   if (v === undefined) return fallback;
-  if (typeof v !== "boolean") throw invalid(source, key, "must be true or false", v);
-  return v;
-}
-
-function tokenId(raw: ConfigJson, source: string, key: string, fallback: number): number | null {
-  if (raw[key] === undefined) return fallback;
-  const v = raw[key];
   if (v === null) return null;
-  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) throw invalid(source, key, "must be a token id", v);
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) throw f.invalid(key, "must be a token id", v);
   return v;
 }
 
-function eosIds(raw: ConfigJson, source: string): number[] {
-  if (raw.eos_token_id === undefined) return [2]; // transformers' default
-  const v = raw.eos_token_id;
+/** `eos_token_id` as a list; an explicit null is "no EOS" ([]), absent is transformers' default [2]. */
+function eosIds(f: ConfigFields): number[] {
+  const v = f.raw.eos_token_id;
+  if (v === undefined) return [2];
   if (v === null) return [];
   const list = Array.isArray(v) ? v : [v];
   if (!list.every((x) => typeof x === "number" && Number.isSafeInteger(x) && x >= 0)) {
-    throw invalid(source, "eos_token_id", "must be a token id or a list of token ids", v);
+    throw f.invalid("eos_token_id", "must be a token id or a list of token ids", v);
   }
   return list as number[];
 }
 
-function layerTypesOf(raw: ConfigJson, source: string, numLayers: number): Lfm2LayerType[] {
-  const types = get(raw, "layer_types");
+function layerTypesOf(f: ConfigFields, numLayers: number): Lfm2LayerType[] {
+  const types = f.get("layer_types");
   if (types !== undefined) {
-    if (!Array.isArray(types)) throw invalid(source, "layer_types", "must be a list", types);
+    if (!Array.isArray(types)) throw f.invalid("layer_types", "must be a list", types);
     if (types.length !== numLayers) {
-      throw invalid(source, "layer_types", `has ${types.length} entries but num_hidden_layers is ${numLayers}`);
+      throw f.invalid("layer_types", `has ${types.length} entries but num_hidden_layers is ${numLayers}`);
     }
     types.forEach((t, i) => {
       if (t !== "conv" && t !== "full_attention") {
-        throw invalid(source, "layer_types", `entry ${i} must be "conv" or "full_attention"`, t);
+        throw f.invalid("layer_types", `entry ${i} must be "conv" or "full_attention"`, t);
       }
     });
     return types as Lfm2LayerType[];
   }
-  const idxs = get(raw, "full_attn_idxs");
+  const idxs = f.get("full_attn_idxs");
   if (idxs === undefined) return Array.from({ length: numLayers }, () => "full_attention"); // as transformers
   if (!Array.isArray(idxs) || !idxs.every((i) => Number.isSafeInteger(i) && i >= 0 && i < numLayers)) {
-    throw invalid(source, "full_attn_idxs", `must list layer indices in 0..${numLayers - 1}`, idxs);
+    throw f.invalid("full_attn_idxs", `must list layer indices in 0..${numLayers - 1}`, idxs);
   }
   return Array.from({ length: numLayers }, (_, i) => (idxs.includes(i) ? "full_attention" : "conv"));
 }
 
-function ropeThetaOf(raw: ConfigJson, source: string): number {
-  let params = get(raw, "rope_parameters");
-  if (params !== undefined) {
-    if (!isObject(params)) throw invalid(source, "rope_parameters", "must be an object", params);
+function ropeThetaOf(f: ConfigFields): number {
+  if (f.has("rope_parameters")) {
+    let p = f.block("rope_parameters");
     // Per-layer-type form: { full_attention: {...}, conv: null }.
-    if (isObject(params.full_attention)) params = params.full_attention;
-    const p = params as ConfigJson;
-    const ropeType = get(p, "rope_type");
+    if (isObject(p.get("full_attention"))) p = p.block("full_attention");
+    const ropeType = p.get("rope_type");
     if (ropeType !== undefined && ropeType !== "default") {
-      throw invalid(source, "rope_parameters.rope_type", `is not supported (only "default" RoPE is implemented)`, ropeType);
+      throw p.invalid("rope_type", `is not supported (only "default" RoPE is implemented)`, ropeType);
     }
-    const theta = get(p, "rope_theta") ?? get(p, "theta");
-    if (theta !== undefined) return positiveNumber(source, "rope_parameters.rope_theta", theta);
+    const thetaKey = p.has("rope_theta") ? "rope_theta" : "theta";
+    if (p.has(thetaKey)) return p.num(thetaKey);
   }
-  const scaling = get(raw, "rope_scaling");
-  if (scaling !== undefined) throw invalid(source, "rope_scaling", "is not supported (only default RoPE is implemented)", scaling);
+  if (f.has("rope_scaling")) throw f.invalid("rope_scaling", "is not supported (only default RoPE is implemented)", f.get("rope_scaling"));
   // transformers: kwargs.get("theta", kwargs.get("rope_theta", 1e6))
-  const theta = get(raw, "theta") ?? get(raw, "rope_theta");
-  return theta === undefined ? 1_000_000 : positiveNumber(source, get(raw, "theta") !== undefined ? "theta" : "rope_theta", theta);
+  return f.num(f.has("theta") ? "theta" : "rope_theta", 1_000_000);
 }
 
-function storageDtypeOf(raw: ConfigJson, source: string): string | null {
-  const key = get(raw, "dtype") !== undefined ? "dtype" : "torch_dtype";
-  const v = get(raw, key);
-  if (v === undefined) return null;
-  if (typeof v !== "string") throw invalid(source, key, "must be a dtype name such as \"bfloat16\"", v);
+function storageDtypeOf(f: ConfigFields): string | null {
+  const key = f.has("dtype") ? "dtype" : "torch_dtype";
+  if (!f.has(key)) return null;
+  const v = f.get(key);
+  if (typeof v !== "string") throw f.invalid(key, "must be a dtype name such as \"bfloat16\"", v);
   return v;
 }
 
@@ -265,45 +223,45 @@ export function parseLfm2Config(raw: unknown, source: string): Lfm2Config {
     throw unknownArchitecture(raw, source, nestedLfm2);
   }
 
-  const vocabSize = positiveInt(raw, source, "vocab_size");
-  const hiddenSize = positiveInt(raw, source, "hidden_size");
+  const f = new ConfigFields(raw, source, REMEDY);
+  const vocabSize = f.int("vocab_size");
+  const hiddenSize = f.int("hidden_size");
   for (const legacy of ["block_dim", "conv_dim", "conv_dim_out"]) {
-    const v = get(raw, legacy);
+    const v = f.get(legacy);
     if (v !== undefined && v !== hiddenSize) {
-      throw invalid(source, legacy, `differs from hidden_size ${hiddenSize}, which no published LFM2 does (unsupported)`, v);
+      throw f.invalid(legacy, `differs from hidden_size ${hiddenSize}, which no published LFM2 does (unsupported)`, v);
     }
   }
-  const numLayers = positiveInt(raw, source, "num_hidden_layers");
+  const numLayers = f.int("num_hidden_layers");
   // `num_heads` is the 4.5x duplicate of `num_attention_heads`.
-  const headsKey = get(raw, "num_attention_heads") === undefined && get(raw, "num_heads") !== undefined ? "num_heads" : "num_attention_heads";
-  const numHeads = positiveInt(raw, source, headsKey);
-  const numKvHeads = positiveInt(raw, source, "num_key_value_heads");
+  const numHeads = f.int(!f.has("num_attention_heads") && f.has("num_heads") ? "num_heads" : "num_attention_heads");
+  const numKvHeads = f.int("num_key_value_heads");
   if (numHeads % numKvHeads !== 0) {
-    throw invalid(source, "num_key_value_heads", `must divide num_attention_heads ${numHeads}`, numKvHeads);
+    throw f.invalid("num_key_value_heads", `must divide num_attention_heads ${numHeads}`, numKvHeads);
   }
   let headDim: number;
-  if (get(raw, "head_dim") !== undefined) {
-    headDim = positiveInt(raw, source, "head_dim");
+  if (f.has("head_dim")) {
+    headDim = f.int("head_dim");
   } else {
     if (hiddenSize % numHeads !== 0) {
-      throw invalid(source, "num_attention_heads", `must divide hidden_size ${hiddenSize}`, numHeads);
+      throw f.invalid("num_attention_heads", `must divide hidden_size ${hiddenSize}`, numHeads);
     }
     headDim = hiddenSize / numHeads;
   }
-  const layerTypes = layerTypesOf(raw, source, numLayers);
+  const layerTypes = layerTypesOf(f, numLayers);
 
-  const ffKey = get(raw, "block_ff_dim") !== undefined ? "block_ff_dim" : "intermediate_size";
-  const intermediateSize = positiveInt(raw, source, ffKey);
-  const ffAutoAdjust = bool(raw, source, "block_auto_adjust_ff_dim", true);
-  const multiplier = raw.block_ffn_dim_multiplier === undefined ? 1.0 : raw.block_ffn_dim_multiplier;
-  const ffMultiplier = multiplier === null ? null : positiveNumber(source, "block_ffn_dim_multiplier", multiplier);
-  const ffMultipleOf = positiveInt(raw, source, "block_multiple_of", 256);
+  const ffKey = f.has("block_ff_dim") ? "block_ff_dim" : "intermediate_size";
+  const intermediateSize = f.int(ffKey);
+  const ffAutoAdjust = f.bool("block_auto_adjust_ff_dim", true);
+  // An explicit null multiplier means "none" (transformers skips the step); absent is 1.0.
+  const multiplier = raw.block_ffn_dim_multiplier;
+  const ffMultiplier = multiplier === null ? null : f.num("block_ffn_dim_multiplier", 1.0);
+  const ffMultipleOf = f.int("block_multiple_of", 256);
   const ffDim = effectiveFfDim(intermediateSize, ffAutoAdjust, ffMultiplier, ffMultipleOf);
-  if (ffDim <= 0) throw invalid(source, ffKey, `gives a feed-forward width of ${ffDim}`, intermediateSize);
+  if (ffDim <= 0) throw f.invalid(ffKey, `gives a feed-forward width of ${ffDim}`, intermediateSize);
 
-  const epsKey = get(raw, "norm_eps") !== undefined ? "norm_eps" : "block_norm_eps";
-  const eps = get(raw, epsKey);
-  const tieKey = get(raw, "tie_embedding") !== undefined ? "tie_embedding" : "tie_word_embeddings";
+  const epsKey = f.has("norm_eps") ? "norm_eps" : "block_norm_eps";
+  const tieKey = f.has("tie_embedding") ? "tie_embedding" : "tie_word_embeddings";
 
   return {
     architecture,
@@ -320,16 +278,16 @@ export function parseLfm2Config(raw: unknown, source: string): Lfm2Config {
     ffAutoAdjust,
     ffMultiplier,
     ffMultipleOf,
-    convLCache: positiveInt(raw, source, "conv_L_cache", 3),
-    convBias: bool(raw, source, "conv_bias", false),
-    normEps: eps === undefined ? 1e-5 : positiveNumber(source, epsKey, eps),
-    ropeTheta: ropeThetaOf(raw, source),
-    maxPositionEmbeddings: positiveInt(raw, source, "max_position_embeddings", 128_000),
-    tieEmbeddings: bool(raw, source, tieKey, true),
-    bosTokenId: tokenId(raw, source, "bos_token_id", 1),
-    eosTokenIds: eosIds(raw, source),
-    padTokenId: tokenId(raw, source, "pad_token_id", 0) ?? 0,
-    storageDtype: storageDtypeOf(raw, source),
+    convLCache: f.int("conv_L_cache", 3),
+    convBias: f.bool("conv_bias", false),
+    normEps: f.num(epsKey, 1e-5),
+    ropeTheta: ropeThetaOf(f),
+    maxPositionEmbeddings: f.int("max_position_embeddings", 128_000),
+    tieEmbeddings: f.bool(tieKey, true),
+    bosTokenId: tokenId(f, "bos_token_id", 1),
+    eosTokenIds: eosIds(f),
+    padTokenId: tokenId(f, "pad_token_id", 0) ?? 0,
+    storageDtype: storageDtypeOf(f),
     source,
   };
 }
@@ -369,21 +327,7 @@ export function checkFfDimAgainstWeights(config: Lfm2Config, w1Shape: number[]):
 
 /** Reads and parses `dir/config.json` (any model family); `FILE_NOT_FOUND` / `CONFIG_INVALID`. */
 export function readConfigJson(dir: string): ConfigJson {
-  const file = path.join(dir, "config.json");
-  let text: string;
-  try {
-    text = fs.readFileSync(file, "utf8");
-  } catch (e) {
-    throw new LfmError("FILE_NOT_FOUND", `Cannot read ${file}: ${(e as Error).message}. Is ${dir} a model folder?`, { cause: e });
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new LfmError("CONFIG_INVALID", `${file} is not valid JSON (${(e as Error).message}); re-download it.`, { cause: e });
-  }
-  if (!isObject(raw)) throw new LfmError("CONFIG_INVALID", `${file} is not a JSON object; re-download it.`);
-  return raw;
+  return readJsonObject(path.join(dir, "config.json"), { hint: `Is ${dir} a model folder?` });
 }
 
 /** `dir/config.json` of an LFM2 text checkpoint as an `Lfm2Config`. */

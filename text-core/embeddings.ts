@@ -14,6 +14,7 @@
  */
 import { closeSync, fstatSync, openSync, readSync, writeSync } from "node:fs";
 import { LfmError } from "./errors.ts";
+import { float32ToBf16 } from "./float-bits.ts";
 
 const MAGIC = "LFMEMB01";
 const HEADER_BYTES = 32;
@@ -40,11 +41,7 @@ export function writeEmbeddingTable(fd: number, weights: EmbeddingSource, name: 
     const values = weights.readFloat32Rows(name, start, count);
     let bytes: Uint8Array;
     if (bf16) {
-      // A bf16 value is the top half of its float32 bits.
-      const words = new Uint32Array(values.buffer, values.byteOffset, values.length);
-      const halves = new Uint16Array(values.length);
-      for (let i = 0; i < values.length; i++) halves[i] = words[i] >>> 16;
-      bytes = new Uint8Array(halves.buffer);
+      bytes = new Uint8Array(float32ToBf16(values).buffer); // exact: the values are bf16 numbers
     } else {
       bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
     }

@@ -3,10 +3,17 @@
  * token per call reusing the conv/KV state. Streams tokens; stops on stop ids, max tokens or an
  * AbortSignal. Batches are left-padded so every prompt ends at the same column, which gives each
  * row exactly the result it gets alone (pads are masked out of attention and zeroed in the conv).
+ *
+ * With a `constraint` (structured output), every step first sets the logits of the tokens the
+ * grammar rejects to -Infinity, so the sampler (all of its options) only ever sees allowed tokens,
+ * and generation stops as soon as the grammar is complete. A token the grammar forces (the only
+ * one allowed) is taken without a draw, so the random stream, and with it every later token, is
+ * the same whether forced runs are fed one by one or in one call (jump-forward).
  */
 import { LfmError } from "./errors.ts";
 import type { DecodeState, ForwardRequest, Lfm2Runtime } from "./runtime.ts";
 import { Sampler, type SamplingOptions } from "./sampler.ts";
+import type { CompiledConstraint, TokenMatcher } from "./structured/xgrammar.ts";
 
 export interface GenerateOptions extends SamplingOptions {
   /** Maximum number of new tokens (default 256). */
@@ -16,7 +23,18 @@ export interface GenerateOptions extends SamplingOptions {
   signal?: AbortSignal;
   /** Replaced embedding rows for the prompt (vision/audio), flattened [S·D] indices of row 0. */
   promptOverrides?: ForwardRequest["overrides"];
+  /** A compiled grammar (see structured/response-format.ts): each sequence gets its own matcher. */
+  constraint?: CompiledConstraint;
+  /**
+   * With a constraint: where the grammar allows exactly one next token (the key after `{"`), take
+   * it and run the whole forced run in one forward call instead of one call per token (default
+   * true; single sequences only). The tokens are those of the step-by-step run.
+   */
+  jumpForward?: boolean;
 }
+
+/** Why generation ended: "stop" = a stop token or a complete grammar; "length" = `maxTokens` (or the context) ran out first. */
+export type FinishReason = "stop" | "length";
 
 export interface GeneratedToken {
   id: number;
@@ -40,32 +58,70 @@ function resolveMaxTokens(runtime: Lfm2Runtime, promptLength: number, requested:
   return Math.min(maxTokens, context - promptLength);
 }
 
-/** Streams the new tokens for one prompt. */
-export async function* generate(runtime: Lfm2Runtime, promptIds: readonly number[], opts: GenerateOptions = {}): AsyncGenerator<GeneratedToken> {
+/** Streams the new tokens for one prompt; the generator's return value says why it ended. */
+export async function* generate(runtime: Lfm2Runtime, promptIds: readonly number[], opts: GenerateOptions = {}): AsyncGenerator<GeneratedToken, FinishReason> {
   if (promptIds.length === 0) throw new LfmError("EMPTY_PROMPT", "the prompt is empty: give at least one token (e.g. BOS).");
   const maxTokens = resolveMaxTokens(runtime, promptIds.length, opts.maxTokens);
   const stop = new Set(opts.stopTokenIds ?? runtime.config.eosTokenIds);
   const sampler = new Sampler(opts);
   checkAbort(opts.signal);
-  if (maxTokens === 0) return;
+  if (maxTokens === 0) return "length";
 
-  const state: DecodeState = runtime.newState(1);
-  const seen = [...promptIds];
-  let logits = (await runtime.forward(state, { ids: [promptIds.slice()], overrides: opts.promptOverrides })).output;
-  for (let index = 0; index < maxTokens; index++) {
-    checkAbort(opts.signal);
-    const id = sampler.pick(logits, seen);
-    if (stop.has(id)) return;
-    seen.push(id);
-    yield { id, index };
-    if (index + 1 === maxTokens) return;
-    checkAbort(opts.signal); // the consumer may have aborted on this token: run nothing more
-    logits = (await runtime.forward(state, { ids: [[id]] })).output;
+  const matcher = opts.constraint ? await opts.constraint.newMatcher([...stop]) : undefined;
+  const jumpForward = matcher !== undefined && (opts.jumpForward ?? true);
+  try {
+    const state: DecodeState = runtime.newState(1);
+    const seen = [...promptIds];
+    let logits = (await runtime.forward(state, { ids: [promptIds.slice()], overrides: opts.promptOverrides })).output;
+    let index = 0;
+    for (;;) {
+      checkAbort(opts.signal);
+      let id = matcher ? await matcher.forcedToken() : undefined;
+      if (id === undefined) {
+        if (matcher) await matcher.mask(logits);
+        id = sampler.pick(logits, seen);
+      }
+      if (stop.has(id)) return "stop";
+      const pending = [id];
+      for (;;) {
+        matcher?.accept(id);
+        seen.push(id);
+        yield { id, index: index++ };
+        if (matcher && (await matcher.finished())) return "stop";
+        if (index === maxTokens) return "length";
+        checkAbort(opts.signal); // the consumer may have aborted on this token: run nothing more
+        const forced = jumpForward ? await matcher!.forcedToken() : undefined;
+        if (forced === undefined) break;
+        pending.push((id = forced));
+      }
+      logits = (await runtime.forward(state, { ids: [pending] })).output;
+    }
+  } finally {
+    matcher?.dispose();
+  }
+}
+
+/** Runs a token stream to its end: the ids and why it ended. */
+export async function collectTokens(tokens: AsyncGenerator<GeneratedToken, FinishReason>): Promise<{ ids: number[]; finishReason: FinishReason }> {
+  const ids: number[] = [];
+  for (;;) {
+    const step = await tokens.next();
+    if (step.done) return { ids, finishReason: step.value };
+    ids.push(step.value.id);
   }
 }
 
 /** Generates for several prompts at once; returns each prompt's new ids, as if run alone. */
 export async function generateBatch(runtime: Lfm2Runtime, prompts: readonly (readonly number[])[], opts: GenerateOptions = {}): Promise<number[][]> {
+  return (await generateBatchRows(runtime, prompts, opts)).map((row) => row.ids);
+}
+
+/** `generateBatch` with each row's finish reason. A constraint gets one matcher per row. */
+export async function generateBatchRows(
+  runtime: Lfm2Runtime,
+  prompts: readonly (readonly number[])[],
+  opts: GenerateOptions = {},
+): Promise<{ ids: number[]; finishReason: FinishReason }[]> {
   if (prompts.length === 0) return [];
   if (prompts.some((p) => p.length === 0)) throw new LfmError("EMPTY_PROMPT", "one of the prompts is empty.");
   const longest = Math.max(...prompts.map((p) => p.length));
@@ -75,31 +131,53 @@ export async function generateBatch(runtime: Lfm2Runtime, prompts: readonly (rea
   const samplers = prompts.map((_, i) => new Sampler({ ...opts, seed: opts.seed === undefined ? undefined : opts.seed + i }));
   checkAbort(opts.signal);
   const results: number[][] = prompts.map(() => []);
+  const reasons: FinishReason[] = prompts.map(() => "length");
   const done = prompts.map(() => maxTokens === 0);
-  if (maxTokens === 0) return results;
+  const rows = () => results.map((ids, i) => ({ ids, finishReason: reasons[i] }));
+  if (maxTokens === 0) return rows();
 
-  const B = prompts.length;
-  const state = runtime.newState(B);
-  const ids = prompts.map((p) => [...new Array(longest - p.length).fill(pad), ...p]);
-  const mask = prompts.map((p) => [...new Array(longest - p.length).fill(0), ...p.map(() => 1)]);
-  let logits = await runtime.forward(state, { ids, mask });
-  for (let step = 0; step < maxTokens; step++) {
-    checkAbort(opts.signal);
-    const next: number[] = [];
-    for (let b = 0; b < B; b++) {
-      if (done[b]) {
-        next.push(pad);
-        continue;
+  const matchers: TokenMatcher[] = [];
+  try {
+    if (opts.constraint) for (let b = 0; b < prompts.length; b++) matchers.push(await opts.constraint.newMatcher([...stop]));
+    const B = prompts.length;
+    const state = runtime.newState(B);
+    const ids = prompts.map((p) => [...new Array(longest - p.length).fill(pad), ...p]);
+    const mask = prompts.map((p) => [...new Array(longest - p.length).fill(0), ...p.map(() => 1)]);
+    let logits = await runtime.forward(state, { ids, mask });
+    for (let step = 0; step < maxTokens; step++) {
+      checkAbort(opts.signal);
+      const next: number[] = [];
+      for (let b = 0; b < B; b++) {
+        if (done[b]) {
+          next.push(pad);
+          continue;
+        }
+        const row = logits.output.subarray(b * logits.width, (b + 1) * logits.width);
+        const matcher = matchers[b];
+        let id = matcher ? await matcher.forcedToken() : undefined;
+        if (id === undefined) {
+          if (matcher) await matcher.mask(row);
+          id = samplers[b].pick(row, [...prompts[b], ...results[b]]);
+        }
+        if (stop.has(id)) {
+          done[b] = true;
+          reasons[b] = "stop";
+        } else {
+          results[b].push(id);
+          matcher?.accept(id);
+          if (matcher && (await matcher.finished())) {
+            done[b] = true;
+            reasons[b] = "stop";
+          }
+        }
+        if (results[b].length >= maxTokens) done[b] = true;
+        next.push(id);
       }
-      const row = logits.output.subarray(b * logits.width, (b + 1) * logits.width);
-      const id = samplers[b].pick(row, [...prompts[b], ...results[b]]);
-      if (stop.has(id)) done[b] = true;
-      else results[b].push(id);
-      if (results[b].length >= maxTokens) done[b] = true;
-      next.push(id);
+      if (done.every(Boolean)) break;
+      logits = await runtime.forward(state, { ids: next.map((id) => [id]) });
     }
-    if (done.every(Boolean)) break;
-    logits = await runtime.forward(state, { ids: next.map((id) => [id]) });
+    return rows();
+  } finally {
+    for (const m of matchers) m.dispose();
   }
-  return results;
 }

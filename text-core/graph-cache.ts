@@ -4,22 +4,61 @@
  * checkpoint and options skips the build.
  */
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync, writeSync } from "node:fs";
-import { homedir } from "node:os";
-import { dirname, join } from "node:path";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync, writeSync } from "node:fs";
+import { homedir, tmpdir } from "node:os";
+import { dirname, join, relative, sep } from "node:path";
 import { LfmError } from "./errors.ts";
 import type { GraphBuilder } from "./graph/builder.ts";
 
 /**
  * The code that decides what graph a checkpoint becomes. Its text is part of the cache key, so a
- * new version of the builder never runs a stale cached graph.
+ * new version of the builder never runs a stale cached graph. Names are without extension (see
+ * `builderFingerprint`) and relative to this folder.
  */
-const BUILDER_SOURCES = ["lfm2.ts", "graph/builder.ts", "graph/blocks.ts", "graph/weights.ts", "graph/linear.ts", "graph/precision.ts", "graph/quantize.ts"];
-const builderFingerprint = (() => {
-  const h = createHash("sha256");
-  for (const f of BUILDER_SOURCES) h.update(readFileSync(join(import.meta.dirname, f)));
-  return h.digest("hex").slice(0, 16);
-})();
+const BUILDER_SOURCES = ["lfm2", "graph/builder", "graph/blocks", "graph/weights", "graph/linear", "graph/precision", "graph/quantize"];
+
+const fingerprints = new Map<string, string>();
+
+/**
+ * A short hash of the builder sources `files` (names relative to `fromDir`, without extension:
+ * pass `import.meta.dirname`): the SHA-256 of each `<name>.ts`, hashed together. Running from
+ * source it reads the file; the built package (dist/, .js only) reads the digests its build
+ * recorded in `source-digests.json` from the same sources, so both give one key for one graph.
+ * A .js without a recorded digest is hashed as it is. Computed once per list.
+ */
+export function builderFingerprint(fromDir: string, files: readonly string[]): string {
+  const id = `${fromDir}\0${files.join("\0")}`;
+  let digest = fingerprints.get(id);
+  if (digest === undefined) {
+    const h = createHash("sha256");
+    for (const name of files) h.update(sourceDigest(fromDir, name));
+    digest = h.digest("hex").slice(0, 16);
+    fingerprints.set(id, digest);
+  }
+  return digest;
+}
+
+const sha256Hex = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+
+function sourceDigest(fromDir: string, name: string): string {
+  const ts = join(fromDir, `${name}.ts`);
+  if (existsSync(ts)) return sha256Hex(readFileSync(ts));
+  const recorded = recordedDigests(fromDir);
+  const key = recorded && relative(recorded.root, ts).split(sep).join("/");
+  if (recorded && key && recorded.digests[key]) return recorded.digests[key];
+  const js = join(fromDir, `${name}.js`);
+  if (existsSync(js)) return sha256Hex(readFileSync(js));
+  throw new LfmError("FILE_NOT_FOUND", `the graph builder source ${join(fromDir, name)}.ts (or .js) is missing: the installation is incomplete; reinstall lfm2-edge.`);
+}
+
+/** `source-digests.json` of the build folder above `fromDir` (written by scripts/build.mjs), if any. */
+function recordedDigests(fromDir: string): { root: string; digests: Record<string, string> } | undefined {
+  for (let dir = fromDir; ; dir = dirname(dir)) {
+    const file = join(dir, "source-digests.json");
+    if (existsSync(file)) return { root: dir, digests: JSON.parse(readFileSync(file, "utf8")) as Record<string, string> };
+    if (dirname(dir) === dir) return undefined;
+  }
+}
 
 export function defaultCacheDir(): string {
   if (process.env.LFM_CACHE_DIR) return process.env.LFM_CACHE_DIR;
@@ -35,7 +74,7 @@ export function defaultCacheDir(): string {
  */
 export function graphCacheKey(kind: string, files: string[], options: unknown, cacheDir: string): string {
   const h = createHash("sha256");
-  h.update(JSON.stringify({ kind, builder: builderFingerprint, options }));
+  h.update(JSON.stringify({ kind, builder: builderFingerprint(import.meta.dirname, BUILDER_SOURCES), options }));
   const memo = readHashMemo(cacheDir);
   let changed = false;
   for (const f of files) {
@@ -230,6 +269,60 @@ function markUsed(dir: string): void {
 /** Removes a cached graph onnxruntime could not load, so that the next `cachedGraph` rebuilds it. */
 export function discardCachedGraph(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** What `openCachedGraph` builds, keys and opens. */
+export interface CachedGraphSpec<T> {
+  /** Names the cache entry (`<kind>-<hash>`). */
+  kind: string;
+  /** The files the graph is built from (config.json, weights): their content is part of the key. */
+  files: string[];
+  /** Build options (precision, the builder's fingerprint, …): part of the key. */
+  options: unknown;
+  build: () => GraphBuilder;
+  /** Opens the folder holding `model.onnx` (and its side files); closes what it opened if it fails. */
+  open: (graphDir: string) => Promise<T>;
+  /** Where built graphs are cached (default `defaultCacheDir()`); `false` builds in a temporary folder removed once opened. */
+  cacheDir?: string | false;
+  progress?: (stage: string) => void;
+  /** Progress messages: before a build, before opening (none if absent), before rebuilding a cached graph that would not open. */
+  stages: { build: string; load?: string; rebuild: string };
+}
+
+/**
+ * Finds the graph of `files` + `options` in the cache (building it when absent) and opens it. A
+ * cached graph that cannot be opened (damaged on disk, edited by hand) is built once more; a graph
+ * just built that cannot be opened fails as it is. File-system failures are `CACHE_UNWRITABLE`.
+ */
+export async function openCachedGraph<T>(spec: CachedGraphSpec<T>): Promise<T> {
+  const progress = spec.progress ?? (() => {});
+  let cacheRoot: string;
+  try {
+    cacheRoot = spec.cacheDir === false ? mkdtempSync(join(tmpdir(), `lfm2-graph-${spec.kind}-`)) : (spec.cacheDir ?? defaultCacheDir());
+  } catch (e) {
+    throw cacheWriteError(tmpdir(), e);
+  }
+  const build = () => {
+    progress(spec.stages.build);
+    return spec.build();
+  };
+  try {
+    const key = graphCacheKey(spec.kind, spec.files, spec.options, cacheRoot);
+    const cached = cachedGraph(cacheRoot, key, build);
+    if (spec.stages.load !== undefined) progress(spec.stages.load);
+    try {
+      return await spec.open(cached.dir);
+    } catch (e) {
+      if (cached.built) throw e;
+      progress(spec.stages.rebuild);
+      discardCachedGraph(cached.dir);
+      return await spec.open(cachedGraph(cacheRoot, key, build).dir);
+    }
+  } finally {
+    // The files of an open session may go: onnxruntime has read the graph, and an embedding
+    // table's descriptor stays valid after its file is removed.
+    if (spec.cacheDir === false && existsSync(cacheRoot)) rmSync(cacheRoot, { recursive: true, force: true });
+  }
 }
 
 // ---- Listing and pruning (`lfm cache`) ----

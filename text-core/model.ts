@@ -2,14 +2,15 @@
  * A loaded LFM2 language model: checkpoint folder → config, tokenizer, chat template, built graph
  * (cached on disk) and runtime. What the CLI and the pipelines use.
  */
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { ChatTemplate, type ChatMessage, type ToolDefinition } from "./chat.ts";
 import { type Lfm2Config, loadLfm2Config } from "./config.ts";
 import { LfmError } from "./errors.ts";
-import { type GenerateOptions, generate, generateBatch } from "./generate.ts";
-import { cacheWriteError, cachedGraph, defaultCacheDir, discardCachedGraph, graphCacheKey } from "./graph-cache.ts";
+import { type FinishReason, type GenerateOptions, collectTokens, generate, generateBatchRows } from "./generate.ts";
+import { type GenerationDefaults, readGenerationDefaults, withGenerationDefaults } from "./generation-config.ts";
+import { openCachedGraph } from "./graph-cache.ts";
+import { type ResponseFormat, type ToolChoice, compileStructuredOutput } from "./structured/response-format.ts";
 import { type Precision, precisionOption } from "./graph/precision.ts";
 import type { WeightSource } from "./graph/weights.ts";
 import type { GraphBuilder } from "./graph/builder.ts";
@@ -18,7 +19,8 @@ import { resolveModelDir } from "./model-dir.ts";
 import type { InferenceSession } from "onnxruntime-node";
 import { Lfm2Runtime, createSession } from "./runtime.ts";
 import { EmbeddingTable } from "./embeddings.ts";
-import { Checkpoint, checkFloatDType } from "./safetensors.ts";
+import { Checkpoint } from "./checkpoint.ts";
+import { checkFloatDType } from "./safetensors.ts";
 import { Lfm2Tokenizer } from "./tokenizer.ts";
 
 export interface LoadOptions {
@@ -37,8 +39,11 @@ export interface LoadOptions {
   onProgress?: (stage: string) => void;
 }
 
+/** A checkpoint as the graph builders read it. */
+export type CheckpointWeights = WeightSource & { names(): string[] };
+
 /** Adapts a checkpoint to the graph builder's weight interface. */
-export function checkpointWeights(ck: Checkpoint): WeightSource & { names(): string[] } {
+export function checkpointWeights(ck: Checkpoint): CheckpointWeights {
   return {
     has: (name) => ck.has(name),
     // Every tensor the builder asks the shape of is one it will read as float: a quantised or
@@ -59,6 +64,18 @@ export interface Completion {
   promptIds: number[];
   ids: number[];
   text: string;
+  /** "stop": a stop token, or the grammar of a response format is complete; "length": maxTokens ran out first (constrained text is then unfinished). */
+  finishReason: FinishReason;
+}
+
+/** Generation options of `TextModel`: sampling, limits, and structured output. */
+export interface TextGenerateOptions extends Omit<GenerateOptions, "constraint"> {
+  /** Constrains the reply token by token to a JSON schema, any JSON object, an EBNF grammar or a regex. */
+  responseFormat?: ResponseFormat;
+  /** The tools the reply may call (`chat` also renders them into the prompt). */
+  tools?: ToolDefinition[];
+  /** With `tools`: "required"/{ name } constrains the reply to LFM2's call syntax, "auto" constrains a call once started. */
+  toolChoice?: ToolChoice;
 }
 
 export class TextModel {
@@ -68,12 +85,25 @@ export class TextModel {
     readonly tokenizer: Lfm2Tokenizer,
     readonly runtime: Lfm2Runtime,
     private readonly template: ChatTemplate | undefined,
+    /**
+     * The sampling `generation_config.json` asks for (greedy without one), used for every option
+     * a call leaves out.
+     */
+    readonly generationDefaults: GenerationDefaults,
   ) {}
 
   static async load(path: string, opts: LoadOptions = {}): Promise<TextModel> {
     const dir = resolveModelDir(path);
+    return TextModel.loadLanguageCore(dir, loadLfm2Config(dir), opts);
+  }
+
+  /**
+   * The language model of checkpoint folder `dir` whose text config is `config`: what `load` does
+   * once the config is read, and what a multimodal model (LFM2-VL) builds its text side from.
+   */
+  static async loadLanguageCore(dir: string, config: Lfm2Config, opts: LoadOptions = {}): Promise<TextModel> {
     const progress = opts.onProgress ?? (() => {});
-    const config = loadLfm2Config(dir);
+    const generationDefaults = readGenerationDefaults(dir);
     const tokenizer = await Lfm2Tokenizer.fromDir(dir);
     const template = loadChatTemplate(dir, tokenizer);
     const graphOptions: Lfm2GraphOptions = {
@@ -82,7 +112,7 @@ export class TextModel {
       exposeHidden: opts.exposeHidden ?? false,
     };
     const runtime = await buildRuntime(dir, config, graphOptions, opts, progress);
-    return new TextModel(dir, config, tokenizer, runtime, template);
+    return new TextModel(dir, config, tokenizer, runtime, template, generationDefaults);
   }
 
   /** Stop ids: the config's EOS plus `<|im_end|>` when the vocabulary has it. */
@@ -104,25 +134,43 @@ export class TextModel {
     return this.tokenizer.encode(this.renderChat(messages, opts), { addSpecialTokens: false });
   }
 
-  /** Streams new tokens with their text (never half a UTF-8 character). */
-  async *stream(promptIds: number[], opts: GenerateOptions = {}): AsyncGenerator<{ id: number; text: string }> {
+  /**
+   * The options a call runs with: this model's stop ids and sampling defaults under the caller's
+   * options, and the compiled constraint of `responseFormat`/`toolChoice` (checked before any token).
+   */
+  async generationOptions(opts: TextGenerateOptions = {}): Promise<GenerateOptions> {
+    const { responseFormat, tools, toolChoice, ...rest } = opts;
+    const constraint = await compileStructuredOutput(this.tokenizer, this.config.vocabSize, { responseFormat, tools, toolChoice });
+    return { ...withGenerationDefaults(this.generationDefaults, { stopTokenIds: this.stopTokenIds, ...rest }), constraint };
+  }
+
+  /** Streams new tokens with their text (never half a UTF-8 character); returns why generation ended. */
+  async *stream(promptIds: number[], opts: TextGenerateOptions = {}): AsyncGenerator<{ id: number; text: string }, FinishReason> {
     const decoder = this.tokenizer.createStreamDecoder({ skipSpecialTokens: true });
-    for await (const t of generate(this.runtime, promptIds, { stopTokenIds: this.stopTokenIds, ...opts })) {
-      yield { id: t.id, text: decoder.push(t.id) };
+    const tokens = generate(this.runtime, promptIds, await this.generationOptions(opts));
+    try {
+      for (;;) {
+        const step = await tokens.next();
+        if (step.done) {
+          const rest = decoder.flush();
+          if (rest) yield { id: -1, text: rest };
+          return step.value;
+        }
+        yield { id: step.value.id, text: decoder.push(step.value.id) };
+      }
+    } finally {
+      await tokens.return("stop"); // a consumer that stops early still releases the grammar matcher
     }
-    const rest = decoder.flush();
-    if (rest) yield { id: -1, text: rest };
   }
 
-  async complete(promptIds: number[], opts: GenerateOptions = {}): Promise<Completion> {
-    const ids: number[] = [];
-    for await (const t of generate(this.runtime, promptIds, { stopTokenIds: this.stopTokenIds, ...opts })) ids.push(t.id);
-    return { promptIds, ids, text: this.tokenizer.decode(ids, { skipSpecialTokens: true }) };
+  async complete(promptIds: number[], opts: TextGenerateOptions = {}): Promise<Completion> {
+    const { ids, finishReason } = await collectTokens(generate(this.runtime, promptIds, await this.generationOptions(opts)));
+    return { promptIds, ids, text: this.tokenizer.decode(ids, { skipSpecialTokens: true }), finishReason };
   }
 
-  async completeBatch(prompts: number[][], opts: GenerateOptions = {}): Promise<Completion[]> {
-    const all = await generateBatch(this.runtime, prompts, { stopTokenIds: this.stopTokenIds, ...opts });
-    return all.map((ids, i) => ({ promptIds: prompts[i], ids, text: this.tokenizer.decode(ids, { skipSpecialTokens: true }) }));
+  async completeBatch(prompts: number[][], opts: TextGenerateOptions = {}): Promise<Completion[]> {
+    const rows = await generateBatchRows(this.runtime, prompts, await this.generationOptions(opts));
+    return rows.map(({ ids, finishReason }, i) => ({ promptIds: prompts[i], ids, text: this.tokenizer.decode(ids, { skipSpecialTokens: true }), finishReason }));
   }
 
   /** Plain-text prompt: tokenised with BOS, as HF `tokenizer(text)` does. */
@@ -131,7 +179,7 @@ export class TextModel {
     return this.tokenizer.encode(text);
   }
 
-  chat(messages: ChatMessage[], opts: GenerateOptions & { tools?: ToolDefinition[] } = {}): AsyncGenerator<{ id: number; text: string }> {
+  chat(messages: ChatMessage[], opts: TextGenerateOptions = {}): AsyncGenerator<{ id: number; text: string }, FinishReason> {
     return this.stream(this.chatIds(messages, { tools: opts.tools }), opts);
   }
 
@@ -164,11 +212,10 @@ export interface OpenedGraph {
 }
 
 /**
- * Finds the graph of `files` + `options` in the cache (building it with `build` when absent) and
- * opens it. A cached graph that cannot be opened (damaged on disk, edited by hand) is built once
- * more. With `cacheDir: false` it is built in a temporary folder removed once opened.
+ * The cached LFM2-core graph of `files` + `options` (text model, ColBERT) opened with its
+ * embedding table: `openCachedGraph` with the core's opener.
  */
-export async function openCachedGraph(spec: {
+export async function openLfm2Graph(spec: {
   kind: string;
   files: string[];
   options: unknown;
@@ -179,43 +226,32 @@ export async function openCachedGraph(spec: {
   threads?: number;
   progress?: (stage: string) => void;
 }): Promise<OpenedGraph> {
-  const progress = spec.progress ?? (() => {});
-  let cacheRoot: string;
+  return openCachedGraph({
+    ...spec,
+    stages: { build: "building the ONNX graph from the checkpoint", load: "loading the graph into onnxruntime", rebuild: "the cached graph is unreadable; rebuilding it" },
+    open: async (graphDir) => {
+      const embeddings = EmbeddingTable.open(join(graphDir, EMBEDDINGS_FILE), spec.vocabSize, spec.hiddenSize);
+      try {
+        const session = await createSession(join(graphDir, "model.onnx"), { threads: spec.threads });
+        return { session, embeddings, graphPath: spec.cacheDir === false ? undefined : join(graphDir, "model.onnx") };
+      } catch (e) {
+        embeddings.close();
+        throw e;
+      }
+    },
+  });
+}
+
+/**
+ * Runs `use` with the checkpoint in `dir` open, closing it after (a graph reads its weights only
+ * while it is built), and the files its graph's cache key hashes: config.json and the weights.
+ */
+export async function withCheckpoint<T>(dir: string, use: (weights: CheckpointWeights, keyFiles: string[]) => Promise<T>): Promise<T> {
+  const ck = Checkpoint.open(dir);
   try {
-    cacheRoot = spec.cacheDir === false ? mkdtempSync(join(tmpdir(), `lfm2-${spec.kind}-graph-`)) : (spec.cacheDir ?? defaultCacheDir());
-  } catch (e) {
-    throw cacheWriteError(tmpdir(), e);
-  }
-  const build = () => {
-    progress("building the ONNX graph from the checkpoint");
-    return spec.build();
-  };
-  const open = async (graphDir: string): Promise<OpenedGraph> => {
-    const embeddings = EmbeddingTable.open(join(graphDir, EMBEDDINGS_FILE), spec.vocabSize, spec.hiddenSize);
-    try {
-      const session = await createSession(join(graphDir, "model.onnx"), { threads: spec.threads });
-      return { session, embeddings, graphPath: spec.cacheDir === false ? undefined : join(graphDir, "model.onnx") };
-    } catch (e) {
-      embeddings.close();
-      throw e;
-    }
-  };
-  try {
-    const key = graphCacheKey(spec.kind, spec.files, spec.options, cacheRoot);
-    const cached = cachedGraph(cacheRoot, key, build);
-    progress("loading the graph into onnxruntime");
-    try {
-      return await open(cached.dir);
-    } catch (e) {
-      if (cached.built) throw e;
-      progress("the cached graph is unreadable; rebuilding it");
-      discardCachedGraph(cached.dir);
-      return await open(cachedGraph(cacheRoot, key, build).dir);
-    }
+    return await use(checkpointWeights(ck), [join(dir, "config.json"), ...ck.files]);
   } finally {
-    // The files of an open session may go: onnxruntime has read the graph, and the table's
-    // descriptor stays valid after its file is removed.
-    if (spec.cacheDir === false && existsSync(cacheRoot)) rmSync(cacheRoot, { recursive: true, force: true });
+    ck.close();
   }
 }
 
@@ -227,13 +263,11 @@ export async function buildRuntime(
   opts: Pick<LoadOptions, "cacheDir" | "threads" | "prefillChunk">,
   progress: (stage: string) => void = () => {},
 ): Promise<Lfm2Runtime> {
-  const ck = Checkpoint.open(dir);
-  try {
-    const weights = checkpointWeights(ck);
+  return withCheckpoint(dir, async (weights, files) => {
     const prefix = findTextPrefix(weights);
-    const opened = await openCachedGraph({
+    const opened = await openLfm2Graph({
       kind: "lfm2",
-      files: [join(dir, "config.json"), ...ck.files],
+      files,
       options: graphOptions,
       build: () => buildLfm2Graph(config, weights, prefix, graphOptions).builder,
       vocabSize: config.vocabSize,
@@ -243,7 +277,5 @@ export async function buildRuntime(
       progress,
     });
     return new Lfm2Runtime(opened.session, config, lfm2GraphIO(config, graphOptions), opened.embeddings, opened.graphPath, { prefillChunk: opts.prefillChunk });
-  } finally {
-    ck.close();
-  }
+  });
 }

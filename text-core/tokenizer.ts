@@ -17,6 +17,7 @@
 import { readFile } from "node:fs/promises";
 import * as path from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
+import { isObject } from "./config-fields.ts";
 import { LfmError } from "./errors.ts";
 
 export interface EncodeOptions {
@@ -265,10 +266,6 @@ async function readJsonFile(file: string, what: string): Promise<JsonObject> {
 /** A read failure other than "not found" (a folder in the file's place, no permission, I/O error). */
 function cannotRead(file: string, e: unknown): LfmError {
   return new LfmError("FILE_NOT_FOUND", `Cannot read ${file}: ${errorText(e)}. It must be a readable file; re-download the checkpoint.`, { cause: e });
-}
-
-function isObject(value: unknown): value is JsonObject {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 function isNotFound(e: unknown): boolean {

@@ -6,19 +6,15 @@
  * [crops, N, G²], `unshuffle_index` [T·f²] → `image_features` [T, text hidden]. Everything that
  * depends only on the crops' geometry (resize weights, unshuffle rows) is computed here in JS.
  */
-import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { LfmError } from "../text-core/errors.ts";
-import { cacheWriteError, cachedGraph, defaultCacheDir, discardCachedGraph, graphCacheKey } from "../text-core/graph-cache.ts";
+import { builderFingerprint, openCachedGraph } from "../text-core/graph-cache.ts";
 import { ElemType, GraphBuilder } from "../text-core/graph/builder.ts";
 import { type Precision, precisionOption } from "../text-core/graph/precision.ts";
 import type { BuildContext, WeightSource } from "../text-core/graph/weights.ts";
-import { checkpointWeights } from "../text-core/model.ts";
+import { withCheckpoint } from "../text-core/model.ts";
 import { createSession } from "../text-core/runtime.ts";
-import { Checkpoint } from "../text-core/safetensors.ts";
 import { declareConnectorInputs, lfm2VlConnector, pixelUnshuffleIndex, tokensForGrid } from "./connector.ts";
 import { declareTowerInputs, positionResizeMatrix, siglip2Tower } from "./siglip2.ts";
 import type { Lfm2VlConfig } from "./vl-config.ts";
@@ -71,12 +67,7 @@ export function buildImageEncoderGraph(config: Lfm2VlConfig, weights: WeightSour
 }
 
 /** This folder's graph code: part of the cache key, so an edited builder never runs a stale graph. */
-const VISION_BUILDER_SOURCES = ["siglip2.ts", "connector.ts", "image-encoder.ts", "vl-config.ts"];
-const visionBuilderFingerprint = (() => {
-  const h = createHash("sha256");
-  for (const f of VISION_BUILDER_SOURCES) h.update(readFileSync(join(import.meta.dirname, f)));
-  return h.digest("hex").slice(0, 16);
-})();
+const VISION_BUILDER_SOURCES = ["siglip2", "connector", "image-encoder", "vl-config"];
 
 export interface ImageEncoderOptions {
   /** The tower's and projector's Linears: "q8" (default, fastest for tiles), "q4" (smallest) or "fp32". */
@@ -102,40 +93,26 @@ export class ImageEncoder {
   static async load(dir: string, config: Lfm2VlConfig, opts: ImageEncoderOptions = {}): Promise<ImageEncoder> {
     const progress = opts.onProgress ?? (() => {});
     const precision = precisionOption(opts.precision, "q8");
-    const ck = Checkpoint.open(dir);
-    let cacheRoot: string;
-    try {
-      cacheRoot = opts.cacheDir === false ? mkdtempSync(join(tmpdir(), "lfm2-vision-graph-")) : (opts.cacheDir ?? defaultCacheDir());
-    } catch (e) {
-      ck.close();
-      throw cacheWriteError(tmpdir(), e);
-    }
-    try {
-      const weights = checkpointWeights(ck);
+    const perCall = opts.cropsPerCall ?? 1;
+    if (!Number.isInteger(perCall) || perCall < 1) throw new LfmError("INVALID_ARGUMENT", `cropsPerCall must be a positive integer (got ${perCall}).`);
+    return withCheckpoint(dir, async (weights, files) => {
       const prefixes = findVisionPrefixes(weights);
-      const build = () => {
-        progress("building the vision encoder graph from the checkpoint");
-        return buildImageEncoderGraph(config, weights, prefixes, precision);
-      };
-      const key = graphCacheKey("lfm2-vl-vision", [join(dir, "config.json"), ...ck.files], { precision, builder: visionBuilderFingerprint }, cacheRoot);
-      const cached = cachedGraph(cacheRoot, key, build);
-      progress("loading the vision encoder into onnxruntime");
-      let session: ort.InferenceSession;
-      try {
-        session = await createSession(join(cached.dir, "model.onnx"), { threads: opts.threads });
-      } catch (e) {
-        if (cached.built) throw e;
-        progress("the cached vision graph is unreadable; rebuilding it");
-        discardCachedGraph(cached.dir);
-        session = await createSession(join(cachedGraph(cacheRoot, key, build).dir, "model.onnx"), { threads: opts.threads });
-      }
-      const perCall = opts.cropsPerCall ?? 1;
-      if (!Number.isInteger(perCall) || perCall < 1) throw new LfmError("INVALID_ARGUMENT", `cropsPerCall must be a positive integer (got ${perCall}).`);
+      const session = await openCachedGraph({
+        kind: "lfm2-vl-vision",
+        files,
+        options: { precision, builder: builderFingerprint(import.meta.dirname, VISION_BUILDER_SOURCES) },
+        build: () => buildImageEncoderGraph(config, weights, prefixes, precision),
+        open: (graphDir) => createSession(join(graphDir, "model.onnx"), { threads: opts.threads }),
+        cacheDir: opts.cacheDir,
+        progress,
+        stages: {
+          build: "building the vision encoder graph from the checkpoint",
+          load: "loading the vision encoder into onnxruntime",
+          rebuild: "the cached vision graph is unreadable; rebuilding it",
+        },
+      });
       return new ImageEncoder(session, config, precision, perCall);
-    } finally {
-      ck.close();
-      if (opts.cacheDir === false && existsSync(cacheRoot)) rmSync(cacheRoot, { recursive: true, force: true });
-    }
+    });
   }
 
   /** Image tokens `crops` become, in total. */

@@ -9,6 +9,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { type ConfigJson, ConfigFields, isObject, readJsonObject } from "../text-core/config-fields.ts";
 import { LfmError } from "../text-core/errors.ts";
 
 /** The resampling filters transformers' torchvision backend applies to uint8 images (PIL codes 2 and 3). */
@@ -51,7 +52,7 @@ export interface ImageProcessorConfig {
   source: string;
 }
 
-type Json = Record<string, unknown>;
+const REMEDY = "Use the processor config published with the checkpoint.";
 
 /** PIL resample codes → the filters HF's torchvision backend supports on tensors. */
 const RESAMPLE_CODES: Record<number, ResampleFilter> = { 2: "bilinear", 3: "bicubic" };
@@ -64,12 +65,12 @@ const RESAMPLE_CODES: Record<number, ResampleFilter> = { 2: "bilinear", 3: "bicu
 export function readImageProcessorConfig(dir: string): ImageProcessorConfig {
   const processorFile = path.join(dir, "processor_config.json");
   const preprocessorFile = path.join(dir, "preprocessor_config.json");
-  const processor = fs.existsSync(processorFile) ? readJson(processorFile) : undefined;
+  const processor = fs.existsSync(processorFile) ? readJsonObject(processorFile) : undefined;
   if (processor !== undefined && isObject(processor.image_processor)) {
     return parseImageProcessorConfig(processor.image_processor, processorFile, processor);
   }
   if (fs.existsSync(preprocessorFile)) {
-    return parseImageProcessorConfig(readJson(preprocessorFile), preprocessorFile, processor ?? {});
+    return parseImageProcessorConfig(readJsonObject(preprocessorFile), preprocessorFile, processor ?? {});
   }
   throw new LfmError(
     "FILE_NOT_FOUND",
@@ -82,132 +83,72 @@ export function readImageProcessorConfig(dir: string): ImageProcessorConfig {
  * Normalises an `image_processor` object (snake_case keys as saved by transformers). `processor`
  * holds processor-level keys; `source` names the file in messages.
  */
-export function parseImageProcessorConfig(raw: unknown, source = "image_processor", processor: Json = {}): ImageProcessorConfig {
+export function parseImageProcessorConfig(raw: unknown, source = "image_processor", processor: ConfigJson = {}): ImageProcessorConfig {
   if (!isObject(raw)) throw new LfmError("CONFIG_INVALID", `${source}: the image-processor settings must be a JSON object.`);
-  const type = raw.image_processor_type;
-  if (type !== undefined && type !== null && !(typeof type === "string" && /^(Lfm2Vl|Siglip2)ImageProcessor/.test(type))) {
-    throw invalid(source, "image_processor_type", "must be Lfm2VlImageProcessor (or Lfm2VlImageProcessorFast) for an LFM2-VL checkpoint", type);
+  const f = new ConfigFields(raw, source, REMEDY);
+  const type = f.get("image_processor_type");
+  if (type !== undefined && !(typeof type === "string" && /^(Lfm2Vl|Siglip2)ImageProcessor/.test(type))) {
+    throw f.invalid("image_processor_type", "must be Lfm2VlImageProcessor (or Lfm2VlImageProcessorFast) for an LFM2-VL checkpoint", type);
   }
-  const doImageSplitting = bool(raw, source, "do_image_splitting", true);
-  let minTiles = positiveInt(raw, source, "min_tiles", 2);
-  let maxTiles = positiveInt(raw, source, "max_tiles", 10);
+  const doImageSplitting = f.bool("do_image_splitting", true);
+  let minTiles = f.int("min_tiles", 2);
+  let maxTiles = f.int("max_tiles", 10);
   if (!doImageSplitting) {
     minTiles = 1; // HF: splitting off forces a 1×1 "grid", which never tiles
     maxTiles = 1;
   } else if (minTiles > maxTiles) {
-    throw invalid(source, "min_tiles", `must not exceed max_tiles (${maxTiles})`, minTiles);
+    throw f.invalid("min_tiles", `must not exceed max_tiles (${maxTiles})`, minTiles);
   }
-  const encoderPatchSize = positiveInt(raw, source, "encoder_patch_size", 16);
-  const downsampleFactor = positiveInt(raw, source, "downsample_factor", 2);
-  const tileSize = positiveInt(raw, source, "tile_size", 512);
+  const encoderPatchSize = f.int("encoder_patch_size", 16);
+  const downsampleFactor = f.int("downsample_factor", 2);
+  const tileSize = f.int("tile_size", 512);
   const sizeFactor = encoderPatchSize * downsampleFactor;
   if (tileSize % sizeFactor !== 0) {
-    throw invalid(source, "tile_size", `must be a multiple of encoder_patch_size × downsample_factor (${sizeFactor})`, tileSize);
+    throw f.invalid("tile_size", `must be a multiple of encoder_patch_size × downsample_factor (${sizeFactor})`, tileSize);
   }
-  const minImageTokens = positiveInt(raw, source, "min_image_tokens", 64);
-  const maxImageTokens = positiveInt(raw, source, "max_image_tokens", 256);
+  const minImageTokens = f.int("min_image_tokens", 64);
+  const maxImageTokens = f.int("max_image_tokens", 256);
   if (minImageTokens > maxImageTokens) {
-    throw invalid(source, "min_image_tokens", `must not exceed max_image_tokens (${maxImageTokens})`, minImageTokens);
+    throw f.invalid("min_image_tokens", `must not exceed max_image_tokens (${maxImageTokens})`, minImageTokens);
   }
-  const resampleCode = get(raw, "resample") ?? 2;
+  const resampleCode = f.get("resample") ?? 2;
   const resample = typeof resampleCode === "number" ? RESAMPLE_CODES[resampleCode] : undefined;
   if (resample === undefined) {
-    throw invalid(source, "resample", "must be 2 (bilinear) or 3 (bicubic), the filters transformers applies to LFM2-VL images", resampleCode);
+    throw f.invalid("resample", "must be 2 (bilinear) or 3 (bicubic), the filters transformers applies to LFM2-VL images", resampleCode);
   }
   const doSplitPatches = doImageSplitting ? (tileSize / encoderPatchSize) ** 2 : 0;
   return {
     doImageSplitting,
     minTiles,
     maxTiles,
-    useThumbnail: bool(raw, source, "use_thumbnail", true),
+    useThumbnail: f.bool("use_thumbnail", true),
     minImageTokens,
     maxImageTokens,
     encoderPatchSize,
     downsampleFactor,
     tileSize,
-    maxPixelsTolerance: positiveNumber(raw, source, "max_pixels_tolerance", 2.0),
+    maxPixelsTolerance: f.num("max_pixels_tolerance", 2.0),
     resample,
-    doRescale: bool(raw, source, "do_rescale", true),
-    rescaleFactor: positiveNumber(raw, source, "rescale_factor", 1 / 255),
-    doNormalize: bool(raw, source, "do_normalize", true),
-    imageMean: triple(raw, source, "image_mean", 0.5, false),
-    imageStd: triple(raw, source, "image_std", 0.5, true),
-    doPad: bool(raw, source, "do_pad", true),
+    doRescale: f.bool("do_rescale", true),
+    rescaleFactor: f.num("rescale_factor", 1 / 255),
+    doNormalize: f.bool("do_normalize", true),
+    imageMean: triple(f, "image_mean", 0.5, false),
+    imageStd: triple(f, "image_std", 0.5, true),
+    doPad: f.bool("do_pad", true),
     maxNumPatches: Math.max(maxImageTokens * downsampleFactor ** 2, doSplitPatches),
-    useImageSpecialTokens: bool(processor, source, "use_image_special_tokens", bool(raw, source, "use_image_special_tokens", true)),
+    useImageSpecialTokens: new ConfigFields(processor, source, REMEDY).bool("use_image_special_tokens", f.bool("use_image_special_tokens", true)),
     sizeFactor,
     source,
   };
 }
 
-// ---------------------------------------------------------------------------------------------
-
-function readJson(file: string): Json {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, "utf8");
-  } catch (e) {
-    throw new LfmError("FILE_NOT_FOUND", `Cannot read ${file}: ${errorText(e)}.`, { cause: e });
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (e) {
-    throw new LfmError("CONFIG_INVALID", `${file} is not valid JSON (${errorText(e)}); re-download it.`, { cause: e });
-  }
-  if (!isObject(parsed)) throw new LfmError("CONFIG_INVALID", `${file} must hold a JSON object.`);
-  return parsed;
-}
-
-function invalid(source: string, key: string, what: string, found: unknown): LfmError {
-  return new LfmError(
-    "CONFIG_INVALID",
-    `${source}: "${key}" ${what}, found ${JSON.stringify(found)}. Use the processor config published with the checkpoint.`,
-  );
-}
-
-function isObject(v: unknown): v is Json {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-/** `null` counts as absent (transformers saves unset optionals as null). */
-function get(raw: Json, key: string): unknown {
-  const v = raw[key];
-  return v === null ? undefined : v;
-}
-
-function bool(raw: Json, source: string, key: string, fallback: boolean): boolean {
-  const v = get(raw, key);
-  if (v === undefined) return fallback;
-  if (typeof v !== "boolean") throw invalid(source, key, "must be true or false", v);
-  return v;
-}
-
-function positiveInt(raw: Json, source: string, key: string, fallback: number): number {
-  const v = get(raw, key);
-  if (v === undefined) return fallback;
-  if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0) throw invalid(source, key, "must be a positive integer", v);
-  return v;
-}
-
-function positiveNumber(raw: Json, source: string, key: string, fallback: number): number {
-  const v = get(raw, key);
-  if (v === undefined) return fallback;
-  if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw invalid(source, key, "must be a positive number", v);
-  return v;
-}
-
 /** A per-channel value: one number for all three channels, or a list of three. */
-function triple(raw: Json, source: string, key: string, fallback: number, nonZero: boolean): [number, number, number] {
-  const v = get(raw, key) ?? fallback;
+function triple(f: ConfigFields, key: string, fallback: number, nonZero: boolean): [number, number, number] {
+  const v = f.get(key) ?? fallback;
   const list = typeof v === "number" ? [v, v, v] : v;
   const ok = (x: unknown): x is number => typeof x === "number" && Number.isFinite(x) && (!nonZero || x !== 0);
   if (!Array.isArray(list) || list.length !== 3 || !list.every(ok)) {
-    throw invalid(source, key, `must be a number or a list of 3 numbers${nonZero ? " (non-zero)" : ""}`, v);
+    throw f.invalid(key, `must be a number or a list of 3 numbers${nonZero ? " (non-zero)" : ""}`, v);
   }
   return [list[0], list[1], list[2]];
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

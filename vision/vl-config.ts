@@ -6,6 +6,7 @@
  */
 import { join } from "node:path";
 import { type ConfigJson, type Lfm2Config, parseLfm2Config, readConfigJson, textConfigOf } from "../text-core/config.ts";
+import { ConfigFields } from "../text-core/config-fields.ts";
 import { LfmError } from "../text-core/errors.ts";
 
 export interface Siglip2Config {
@@ -45,49 +46,34 @@ export function isLfm2VlConfig(raw: ConfigJson): boolean {
   return VL_MODEL_TYPES.includes(raw.model_type as string) || archs.includes("Lfm2VlForConditionalGeneration");
 }
 
-function invalid(source: string, key: string, what: string, found?: unknown): LfmError {
-  const shown = found === undefined ? "" : `, found ${JSON.stringify(found)}`;
-  return new LfmError("CONFIG_INVALID", `${source}: "${key}" ${what}${shown}. Use the config.json that was published with the checkpoint.`);
-}
+const REMEDY = "Use the config.json that was published with the checkpoint.";
 
-function int(raw: ConfigJson, source: string, key: string, fallback?: number, min = 1): number {
-  const v = raw[key] ?? fallback;
-  if (v === undefined) throw invalid(source, key, "is required");
-  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min) throw invalid(source, key, `must be an integer ≥ ${min}`, v);
-  return v;
-}
-
-function parseVision(raw: unknown, source: string, featureLayer: number | undefined): Siglip2Config {
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw invalid(source, "vision_config", "must be an object", raw);
-  const v = raw as ConfigJson;
-  const where = `${source} vision_config`;
-  const hiddenSize = int(v, where, "hidden_size", 768);
-  const numHeads = int(v, where, "num_attention_heads", 12);
-  if (hiddenSize % numHeads !== 0) throw invalid(where, "num_attention_heads", `must divide hidden_size ${hiddenSize}`, numHeads);
-  const checkpointLayers = int(v, where, "num_hidden_layers", 12);
+function parseVision(top: ConfigFields, featureLayer: number | undefined): Siglip2Config {
+  const v = top.block("vision_config");
+  const hiddenSize = v.int("hidden_size", 768);
+  const numHeads = v.int("num_attention_heads", 12);
+  if (hiddenSize % numHeads !== 0) throw v.invalid("num_attention_heads", `must divide hidden_size ${hiddenSize}`, numHeads);
+  const checkpointLayers = v.int("num_hidden_layers", 12);
   // The remote code truncates the encoder to layers[:vision_feature_layer + 1]; -1 keeps all.
   const numLayers = featureLayer === undefined ? checkpointLayers : featureLayer < 0 ? checkpointLayers + featureLayer + 1 : featureLayer + 1;
   if (numLayers < 1 || numLayers > checkpointLayers) {
-    throw invalid(source, "vision_feature_layer", `selects layer count ${numLayers} of ${checkpointLayers}`, featureLayer);
+    throw top.invalid("vision_feature_layer", `selects layer count ${numLayers} of ${checkpointLayers}`, featureLayer);
   }
-  const act = v.hidden_act ?? "gelu_pytorch_tanh";
-  if (act !== "gelu_pytorch_tanh") throw invalid(where, "hidden_act", 'is not supported (SigLIP2 uses "gelu_pytorch_tanh")', act);
-  const numPatches = int(v, where, "num_patches", 256);
+  v.fixed("hidden_act", "gelu_pytorch_tanh", "SigLIP2 uses gelu_pytorch_tanh");
+  const numPatches = v.int("num_patches", 256);
   const grid = Math.round(Math.sqrt(numPatches));
-  if (grid * grid !== numPatches) throw invalid(where, "num_patches", "must be a square number (the position grid)", numPatches);
-  const eps = v.layer_norm_eps ?? 1e-6;
-  if (typeof eps !== "number" || !(eps > 0)) throw invalid(where, "layer_norm_eps", "must be a positive number", eps);
+  if (grid * grid !== numPatches) throw v.invalid("num_patches", "must be a square number (the position grid)", numPatches);
   return {
     hiddenSize,
-    intermediateSize: int(v, where, "intermediate_size", 3072),
+    intermediateSize: v.int("intermediate_size", 3072),
     numHeads,
     headDim: hiddenSize / numHeads,
     numLayers,
     checkpointLayers,
-    patchSize: int(v, where, "patch_size", 16),
-    numChannels: int(v, where, "num_channels", 3),
+    patchSize: v.int("patch_size", 16),
+    numChannels: v.int("num_channels", 3),
     positionGridSize: grid,
-    layerNormEps: eps,
+    layerNormEps: v.num("layer_norm_eps", 1e-6),
   };
 }
 
@@ -96,30 +82,22 @@ export function parseLfm2VlConfig(raw: ConfigJson, source: string): Lfm2VlConfig
   if (!isLfm2VlConfig(raw)) {
     throw new LfmError("UNKNOWN_ARCHITECTURE", `${source} is not an LFM2-VL config (model_type ${JSON.stringify(raw.model_type)}); expected "lfm2_vl". Text-only LFM2 checkpoints run with "lfm generate" or "lfm chat" (TextModel).`);
   }
-  const featureLayer = raw.vision_feature_layer;
-  if (featureLayer !== undefined && featureLayer !== null && (typeof featureLayer !== "number" || !Number.isSafeInteger(featureLayer))) {
-    throw invalid(source, "vision_feature_layer", "must be an integer", featureLayer);
-  }
-  const vision = parseVision(raw.vision_config, source, (featureLayer ?? undefined) as number | undefined);
+  const f = new ConfigFields(raw, source, REMEDY);
+  const featureLayer = f.has("vision_feature_layer") ? f.int("vision_feature_layer", undefined, -Infinity) : undefined;
+  const vision = parseVision(f, featureLayer);
   const textRaw = textConfigOf(raw, source);
   // HF loads the whole model in the top-level dtype; RoPE's inv_freq buffer follows it.
   const textWithDtype = textRaw.dtype === undefined && textRaw.torch_dtype === undefined ? { ...textRaw, dtype: raw.dtype ?? raw.torch_dtype } : textRaw;
   const text = parseLfm2Config(textWithDtype, `${source} text_config`);
-  const act = raw.projector_hidden_act ?? "gelu";
-  if (act !== "gelu") throw invalid(source, "projector_hidden_act", 'is not supported (LFM2-VL uses "gelu")', act);
-  const layerNorm = raw.projector_use_layernorm ?? true;
-  if (typeof layerNorm !== "boolean") throw invalid(source, "projector_use_layernorm", "must be true or false", layerNorm);
-  const bias = raw.projector_bias ?? true;
-  if (typeof bias !== "boolean") throw invalid(source, "projector_bias", "must be true or false", bias);
-  const tokenKey = raw.image_token_id !== undefined ? "image_token_id" : "image_token_index";
+  f.fixed("projector_hidden_act", "gelu", "LFM2-VL uses gelu");
   return {
     vision,
     text,
-    downsampleFactor: int(raw, source, "downsample_factor", 2),
-    projectorHiddenSize: int(raw, source, "projector_hidden_size", 2560),
-    projectorBias: bias,
-    projectorLayerNorm: layerNorm,
-    imageTokenId: int(raw, source, tokenKey, 396, 0),
+    downsampleFactor: f.int("downsample_factor", 2),
+    projectorHiddenSize: f.int("projector_hidden_size", 2560),
+    projectorBias: f.bool("projector_bias", true),
+    projectorLayerNorm: f.bool("projector_use_layernorm", true),
+    imageTokenId: f.int(f.has("image_token_id") ? "image_token_id" : "image_token_index", 396, 0),
     source,
   };
 }

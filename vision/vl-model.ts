@@ -1,21 +1,24 @@
 /**
  * A loaded LFM2-VL model — matches HF `Lfm2VlForConditionalGeneration`: the LFM2 language core
- * (text-core, unchanged) whose input embeddings at the `<image>` positions are replaced, in
- * order, by the image features of every crop of every image of the prompt.
+ * (a `TextModel`, unchanged) whose input embeddings at the `<image>` positions are replaced, in
+ * order, by the image features of every crop of every image of the prompt. Everything text-only
+ * (stop ids, sampling defaults, streaming, the chat template and its errors) is the TextModel's;
+ * this class adds the images.
  *
  *   messages → chat template (an image part renders as `<image>`) → each `<image>` expanded by the
  *   image processor → ids;  images → crops → ImageEncoder → features [T, D];
  *   generate(ids, overrides = { rows where id == image_token_id, features })
  */
 import { join } from "node:path";
-import { ChatTemplate, type ChatMessage, type ContentPart, type ToolDefinition } from "../text-core/chat.ts";
+import type { ChatMessage, ContentPart, ToolDefinition } from "../text-core/chat.ts";
 import { LfmError } from "../text-core/errors.ts";
-import { type GenerateOptions, generate } from "../text-core/generate.ts";
+import type { GenerateOptions } from "../text-core/generate.ts";
+import type { GenerationDefaults } from "../text-core/generation-config.ts";
 import { type Precision, precisionOption, promptEncoderPrecision } from "../text-core/graph/precision.ts";
-import { type LoadOptions, type Completion, buildRuntime } from "../text-core/model.ts";
+import { type LoadOptions, type Completion, TextModel } from "../text-core/model.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
 import type { ForwardRequest, Lfm2Runtime } from "../text-core/runtime.ts";
-import { Lfm2Tokenizer } from "../text-core/tokenizer.ts";
+import type { Lfm2Tokenizer } from "../text-core/tokenizer.ts";
 import { readConfigJson } from "../text-core/config.ts";
 import { ImageEncoder, type PatchCrop } from "./image-encoder.ts";
 import { type PreprocessOptions, type ProcessedImage, preprocessImage } from "./preprocess.ts";
@@ -62,14 +65,11 @@ export const DEFAULT_DESCRIBE_PROMPT = "Describe this image.";
 
 export class VlModel {
   private constructor(
-    readonly dir: string,
     readonly config: Lfm2VlConfig,
-    readonly tokenizer: Lfm2Tokenizer,
     /** The language core; its prompt rows at `<image>` are replaced by image features. */
-    readonly runtime: Lfm2Runtime,
+    readonly textModel: TextModel,
     readonly encoder: ImageEncoder,
     readonly imageProcessor: ImageProcessorConfig,
-    private readonly template: ChatTemplate | undefined,
     private readonly imageOptions: PreprocessOptions,
   ) {}
 
@@ -79,26 +79,44 @@ export class VlModel {
     const config = parseLfm2VlConfig(readConfigJson(dir), join(dir, "config.json"));
     const imageProcessor = readImageProcessorConfig(dir);
     checkProcessorMatchesModel(imageProcessor, config);
-    const tokenizer = await Lfm2Tokenizer.fromDir(dir);
-    const template = tokenizer.chatTemplate === undefined ? undefined : ChatTemplate.fromTokenizer(tokenizer);
     const precision = precisionOption(opts.precision, "q4");
     const towerPrecision = precisionOption(opts.visionPrecision, promptEncoderPrecision(precision), "visionPrecision");
-    const runtime = await buildRuntime(dir, config.text, { precision, head: "logits", exposeHidden: false }, opts, progress);
+    const textModel = await TextModel.loadLanguageCore(dir, config.text, {
+      precision,
+      threads: opts.threads,
+      cacheDir: opts.cacheDir,
+      prefillChunk: opts.prefillChunk,
+      onProgress: progress,
+    });
     try {
       const encoder = await ImageEncoder.load(dir, config, { precision: towerPrecision, threads: opts.threads, cacheDir: opts.cacheDir, cropsPerCall: opts.cropsPerCall, onProgress: progress });
-      return new VlModel(dir, config, tokenizer, runtime, encoder, imageProcessor, template, opts.image ?? {});
+      return new VlModel(config, textModel, encoder, imageProcessor, opts.image ?? {});
     } catch (e) {
-      await runtime.release();
+      await textModel.release();
       throw e;
     }
   }
 
-  /** Stop ids: the config's EOS plus `<|im_end|>` when the vocabulary has it. */
+  get dir(): string {
+    return this.textModel.dir;
+  }
+
+  get tokenizer(): Lfm2Tokenizer {
+    return this.textModel.tokenizer;
+  }
+
+  get runtime(): Lfm2Runtime {
+    return this.textModel.runtime;
+  }
+
+  /** The language core's stop ids: the config's EOS plus `<|im_end|>` when the vocabulary has it. */
   get stopTokenIds(): number[] {
-    const ids = new Set(this.config.text.eosTokenIds);
-    const imEnd = this.tokenizer.tokenToId("<|im_end|>");
-    if (imEnd !== undefined) ids.add(imEnd);
-    return [...ids];
+    return this.textModel.stopTokenIds;
+  }
+
+  /** The sampling `generation_config.json` asks for (greedy without one). */
+  get generationDefaults(): GenerationDefaults {
+    return this.textModel.generationDefaults;
   }
 
   /** Features [T, D] of the crops, in order. */
@@ -144,32 +162,22 @@ export class VlModel {
   /** Streams new tokens with their text (never half a UTF-8 character). */
   async *stream(prompt: ImagePrompt, opts: VlGenerateOptions = {}): AsyncGenerator<{ id: number; text: string }> {
     const promptOverrides = await this.prefillOverrides(prompt);
-    const decoder = this.tokenizer.createStreamDecoder({ skipSpecialTokens: true });
-    for await (const t of generate(this.runtime, prompt.promptIds, { stopTokenIds: this.stopTokenIds, ...opts, promptOverrides })) {
-      yield { id: t.id, text: decoder.push(t.id) };
-    }
-    const rest = decoder.flush();
-    if (rest) yield { id: -1, text: rest };
+    yield* this.textModel.stream(prompt.promptIds, { ...opts, promptOverrides });
   }
 
   async complete(prompt: ImagePrompt, opts: VlGenerateOptions = {}): Promise<Completion> {
     const promptOverrides = await this.prefillOverrides(prompt);
-    const ids: number[] = [];
-    for await (const t of generate(this.runtime, prompt.promptIds, { stopTokenIds: this.stopTokenIds, ...opts, promptOverrides })) ids.push(t.id);
-    return { promptIds: prompt.promptIds, ids, text: this.tokenizer.decode(ids, { skipSpecialTokens: true }) };
+    return this.textModel.complete(prompt.promptIds, { ...opts, promptOverrides });
   }
 
   /** The chat text with one `<image>` per image part (not yet expanded), BOS included. */
   renderChat(messages: readonly VlChatMessage[], opts: { tools?: ToolDefinition[] } = {}): string {
-    if (!this.template) {
-      throw new LfmError("CHAT_TEMPLATE_MISSING", `${this.dir} has no chat template (chat_template.jinja or tokenizer_config.json "chat_template").`);
-    }
     // The template only needs to know where an image goes; the pixels stay here.
     const forTemplate: ChatMessage[] = messages.map((m) => ({
       role: m.role,
       content: typeof m.content === "string" ? m.content : m.content.map((p): ContentPart => (p.type === "image" ? { type: "image" } : p)),
     }));
-    return this.template.render(forTemplate, { addGenerationPrompt: true, tools: opts.tools });
+    return this.textModel.renderChat(forTemplate, { tools: opts.tools });
   }
 
   /** Decodes and preprocesses one image with this checkpoint's settings. */
@@ -205,7 +213,7 @@ export class VlModel {
   }
 
   async release(): Promise<void> {
-    await this.runtime.release();
+    await this.textModel.release();
     await this.encoder.release();
   }
 }

@@ -16,6 +16,7 @@
  * first three keys stay the same in every version, so an old reader can always tell a newer
  * index from a damaged one.
  */
+import { isObject } from "../../text-core/config-fields.ts";
 import { LfmError } from "../../text-core/errors.ts";
 import { type Precision, isPrecision } from "../../text-core/graph/precision.ts";
 import { type FileRef, crc32 } from "./durable-fs.ts";
@@ -175,10 +176,6 @@ function isFileRef(f: unknown): f is FileRef {
 
 function isCount(v: unknown): v is number {
   return typeof v === "number" && Number.isInteger(v) && v >= 0;
-}
-
-export function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 export function corrupt(path: string, what: string): LfmError {

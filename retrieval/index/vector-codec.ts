@@ -6,6 +6,8 @@
  *
  * Both encode row by row, so a document's rows are a contiguous slice of its segment's store.
  */
+import { f16ToFloat32, float32ToF16 } from "../../text-core/float-bits.ts";
+
 export type VectorStorage = "float16" | "int8" | "float32";
 
 export const VECTOR_STORAGES: readonly VectorStorage[] = ["float16", "int8", "float32"];
@@ -16,64 +18,11 @@ export type StoredRows =
   | { storage: "int8"; dim: number; rows: number; codes: Int8Array; scales: Float32Array }
   | { storage: "float32"; dim: number; rows: number; codes: Float32Array };
 
-// float32 ↔ float16 bit conversion through a shared 4-byte view.
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-/** float32 → float16 bits, round to nearest even; overflow → ±inf, tiny values → subnormals/0. */
-export function toFloat16Bits(value: number): number {
-  f32[0] = value;
-  const x = u32[0];
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant !== 0 ? 0x200 : 0); // inf / NaN
-  let e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign; // rounds to zero
-    mant |= 0x800000; // implicit leading bit
-    const shift = 14 - e;
-    const half = 1 << (shift - 1);
-    const rest = mant & ((1 << shift) - 1);
-    let out = mant >>> shift;
-    if (rest > half || (rest === half && (out & 1) === 1)) out++;
-    return sign | out;
-  }
-  const rest = mant & 0x1fff;
-  mant >>>= 13;
-  if (rest > 0x1000 || (rest === 0x1000 && (mant & 1) === 1)) {
-    mant++;
-    if (mant === 0x400) {
-      mant = 0;
-      e++;
-      if (e >= 0x1f) return sign | 0x7c00;
-    }
-  }
-  return sign | (e << 10) | mant;
-}
-
-/** float16 bits → float32, by table (256 KB, built once). */
-export const FLOAT16_TO_FLOAT32: Float32Array = (() => {
-  const table = new Float32Array(65536);
-  for (let h = 0; h < 65536; h++) {
-    const sign = h & 0x8000 ? -1 : 1;
-    const exp = (h >>> 10) & 0x1f;
-    const mant = h & 0x3ff;
-    if (exp === 0) table[h] = sign * mant * 2 ** -24;
-    else if (exp === 0x1f) table[h] = mant === 0 ? sign * Infinity : NaN;
-    else table[h] = sign * (1 + mant / 1024) * 2 ** (exp - 15);
-  }
-  return table;
-})();
-
 /** Encodes `rows` float32 rows of width `dim`. */
 export function encodeRows(storage: VectorStorage, data: Float32Array, rows: number, dim: number): StoredRows {
   if (storage === "float32") return { storage, dim, rows, codes: data.slice(0, rows * dim) };
   if (storage === "float16") {
-    const codes = new Uint16Array(rows * dim);
-    for (let i = 0; i < codes.length; i++) codes[i] = toFloat16Bits(data[i]);
-    return { storage, dim, rows, codes };
+    return { storage, dim, rows, codes: float32ToF16(data.subarray(0, rows * dim)) };
   }
   const codes = new Int8Array(rows * dim);
   const scales = new Float32Array(rows);
@@ -91,15 +40,11 @@ export function encodeRows(storage: VectorStorage, data: Float32Array, rows: num
 export function decodeRows(stored: StoredRows, from = 0, to = stored.rows): Float32Array {
   const { dim } = stored;
   if (stored.storage === "float32") return stored.codes.slice(from * dim, to * dim);
+  if (stored.storage === "float16") return f16ToFloat32(stored.codes.subarray(from * dim, to * dim));
   const out = new Float32Array((to - from) * dim);
-  if (stored.storage === "float16") {
-    const codes = stored.codes;
-    for (let i = 0, j = from * dim; i < out.length; i++, j++) out[i] = FLOAT16_TO_FLOAT32[codes[j]];
-  } else {
-    for (let r = from; r < to; r++) {
-      const scale = stored.scales[r];
-      for (let d = 0; d < dim; d++) out[(r - from) * dim + d] = stored.codes[r * dim + d] * scale;
-    }
+  for (let r = from; r < to; r++) {
+    const scale = stored.scales[r];
+    for (let d = 0; d < dim; d++) out[(r - from) * dim + d] = stored.codes[r * dim + d] * scale;
   }
   return out;
 }

@@ -5,7 +5,7 @@ import wavefile from "wavefile";
 import { describe, expect, it } from "vitest";
 import { END_OF_AUDIO } from "../../audio/speech-generation.ts";
 import { MimiDecoder } from "../../audio/mimi-decoder.ts";
-import { audioChatCommand } from "../../pipelines/audio-chat-cli.ts";
+import { audioChatCommand } from "../../cli/audio-chat.ts";
 import { LfmError } from "../../text-core/errors.ts";
 import { interruptOnceAudioWritten, runLfm, runLfmJson } from "../helpers/cli.ts";
 import { FIXTURES, TEST_CACHE, readJson } from "../helpers/reference.ts";

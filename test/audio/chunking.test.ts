@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { type AudioChunk, mergeTranscripts, planChunks, transcribeChunked } from "../../audio/chunking.ts";
 import { Lfm2AudioModel } from "../../audio/lfm2-audio-model.ts";
 import { resample } from "../../audio/resample.ts";
-import { readAudioFile } from "../../audio/wav.ts";
+import { readAudioFile } from "../../audio/audio-file.ts";
 import { transcribe, transcribeWindow } from "../../pipelines/transcribe.ts";
 import { FIXTURES, TEST_CACHE } from "../helpers/reference.ts";
 
@@ -151,10 +151,11 @@ describe("long-audio transcription end to end on concatenated espeak-ng clips (t
   });
 
   it("splits the recording, reports progress per chunk, and each chunk's ids are that window's own transcription", async () => {
-    const parts = ["speech_en_16k.wav", "speech_fr_44k_stereo.wav", "speech_de_24k_f32.wav"].map((f) => {
-      const clip = readAudioFile(join(FIXTURES, "audio/clips", f));
-      return resample(clip.samples, clip.sampleRateHz, RATE);
-    });
+    const parts: Float32Array[] = [];
+    for (const f of ["speech_en_16k.wav", "speech_fr_44k_stereo.wav", "speech_de_24k_f32.wav"]) {
+      const clip = await readAudioFile(join(FIXTURES, "audio/clips", f));
+      parts.push(resample(clip.samples, clip.sampleRateHz, RATE));
+    }
     const gap = new Float32Array(RATE / 2);
     const wave = new Float32Array(parts.reduce((n, p) => n + p.length + gap.length, 0));
     let at = 0;

@@ -2,9 +2,10 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { decodeCompressed, loadAudioFile } from "../../audio/compressed.ts";
+import { readAudioFile } from "../../audio/audio-file.ts";
+import { decodeCompressed } from "../../audio/compressed.ts";
 import { resample } from "../../audio/resample.ts";
-import { readAudioFile } from "../../audio/wav.ts";
+import { readWavFile } from "../../audio/wav.ts";
 import { FIXTURES } from "../helpers/reference.ts";
 
 const EXTRA = join(FIXTURES, "audio/extra");
@@ -39,15 +40,15 @@ const to16k = (samples: Float32Array, rate: number) => resample(samples, rate, 1
 
 describe("compressed audio in (FLAC, MP3, Ogg Opus / Vorbis), against the WAV each was made from", () => {
   it("FLAC is lossless: exactly the 16-bit WAV samples, scaled as torchaudio scales them", async () => {
-    const wav = readAudioFile(join(CLIPS, "speech_en_16k.wav"));
-    const flac = await loadAudioFile(join(EXTRA, "speech_en_16k.flac"));
+    const wav = readWavFile(join(CLIPS, "speech_en_16k.wav"));
+    const flac = await readAudioFile(join(EXTRA, "speech_en_16k.flac"));
     expect(flac).toMatchObject({ sampleRateHz: 16000, channels: 1, encoding: "flac" });
     expect(Array.from(flac.samples)).toEqual(Array.from(wav.samples.subarray(8000, 8000 + 24000)));
   });
 
   it("MP3 (44.1 kHz stereo, downmixed and resampled): aligned, correlation > 0.999, SNR > 30 dB", async () => {
-    const wav = readAudioFile(join(CLIPS, "speech_fr_44k_stereo.wav"));
-    const mp3 = await loadAudioFile(join(EXTRA, "speech_fr_44k_stereo.mp3"));
+    const wav = readWavFile(join(CLIPS, "speech_fr_44k_stereo.wav"));
+    const mp3 = await readAudioFile(join(EXTRA, "speech_fr_44k_stereo.mp3"));
     expect(mp3).toMatchObject({ sampleRateHz: 44100, channels: 2, encoding: "mp3" });
     expect(mp3.samples.length).toBe(66150); // gapless: the LAME tag's delay and padding removed
     const m = aligned(to16k(mp3.samples, 44100), to16k(wav.samples.subarray(22050, 22050 + 66150), 44100), 40);
@@ -57,16 +58,16 @@ describe("compressed audio in (FLAC, MP3, Ogg Opus / Vorbis), against the WAV ea
   });
 
   it("Ogg Opus (decoded at 48 kHz) and Ogg Vorbis (24 kHz): aligned, correlation > 0.95 / 0.99", async () => {
-    const wav = readAudioFile(join(CLIPS, "speech_de_24k_f32.wav"));
+    const wav = readWavFile(join(CLIPS, "speech_de_24k_f32.wav"));
     const reference = to16k(wav.samples.subarray(0, 36000), 24000);
-    const opus = await loadAudioFile(join(EXTRA, "speech_de_24k.opus"));
+    const opus = await readAudioFile(join(EXTRA, "speech_de_24k.opus"));
     expect(opus).toMatchObject({ sampleRateHz: 48000, channels: 1, encoding: "ogg-opus" });
     expect(opus.samples.length).toBe(72000); // pre-skip and end trimming applied
     const o = aligned(to16k(opus.samples, 48000), reference, 40);
     expect(Math.abs(o.lag)).toBeLessThanOrEqual(2);
     expect(o.corr).toBeGreaterThan(0.95); // measured 0.974, SNR 12.9 dB (libopus' default bit rate)
     expect(o.snrDb).toBeGreaterThan(10);
-    const vorbis = await loadAudioFile(join(EXTRA, "speech_de_24k.ogg"));
+    const vorbis = await readAudioFile(join(EXTRA, "speech_de_24k.ogg"));
     expect(vorbis).toMatchObject({ sampleRateHz: 24000, channels: 1, encoding: "ogg-vorbis" });
     const v = aligned(to16k(vorbis.samples, 24000), reference, 40);
     expect(Math.abs(v.lag)).toBeLessThanOrEqual(1);
@@ -75,9 +76,9 @@ describe("compressed audio in (FLAC, MP3, Ogg Opus / Vorbis), against the WAV ea
   });
 
   it("WAV still goes through the WAV reader", async () => {
-    const clip = await loadAudioFile(join(CLIPS, "speech_en_16k.wav"));
+    const clip = await readAudioFile(join(CLIPS, "speech_en_16k.wav"));
     expect(clip.encoding).toBe("pcm16");
-    expect(clip.samples).toEqual(readAudioFile(join(CLIPS, "speech_en_16k.wav")).samples);
+    expect(clip.samples).toEqual(readWavFile(join(CLIPS, "speech_en_16k.wav")).samples);
   });
 
   const files = ["speech_en_16k.flac", "speech_fr_44k_stereo.mp3", "speech_de_24k.opus", "speech_de_24k.ogg"];
@@ -88,7 +89,7 @@ describe("compressed audio in (FLAC, MP3, Ogg Opus / Vorbis), against the WAV ea
       for (const keep of [0.3, 0.9, 0.99]) {
         const path = join(tmp, `cut-${keep}-${f}`);
         writeFileSync(path, bytes.subarray(0, Math.floor(bytes.length * keep)));
-        await expect(loadAudioFile(path), `${f} cut at ${keep}`).rejects.toMatchObject({ code: "AUDIO_INVALID" });
+        await expect(readAudioFile(path), `${f} cut at ${keep}`).rejects.toMatchObject({ code: "AUDIO_INVALID" });
       }
     }
   });
@@ -114,15 +115,15 @@ describe("compressed audio in (FLAC, MP3, Ogg Opus / Vorbis), against the WAV ea
     speex.set(Buffer.from("Speex   "), 28);
     await expect(decodeCompressed(speex, "x.spx")).rejects.toMatchObject({ code: "WAV_UNSUPPORTED" });
     // The declared length is judged before decoding.
-    await expect(loadAudioFile(join(EXTRA, "speech_en_16k.flac"), { maxSeconds: 1 })).rejects.toMatchObject({ code: "AUDIO_TOO_LONG" });
-    await expect(loadAudioFile(join(EXTRA, "speech_de_24k.opus"), { maxSeconds: 1 })).rejects.toMatchObject({ code: "AUDIO_TOO_LONG" });
-    await expect(loadAudioFile(join(EXTRA, "speech_fr_44k_stereo.mp3"), { maxSeconds: 1 })).rejects.toMatchObject({ code: "AUDIO_TOO_LONG" });
+    await expect(readAudioFile(join(EXTRA, "speech_en_16k.flac"), { maxSeconds: 1 })).rejects.toMatchObject({ code: "AUDIO_TOO_LONG" });
+    await expect(readAudioFile(join(EXTRA, "speech_de_24k.opus"), { maxSeconds: 1 })).rejects.toMatchObject({ code: "AUDIO_TOO_LONG" });
+    await expect(readAudioFile(join(EXTRA, "speech_fr_44k_stereo.mp3"), { maxSeconds: 1 })).rejects.toMatchObject({ code: "AUDIO_TOO_LONG" });
     const empty = join(tmp, "empty.flac");
     writeFileSync(empty, "");
-    await expect(loadAudioFile(empty)).rejects.toMatchObject({ code: "AUDIO_EMPTY" });
-    await expect(loadAudioFile(join(tmp, "missing.mp3"))).rejects.toMatchObject({ code: "FILE_NOT_FOUND" });
+    await expect(readAudioFile(empty)).rejects.toMatchObject({ code: "AUDIO_EMPTY" });
+    await expect(readAudioFile(join(tmp, "missing.mp3"))).rejects.toMatchObject({ code: "FILE_NOT_FOUND" });
     const text = join(tmp, "notes.mp3");
     writeFileSync(text, "not audio at all");
-    await expect(loadAudioFile(text)).rejects.toMatchObject({ code: "WAV_INVALID" });
+    await expect(readAudioFile(text)).rejects.toMatchObject({ code: "WAV_INVALID" });
   });
 });

@@ -8,7 +8,7 @@ import { depthformerWeights } from "../../audio/depthformer.ts";
 import { audioHeadShape } from "../../audio/audio-head.ts";
 import { LfmError } from "../../text-core/errors.ts";
 import { checkpointWeights } from "../../text-core/model.ts";
-import { Checkpoint } from "../../text-core/safetensors.ts";
+import { Checkpoint } from "../../text-core/checkpoint.ts";
 import { argmax } from "../../text-core/sampler.ts";
 import { FIXTURES, ReferenceTensors, TEST_CACHE, readJson } from "../helpers/reference.ts";
 

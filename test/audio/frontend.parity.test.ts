@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { loadLfm2AudioConfig } from "../../audio/audio-config.ts";
 import { MelFrontEnd, hzToMelSlaney, melFilterbank, melFrameCount, melToHzSlaney } from "../../audio/mel.ts";
 import { resample, resampledLength } from "../../audio/resample.ts";
-import { readAudioFile } from "../../audio/wav.ts";
+import { readAudioFile } from "../../audio/audio-file.ts";
 import { FIXTURES, ReferenceTensors, errorStats, readJson } from "../helpers/reference.ts";
 
 interface ClipRef {
@@ -20,8 +20,8 @@ const load = (file: string) => readAudioFile(join(FIXTURES, "audio/clips", file)
 
 describe("resampling matches torchaudio.functional.resample (sinc_interp_hann, width 6, rolloff 0.99)", () => {
   for (const c of clips) {
-    it(`${c.file}: ${c.sr} Hz → 16 kHz`, () => {
-      const clip = load(c.file);
+    it(`${c.file}: ${c.sr} Hz → 16 kHz`, async () => {
+      const clip = await load(c.file);
       const wave = resample(clip.samples, clip.sampleRateHz, 16000);
       expect(wave.length).toBe(c.samples16k);
       const s = errorStats(wave, ref.float(`${c.file}.wave16k`));
@@ -45,8 +45,8 @@ describe("resampling matches torchaudio.functional.resample (sinc_interp_hann, w
 
 describe("log-mel features match liquid-audio's NeMo front end (max abs ≤ 1e-3)", () => {
   for (const c of clips) {
-    it(`${c.file}: from our own resampled wave`, () => {
-      const clip = load(c.file);
+    it(`${c.file}: from our own resampled wave`, async () => {
+      const clip = await load(c.file);
       const mel = frontEnd.compute(resample(clip.samples, clip.sampleRateHz, 16000));
       const expected = ref.float(`${c.file}.mel`);
       expect([mel.melBins, mel.frames]).toEqual(ref.shape(`${c.file}.mel`));

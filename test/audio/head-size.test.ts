@@ -16,7 +16,7 @@ import { readConfigJson } from "../../text-core/config.ts";
 import { ElemType, GraphBuilder } from "../../text-core/graph/builder.ts";
 import type { WeightSource } from "../../text-core/graph/weights.ts";
 import { createSession } from "../../text-core/runtime.ts";
-import { uniformNoise } from "../../text-core/synthetic-checkpoint.ts";
+import { uniformNoise } from "../../bench/synthetic-checkpoint.ts";
 import { FIXTURES, expectClose } from "../helpers/reference.ts";
 
 /** erf to ~1e-12 (Maclaurin series near 0, continued fraction beyond): enough for a float64 reference. */

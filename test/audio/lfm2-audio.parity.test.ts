@@ -4,10 +4,10 @@ import { AUDIO_TOKENS, Modality, loadLfm2AudioConfig } from "../../audio/audio-c
 import { buildAudioEncoderGraph, relativePositionTable } from "../../audio/fastconformer.ts";
 import { Lfm2AudioModel } from "../../audio/lfm2-audio-model.ts";
 import { SYSTEM_PROMPTS } from "../../audio/prompt.ts";
-import { readAudioFile } from "../../audio/wav.ts";
+import { readAudioFile } from "../../audio/audio-file.ts";
 import { transcribeWindow } from "../../pipelines/transcribe.ts";
 import { checkpointWeights } from "../../text-core/model.ts";
-import { Checkpoint } from "../../text-core/safetensors.ts";
+import { Checkpoint } from "../../text-core/checkpoint.ts";
 import { FIXTURES, ReferenceTensors, TEST_CACHE, expectClose, readJson } from "../helpers/reference.ts";
 
 interface AudioReference {
@@ -48,13 +48,13 @@ describe("LFM2-Audio input side matches liquid-audio on fixtures/audio/tiny-lfm2
   });
 
   it("the whole input side from the WAV file (read, mel, encoder, adapter) gives the reference audio rows", async () => {
-    const audio = await model.embedAudio(readAudioFile(EN_CLIP));
+    const audio = await model.embedAudio(await readAudioFile(EN_CLIP));
     expect(audio.count).toBe(json.conformer_len);
     expectClose(audio.rows, ref.float("adapter.out"), "adapter.out from the wav");
   });
 
   it("assembles the chat prompt exactly: text ids and modality flags per position", async () => {
-    const audio = await model.embedAudio(readAudioFile(EN_CLIP));
+    const audio = await model.embedAudio(await readAudioFile(EN_CLIP));
     const prompt = model.newPrompt().newTurn("system").addText(SYSTEM_PROMPTS.interleavedChat).endTurn().newTurn("user").addAudio(audio.rows, audio.count).endTurn().newTurn("assistant").build();
     expect(prompt.textIds).toEqual(json.chat.text_ids);
     expect(prompt.modality).toEqual(json.chat.modality_flag);
@@ -62,7 +62,7 @@ describe("LFM2-Audio input side matches liquid-audio on fixtures/audio/tiny-lfm2
   });
 
   it("prefill embeddings (text rows and audio rows, in flag order) are within tolerance", async () => {
-    const audio = await model.embedAudio(readAudioFile(EN_CLIP));
+    const audio = await model.embedAudio(await readAudioFile(EN_CLIP));
     const prompt = model.newPrompt().newTurn("system").addText(SYSTEM_PROMPTS.interleavedChat).endTurn().newTurn("user").addAudio(audio.rows, audio.count).endTurn().newTurn("assistant").build();
     const out = await model.lm.forward(model.lm.newState(1), { ids: [prompt.ids], overrides: prompt.overrides, extraOutputs: ["hidden.0"] });
     expectClose(out.extra["hidden.0"].data as Float32Array, ref.float("prefill.embeddings"), "prefill.embeddings");
@@ -74,7 +74,7 @@ describe("LFM2-Audio input side matches liquid-audio on fixtures/audio/tiny-lfm2
       return step[0];
     });
     expect(expected).not.toContain(AUDIO_TOKENS.imEnd);
-    const clip = readAudioFile(EN_CLIP);
+    const clip = await readAudioFile(EN_CLIP);
     const ids = await transcribeWindow(model, clip.samples, clip.sampleRateHz, { systemPrompt: SYSTEM_PROMPTS.interleavedChat, maxTokens: expected.length });
     expect(ids).toEqual(expected);
   });
@@ -121,7 +121,7 @@ describe("quantised encoder stays close to the fp32 reference", () => {
   it("the default for a q4 LM is a q8 encoder: adapter output relative L2 under 2% (measured 0.5%)", async () => {
     const model = await Lfm2AudioModel.load(MODEL_DIR, { precision: "q4", cacheDir: TEST_CACHE, threads: 2 });
     try {
-      const audio = await model.embedAudio(readAudioFile(EN_CLIP));
+      const audio = await model.embedAudio(await readAudioFile(EN_CLIP));
       const expected = new ReferenceTensors("audio/reference.safetensors").float("adapter.out");
       let num = 0;
       let den = 0;

@@ -5,7 +5,8 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { MimiDecoder } from "../../audio/mimi-decoder.ts";
 import { locateMimi, parseMimiConfig } from "../../audio/mimi-config.ts";
 import { LfmError } from "../../text-core/errors.ts";
-import { SafetensorsFile, type TensorToWrite, writeSafetensors } from "../../text-core/safetensors.ts";
+import { type TensorToWrite, writeSafetensors } from "../../bench/safetensors-writer.ts";
+import { SafetensorsFile } from "../../text-core/safetensors.ts";
 import { FIXTURES, ReferenceTensors, TEST_CACHE, errorStats, expectClose } from "../helpers/reference.ts";
 
 const MIMI = join(FIXTURES, "audio/tiny-mimi");

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import wavefile from "wavefile";
 import { describe, expect, it } from "vitest";
 import { MimiDecoder } from "../../audio/mimi-decoder.ts";
-import { speakCommand } from "../../pipelines/speak-cli.ts";
+import { speakCommand } from "../../cli/speak.ts";
 import { LfmError } from "../../text-core/errors.ts";
 import { Lfm2Tokenizer } from "../../text-core/tokenizer.ts";
 import { interruptOnceAudioWritten, runLfm } from "../helpers/cli.ts";

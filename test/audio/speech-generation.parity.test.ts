@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { loadLfm2AudioConfig } from "../../audio/audio-config.ts";
 import { Lfm2AudioModel } from "../../audio/lfm2-audio-model.ts";
 import { SYSTEM_PROMPTS } from "../../audio/prompt.ts";
-import { readAudioFile } from "../../audio/wav.ts";
+import { readAudioFile } from "../../audio/audio-file.ts";
 import { AudioHead } from "../../audio/audio-head.ts";
 import { END_OF_AUDIO, ModeSwitch, type SpeechGenerationOptions, type SpeechPrompt, type SpeechStep, generateSpeech, modalityPicker } from "../../audio/speech-generation.ts";
 import { LfmError } from "../../text-core/errors.ts";
@@ -100,7 +100,7 @@ describe("speech to speech end to end: WAV → encoder → prompt → generation
     const json = readJson<AudioReference & { chat: { text_ids: number[]; modality_flag: number[] } }>("audio/reference.json");
     const model = await Lfm2AudioModel.load(DIR, { exposeHidden: true, precision: "fp32", cacheDir: TEST_CACHE, threads: 2 });
     const head = await AudioHead.load(DIR, model.config, { precision: "fp32", cacheDir: TEST_CACHE, threads: 2 });
-    const audio = await model.embedAudio(readAudioFile(join(FIXTURES, "audio/clips/speech_en_16k.wav")));
+    const audio = await model.embedAudio(await readAudioFile(join(FIXTURES, "audio/clips/speech_en_16k.wav")));
     const prompt = model.newPrompt().newTurn("system").addText(SYSTEM_PROMPTS.interleavedChat).endTurn()
       .newTurn("user").addAudio(audio.rows, audio.count).endTurn().newTurn("assistant").build();
     expect(prompt.textIds).toEqual(json.chat.text_ids);

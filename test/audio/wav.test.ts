@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import wavefile from "wavefile";
-import { decodeWav, readAudioFile } from "../../audio/wav.ts";
+import { decodeWav, readWavFile } from "../../audio/wav.ts";
 import { FIXTURES, readJson } from "../helpers/reference.ts";
 
 interface ClipRef {
@@ -64,7 +64,7 @@ describe("WAV reading", () => {
   it("reads the three espeak-ng clips: encoding, channels, rate and length as the reference", () => {
     const expected: Record<string, string> = { "speech_en_16k.wav": "pcm16", "speech_fr_44k_stereo.wav": "pcm16", "speech_de_24k_f32.wav": "float32" };
     for (const c of clips) {
-      const clip = readAudioFile(join(FIXTURES, "audio/clips", c.file));
+      const clip = readWavFile(join(FIXTURES, "audio/clips", c.file));
       expect(clip.sampleRateHz).toBe(c.sr);
       expect(clip.channels).toBe(c.channels);
       expect(clip.samples.length).toBe(c.samples);
@@ -130,10 +130,10 @@ describe("bad audio input gives typed errors", () => {
   };
 
   it("not audio at all → WAV_INVALID; a missing file → FILE_NOT_FOUND; an empty file → AUDIO_EMPTY", () => {
-    expect(() => readAudioFile(file("notes.wav", "these are meeting notes, not audio"))).toThrow(code("WAV_INVALID"));
-    expect(() => readAudioFile(join(tmp, "missing.wav"))).toThrow(code("FILE_NOT_FOUND"));
-    expect(() => readAudioFile(tmp)).toThrow(code("FILE_NOT_FOUND"));
-    expect(() => readAudioFile(file("empty.wav", new Uint8Array(0)))).toThrow(code("AUDIO_EMPTY"));
+    expect(() => readWavFile(file("notes.wav", "these are meeting notes, not audio"))).toThrow(code("WAV_INVALID"));
+    expect(() => readWavFile(join(tmp, "missing.wav"))).toThrow(code("FILE_NOT_FOUND"));
+    expect(() => readWavFile(tmp)).toThrow(code("FILE_NOT_FOUND"));
+    expect(() => readWavFile(file("empty.wav", new Uint8Array(0)))).toThrow(code("AUDIO_EMPTY"));
   });
 
   it("compressed formats are named (WAV_UNSUPPORTED) with a conversion hint", () => {
@@ -141,7 +141,7 @@ describe("bad audio input gives typed errors", () => {
     const flac = new Uint8Array([...Buffer.from("fLaC"), 0, 0, 0, 34, 0, 0, 0, 0]);
     const ogg = new Uint8Array([...Buffer.from("OggS"), 0, 2, 0, 0, 0, 0, 0, 0]);
     for (const [name, bytes, kind] of [["a.mp3", mp3, "MP3"], ["a.flac", flac, "FLAC"], ["a.ogg", ogg, "Ogg"]] as const) {
-      expect(() => readAudioFile(file(name, bytes))).toThrow(expect.objectContaining({ code: "WAV_UNSUPPORTED", message: expect.stringMatching(new RegExp(`${kind}[\\s\\S]*ffmpeg`)) }));
+      expect(() => readWavFile(file(name, bytes))).toThrow(expect.objectContaining({ code: "WAV_UNSUPPORTED", message: expect.stringMatching(new RegExp(`${kind}[\\s\\S]*ffmpeg`)) }));
     }
   });
 
@@ -168,7 +168,7 @@ describe("bad audio input gives typed errors", () => {
     // A header claiming 6 hours over a 2 MB file: refused from the header probe.
     const data = new Uint8Array(2 << 20);
     const big = handWav({ data, declaredData: 6 * 3600 * 32000 });
-    expect(() => readAudioFile(file("six-hours.wav", big))).toThrow(code("AUDIO_TOO_LONG"));
+    expect(() => readWavFile(file("six-hours.wav", big))).toThrow(code("AUDIO_TOO_LONG"));
   });
 
   it("NaN in float data → WAV_INVALID", () => {

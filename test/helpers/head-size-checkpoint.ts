@@ -6,8 +6,9 @@
  */
 import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { SafetensorsFile, type TensorToWrite, writeSafetensors } from "../../text-core/safetensors.ts";
-import { uniformNoise } from "../../text-core/synthetic-checkpoint.ts";
+import { type TensorToWrite, writeSafetensors } from "../../bench/safetensors-writer.ts";
+import { SafetensorsFile } from "../../text-core/safetensors.ts";
+import { uniformNoise } from "../../bench/synthetic-checkpoint.ts";
 
 export type ConfigObject = { [key: string]: unknown };
 

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { paddedTokenizerJson, writeSyntheticCheckpoint } from "../../text-core/synthetic-checkpoint.ts";
+import { paddedTokenizerJson, writeSyntheticCheckpoint } from "../../bench/synthetic-checkpoint.ts";
 import { FIXTURES, TEST_CACHE, readJson } from "./reference.ts";
 
 export interface RealshapeLfm2Reference {

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ColbertEncoder } from "../../retrieval/colbert.ts";
 import { PYLATE_DEFAULTS, loadPylateFolder, parsePylateSettings } from "../../retrieval/pylate-config.ts";
-import { writeSafetensors } from "../../text-core/safetensors.ts";
+import { writeSafetensors } from "../../bench/safetensors-writer.ts";
 import { runLfm } from "../helpers/cli.ts";
 import { FIXTURES, TEST_CACHE } from "../helpers/reference.ts";
 

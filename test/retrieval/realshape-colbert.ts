@@ -6,8 +6,8 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { formulaWeights, paddedTokenizerJson, writeSyntheticCheckpoint } from "../../text-core/synthetic-checkpoint.ts";
-import { writeSafetensors } from "../../text-core/safetensors.ts";
+import { formulaWeights, paddedTokenizerJson, writeSyntheticCheckpoint } from "../../bench/synthetic-checkpoint.ts";
+import { writeSafetensors } from "../../bench/safetensors-writer.ts";
 import { FIXTURES, TEST_CACHE, readJson } from "../helpers/reference.ts";
 import { realshapeReference } from "../helpers/realshape.ts";
 

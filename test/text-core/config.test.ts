@@ -11,7 +11,7 @@ import {
   textConfigOf,
 } from "../../text-core/config.ts";
 import { isLfmError, type LfmErrorCode } from "../../text-core/errors.ts";
-import { Checkpoint } from "../../text-core/safetensors.ts";
+import { Checkpoint } from "../../text-core/checkpoint.ts";
 
 const TINY_DIR = "fixtures/text/tiny-lfm2";
 

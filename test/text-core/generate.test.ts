@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { LfmError, type LfmErrorCode } from "../../text-core/errors.ts";
 import { type GenerateOptions, type GeneratedToken, generate, generateBatch } from "../../text-core/generate.ts";
 import { TextModel } from "../../text-core/model.ts";
-import { Checkpoint } from "../../text-core/safetensors.ts";
+import { Checkpoint } from "../../text-core/checkpoint.ts";
 import { FIXTURES, ReferenceTensors, TEST_CACHE, errorStats, readJson } from "../helpers/reference.ts";
 
 interface TextReference {

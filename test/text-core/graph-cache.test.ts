@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 /** The graph cache's bookkeeping: last use, entry.json, listing and pruning (`lfm cache`). */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -5,7 +6,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ElemType } from "../../text-core/graph/builder.ts";
 import { GraphBuilder } from "../../text-core/graph/builder.ts";
-import { cachedGraph, graphCacheKey, listCacheEntries, pruneCache } from "../../text-core/graph-cache.ts";
+import { builderFingerprint, cachedGraph, graphCacheKey, listCacheEntries, openCachedGraph, pruneCache } from "../../text-core/graph-cache.ts";
 import { isLfmError } from "../../text-core/errors.ts";
 import { runLfm } from "../helpers/cli.ts";
 
@@ -142,6 +143,99 @@ describe("cachedGraph bookkeeping", () => {
     expect(hit.built).toBe(false);
     expect(Date.now() - statSync(hit.dir).mtimeMs).toBeLessThan(60_000);
     expect(pruneCache(cacheDir, { unusedForMs: 30 * DAY }).removed).toEqual([]);
+  });
+});
+
+describe("builderFingerprint", () => {
+  it("reads <name>.ts from source and <name>.js in the built package; different code, different fingerprint", () => {
+    const fromSource = folder("src", { "a.ts": "export const a = 1;", "a.js": "ignored when a.ts exists" }, 0);
+    const built = folder("dist", { "a.js": "export const a = 1;", "a.d.ts": "export declare const a: number;" }, 0);
+    const edited = folder("edited", { "a.js": "export const a = 2;" }, 0);
+    expect(builderFingerprint(fromSource, ["a"])).toMatch(/^[0-9a-f]{16}$/);
+    expect(builderFingerprint(built, ["a"])).toBe(builderFingerprint(fromSource, ["a"])); // same bytes
+    expect(builderFingerprint(edited, ["a"])).not.toBe(builderFingerprint(built, ["a"]));
+  });
+
+  it("the built package uses the digests its build recorded from the .ts sources, so both give one cache key", () => {
+    const source = "export const a: number = 1;";
+    const fromSource = folder("src2", { "a.ts": source }, 0);
+    const digest = createHash("sha256").update(source).digest("hex");
+    const built = folder("dist2", { "a.js": "export const a = 1;", "source-digests.json": JSON.stringify({ "a.ts": digest }) }, 0);
+    expect(builderFingerprint(built, ["a"])).toBe(builderFingerprint(fromSource, ["a"]));
+    const stale = folder("dist3", { "a.js": "export const a = 1;", "source-digests.json": JSON.stringify({ "a.ts": "0".repeat(64) }) }, 0);
+    expect(builderFingerprint(stale, ["a"])).not.toBe(builderFingerprint(fromSource, ["a"]));
+  });
+
+  it("a missing source is FILE_NOT_FOUND naming it", () => {
+    const dir = folder("empty", {}, 0);
+    let error: unknown;
+    try {
+      builderFingerprint(dir, ["gone"]);
+    } catch (e) {
+      error = e;
+    }
+    expect(isLfmError(error, "FILE_NOT_FOUND")).toBe(true);
+    expect((error as Error).message).toContain(join(dir, "gone"));
+  });
+});
+
+describe("openCachedGraph", () => {
+  function spec(cacheDir: string | false, open: (dir: string) => Promise<string>, stages: string[], builds: { n: number }) {
+    const checkpoint = folder("ckpt", { "config.json": "{}" }, 0);
+    return {
+      kind: "cache-test",
+      files: [join(checkpoint, "config.json")],
+      options: { precision: "fp32" },
+      build: () => {
+        builds.n++;
+        return tinyGraph();
+      },
+      open,
+      cacheDir,
+      progress: (s: string) => stages.push(s),
+      stages: { build: "build", load: "load", rebuild: "rebuild" },
+    };
+  }
+
+  it("builds once, then opens the cached graph; a cached graph that will not open is rebuilt once", async () => {
+    const cacheDir = join(root, "cache");
+    const stages: string[] = [];
+    const builds = { n: 0 };
+    const opened = await openCachedGraph(spec(cacheDir, async (dir) => dir, stages, builds));
+    expect(existsSync(join(opened, "model.onnx"))).toBe(true);
+    expect(await openCachedGraph(spec(cacheDir, async (dir) => dir, stages, builds))).toBe(opened);
+    expect(builds.n).toBe(1);
+    let refusals = 0;
+    const reopened = await openCachedGraph(
+      spec(cacheDir, async (dir) => {
+        if (refusals++ === 0) throw new Error("damaged");
+        return dir;
+      }, stages, builds),
+    );
+    expect(reopened).toBe(opened);
+    expect(builds.n).toBe(2);
+    expect(stages).toEqual(["build", "load", "load", "load", "rebuild", "build"]);
+  });
+
+  it("a graph just built that will not open fails as it is (no second build)", async () => {
+    const builds = { n: 0 };
+    const error = await openCachedGraph(spec(join(root, "cache"), async () => Promise.reject(new Error("bad graph")), [], builds)).catch((e) => e);
+    expect((error as Error).message).toBe("bad graph");
+    expect(builds.n).toBe(1);
+  });
+
+  it("cacheDir: false builds in a temporary folder that is gone once opened", async () => {
+    let graphDir = "";
+    await openCachedGraph(spec(false, async (dir) => (graphDir = dir), [], { n: 0 }));
+    expect(graphDir).not.toBe("");
+    expect(existsSync(graphDir)).toBe(false);
+  });
+
+  it("an unwritable cache folder is CACHE_UNWRITABLE", async () => {
+    const blocker = join(root, "a-file");
+    writeFileSync(blocker, "");
+    const error = await openCachedGraph(spec(join(blocker, "cache"), async (dir) => dir, [], { n: 0 })).catch((e) => e);
+    expect(isLfmError(error, "CACHE_UNWRITABLE")).toBe(true);
   });
 });
 

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { loadAudioFile } from "../../audio/compressed.ts";
+import { readAudioFile } from "../../audio/audio-file.ts";
 import { AudioChat } from "../../pipelines/audio-chat.ts";
 import { ColbertEncoder } from "../../retrieval/colbert.ts";
 import { TextModel } from "../../text-core/model.ts";
@@ -118,7 +118,7 @@ describe(`the CLI at attention head size ${HD} (and 4 in the towers)`, () => {
     try {
       const mimiLayers = chat.mimi?.config.transformer;
       expect([chat.model.config.lfm.headDim, chat.model.config.encoder.headDim, mimiLayers && mimiLayers.dModel / mimiLayers.numHeads]).toEqual([HD, 4, 4]);
-      const prompt = await chat.prompt(await loadAudioFile(clipPath));
+      const prompt = await chat.prompt(await readAudioFile(clipPath));
       const steps: number[][] = [];
       let samples = 0;
       for await (const e of chat.reply(prompt, { mode: "interleaved", maxSteps: 24, text: { temperature: 0 }, audio: { temperature: 0, topK: 4 } })) {

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadLfm2Config, parseLfm2Config } from "../../text-core/config.ts";
 import { TextModel } from "../../text-core/model.ts";
 import { SafetensorsFile } from "../../text-core/safetensors.ts";
-import { lfm2TensorShapes, writeSyntheticCheckpoint } from "../../text-core/synthetic-checkpoint.ts";
+import { lfm2TensorShapes, writeSyntheticCheckpoint } from "../../bench/synthetic-checkpoint.ts";
 import { FIXTURES, TEST_CACHE, errorStats, expectClose } from "../helpers/reference.ts";
 
 const TOKENIZER_FROM = join(FIXTURES, "text/tiny-lfm2");

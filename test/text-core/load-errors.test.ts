@@ -10,12 +10,9 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LfmError, type LfmErrorCode } from "../../text-core/errors.ts";
 import { type LoadOptions, TextModel } from "../../text-core/model.ts";
-import {
-  SafetensorsFile,
-  type TensorToWrite,
-  float32ToF16,
-  writeSafetensors,
-} from "../../text-core/safetensors.ts";
+import { type TensorToWrite, writeSafetensors } from "../../bench/safetensors-writer.ts";
+import { float32ToF16 } from "../../text-core/float-bits.ts";
+import { SafetensorsFile } from "../../text-core/safetensors.ts";
 
 const FIXTURE = path.resolve(import.meta.dirname, "..", "..", "fixtures", "text", "tiny-lfm2");
 const PROMPT = [[1, 6, 594, 799]];

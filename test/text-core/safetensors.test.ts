@@ -3,16 +3,10 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { isLfmError, type LfmErrorCode } from "../../text-core/errors.ts";
-import {
-  Checkpoint,
-  SafetensorsFile,
-  decodeFloat32,
-  dtypeBits,
-  float32ToBf16,
-  float32ToF16,
-  writeSafetensors,
-  type SafetensorsDType,
-} from "../../text-core/safetensors.ts";
+import { writeSafetensors } from "../../bench/safetensors-writer.ts";
+import { Checkpoint } from "../../text-core/checkpoint.ts";
+import { float32ToBf16, float32ToF16 } from "../../text-core/float-bits.ts";
+import { SafetensorsFile, decodeFloat32, dtypeBits, type SafetensorsDType } from "../../text-core/safetensors.ts";
 
 const FIXTURE_DIR = "fixtures/text/tiny-lfm2";
 const FIXTURE = path.join(FIXTURE_DIR, "model.safetensors");

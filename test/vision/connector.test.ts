@@ -3,7 +3,7 @@ import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { isLfmError } from "../../text-core/errors.ts";
 import { checkpointWeights } from "../../text-core/model.ts";
-import { Checkpoint } from "../../text-core/safetensors.ts";
+import { Checkpoint } from "../../text-core/checkpoint.ts";
 import { pixelUnshuffleIndex, tokensForGrid } from "../../vision/connector.ts";
 import { buildImageEncoderGraph, findVisionPrefixes } from "../../vision/image-encoder.ts";
 import { loadLfm2VlConfig } from "../../vision/vl-config.ts";

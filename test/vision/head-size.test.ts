@@ -6,7 +6,7 @@ import { describe, it } from "vitest";
 import { ElemType, GraphBuilder } from "../../text-core/graph/builder.ts";
 import type { WeightSource } from "../../text-core/graph/weights.ts";
 import { createSession } from "../../text-core/runtime.ts";
-import { uniformNoise } from "../../text-core/synthetic-checkpoint.ts";
+import { uniformNoise } from "../../bench/synthetic-checkpoint.ts";
 import { siglip2SelfAttention } from "../../vision/siglip2.ts";
 import type { Siglip2Config } from "../../vision/vl-config.ts";
 import * as ort from "onnxruntime-node";

@@ -1,7 +1,7 @@
 /** fixtures/realshape `lfm2-vl-450m`: the published LFM2-VL-450M layout with closed-form weights, rebuilt here once. */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { paddedTokenizerJson, writeSyntheticCheckpoint } from "../../text-core/synthetic-checkpoint.ts";
+import { paddedTokenizerJson, writeSyntheticCheckpoint } from "../../bench/synthetic-checkpoint.ts";
 import { FIXTURES, TEST_CACHE, readJson } from "../helpers/reference.ts";
 import { realshapeReference } from "../helpers/realshape.ts";
 

@@ -3,15 +3,13 @@
  * With --json it prints `{"text", "duration", "chunks": [{"start", "end", "text", "ids"}]}` — a
  * scriptable contract kept stable.
  */
-import { join } from "node:path";
 import { Lfm2AudioModel } from "../audio/lfm2-audio-model.ts";
-import { loadAudioFile } from "../audio/compressed.ts";
+import { readAudioFile } from "../audio/audio-file.ts";
 import { LfmError } from "../text-core/errors.ts";
+import { modelOrBundled } from "./bundled.ts";
 import { COMMON, type CliCommand, loadFlags, num, parse } from "./cli-kit.ts";
-import { transcribe } from "./transcribe.ts";
+import { transcribe } from "../pipelines/transcribe.ts";
 
-/** The bundled tiny random LFM2-Audio: what runs without --model, so a fresh clone works offline. */
-const BUNDLED_AUDIO_MODEL = join(import.meta.dirname, "..", "fixtures", "audio", "tiny-lfm2-audio");
 
 const HELP = `lfm transcribe --model DIR FILE.wav [--json] [--max-tokens N] [options]
   Transcribes a recording — WAV (PCM 8/16/24/32-bit, float 32/64, A-law, µ-law, IMA ADPCM), FLAC,
@@ -51,12 +49,8 @@ export const transcribeCommand: CliCommand = {
     const maxMinutes = num(v, "max-minutes", "float");
     if (maxMinutes !== undefined && !(maxMinutes > 0)) throw new LfmError("INVALID_ARGUMENT", `--max-minutes must be positive (got ${maxMinutes}).`);
     // Read the audio first: a bad file fails fast, before any model is built.
-    const clip = await loadAudioFile(positionals[0], { maxSeconds: maxMinutes === undefined ? undefined : maxMinutes * 60 });
-    let modelDir = v.model as string | undefined;
-    if (modelDir === undefined) {
-      if (!v.json) process.stderr.write(`(no --model given: using the bundled tiny random LFM2-Audio ${BUNDLED_AUDIO_MODEL}; its text is random)\n`);
-      modelDir = BUNDLED_AUDIO_MODEL;
-    }
+    const clip = await readAudioFile(positionals[0], { maxSeconds: maxMinutes === undefined ? undefined : maxMinutes * 60 });
+    const modelDir = modelOrBundled(v, "audio");
     const tty = process.stderr.isTTY && !v.json;
     const model = await Lfm2AudioModel.load(modelDir, {
       ...loadFlags(v),

@@ -7,7 +7,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { LfmError } from "../text-core/errors.ts";
 import type { GenerateOptions } from "../text-core/generate.ts";
 import { type Precision, isPrecision } from "../text-core/graph/precision.ts";
-import { readGenerationDefaults } from "./generation-defaults.ts";
+import type { GenerationDefaults } from "../text-core/generation-config.ts";
 
 /** A command reachable as `lfm <name>`: `run` returns the exit status (errors are thrown as LfmError). */
 export interface CliCommand {
@@ -105,8 +105,8 @@ export function loadFlags(v: Values): { precision?: Precision; threads?: number;
 }
 
 /** Sampling flags over the checkpoint's generation_config.json defaults (greedy when absent). */
-export function generationOptions(model: { dir: string; stopTokenIds: number[] }, v: Values, signal: AbortSignal): GenerateOptions {
-  const defaults = readGenerationDefaults(model.dir);
+export function generationOptions(model: { generationDefaults: GenerationDefaults; stopTokenIds: number[] }, v: Values, signal: AbortSignal): GenerateOptions {
+  const defaults = model.generationDefaults;
   const extraStops = typeof v.stop === "string" ? idList(v.stop, "stop") : [];
   return {
     ...defaults,

@@ -17,9 +17,8 @@ import type { ColbertEncoder } from "../retrieval/colbert.ts";
 import type { Precision } from "../text-core/graph/precision.ts";
 import { type CliCommand, COMMON, type Values, loadFlags, num, parse, precisionOf } from "./cli-kit.ts";
 import { ProgressBar } from "./progress-bar.ts";
+import { modelOrBundled } from "./bundled.ts";
 
-/** The bundled tiny random ColBERT model: the default when neither --model nor the index names one. */
-export const BUNDLED_COLBERT = join(import.meta.dirname, "..", "fixtures", "retrieval", "tiny-lfm2-colbert");
 
 const INDEX_OPTIONS = {
   ...COMMON,
@@ -239,10 +238,7 @@ function chooseModel(v: Values, indexModel: ModelIdentity | null): ModelIdentity
   else if (indexModel?.path && existsSync(indexModel.path)) path = indexModel.path;
   else if (indexModel) {
     throw new LfmError("MODEL_NOT_FOUND", `the index was built with ${indexModel.name} from ${indexModel.path ?? "an unknown folder"}, which is not there any more; pass --model with that model's folder.`);
-  } else {
-    if (!v.json) process.stderr.write(`(no --model given: using the bundled tiny random ColBERT model ${BUNDLED_COLBERT}; its rankings are meaningless)\n`);
-    path = BUNDLED_COLBERT;
-  }
+  } else path = modelOrBundled(v, "colbert");
   const identity = modelIdentity(path);
   if (indexModel && indexModel.fingerprint !== identity.fingerprint) {
     throw new LfmError(

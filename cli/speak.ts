@@ -5,15 +5,12 @@
  * if no audio came yet). With --json prints
  * `{"out", "sample_rate", "frames", "seconds", "prompt_ids", "text_ids", "codes"}`.
  */
-import { join } from "node:path";
 import { WavStreamWriter } from "../audio/wav-writer.ts";
 import { LfmError } from "../text-core/errors.ts";
+import { bundledModel, modelOrBundled } from "./bundled.ts";
 import { COMMON, type CliCommand, loadFlags, num, parse } from "./cli-kit.ts";
-import { DEFAULT_MAX_FRAMES, Speaker } from "./speak.ts";
+import { DEFAULT_MAX_FRAMES, Speaker } from "../pipelines/speak.ts";
 
-/** The bundled tiny random LFM2-Audio and Mimi: what runs without --model (the sound is noise). */
-const BUNDLED_AUDIO_MODEL = join(import.meta.dirname, "..", "fixtures", "audio", "tiny-lfm2-audio");
-const BUNDLED_MIMI = join(import.meta.dirname, "..", "fixtures", "audio", "tiny-mimi");
 
 const HELP = `lfm speak --model DIR --text TEXT --out F.wav [options]
   Speaks TEXT with an LFM2-Audio checkpoint (liquid-audio folder, e.g. LiquidAI/LFM2-Audio-1.5B)
@@ -63,13 +60,8 @@ export const speakCommand: CliCommand = {
     if (topK < 1) throw new LfmError("INVALID_ARGUMENT", `--top-k must be at least 1 (got ${topK}).`);
     const seed = num(v, "seed", "int");
 
-    let modelDir = v.model as string | undefined;
-    let mimiPath = v.mimi as string | undefined;
-    if (modelDir === undefined) {
-      if (!v.json) process.stderr.write(`(no --model given: using the bundled tiny random LFM2-Audio ${BUNDLED_AUDIO_MODEL}; its sound is noise)\n`);
-      modelDir = BUNDLED_AUDIO_MODEL;
-      mimiPath ??= BUNDLED_MIMI;
-    }
+    const modelDir = modelOrBundled(v, "audio");
+    const mimiPath = (v.mimi as string | undefined) ?? (v.model === undefined ? bundledModel("mimi") : undefined);
     const tty = process.stderr.isTTY && !v.json;
     // The WAV first: an unwritable destination fails before any model is built.
     const wav = WavStreamWriter.create(out, { sampleRateHz: 24000 });

@@ -5,10 +5,11 @@
  * through exactly the same code as a downloaded checkpoint.
  */
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { publishDir } from "./graph/builder.ts";
+import { publishDir } from "../text-core/graph/builder.ts";
 import { join } from "node:path";
-import type { Lfm2Config } from "./config.ts";
-import { float32ToBf16, type TensorToWrite, writeSafetensors } from "./safetensors.ts";
+import type { Lfm2Config } from "../text-core/config.ts";
+import { float32ToBf16 } from "../text-core/float-bits.ts";
+import { type TensorToWrite, writeSafetensors } from "./safetensors-writer.ts";
 
 /**
  * The fixtures' closed-form weight (fixtures/README.md, realshape): element k of tensor `name`

@@ -5,16 +5,14 @@
  * `{"prompt_ids", "modality_flag", "steps", "text"}` (prompt_ids: the prompt's text stream, as
  * liquid-audio's `ChatState.text`; steps: `[id]` per text token, the 8 codes per audio frame).
  */
-import { join } from "node:path";
-import { loadAudioFile } from "../audio/compressed.ts";
+import { readAudioFile } from "../audio/audio-file.ts";
 import type { SpeechMode } from "../audio/speech-generation.ts";
 import { WavStreamWriter } from "../audio/wav-writer.ts";
 import { LfmError } from "../text-core/errors.ts";
-import { AudioChat, CHAT_AUDIO_SAMPLING, DEFAULT_CHAT_STEPS } from "./audio-chat.ts";
+import { AudioChat, CHAT_AUDIO_SAMPLING, DEFAULT_CHAT_STEPS } from "../pipelines/audio-chat.ts";
+import { bundledModel, modelOrBundled } from "./bundled.ts";
 import { COMMON, type CliCommand, loadFlags, num, parse, precisionOf } from "./cli-kit.ts";
 
-const BUNDLED_AUDIO_MODEL = join(import.meta.dirname, "..", "fixtures", "audio", "tiny-lfm2-audio");
-const BUNDLED_MIMI = join(import.meta.dirname, "..", "fixtures", "audio", "tiny-mimi");
 
 const HELP = `lfm audio-chat --model DIR --audio FILE [--mode interleaved|sequential] [--out reply.wav] [options]
   Answers a spoken question with an LFM2-Audio checkpoint (liquid-audio folder, e.g.
@@ -85,14 +83,9 @@ export const audioChatCommand: CliCommand = {
     if (out === "") throw new LfmError("INVALID_ARGUMENT", "--out needs a file name.");
 
     // The recording first: a bad file fails before any model is built.
-    const clip = await loadAudioFile(audioPath, { maxSeconds: maxMinutes === undefined ? undefined : maxMinutes * 60 });
-    let modelDir = v.model as string | undefined;
-    let mimiPath = v.mimi as string | undefined;
-    if (modelDir === undefined) {
-      if (!v.json) process.stderr.write(`(no --model given: using the bundled tiny random LFM2-Audio ${BUNDLED_AUDIO_MODEL}; its reply is random)\n`);
-      modelDir = BUNDLED_AUDIO_MODEL;
-      mimiPath ??= BUNDLED_MIMI;
-    }
+    const clip = await readAudioFile(audioPath, { maxSeconds: maxMinutes === undefined ? undefined : maxMinutes * 60 });
+    const modelDir = modelOrBundled(v, "audio");
+    const mimiPath = (v.mimi as string | undefined) ?? (v.model === undefined ? bundledModel("mimi") : undefined);
     const tty = process.stderr.isTTY && !v.json;
     // The WAV before the models: an unwritable destination fails before anything is built.
     const wav = out === undefined ? undefined : WavStreamWriter.create(out, { sampleRateHz: 24000 });

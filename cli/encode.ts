@@ -6,10 +6,9 @@
 import { join } from "node:path";
 import { LfmError } from "../text-core/errors.ts";
 import { ColbertEncoder } from "../retrieval/colbert.ts";
+import { modelOrBundled } from "./bundled.ts";
 import { COMMON, type CliCommand, loadFlags, parse } from "./cli-kit.ts";
 
-/** The bundled tiny random ColBERT: what runs without --model, so a fresh clone works offline. */
-const BUNDLED_COLBERT = join(import.meta.dirname, "..", "fixtures", "retrieval", "tiny-lfm2-colbert");
 
 const HELP = `lfm encode --model DIR (--query TEXT | --document TEXT) [--precision q4|q8|fp32] [--json]
   Encodes one text with an LFM2-ColBERT checkpoint (PyLate folder: modules.json, 1_Dense/,
@@ -30,11 +29,7 @@ export const encodeCommand: CliCommand = {
     const query = v.query as string | undefined;
     const document = v.document as string | undefined;
     if ((query === undefined) === (document === undefined)) throw new LfmError("INVALID_ARGUMENT", "give exactly one of --query TEXT or --document TEXT.");
-    let model = v.model as string | undefined;
-    if (model === undefined) {
-      if (!v.json) process.stderr.write(`(no --model given: using the bundled tiny random ColBERT ${BUNDLED_COLBERT}; its vectors are random)\n`);
-      model = BUNDLED_COLBERT;
-    }
+    const model = modelOrBundled(v, "colbert");
     const encoder = await ColbertEncoder.load(model, {
       ...loadFlags(v),
     });

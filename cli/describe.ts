@@ -5,13 +5,12 @@
  * placeholders expanded — a scriptable contract kept stable.
  */
 import { accessSync, constants } from "node:fs";
-import { join } from "node:path";
+import type { ParseArgsConfig } from "node:util";
 import { LfmError } from "../text-core/errors.ts";
 import { VlModel, type VlChatMessage, type VlContentPart, DEFAULT_DESCRIBE_PROMPT } from "../vision/vl-model.ts";
+import { modelOrBundled } from "./bundled.ts";
 import { COMMON, SAMPLING, type CliCommand, type Values, generationOptions, loadFlags, num, parse, precisionOf, readJsonFile } from "./cli-kit.ts";
 
-/** The bundled tiny random LFM2-VL: what runs without --model, so a fresh clone works offline. */
-const BUNDLED_VL_MODEL = join(import.meta.dirname, "..", "fixtures", "vision", "tiny-lfm2-vl");
 
 const HELP = `lfm describe --model DIR IMAGE... [--prompt TEXT] [--json] [options]
   Describes one or more images (JPEG, PNG, WebP, TIFF, GIF) with an LFM2-VL checkpoint
@@ -84,57 +83,59 @@ function checkReadable(file: string): void {
   }
 }
 
+/** The flags of an LFM2-VL conversation (lfm describe; lfm chat takes them too for an LFM2-VL checkpoint). */
+export const VL_CHAT_FLAGS = {
+  prompt: { type: "string" },
+  message: { type: "string" }, // lfm chat's name for the user text
+  image: { type: "string", multiple: true },
+  system: { type: "string" },
+  messages: { type: "string" },
+  "max-input-pixels": { type: "string" },
+  "vision-precision": { type: "string" },
+} as const satisfies ParseArgsConfig["options"];
+
+/** Runs the conversation that parsed VL_CHAT_FLAGS (+ COMMON, SAMPLING) and positional IMAGEs describe. */
+export async function runVlChat(v: Values, positionals: string[], signal: AbortSignal): Promise<number> {
+  const images = [...positionals, ...((v.image as unknown as string[] | undefined) ?? [])];
+  if (typeof v.message === "string") {
+    if (typeof v.prompt === "string") throw new LfmError("INVALID_ARGUMENT", "give the question once: --prompt or --message, not both.");
+    v.prompt = v.message;
+  }
+  const messages = conversation(v, images);
+  // A missing image fails fast, before any model is built.
+  for (const m of messages) {
+    if (typeof m.content === "string") continue;
+    for (const p of m.content) if (p.type === "image" && typeof p.image === "string") checkReadable(p.image);
+  }
+  const maxInputPixels = num(v, "max-input-pixels", "int");
+  const modelDir = modelOrBundled(v, "vision");
+  const model = await VlModel.load(modelDir, {
+    ...loadFlags(v),
+    visionPrecision: precisionOf(v, "vision-precision"),
+    image: maxInputPixels === undefined ? {} : { maxInputPixels },
+  });
+  try {
+    const opts = generationOptions(model, v, signal);
+    const prompt = await model.prepareChat(messages);
+    if (v.json) {
+      const out = await model.complete(prompt, opts);
+      process.stdout.write(`${JSON.stringify({ prompt_ids: out.promptIds, ids: out.ids, text: out.text })}\n`);
+      return 0;
+    }
+    for await (const t of model.stream(prompt, opts)) process.stdout.write(t.text);
+    process.stdout.write("\n");
+    return 0;
+  } finally {
+    await model.release();
+  }
+}
+
 export const describeCommand: CliCommand = {
   name: "describe",
   summary: "Describe images or answer questions about them (LFM2-VL).",
   help: HELP,
   async run(args: string[], signal: AbortSignal): Promise<number> {
-    const { values: v, positionals } = parse(args, {
-      ...COMMON,
-      ...SAMPLING,
-      prompt: { type: "string" },
-      message: { type: "string" }, // lfm chat's name for the user text
-      image: { type: "string", multiple: true },
-      system: { type: "string" },
-      messages: { type: "string" },
-      "max-input-pixels": { type: "string" },
-      "vision-precision": { type: "string" },
-    });
-    const images = [...positionals, ...((v.image as unknown as string[] | undefined) ?? [])];
-    if (typeof v.message === "string") {
-      if (typeof v.prompt === "string") throw new LfmError("INVALID_ARGUMENT", "give the question once: --prompt or --message, not both.");
-      v.prompt = v.message;
-    }
-    const messages = conversation(v, images);
-    // A missing image fails fast, before any model is built.
-    for (const m of messages) {
-      if (typeof m.content === "string") continue;
-      for (const p of m.content) if (p.type === "image" && typeof p.image === "string") checkReadable(p.image);
-    }
-    const maxInputPixels = num(v, "max-input-pixels", "int");
-    let modelDir = v.model as string | undefined;
-    if (modelDir === undefined) {
-      if (!v.json) process.stderr.write(`(no --model given: using the bundled tiny random LFM2-VL ${BUNDLED_VL_MODEL}; its text is random)\n`);
-      modelDir = BUNDLED_VL_MODEL;
-    }
-    const model = await VlModel.load(modelDir, {
-      ...loadFlags(v),
-      visionPrecision: precisionOf(v, "vision-precision"),
-      image: maxInputPixels === undefined ? {} : { maxInputPixels },
-    });
-    try {
-      const opts = generationOptions(model, v, signal);
-      const prompt = await model.prepareChat(messages);
-      if (v.json) {
-        const out = await model.complete(prompt, opts);
-        process.stdout.write(`${JSON.stringify({ prompt_ids: out.promptIds, ids: out.ids, text: out.text })}\n`);
-        return 0;
-      }
-      for await (const t of model.stream(prompt, opts)) process.stdout.write(t.text);
-      process.stdout.write("\n");
-      return 0;
-    } finally {
-      await model.release();
-    }
+    const { values, positionals } = parse(args, { ...COMMON, ...SAMPLING, ...VL_CHAT_FLAGS });
+    return runVlChat(values, positionals, signal);
   },
 };

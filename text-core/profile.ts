@@ -111,19 +111,3 @@ export async function profileModel(model: TextModel, graphPath: string, promptTo
     peakRssMb: process.resourceUsage().maxRSS / 1024,
   };
 }
-
-export function formatProfile(r: ProfileReport): string {
-  const kinds: BlockKind[] = ["conv", "attention", "ffn", "head", "embedding", "other"];
-  const lines: string[] = [];
-  const phase = (title: string, p: PhaseProfile) => {
-    const total = p.wallMs;
-    lines.push(`${title}: ${total.toFixed(2)} ms`);
-    for (const k of kinds) lines.push(`  ${k.padEnd(10)} ${p.kernelMs[k].toFixed(2).padStart(9)} ms  ${((100 * p.kernelMs[k]) / total).toFixed(1).padStart(5)}%`);
-    lines.push(`  ${"overhead".padEnd(10)} ${p.overheadMs.toFixed(2).padStart(9)} ms  ${((100 * p.overheadMs) / total).toFixed(1).padStart(5)}%   (session run, inputs, output copies)`);
-    lines.push(`  top ops: ${p.topOps.map((o) => `${o.op} ${o.ms.toFixed(2)}`).join(", ")}`);
-  };
-  phase(`prefill (${r.promptTokens} tokens)`, r.prefill);
-  phase(`decode (per step, ${r.decodeSteps} steps)`, r.decode);
-  lines.push(`peak RSS ${r.peakRssMb.toFixed(0)} MB, ${r.threads} threads`);
-  return lines.join("\n");
-}

@@ -1,0 +1,31 @@
+/**
+ * Every `lfm` command, in the order `lfm --help` lists them: one import and one entry each, so
+ * each stage's commands stay in their own file.
+ */
+import { audioChatCommand } from "./audio-chat.ts";
+import { benchCommand } from "./bench.ts";
+import { cacheCommand } from "./cache.ts";
+import type { CliCommand } from "./cli-kit.ts";
+import { describeCommand } from "./describe.ts";
+import { encodeCommand } from "./encode.ts";
+import { indexCommand, searchCommand } from "./index-search.ts";
+import { profileCommand } from "./profile.ts";
+import { speakCommand } from "./speak.ts";
+import { chatCommand, generateCommand, tokenizeCommand } from "./text.ts";
+import { transcribeCommand } from "./transcribe.ts";
+
+export const COMMANDS: CliCommand[] = [
+  tokenizeCommand,
+  generateCommand,
+  chatCommand,
+  describeCommand,
+  encodeCommand,
+  transcribeCommand,
+  speakCommand,
+  audioChatCommand,
+  indexCommand,
+  searchCommand,
+  cacheCommand,
+  profileCommand,
+  benchCommand,
+];

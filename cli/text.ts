@@ -1,0 +1,179 @@
+/** The language core's commands: `lfm tokenize`, `lfm generate`, `lfm chat`. */
+import { createInterface } from "node:readline/promises";
+import type { ChatMessage, ToolDefinition } from "../text-core/chat.ts";
+import { readConfigJson } from "../text-core/config.ts";
+import { LfmError } from "../text-core/errors.ts";
+import type { GenerateOptions } from "../text-core/generate.ts";
+import { resolveModelDir } from "../text-core/model-dir.ts";
+import { TextModel } from "../text-core/model.ts";
+import { Lfm2Tokenizer } from "../text-core/tokenizer.ts";
+import { parseToolCalls } from "../text-core/tool-calls.ts";
+import { isLfm2VlConfig } from "../vision/vl-config.ts";
+import { modelOrBundled } from "./bundled.ts";
+import { COMMON, type CliCommand, SAMPLING, type Values, generationOptions, idList, loadFlags, parse, readJsonFile } from "./cli-kit.ts";
+import { VL_CHAT_FLAGS, runVlChat } from "./describe.ts";
+
+const SAMPLING_HELP = `Sampling (defaults come from the checkpoint's generation_config.json, else greedy):
+  --max-tokens N           New tokens at most (default 256)
+  --temperature T          0 = greedy
+  --top-k K  --top-p P  --min-p P  --repetition-penalty R  --seed S
+  --stop ID[,ID...]        Extra stop token ids (the config's EOS and <|im_end|> always stop)`;
+
+async function loadTextModel(v: Values): Promise<TextModel> {
+  return TextModel.load(modelOrBundled(v, "text"), loadFlags(v));
+}
+
+/** Streams to stdout, or collects and prints the JSON contract. */
+async function runCompletion(model: TextModel, promptIds: number[], opts: GenerateOptions, json: boolean, withToolCalls: boolean): Promise<string> {
+  if (json) {
+    const out = await model.complete(promptIds, opts);
+    const result: Record<string, unknown> = { prompt_ids: out.promptIds, ids: out.ids, text: out.text };
+    if (withToolCalls) result.tool_calls = parseToolCalls(model.tokenizer.decode(out.ids)).toolCalls;
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    return out.text;
+  }
+  let text = "";
+  for await (const t of model.stream(promptIds, opts)) {
+    text += t.text;
+    process.stdout.write(t.text);
+  }
+  process.stdout.write("\n");
+  return text;
+}
+
+export const tokenizeCommand: CliCommand = {
+  name: "tokenize",
+  summary: "Text → token ids (and back).",
+  help: `lfm tokenize --model DIR [--no-special] [--json] TEXT
+  Prints the token ids of TEXT (with BOS unless --no-special); with --json: {"ids":[...]}.
+  --decode IDS    Instead: decode comma-separated ids to text ({"text": ...} with --json).`,
+  async run(args: string[]): Promise<number> {
+    const { values: v, positionals } = parse(args, { ...COMMON, "no-special": { type: "boolean" }, decode: { type: "string" } });
+    const tokenizer = await Lfm2Tokenizer.fromDir(resolveModelDir(modelOrBundled(v, "text")));
+    if (typeof v.decode === "string") {
+      const text = tokenizer.decode(idList(v.decode, "decode"), { skipSpecialTokens: Boolean(v["no-special"]) });
+      console.log(v.json ? JSON.stringify({ text }) : text);
+      return 0;
+    }
+    if (positionals.length !== 1) throw new LfmError("INVALID_ARGUMENT", "tokenize takes exactly one TEXT argument (quote it).");
+    const ids = tokenizer.encode(positionals[0], { addSpecialTokens: !v["no-special"] });
+    console.log(v.json ? JSON.stringify({ ids }) : ids.join(" "));
+    return 0;
+  },
+};
+
+export const generateCommand: CliCommand = {
+  name: "generate",
+  summary: "Continue a plain prompt (text or token ids).",
+  help: `lfm generate --model DIR (--prompt TEXT | --prompt-ids 1,6,594,...) [options]
+  Continues the prompt. Streams text, or with --json prints {"prompt_ids", "ids", "text"}.
+${SAMPLING_HELP}`,
+  async run(args: string[], signal: AbortSignal): Promise<number> {
+    const { values: v, positionals } = parse(args, { ...COMMON, ...SAMPLING, prompt: { type: "string" }, "prompt-ids": { type: "string" } });
+    const promptText = (v.prompt as string | undefined) ?? (positionals.length ? positionals.join(" ") : undefined);
+    if (promptText === undefined && v["prompt-ids"] === undefined) {
+      throw new LfmError("INVALID_ARGUMENT", "give a prompt: --prompt TEXT or --prompt-ids 1,6,594,...");
+    }
+    const model = await loadTextModel(v);
+    try {
+      const promptIds = v["prompt-ids"] !== undefined ? idList(v["prompt-ids"] as string, "prompt-ids") : model.encodePrompt(promptText as string);
+      if (promptIds.length === 0) throw new LfmError("EMPTY_PROMPT", "the prompt is empty.");
+      if (!v.json) process.stdout.write(model.tokenizer.decode(promptIds, { skipSpecialTokens: true }));
+      await runCompletion(model, promptIds, generationOptions(model, v, signal), Boolean(v.json), false);
+      return 0;
+    } finally {
+      await model.release();
+    }
+  },
+};
+
+function parseMessages(raw: unknown, path: string): ChatMessage[] {
+  const list = Array.isArray(raw) ? raw : (raw as { messages?: unknown })?.messages;
+  if (!Array.isArray(list) || list.length === 0) {
+    throw new LfmError("INVALID_ARGUMENT", `${path} must hold a non-empty JSON list of {"role", "content"} messages.`);
+  }
+  for (const [i, m] of list.entries()) {
+    if (typeof m !== "object" || m === null || typeof (m as ChatMessage).role !== "string" || (m as ChatMessage).content === undefined) {
+      throw new LfmError("INVALID_ARGUMENT", `message ${i} in ${path} needs a string "role" and a "content".`);
+    }
+  }
+  return list as ChatMessage[];
+}
+
+/** The flags only an LFM2-VL conversation takes. */
+const VL_ONLY_FLAGS = ["image", "prompt", "max-input-pixels", "vision-precision"] as const;
+
+export const chatCommand: CliCommand = {
+  name: "chat",
+  summary: "Chat with the model: messages from a file, one --message, or interactively on a terminal.",
+  help: `lfm chat --model DIR [--messages FILE.json | --message TEXT] [--system TEXT] [--tools FILE.json] [options]
+  FILE.json: [{"role": "user", "content": "..."}, ...]; tools: a JSON list of function schemas.
+  With an LFM2-VL checkpoint: --image FILE (repeatable) puts images before the message text, and
+  --messages content may hold {"type": "image", "image": "path"} parts, and --vision-precision P
+  sets the vision tower's precision (see lfm describe --help).
+  Without --messages/--message on a terminal: an interactive chat (empty line or Ctrl-D ends it).
+  With --json prints {"prompt_ids", "ids", "text", "tool_calls"}.
+${SAMPLING_HELP}`,
+  async run(args: string[], signal: AbortSignal): Promise<number> {
+    const { values: v, positionals } = parse(args, { ...COMMON, ...SAMPLING, ...VL_CHAT_FLAGS, tools: { type: "string" } });
+    // An LFM2-VL checkpoint chats through the vision pipeline (images before the message text).
+    if (typeof v.model === "string" && isLfm2VlConfig(readConfigJson(resolveModelDir(v.model)))) {
+      if (v.tools !== undefined) throw new LfmError("INVALID_ARGUMENT", "--tools is not supported with an LFM2-VL checkpoint.");
+      return runVlChat(v, positionals, signal);
+    }
+    if (v.image !== undefined) {
+      throw new LfmError("INVALID_ARGUMENT", `--image needs an LFM2-VL checkpoint (config model_type "lfm2_vl"); ${v.model ?? "the bundled text model"} is a text-only LFM2.`);
+    }
+    const vlOnly = VL_ONLY_FLAGS.find((f) => v[f] !== undefined);
+    if (vlOnly) throw new LfmError("INVALID_ARGUMENT", `--${vlOnly} applies to LFM2-VL checkpoints; ${v.model ?? "the bundled text model"} is a text-only LFM2.`);
+    if (positionals.length > 0) throw new LfmError("INVALID_ARGUMENT", `unexpected argument "${positionals[0]}": give the user text with --message TEXT (quote it).`);
+    const tools = typeof v.tools === "string" ? (readJsonFile(v.tools, "tools") as ToolDefinition[]) : undefined;
+    if (tools !== undefined && !Array.isArray(tools)) throw new LfmError("INVALID_ARGUMENT", `${v.tools} must hold a JSON list of tool definitions.`);
+    const messages: ChatMessage[] = [];
+    if (typeof v.system === "string") messages.push({ role: "system", content: v.system });
+    if (typeof v.messages === "string") messages.push(...parseMessages(readJsonFile(v.messages, "messages"), v.messages));
+    if (typeof v.message === "string") messages.push({ role: "user", content: v.message });
+    const interactive = !messages.some((m) => m.role === "user") && process.stdin.isTTY && !v.json;
+    if (!interactive && !messages.some((m) => m.role !== "system")) {
+      throw new LfmError("INVALID_ARGUMENT", "give the conversation: --messages FILE.json or --message TEXT (or run on a terminal for an interactive chat).");
+    }
+    const model = await loadTextModel(v);
+    try {
+      const opts = generationOptions(model, v, signal);
+      if (interactive) await interactiveChat(model, messages, tools, opts);
+      else await runCompletion(model, model.chatIds(messages, { tools }), opts, Boolean(v.json), true);
+      return 0;
+    } finally {
+      await model.release();
+    }
+  },
+};
+
+async function interactiveChat(model: TextModel, messages: ChatMessage[], tools: ToolDefinition[] | undefined, opts: GenerateOptions): Promise<void> {
+  const rl = createInterface({ input: process.stdin, output: process.stdout });
+  console.error("Interactive chat — empty line or Ctrl-D to end, Ctrl-C stops a reply.");
+  for (;;) {
+    let line: string;
+    try {
+      line = await rl.question("\x1b[1m> \x1b[0m");
+    } catch {
+      break;
+    }
+    if (line.trim() === "") break;
+    messages.push({ role: "user", content: line });
+    const turn = new AbortController();
+    const onSigint = () => turn.abort();
+    process.once("SIGINT", onSigint);
+    let reply = "";
+    try {
+      reply = await runCompletion(model, model.chatIds(messages, { tools }), { ...opts, signal: turn.signal }, false, false);
+    } catch (e) {
+      if (!(e instanceof LfmError && e.code === "ABORTED")) throw e;
+      process.stdout.write("\n[stopped]\n");
+    } finally {
+      process.off("SIGINT", onSigint);
+    }
+    messages.push({ role: "assistant", content: reply });
+  }
+  rl.close();
+}
