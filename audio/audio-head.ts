@@ -8,7 +8,7 @@ import * as ort from "onnxruntime-node";
 import { EmbeddingTable } from "../text-core/embeddings.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { builderFingerprint, openCachedGraph } from "../text-core/graph-cache.ts";
-import { type Precision, precisionOption } from "../text-core/graph/blocks.ts";
+import { type Precision, precisionOption } from "../text-core/graph/precision.ts";
 import { withCheckpoint } from "../text-core/model.ts";
 import { KvCache, createSession } from "../text-core/runtime.ts";
 import type { Lfm2AudioConfig } from "./audio-config.ts";

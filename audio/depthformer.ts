@@ -26,18 +26,10 @@
 import type { DepthformerConfig } from "./audio-config.ts";
 import { writeEmbeddingTable } from "../text-core/embeddings.ts";
 import { ElemType, GraphBuilder } from "../text-core/graph/builder.ts";
-import {
-  type BuildContext,
-  type Precision,
-  type RopeTables,
-  type WeightSource,
-  applyRope,
-  expectShape,
-  linear,
-  rmsNorm,
-  ropeTables,
-  swiglu,
-} from "../text-core/graph/blocks.ts";
+import { type RopeTables, applyRope, interleavedToRotateHalf, rmsNorm, ropeTables, swiglu } from "../text-core/graph/blocks.ts";
+import { linear } from "../text-core/graph/linear.ts";
+import type { Precision } from "../text-core/graph/precision.ts";
+import { type BuildContext, type WeightSource, expectShape } from "../text-core/graph/weights.ts";
 
 /** Side files of the depthformer graph: the stacked codebook embeddings and the LM's audio embedding. */
 export const DEPTH_EMBEDDINGS_FILE = "depth_embeddings.bin";
@@ -68,16 +60,8 @@ export function depthformerWeights(w: WeightSource, shape: AudioHeadShape): Weig
   const { dim, numHeads, numKvHeads, headDim } = shape.depthformer;
   const qRows = numHeads * headDim;
   const kvRows = numKvHeads * headDim;
-  // Within a head: feature j of the rotate-half layout is feature `pairOrder[j]` of the interleaved one.
-  const pairOrder = Array.from({ length: headDim }, (_, j) => (j < headDim / 2 ? 2 * j : 2 * (j - headDim / 2) + 1));
   const rowsOf = (m: Float32Array, cols: number, start: number, count: number) => m.slice(start * cols, (start + count) * cols);
-  const permuteHeads = (m: Float32Array, cols: number, heads: number) => {
-    const out = new Float32Array(m.length);
-    for (let h = 0; h < heads; h++) {
-      for (let j = 0; j < headDim; j++) out.set(m.subarray((h * headDim + pairOrder[j]) * cols, (h * headDim + pairOrder[j] + 1) * cols), (h * headDim + j) * cols);
-    }
-    return out;
-  };
+  const permuteHeads = (m: Float32Array, cols: number, heads: number) => interleavedToRotateHalf(m, cols, heads, headDim);
   const vocab = shape.audioVocabSize;
   const readRows = (name: string, cols: number, start: number, count: number) =>
     w.readFloat32Rows ? w.readFloat32Rows(name, start, count) : rowsOf(w.readFloat32(name), cols, start, count);

@@ -14,7 +14,10 @@
  */
 import type { ConformerConfig } from "./audio-config.ts";
 import { ElemType, GraphBuilder } from "../text-core/graph/builder.ts";
-import { type BuildContext, type Precision, type WeightSource, expectShape, layerNorm, linear, roundToBf16, weight } from "../text-core/graph/blocks.ts";
+import { geluExact, layerNorm, roundToBf16 } from "../text-core/graph/blocks.ts";
+import { linear } from "../text-core/graph/linear.ts";
+import type { Precision } from "../text-core/graph/precision.ts";
+import { type BuildContext, type WeightSource, expectShape, weight } from "../text-core/graph/weights.ts";
 
 export const ENCODER_PREFIX = "conformer";
 export const ADAPTER_PREFIX = "audio_adapter.model";
@@ -140,7 +143,7 @@ export function relativePositionTable(frames: number, dModel: number): Float32Ar
  * what NeMo's `rel_shift` (pad, reshape, drop a row) followed by the `[:, :, :, :T']` slice
  * selects, written as a gather so no reshape trick is needed.
  */
-function relShiftIndex(ctx: BuildContext, x: string): string {
+export function relShiftIndex(ctx: BuildContext, x: string): string {
   const { b } = ctx;
   const T = b.op("Squeeze", [b.op("Shape", [x], "rel_shift.frames", { start: 1, end: 2 })], "rel_shift.frames_scalar");
   const steps = b.op("Range", [b.constInt64(0), T, b.constInt64(1)], "rel_shift.steps"); // [T']
@@ -149,8 +152,12 @@ function relShiftIndex(ctx: BuildContext, x: string): string {
   return b.op("Add", [rows, b.op("Unsqueeze", [steps, b.constInt64([0])], "rel_shift.j")], "rel_shift.index"); // [T', T']
 }
 
-/** Multi-head attention with Transformer-XL relative positions (NeMo `RelPositionMultiHeadAttention`). */
-function relPosAttention(ctx: BuildContext, cfg: ConformerConfig, x: string, p: string, pe: string, shiftIndex: string): string {
+/**
+ * Multi-head attention with Transformer-XL relative positions (NeMo `RelPositionMultiHeadAttention`);
+ * `pe` is `relativePositionTable`'s [2T'−1, D], `shiftIndex` `relShiftIndex`'s. Plain
+ * MatMul/Softmax: any head size.
+ */
+export function relPosAttention(ctx: BuildContext, cfg: ConformerConfig, x: string, p: string, pe: string, shiftIndex: string): string {
   const { b } = ctx;
   const { numHeads: H, headDim: dk, dModel: D } = cfg;
   const heads = (v: string, name: string) => b.op("Transpose", [b.op("Reshape", [v, b.constInt64([0, 0, H, dk])], `${name}.split`)], name, { perm: [0, 2, 1, 3] }); // [1, H, T', dk]
@@ -240,9 +247,7 @@ function audioAdapter(ctx: BuildContext, x: string, eps: number): string {
   const p = ADAPTER_PREFIX;
   const normed = layerNorm(ctx, x, `${p}.0`, eps, `${p}.0`);
   const h = linear(ctx, normed, `${p}.1.weight`, `${p}.1`, `${p}.1.bias`);
-  const erf = b.op("Erf", [b.op("Mul", [h, b.constFloat(Math.SQRT1_2)], `${p}.2.scaled`)], `${p}.2.erf`);
-  const gelu = b.op("Mul", [b.op("Mul", [h, b.constFloat(0.5)], `${p}.2.half`), b.op("Add", [erf, b.constFloat(1)], `${p}.2.one_plus_erf`)], `${p}.2`);
-  return linear(ctx, gelu, `${p}.3.weight`, `${p}.3`, `${p}.3.bias`);
+  return linear(ctx, geluExact(ctx, h, `${p}.2`), `${p}.3.weight`, `${p}.3`, `${p}.3.bias`);
 }
 
 export interface AudioEncoderGraphOptions {

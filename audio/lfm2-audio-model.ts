@@ -20,7 +20,7 @@ import type { AudioClip } from "./wav.ts";
 import { subsampledLength } from "./audio-config.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { builderFingerprint, openCachedGraph } from "../text-core/graph-cache.ts";
-import { type Precision, precisionOption, promptEncoderPrecision } from "../text-core/graph/blocks.ts";
+import { type Precision, precisionOption, promptEncoderPrecision } from "../text-core/graph/precision.ts";
 import { buildRuntime, withCheckpoint } from "../text-core/model.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
 import { type Lfm2Runtime, createSession } from "../text-core/runtime.ts";

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { LfmError } from "../text-core/errors.ts";
 import { builderFingerprint, openCachedGraph } from "../text-core/graph-cache.ts";
-import type { Precision } from "../text-core/graph/blocks.ts";
+import type { Precision } from "../text-core/graph/precision.ts";
 import { createSession } from "../text-core/runtime.ts";
 import { type MimiGraphIO, buildMimiDecoderGraph, newKeyName, newValueName, nextStateName, pastKeyName, pastValueName } from "./mimi.ts";
 import { type MimiConfig, locateMimi } from "./mimi-config.ts";

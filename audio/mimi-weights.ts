@@ -11,7 +11,8 @@
  *   becomes the rotate-half RoPE of the shared `applyRope` block. q·k is unchanged by a
  *   permutation applied to both, and v keeps its order.
  */
-import type { WeightSource } from "../text-core/graph/blocks.ts";
+import { interleavedToRotateHalf } from "../text-core/graph/blocks.ts";
+import type { WeightSource } from "../text-core/graph/weights.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { SafetensorsFile, checkFloatDType } from "../text-core/safetensors.ts";
 
@@ -102,21 +103,8 @@ export function openMimiWeights(path: string, opts: { numHeads: number }): MimiW
     const hd = D / opts.numHeads;
     return {
       shape,
-      read: () => {
-        const w = file.readFloat32(fused);
-        const out = w.slice();
-        // q rows [0, D) and k rows [D, 2D): within each head, feature j ← 2j (j < hd/2) or 2(j-hd/2)+1.
-        for (const base of [0, D]) {
-          for (let h = 0; h < opts.numHeads; h++) {
-            for (let j = 0; j < hd; j++) {
-              const from = j < hd / 2 ? 2 * j : 2 * (j - hd / 2) + 1;
-              const src = (base + h * hd + from) * cols;
-              out.set(w.subarray(src, src + cols), (base + h * hd + j) * cols);
-            }
-          }
-        }
-        return out;
-      },
+      // q rows [0, D) and k rows [D, 2D) are 2·numHeads consecutive heads.
+      read: () => interleavedToRotateHalf(file.readFloat32(fused), cols, 2 * opts.numHeads, hd),
     };
   }
 

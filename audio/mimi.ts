@@ -18,7 +18,10 @@
  * Layout: [B, C, T] through the convolutions, [B, T, D] through the transformer.
  */
 import { ElemType, GraphBuilder } from "../text-core/graph/builder.ts";
-import { type BuildContext, type Precision, type WeightSource, applyRope, expectShape, layerNorm, linear, transpose2d, weight } from "../text-core/graph/blocks.ts";
+import { applyRope, geluExact, layerNorm } from "../text-core/graph/blocks.ts";
+import { linear } from "../text-core/graph/linear.ts";
+import type { Precision } from "../text-core/graph/precision.ts";
+import { type BuildContext, type WeightSource, expectShape, transpose2d, weight } from "../text-core/graph/weights.ts";
 import type { MimiConfig } from "./mimi-config.ts";
 
 const END = Number.MAX_SAFE_INTEGER;
@@ -112,22 +115,22 @@ function ropeFrequencies(headDim: number, maxPeriod: number): number[] {
 }
 
 /** One `StreamingTransformerLayer`: pre-LayerNorm attention and GELU MLP, each scaled by LayerScale. */
-function transformerLayer(m: MimiBuild, x: string, l: number, rope: { cos: string; sin: string }, bias: string, config: MimiConfig): string {
-  const { b } = m.ctx;
+function transformerLayer(ctx: BuildContext, x: string, l: number, rope: { cos: string; sin: string }, bias: string, config: MimiConfig): string {
+  const { b } = ctx;
   const t = config.transformer;
   const D = t.dModel;
   const H = t.numHeads;
   const hd = D / H;
   const p = `decoder_transformer.transformer.layers.${l}`;
   const scaled = (value: string, which: 1 | 2) =>
-    t.layerScale === null ? value : b.op("Mul", [value, weight(m.ctx, `${p}.layer_scale_${which}.scale`)], `${p}.layer_scale_${which}`);
+    t.layerScale === null ? value : b.op("Mul", [value, weight(ctx, `${p}.layer_scale_${which}.scale`)], `${p}.layer_scale_${which}`);
 
-  const h = layerNorm(m.ctx, x, `${p}.norm1`, 1e-5, `${p}.norm1`);
-  const qkv = linear(m.ctx, h, `${p}.self_attn.in_proj_rotate_half.weight`, `${p}.self_attn.in_proj`); // [B, S, 3D]
+  const h = layerNorm(ctx, x, `${p}.norm1`, 1e-5, `${p}.norm1`);
+  const qkv = linear(ctx, h, `${p}.self_attn.in_proj_rotate_half.weight`, `${p}.self_attn.in_proj`); // [B, S, 3D]
   const [q, k, v] = b.opMulti("Split", [qkv, b.constInt64([D, D, D])], [`${p}.self_attn.q`, `${p}.self_attn.k`, `${p}.self_attn.v`], { axis: -1 });
   const heads = (value: string, name: string) => b.op("Reshape", [value, b.constInt64([0, 0, H, hd])], name); // [B, S, H, hd]
-  const qRot = applyRope(m.ctx, heads(q, `${p}.self_attn.q_heads`), rope, hd, `${p}.self_attn.q_rope`);
-  const kRot = applyRope(m.ctx, heads(k, `${p}.self_attn.k_heads`), rope, hd, `${p}.self_attn.k_rope`);
+  const qRot = applyRope(ctx, heads(q, `${p}.self_attn.q_heads`), rope, hd, `${p}.self_attn.q_rope`);
+  const kRot = applyRope(ctx, heads(k, `${p}.self_attn.k_heads`), rope, hd, `${p}.self_attn.k_rope`);
   const kNew = b.op("Reshape", [kRot, b.constInt64([0, 0, D])], newKeyName(l)); // [B, S, D]
   b.output(kNew, newKeyName(l), ElemType.FLOAT, ["batch", "steps", D]);
   b.output(v, newValueName(l), ElemType.FLOAT, ["batch", "steps", D]);
@@ -142,15 +145,12 @@ function transformerLayer(m: MimiBuild, x: string, l: number, rope: { cos: strin
   const scores = b.op("Add", [b.op("Mul", [b.op("MatMul", [queries, keysT], `${p}.self_attn.qk`), b.constFloat(1 / Math.sqrt(hd))], `${p}.self_attn.scaled`), bias], `${p}.self_attn.scores`);
   const probs = b.op("Softmax", [scores], `${p}.self_attn.probs`, { axis: -1 });
   const context = b.op("Reshape", [b.op("Transpose", [b.op("MatMul", [probs, values], `${p}.self_attn.context_heads`)], `${p}.self_attn.context_t`, { perm: [0, 2, 1, 3] }), b.constInt64([0, 0, D])], `${p}.self_attn.context`);
-  const attn = linear(m.ctx, context, `${p}.self_attn.out_projs.0.weight`, `${p}.self_attn.out_proj`);
+  const attn = linear(ctx, context, `${p}.self_attn.out_projs.0.weight`, `${p}.self_attn.out_proj`);
   const afterAttn = b.op("Add", [x, scaled(attn, 1)], `${p}.attn_residual`);
 
-  const h2 = layerNorm(m.ctx, afterAttn, `${p}.norm2`, 1e-5, `${p}.norm2`);
-  const up = linear(m.ctx, h2, `${p}.linear1.weight`, `${p}.linear1`);
-  // Exact GELU (torch F.gelu default): x · Φ(x) = 0.5 · x · (1 + erf(x / √2)).
-  const erf = b.op("Erf", [b.op("Mul", [up, b.constFloat(Math.SQRT1_2)], `${p}.gelu.scaled`)], `${p}.gelu.erf`);
-  const gelu = b.op("Mul", [b.op("Mul", [up, b.constFloat(0.5)], `${p}.gelu.half`), b.op("Add", [erf, b.constFloat(1)], `${p}.gelu.one_plus`)], `${p}.gelu`);
-  const down = linear(m.ctx, gelu, `${p}.linear2.weight`, `${p}.linear2`);
+  const h2 = layerNorm(ctx, afterAttn, `${p}.norm2`, 1e-5, `${p}.norm2`);
+  const up = linear(ctx, h2, `${p}.linear1.weight`, `${p}.linear1`);
+  const down = linear(ctx, geluExact(ctx, up, `${p}.gelu`), `${p}.linear2.weight`, `${p}.linear2`);
   return b.op("Add", [afterAttn, scaled(down, 2)], `${p}.out`);
 }
 
@@ -197,16 +197,7 @@ export function buildMimiDecoderGraph(config: MimiConfig, weights: WeightSource,
 
   // ── decoder transformer on [B, T, D]
   if (t.numLayers > 0) {
-    let h = b.op("Transpose", [x], "decoder_transformer.in", { perm: [0, 2, 1] });
-    for (let l = 0; l < t.numLayers; l++) {
-      b.input(pastKeyName(l), ElemType.FLOAT, ["batch", "past", t.dModel]);
-      b.input(pastValueName(l), ElemType.FLOAT, ["batch", "past", t.dModel]);
-    }
-    const { rope, bias } = attentionInputs(m, h, config);
-    for (let l = 0; l < t.numLayers; l++) {
-      checkLayerShapes(weights, l, config);
-      h = transformerLayer(m, h, l, rope, bias, config);
-    }
+    const h = mimiDecoderTransformer(ctx, b.op("Transpose", [x], "decoder_transformer.in", { perm: [0, 2, 1] }), config);
     x = b.op("Transpose", [h], "decoder_transformer.out", { perm: [0, 2, 1] });
   }
 
@@ -232,12 +223,32 @@ export function buildMimiDecoderGraph(config: MimiConfig, weights: WeightSource,
 }
 
 /**
+ * The decoder transformer on `h` [B, T, D]: its cache inputs `past_key.<l>`/`past_value.<l>`
+ * [B, P, D] and `position_offset`, its outputs `new_key.<l>`/`new_value.<l>`. Plain
+ * MatMul/Softmax attention: any head size.
+ */
+export function mimiDecoderTransformer(ctx: BuildContext, h: string, config: MimiConfig): string {
+  const { b } = ctx;
+  const t = config.transformer;
+  for (let l = 0; l < t.numLayers; l++) {
+    b.input(pastKeyName(l), ElemType.FLOAT, ["batch", "past", t.dModel]);
+    b.input(pastValueName(l), ElemType.FLOAT, ["batch", "past", t.dModel]);
+  }
+  const { rope, bias } = attentionInputs(ctx, h, config);
+  for (let l = 0; l < t.numLayers; l++) {
+    checkLayerShapes(ctx.weights, l, config);
+    h = transformerLayer(ctx, h, l, rope, bias, config);
+  }
+  return h;
+}
+
+/**
  * RoPE tables for this call's steps, starting at `position_offset`, and the attention bias
  * [S, P+S]: query i (absolute offset + i) sees key j (absolute offset - P + j) iff
  * 0 ≤ i + P - j < context, moshi's causal mask with its sliding context.
  */
-function attentionInputs(m: MimiBuild, h: string, config: MimiConfig): { rope: { cos: string; sin: string }; bias: string } {
-  const { b } = m.ctx;
+function attentionInputs(ctx: BuildContext, h: string, config: MimiConfig): { rope: { cos: string; sin: string }; bias: string } {
+  const { b } = ctx;
   const t = config.transformer;
   const hd = t.dModel / t.numHeads;
   const scalar = (v: string, name: string) => b.op("Squeeze", [v, b.constInt64([0])], name);

@@ -15,7 +15,7 @@ import { Lfm2AudioModel } from "./lfm2-audio-model.ts";
 import { locateMimi } from "./mimi-config.ts";
 import { MimiDecoder } from "./mimi-decoder.ts";
 import { LfmError } from "../text-core/errors.ts";
-import { type Precision, precisionOption } from "../text-core/graph/blocks.ts";
+import { type Precision, precisionOption } from "../text-core/graph/precision.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
 import { buildRuntime } from "../text-core/model.ts";
 import type { Lfm2Runtime } from "../text-core/runtime.ts";

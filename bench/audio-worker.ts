@@ -15,7 +15,7 @@ import { Lfm2AudioModel } from "../audio/lfm2-audio-model.ts";
 import { MimiDecoder } from "../audio/mimi-decoder.ts";
 import { SYSTEM_PROMPTS } from "../audio/prompt.ts";
 import { readAudioFile } from "../audio/audio-file.ts";
-import type { Precision } from "../text-core/graph/blocks.ts";
+import type { Precision } from "../text-core/graph/precision.ts";
 import { argmax, flushWrites, peakRssMb } from "./prompt.ts";
 import { join } from "node:path";
 

@@ -8,7 +8,7 @@
  * (docs/s), and QUERIES single-query calls (their median latency).
  */
 import { ColbertEncoder } from "../retrieval/colbert.ts";
-import type { Precision } from "../text-core/graph/blocks.ts";
+import type { Precision } from "../text-core/graph/precision.ts";
 import { median } from "./bench-kit.ts";
 import { flushWrites, peakRssMb } from "./prompt.ts";
 

@@ -9,7 +9,7 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { loadLfm2Config } from "../text-core/config.ts";
-import type { Precision } from "../text-core/graph/blocks.ts";
+import type { Precision } from "../text-core/graph/precision.ts";
 import { buildRuntime } from "../text-core/model.ts";
 import { argmax } from "./prompt.ts";
 

@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import type { Precision } from "../text-core/graph/blocks.ts";
+import type { Precision } from "../text-core/graph/precision.ts";
 import { agreement } from "../text-core/logit-agreement.ts";
 import { TextModel } from "../text-core/model.ts";
 import { benchCacheDir, formatLoad, lfm2BenchCheckpoint, machineInfo, runWorker, writeResults } from "./bench-kit.ts";

@@ -12,7 +12,7 @@
  * added tokens, which costs ~100 MB of JS heap that a real BPE tokenizer does not.)
  */
 import { loadLfm2Config } from "../text-core/config.ts";
-import type { Precision } from "../text-core/graph/blocks.ts";
+import type { Precision } from "../text-core/graph/precision.ts";
 import { buildRuntime } from "../text-core/model.ts";
 import { argmax, benchPromptIds, flushWrites, peakRssMb } from "./prompt.ts";
 

@@ -11,7 +11,7 @@
  * first generated token through `VlModel`, timed per stage.
  */
 import sharp from "sharp";
-import type { Precision } from "../text-core/graph/blocks.ts";
+import type { Precision } from "../text-core/graph/precision.ts";
 import { ImageEncoder, type PatchCrop } from "../vision/image-encoder.ts";
 import { encodeVisionText } from "../vision/processor.ts";
 import { type Lfm2VlConfig, loadLfm2VlConfig } from "../vision/vl-config.ts";

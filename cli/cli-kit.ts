@@ -7,7 +7,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { LfmError } from "../text-core/errors.ts";
 import { threadCount } from "../text-core/runtime.ts";
 import type { GenerateOptions } from "../text-core/generate.ts";
-import { type Precision, isPrecision } from "../text-core/graph/blocks.ts";
+import { type Precision, isPrecision } from "../text-core/graph/precision.ts";
 import type { GenerationDefaults } from "../text-core/generation-config.ts";
 
 /** A command reachable as `lfm <name>`: `run` returns the exit status (errors are thrown as LfmError). */

@@ -14,7 +14,7 @@ import { IndexWriter } from "../retrieval/index/writer.ts";
 import { estimateTokens } from "../retrieval/ingest/chunker.ts";
 import { type IngestReport, ingestPaths, removePaths } from "../retrieval/ingest/ingest.ts";
 import type { ColbertEncoder } from "../retrieval/colbert.ts";
-import type { Precision } from "../text-core/graph/blocks.ts";
+import type { Precision } from "../text-core/graph/precision.ts";
 import { type CliCommand, COMMON, type Values, loadFlags, num, parse, precisionOf } from "./cli-kit.ts";
 import { ProgressBar } from "./progress-bar.ts";
 import { modelOrBundled } from "./bundled.ts";

@@ -14,7 +14,7 @@ import { type AssembledPrompt, SYSTEM_PROMPTS } from "../audio/prompt.ts";
 import { type ModalitySampling, type SpeechMode, generateSpeech } from "../audio/speech-generation.ts";
 import { loadSpeechStack } from "../audio/speech-stack.ts";
 import type { AudioClip } from "../audio/wav.ts";
-import type { Precision } from "../text-core/graph/blocks.ts";
+import type { Precision } from "../text-core/graph/precision.ts";
 
 export interface AudioChatLoadOptions {
   /**

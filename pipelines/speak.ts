@@ -13,7 +13,7 @@ import { AudioChatPrompt, SYSTEM_PROMPTS } from "../audio/prompt.ts";
 import { type ModalitySampling, generateSpeech } from "../audio/speech-generation.ts";
 import { loadSpeechStack } from "../audio/speech-stack.ts";
 import { LfmError } from "../text-core/errors.ts";
-import type { Precision } from "../text-core/graph/blocks.ts";
+import type { Precision } from "../text-core/graph/precision.ts";
 import type { Lfm2Runtime } from "../text-core/runtime.ts";
 import type { Lfm2Tokenizer } from "../text-core/tokenizer.ts";
 

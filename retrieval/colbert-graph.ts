@@ -13,7 +13,10 @@
 import type { Lfm2Config } from "../text-core/config.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { ElemType, type GraphBuilder } from "../text-core/graph/builder.ts";
-import { type BuildContext, type Precision, type WeightSource, expectShape, linear } from "../text-core/graph/blocks.ts";
+import { geluExact } from "../text-core/graph/blocks.ts";
+import { linear } from "../text-core/graph/linear.ts";
+import type { Precision } from "../text-core/graph/precision.ts";
+import { type BuildContext, type WeightSource, expectShape } from "../text-core/graph/weights.ts";
 import { buildLfm2Graph, type Lfm2GraphIO } from "../text-core/lfm2.ts";
 import type { DenseActivation, DenseLayerSpec } from "./pylate-config.ts";
 
@@ -63,7 +66,7 @@ function denseLayer(b: GraphBuilder, x: string, { spec, weights }: DenseLayer): 
   const p = spec.path;
   expectShape(weights, `${p}.linear.weight`, [spec.outFeatures, spec.inFeatures], `out_features × in_features of ${p}/config.json`);
   if (spec.bias) expectShape(weights, `${p}.linear.bias`, [spec.outFeatures], `${p}/config.json says bias: true`);
-  const y = activation(b, linear(ctx, x, `${p}.linear.weight`, `${p}.linear`, spec.bias ? `${p}.linear.bias` : undefined), spec.activation, p);
+  const y = activation(ctx, linear(ctx, x, `${p}.linear.weight`, `${p}.linear`, spec.bias ? `${p}.linear.bias` : undefined), spec.activation, p);
   if (!spec.useResidual) return y;
   let residual = x;
   if (spec.inFeatures !== spec.outFeatures) {
@@ -73,7 +76,8 @@ function denseLayer(b: GraphBuilder, x: string, { spec, weights }: DenseLayer): 
   return b.op("Add", [y, residual], `${p}.out`);
 }
 
-function activation(b: GraphBuilder, x: string, kind: DenseActivation, p: string): string {
+function activation(ctx: BuildContext, x: string, kind: DenseActivation, p: string): string {
+  const { b } = ctx;
   const name = `${p}.activation`;
   switch (kind) {
     case "identity":
@@ -88,11 +92,7 @@ function activation(b: GraphBuilder, x: string, kind: DenseActivation, p: string
       return b.op("Mul", [x, b.op("Sigmoid", [x], `${name}.sigmoid`)], name);
     case "leaky_relu":
       return b.op("LeakyRelu", [x], name, { alpha: { f: 0.01 } }); // torch's default slope
-    case "gelu": {
-      // torch's exact GELU: x·Φ(x) = 0.5·x·(1 + erf(x/√2)); ONNX Gelu needs opset 20.
-      const erf = b.op("Erf", [b.op("Mul", [x, b.constFloat(Math.SQRT1_2)], `${name}.scaled`)], `${name}.erf`);
-      const gate = b.op("Mul", [b.op("Add", [erf, b.constFloat(1)], `${name}.one_plus`), b.constFloat(0.5)], `${name}.gate`);
-      return b.op("Mul", [x, gate], name);
-    }
+    case "gelu":
+      return geluExact(ctx, x, name);
   }
 }

@@ -15,7 +15,7 @@ import type { GraphBuilder } from "./graph/builder.ts";
  * new version of the builder never runs a stale cached graph. Names are without extension (see
  * `builderFingerprint`) and relative to this folder.
  */
-const BUILDER_SOURCES = ["lfm2", "graph/builder", "graph/blocks", "graph/quantize"];
+const BUILDER_SOURCES = ["lfm2", "graph/builder", "graph/blocks", "graph/weights", "graph/linear", "graph/precision", "graph/quantize"];
 
 const fingerprints = new Map<string, string>();
 

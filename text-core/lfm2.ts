@@ -18,20 +18,10 @@ import type { Lfm2Config } from "./config.ts";
 import { LfmError } from "./errors.ts";
 import { type EmbeddingSource, writeEmbeddingTable } from "./embeddings.ts";
 import { ElemType, GraphBuilder } from "./graph/builder.ts";
-import {
-  type BuildContext,
-  type Precision,
-  type WeightSource,
-  attentionInputs,
-  dim,
-  expectShape,
-  gatedShortConv,
-  gqaAttention,
-  linear,
-  rmsNorm,
-  ropeTables,
-  swiglu,
-} from "./graph/blocks.ts";
+import { attentionInputs, dim, gatedShortConv, gqaAttention, rmsNorm, ropeTables, swiglu } from "./graph/blocks.ts";
+import { linear } from "./graph/linear.ts";
+import type { Precision } from "./graph/precision.ts";
+import { type BuildContext, type WeightSource, expectShape } from "./graph/weights.ts";
 
 export interface Lfm2GraphOptions {
   precision: Precision;

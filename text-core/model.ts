@@ -11,7 +11,8 @@ import { type FinishReason, type GenerateOptions, collectTokens, generate, gener
 import { type GenerationDefaults, readGenerationDefaults, withGenerationDefaults } from "./generation-config.ts";
 import { openCachedGraph } from "./graph-cache.ts";
 import { type ResponseFormat, type ToolChoice, compileStructuredOutput } from "./structured/response-format.ts";
-import { type Precision, type WeightSource, precisionOption } from "./graph/blocks.ts";
+import { type Precision, precisionOption } from "./graph/precision.ts";
+import type { WeightSource } from "./graph/weights.ts";
 import type { GraphBuilder } from "./graph/builder.ts";
 import { EMBEDDINGS_FILE, buildLfm2Graph, findTextPrefix, type Lfm2GraphOptions, lfm2GraphIO } from "./lfm2.ts";
 import { resolveModelDir } from "./model-dir.ts";

@@ -11,7 +11,9 @@
  * the graph gathers those rows and views each group of f² rows as one f²·C-wide token.
  */
 import { ElemType } from "../text-core/graph/builder.ts";
-import { type BuildContext, expectShape, layerNorm, linear } from "../text-core/graph/blocks.ts";
+import { layerNorm } from "../text-core/graph/blocks.ts";
+import { linear } from "../text-core/graph/linear.ts";
+import { type BuildContext, expectShape } from "../text-core/graph/weights.ts";
 import { LfmError } from "../text-core/errors.ts";
 
 /** A crop's patch grid (what the tower saw, in patches). */

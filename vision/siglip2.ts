@@ -13,7 +13,9 @@
  * with the learned grid.
  */
 import { ElemType } from "../text-core/graph/builder.ts";
-import { type BuildContext, expectShape, layerNorm, linear, weight } from "../text-core/graph/blocks.ts";
+import { layerNorm } from "../text-core/graph/blocks.ts";
+import { linear } from "../text-core/graph/linear.ts";
+import { type BuildContext, expectShape, weight } from "../text-core/graph/weights.ts";
 import type { Siglip2Config } from "./vl-config.ts";
 
 /** The tower's graph inputs. */
@@ -115,15 +117,18 @@ export function siglip2Tower(ctx: BuildContext, cfg: Siglip2Config, prefix: stri
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `${prefix}encoder.layers.${i}`;
     const attnIn = layerNorm(ctx, x, `${p}.layer_norm1`, cfg.layerNormEps, `${p}.layer_norm1`);
-    x = b.op("Add", [x, selfAttention(ctx, cfg, attnIn, `${p}.self_attn`, maskBias)], `${p}.attn_residual`);
+    x = b.op("Add", [x, siglip2SelfAttention(ctx, cfg, attnIn, `${p}.self_attn`, maskBias)], `${p}.attn_residual`);
     const mlpIn = layerNorm(ctx, x, `${p}.layer_norm2`, cfg.layerNormEps, `${p}.layer_norm2`);
     x = b.op("Add", [x, tanhGeluMlp(ctx, mlpIn, `${p}.mlp`)], `${p}.out`);
   }
   return layerNorm(ctx, x, `${prefix}post_layernorm`, cfg.layerNormEps, `${prefix}post_layernorm`);
 }
 
-/** Bidirectional multi-head attention with biased q/k/v/out projections, padded keys masked. */
-function selfAttention(ctx: BuildContext, cfg: Siglip2Config, x: string, prefix: string, maskBias: string): string {
+/**
+ * Bidirectional multi-head attention with biased q/k/v/out projections, padded keys masked
+ * (`maskBias` [crops, 1, 1, N]). Plain MatMul/Softmax: any head size.
+ */
+export function siglip2SelfAttention(ctx: BuildContext, cfg: Siglip2Config, x: string, prefix: string, maskBias: string): string {
   const { b } = ctx;
   const { numHeads: H, headDim: hd } = cfg;
   const proj = (name: string) => linear(ctx, x, `${prefix}.${name}.weight`, `${prefix}.${name}`, `${prefix}.${name}.bias`);

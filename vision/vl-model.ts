@@ -14,7 +14,7 @@ import type { ChatMessage, ContentPart, ToolDefinition } from "../text-core/chat
 import { LfmError } from "../text-core/errors.ts";
 import type { GenerateOptions } from "../text-core/generate.ts";
 import type { GenerationDefaults } from "../text-core/generation-config.ts";
-import { type Precision, precisionOption, promptEncoderPrecision } from "../text-core/graph/blocks.ts";
+import { type Precision, precisionOption, promptEncoderPrecision } from "../text-core/graph/precision.ts";
 import { type LoadOptions, type Completion, TextModel } from "../text-core/model.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
 import type { ForwardRequest, Lfm2Runtime } from "../text-core/runtime.ts";

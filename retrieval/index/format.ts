@@ -18,7 +18,7 @@
  */
 import { isObject } from "../../text-core/config-fields.ts";
 import { LfmError } from "../../text-core/errors.ts";
-import { type Precision, isPrecision } from "../../text-core/graph/blocks.ts";
+import { type Precision, isPrecision } from "../../text-core/graph/precision.ts";
 import { type FileRef, crc32 } from "./durable-fs.ts";
 import { VECTOR_STORAGES, type VectorStorage } from "./vector-codec.ts";
 

@@ -14,7 +14,7 @@ import { loadSpeechStack } from "../../audio/speech-stack.ts";
 import { AudioChat } from "../../pipelines/audio-chat.ts";
 import { Speaker } from "../../pipelines/speak.ts";
 import { LfmError } from "../../text-core/errors.ts";
-import type { Precision } from "../../text-core/graph/blocks.ts";
+import type { Precision } from "../../text-core/graph/precision.ts";
 import { Lfm2Runtime } from "../../text-core/runtime.ts";
 import { FIXTURES, TEST_CACHE } from "../helpers/reference.ts";
 

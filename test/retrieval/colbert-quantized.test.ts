@@ -2,7 +2,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ColbertEncoder, type TokenEmbeddings } from "../../retrieval/colbert.ts";
 import { maxSimMatrix } from "../../retrieval/maxsim.ts";
-import type { Precision } from "../../text-core/graph/blocks.ts";
+import type { Precision } from "../../text-core/graph/precision.ts";
 import { FIXTURES, TEST_CACHE, errorStats, readJson } from "../helpers/reference.ts";
 
 const MODEL = join(FIXTURES, "retrieval/tiny-lfm2-colbert");

@@ -3,7 +3,7 @@ import * as ort from "onnxruntime-node";
 import { type DenseLayer, projectAndNormalize } from "../../retrieval/colbert-graph.ts";
 import type { DenseActivation, DenseLayerSpec } from "../../retrieval/pylate-config.ts";
 import { ElemType, GraphBuilder } from "../../text-core/graph/builder.ts";
-import type { WeightSource } from "../../text-core/graph/blocks.ts";
+import type { WeightSource } from "../../text-core/graph/weights.ts";
 import { createSession } from "../../text-core/runtime.ts";
 
 /** Deterministic small values. */

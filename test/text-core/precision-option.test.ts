@@ -2,7 +2,7 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { isLfmError } from "../../text-core/errors.ts";
-import { precisionOption } from "../../text-core/graph/blocks.ts";
+import { precisionOption } from "../../text-core/graph/precision.ts";
 import { TextModel } from "../../text-core/model.ts";
 import { ColbertEncoder } from "../../retrieval/colbert.ts";
 import { VlModel } from "../../vision/vl-model.ts";

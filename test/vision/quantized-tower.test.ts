@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { join } from "node:path";
-import type { Precision } from "../../text-core/graph/blocks.ts";
+import type { Precision } from "../../text-core/graph/precision.ts";
 import { ImageEncoder, type PatchCrop } from "../../vision/image-encoder.ts";
 import { preprocessImage } from "../../vision/preprocess.ts";
 import { readImageProcessorConfig } from "../../vision/processor-config.ts";
