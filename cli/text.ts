@@ -154,31 +154,42 @@ ${SAMPLING_HELP}`,
   },
 };
 
+/**
+ * A chat on the terminal. readline owns the terminal in raw mode, so Ctrl-C reaches it (its
+ * "SIGINT" event), not the process: during a reply it stops the reply and returns to the prompt;
+ * at the prompt it leaves, as does Ctrl-D or an empty line.
+ */
 async function interactiveChat(model: TextModel, messages: ChatMessage[], tools: ToolDefinition[] | undefined, opts: GenerateOptions): Promise<void> {
   const rl = createInterface({ input: process.stdin, output: process.stdout });
-  console.error("Interactive chat — empty line or Ctrl-D to end, Ctrl-C stops a reply.");
-  for (;;) {
-    let line: string;
-    try {
-      line = await rl.question("\x1b[1m> \x1b[0m");
-    } catch {
-      break;
+  let turn: AbortController | undefined;
+  rl.on("SIGINT", () => {
+    if (turn && !turn.signal.aborted) turn.abort();
+    else rl.close();
+  });
+  console.error("Interactive chat — Ctrl-C stops a reply; empty line, Ctrl-D or Ctrl-C at the prompt ends.");
+  try {
+    for (;;) {
+      let line: string;
+      try {
+        line = await rl.question("\x1b[1m> \x1b[0m");
+      } catch {
+        break; // closed: Ctrl-D, or Ctrl-C at the prompt
+      }
+      if (line.trim() === "") break;
+      messages.push({ role: "user", content: line });
+      turn = new AbortController();
+      let reply = "";
+      try {
+        reply = await runCompletion(model, model.chatIds(messages, { tools }), { ...opts, signal: AbortSignal.any([turn.signal, ...(opts.signal ? [opts.signal] : [])]) }, false, false);
+      } catch (e) {
+        if (!(e instanceof LfmError && e.code === "ABORTED") || opts.signal?.aborted) throw e;
+        process.stdout.write("\n[stopped]\n");
+      } finally {
+        turn = undefined;
+      }
+      messages.push({ role: "assistant", content: reply });
     }
-    if (line.trim() === "") break;
-    messages.push({ role: "user", content: line });
-    const turn = new AbortController();
-    const onSigint = () => turn.abort();
-    process.once("SIGINT", onSigint);
-    let reply = "";
-    try {
-      reply = await runCompletion(model, model.chatIds(messages, { tools }), { ...opts, signal: turn.signal }, false, false);
-    } catch (e) {
-      if (!(e instanceof LfmError && e.code === "ABORTED")) throw e;
-      process.stdout.write("\n[stopped]\n");
-    } finally {
-      process.off("SIGINT", onSigint);
-    }
-    messages.push({ role: "assistant", content: reply });
+  } finally {
+    rl.close();
   }
-  rl.close();
 }
