@@ -314,11 +314,11 @@ describe("agreement with a direct sort-based implementation of HF's warpers", ()
 });
 
 describe("a 65536-entry vocabulary", () => {
-  it("samples with top-p / min-p in a few milliseconds per token (timing logged, not asserted)", () => {
+  // Timing lives in bench/sampler.ts (npm run bench:sampler); here only what the pick must be.
+  it("samples with top-p / min-p / top-k and a repetition penalty as HF's warpers do", () => {
     const V = 65536;
     const rows = Array.from({ length: 8 }, (_, k) => randomRow(V, k + 1, "normal"));
     const seen = Array.from({ length: 300 }, (_, i) => (i * 131) % V);
-    const timings: string[] = [];
     const configs: SamplingOptions[] = [
       { temperature: 0.3, minP: 0.15, repetitionPenalty: 1.05 },
       { temperature: 0.8, topP: 0.9 },
@@ -329,11 +329,6 @@ describe("a 65536-entry vocabulary", () => {
       const sampler = new Sampler({ ...opts, seed: 1 });
       const rng = new Rng(1);
       expect(sampler.pick(rows[0], seen)).toBe(referencePick(rows[0], seen, opts, rng.next()));
-      const n = 40;
-      const t0 = performance.now();
-      for (let i = 0; i < n; i++) sampler.pick(rows[i % rows.length], seen);
-      timings.push(`${JSON.stringify(opts)}: ${((performance.now() - t0) / n).toFixed(2)} ms/token`);
     }
-    console.log(`sampler over ${V} ids:\n  ${timings.join("\n  ")}`);
   });
 });
