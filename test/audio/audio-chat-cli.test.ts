@@ -7,6 +7,7 @@ import { END_OF_AUDIO } from "../../audio/speech-generation.ts";
 import { MimiDecoder } from "../../audio/mimi-decoder.ts";
 import { audioChatCommand } from "../../cli/audio-chat.ts";
 import { LfmError } from "../../text-core/errors.ts";
+import { Lfm2Tokenizer } from "../../text-core/tokenizer.ts";
 import { interruptOnceAudioWritten, runLfm, runLfmJson } from "../helpers/cli.ts";
 import { FIXTURES, TEST_CACHE, readJson } from "../helpers/reference.ts";
 
@@ -37,7 +38,7 @@ describe("lfm audio-chat (CLI, tiny random LFM2-Audio)", () => {
   const ref = readJson<Reference>("audio/reference.json");
 
   for (const mode of ["sequential", "interleaved"] as const) {
-    it(`the scriptable contract at fp32, ${mode}: prompt and 40 greedy steps exactly liquid-audio's`, () => {
+    it(`the scriptable contract at fp32, ${mode}: prompt and 40 greedy steps exactly liquid-audio's`, async () => {
       const out = runLfmJson<ChatJson>([
         "audio-chat", "--model", MODEL, "--system", SYSTEM, "--audio", CLIP, "--mode", mode,
         "--max-tokens", "40", "--temperature", "0", "--precision", "fp32", "--json",
@@ -46,7 +47,11 @@ describe("lfm audio-chat (CLI, tiny random LFM2-Audio)", () => {
       expect(out.prompt_ids).toEqual(ref.chat.text_ids);
       expect(out.modality_flag).toEqual(ref.chat.modality_flag);
       expect(out.steps).toEqual(ref[`greedy_${mode}`]);
-      expect(typeof out.text).toBe("string");
+      // The text is the reply's text steps (one id each; audio frames have 8 codes) decoded without special tokens.
+      const textIds = out.steps.filter((s) => s.length === 1).map((s) => s[0]);
+      const decoded = (await Lfm2Tokenizer.fromDir(MODEL)).decode(textIds, { skipSpecialTokens: true });
+      expect(decoded.length).toBeGreaterThan(0);
+      expect(out.text).toBe(decoded);
     });
   }
 
