@@ -22,14 +22,17 @@ function checkThrown(e: unknown, code: LfmErrorCode, parts: readonly MessagePart
 
 const isThenable = (x: unknown): x is PromiseLike<unknown> => typeof (x as PromiseLike<unknown> | null)?.then === "function";
 
+/** What expectCode returns for a function returning R: a promise of the error when R is one (async). */
+export type ErrorOf<R> = [R] extends [never] ? LfmError : R extends PromiseLike<unknown> ? Promise<LfmError> : LfmError;
+
 /**
  * Expects `run` (a function, or a promise) to fail with an `LfmError` of `code` whose message
  * holds every part; returns the error. A function that throws is checked at once and its error
  * returned as is; a promise, or a function that returns one (async), gives a promise of the
  * error: await it. Nothing thrown, another code or a raw error fails the test.
  */
-export function expectCode(run: PromiseLike<unknown> | (() => PromiseLike<unknown>), code: LfmErrorCode, ...parts: MessagePart[]): Promise<LfmError>;
-export function expectCode(run: () => unknown, code: LfmErrorCode, ...parts: MessagePart[]): LfmError;
+export function expectCode(run: PromiseLike<unknown>, code: LfmErrorCode, ...parts: MessagePart[]): Promise<LfmError>;
+export function expectCode<R>(run: () => R, code: LfmErrorCode, ...parts: MessagePart[]): ErrorOf<R>;
 export function expectCode(run: PromiseLike<unknown> | (() => unknown), code: LfmErrorCode, ...parts: MessagePart[]): LfmError | Promise<LfmError> {
   let result: unknown;
   try {
