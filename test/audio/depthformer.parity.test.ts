@@ -11,6 +11,7 @@ import { checkpointWeights } from "../../text-core/model.ts";
 import { Checkpoint } from "../../text-core/checkpoint.ts";
 import { argmax } from "../../text-core/sampler.ts";
 import { FIXTURES, ReferenceTensors, TEST_CACHE, readJson } from "../helpers/reference.ts";
+import { expectCode } from "../helpers/errors.ts";
 
 const DIR = join(FIXTURES, "audio/tiny-lfm2-audio");
 const ref = new ReferenceTensors("audio/reference.safetensors");
@@ -63,8 +64,7 @@ describe("depthformer matches liquid-audio _sample_audio_frame on fixtures/audio
   });
 
   it("refuses a hidden state of the wrong width and codes outside [0, 2048]", async () => {
-    const err = await head.frame(new Float32Array(10), argmax).catch((e) => e);
-    expect((err as LfmError).code).toBe("INVALID_ARGUMENT");
+    await expectCode(head.frame(new Float32Array(10), argmax), "INVALID_ARGUMENT");
     for (const bad of [[1, 2, 3], [0, 0, 0, 0, 0, 0, 0, 2049], [0, 0, 0, 0, 0, 0, 0, -1]]) {
       expect(() => head.frameEmbedding(bad)).toThrow(LfmError);
     }
@@ -82,9 +82,7 @@ describe("depthformer matches liquid-audio _sample_audio_frame on fixtures/audio
     raw.depthformer.dim = 256;
     writeFileSync(join(dir, "config.json"), JSON.stringify(raw));
     symlinkSync(join(DIR, "model.safetensors"), join(dir, "model.safetensors"));
-    const err = await AudioHead.load(dir, loadLfm2AudioConfig(dir), { precision: "fp32", cacheDir: false }).catch((e) => e);
-    expect((err as LfmError).code).toBe("TENSOR_SHAPE_MISMATCH");
-    expect((err as LfmError).message).toContain("depth_linear.weight");
+    await expectCode(AudioHead.load(dir, loadLfm2AudioConfig(dir), { precision: "fp32", cacheDir: false }), "TENSOR_SHAPE_MISMATCH", "depth_linear.weight");
   });
 
   it("rewrites the fused q/k/v rows per head so the interleaved-pair RoPE becomes rotate-half", () => {

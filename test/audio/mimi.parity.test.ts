@@ -4,10 +4,10 @@ import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { MimiDecoder } from "../../audio/mimi-decoder.ts";
 import { locateMimi, parseMimiConfig } from "../../audio/mimi-config.ts";
-import { LfmError } from "../../text-core/errors.ts";
 import { type TensorToWrite, writeSafetensors } from "../../bench/safetensors-writer.ts";
 import { SafetensorsFile } from "../../text-core/safetensors.ts";
 import { FIXTURES, ReferenceTensors, TEST_CACHE, errorStats, expectClose } from "../helpers/reference.ts";
+import { expectCode } from "../helpers/errors.ts";
 
 const MIMI = join(FIXTURES, "audio/tiny-mimi");
 const ref = new ReferenceTensors("audio/mimi_reference.safetensors");
@@ -95,12 +95,7 @@ describe("Mimi decoder matches moshi MimiModel.decode on fixtures/audio/tiny-mim
   });
 
   it("refuses codes outside [0, 2048), the end-of-audio code, and frames of the wrong width", async () => {
-    const bad = async (frame: number[], pattern: RegExp) => {
-      const err = await decoder.decode([frames[0], frame]).catch((e) => e);
-      expect(err).toBeInstanceOf(LfmError);
-      expect((err as LfmError).code).toBe("INVALID_ARGUMENT");
-      expect((err as LfmError).message).toMatch(pattern);
-    };
+    const bad = (frame: number[], pattern: RegExp) => expectCode(decoder.decode([frames[0], frame]), "INVALID_ARGUMENT", pattern);
     await bad([...frames[0].slice(0, 7), 2048], /frame 1, codebook 7: code 2048 .*end-of-audio/);
     await bad([-1, ...frames[0].slice(1)], /code -1 is outside/);
     await bad([1.5, ...frames[0].slice(1)], /code 1.5/);
@@ -152,16 +147,8 @@ describe("Mimi decoder: attention context, weight norm, loading errors", () => {
   });
 
   it("finds Mimi beside an LFM2-Audio config (Kyutai settings) and reports missing weights by code", async () => {
-    const err = (f: () => unknown) => {
-      try {
-        f();
-      } catch (e) {
-        return e as LfmError;
-      }
-      throw new Error("expected an error");
-    };
-    expect(err(() => locateMimi(join(FIXTURES, "audio/tiny-lfm2-audio"))).code).toBe("FILE_NOT_FOUND");
-    expect(err(() => locateMimi(join(FIXTURES, "audio/does-not-exist"))).code).toBe("FILE_NOT_FOUND");
+    expectCode(() => locateMimi(join(FIXTURES, "audio/tiny-lfm2-audio")), "FILE_NOT_FOUND");
+    expectCode(() => locateMimi(join(FIXTURES, "audio/does-not-exist")), "FILE_NOT_FOUND");
     const kyutai = mkdtempSync(join(tmpdir(), "mimi-kyutai-"));
     copyFileSync(join(FIXTURES, "audio/tiny-lfm2-audio/config.json"), join(kyutai, "config.json"));
     copyFileSync(join(MIMI, "mimi.safetensors"), join(kyutai, "tokenizer-e351c8d8-checkpoint125.safetensors"));
@@ -169,24 +156,16 @@ describe("Mimi decoder: attention context, weight norm, loading errors", () => {
     expect(found.weights).toMatch(/tokenizer-e351c8d8-checkpoint125\.safetensors$/);
     expect(found.config.seanet.dimension).toBe(512); // Kyutai's Mimi, not the LFM2-Audio config
     // … whose shapes the tiny weights do not have: a shape error naming the tensor, not a crash.
-    const e = await MimiDecoder.load(kyutai, { cacheDir: false }).catch((x) => x);
-    expect((e as LfmError).code).toBe("TENSOR_SHAPE_MISMATCH");
+    await expectCode(MimiDecoder.load(kyutai, { cacheDir: false }), "TENSOR_SHAPE_MISMATCH");
   });
 
   it("validates the settings: unsupported options are refused by name", () => {
-    const code = (raw: unknown) => {
-      try {
-        parseMimiConfig(raw, "test");
-        return "ok";
-      } catch (e) {
-        return `${(e as LfmError).code}: ${(e as LfmError).message}`;
-      }
-    };
-    expect(code({})).toBe("ok");
-    expect(code({ seanet: { pad_mode: "replicate" } })).toMatch(/CONFIG_INVALID.*seanet.pad_mode/);
-    expect(code({ transformer: { gating: "silu" } })).toMatch(/CONFIG_INVALID.*transformer.gating/);
-    expect(code({ seanet: { ratios: [] } })).toMatch(/CONFIG_INVALID.*seanet.ratios/);
-    expect(code({ num_codebooks: 40 })).toMatch(/CONFIG_INVALID.*num_codebooks/);
-    expect(code({ frame_rate: 7 })).toMatch(/CONFIG_INVALID.*frame_rate/);
+    const parse = (raw: unknown) => () => parseMimiConfig(raw, "test");
+    expect(parse({})).not.toThrow();
+    expectCode(parse({ seanet: { pad_mode: "replicate" } }), "CONFIG_INVALID", /seanet.pad_mode/);
+    expectCode(parse({ transformer: { gating: "silu" } }), "CONFIG_INVALID", /transformer.gating/);
+    expectCode(parse({ seanet: { ratios: [] } }), "CONFIG_INVALID", /seanet.ratios/);
+    expectCode(parse({ num_codebooks: 40 }), "CONFIG_INVALID", /num_codebooks/);
+    expectCode(parse({ frame_rate: 7 }), "CONFIG_INVALID", /frame_rate/);
   });
 });

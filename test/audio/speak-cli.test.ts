@@ -5,10 +5,11 @@ import wavefile from "wavefile";
 import { describe, expect, it } from "vitest";
 import { MimiDecoder } from "../../audio/mimi-decoder.ts";
 import { speakCommand } from "../../cli/speak.ts";
-import { LfmError } from "../../text-core/errors.ts";
 import { Lfm2Tokenizer } from "../../text-core/tokenizer.ts";
 import { interruptOnceAudioWritten, runLfm } from "../helpers/cli.ts";
 import { FIXTURES, TEST_CACHE } from "../helpers/reference.ts";
+import type { LfmErrorCode } from "../../text-core/errors.ts";
+import { expectCode } from "../helpers/errors.ts";
 
 const MODEL = join(FIXTURES, "audio/tiny-lfm2-audio");
 const MIMI = join(FIXTURES, "audio/tiny-mimi");
@@ -66,7 +67,7 @@ describe("lfm speak", () => {
   it("refuses bad input with typed errors and leaves no file", async () => {
     const dir = mkdtempSync(join(tmpdir(), "speak-cli-"));
     const out = join(dir, "x.wav");
-    const cases: [string[], string][] = [
+    const cases: [string[], LfmErrorCode][] = [
       [["--out", out], "EMPTY_TEXT"],
       [["--text", "   ", "--out", out], "EMPTY_TEXT"],
       [["--text", "Hi"], "INVALID_ARGUMENT"],
@@ -78,9 +79,7 @@ describe("lfm speak", () => {
     ];
     // In process (the command's own run), to keep the test quick; the exit-status mapping is shown above.
     for (const [args, code] of cases) {
-      const err = await speakCommand.run(["--model", MODEL, "--cache-dir", TEST_CACHE, "--threads", "2", ...args], new AbortController().signal).catch((e) => e);
-      expect(err, args.join(" ")).toBeInstanceOf(LfmError);
-      expect((err as LfmError).code, args.join(" ")).toBe(code);
+      await expectCode(speakCommand.run(["--model", MODEL, "--cache-dir", TEST_CACHE, "--threads", "2", ...args], new AbortController().signal), code);
     }
     expect(readdirSync(dir)).toEqual([]);
   });

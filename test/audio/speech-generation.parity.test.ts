@@ -6,10 +6,10 @@ import { SYSTEM_PROMPTS } from "../../audio/prompt.ts";
 import { readAudioFile } from "../../audio/audio-file.ts";
 import { AudioHead } from "../../audio/audio-head.ts";
 import { END_OF_AUDIO, ModeSwitch, type SpeechGenerationOptions, type SpeechPrompt, type SpeechStep, generateSpeech, modalityPicker } from "../../audio/speech-generation.ts";
-import { LfmError } from "../../text-core/errors.ts";
 import { buildRuntime } from "../../text-core/model.ts";
 import type { Lfm2Runtime } from "../../text-core/runtime.ts";
 import { FIXTURES, ReferenceTensors, TEST_CACHE, readJson } from "../helpers/reference.ts";
+import { expectCode } from "../helpers/errors.ts";
 
 const DIR = join(FIXTURES, "audio/tiny-lfm2-audio");
 
@@ -72,13 +72,12 @@ describe("speech generation matches liquid-audio generate_sequential / generate_
     expect(await run({ mode: "sequential", maxSteps: 0 })).toEqual([]);
     const controller = new AbortController();
     const steps: SpeechStep[] = [];
-    const err = await (async () => {
+    await expectCode(async () => {
       for await (const s of generateSpeech(lm, head, prefill, { mode: "interleaved", maxSteps: 40, signal: controller.signal })) {
         steps.push(s);
         if (steps.length === 8) controller.abort();
       }
-    })().catch((e) => e);
-    expect((err as LfmError).code).toBe("ABORTED");
+    }, "ABORTED");
     expect(steps).toHaveLength(8);
     await expect(run({ mode: "sequential", maxSteps: -1 })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
     await expect(run({ mode: "interleaved", forceAudioStart: true })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });

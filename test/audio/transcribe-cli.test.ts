@@ -2,8 +2,12 @@ import { describe, expect, it } from "vitest";
 import { writeFileSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { AUDIO_TOKENS } from "../../audio/audio-config.ts";
+import { readAudioFile } from "../../audio/audio-file.ts";
+import { Lfm2AudioModel } from "../../audio/lfm2-audio-model.ts";
+import { transcribe } from "../../pipelines/transcribe.ts";
 import { runLfm, runLfmJson } from "../helpers/cli.ts";
-import { FIXTURES, readJson } from "../helpers/reference.ts";
+import { FIXTURES, TEST_CACHE, readJson } from "../helpers/reference.ts";
 
 const MODEL = join(FIXTURES, "audio/tiny-lfm2-audio");
 const EN_CLIP = join(FIXTURES, "audio/clips/speech_en_16k.wav");
@@ -15,14 +19,30 @@ interface TranscribeJson {
 }
 
 describe("lfm transcribe (CLI, tiny random LFM2-Audio)", () => {
-  it("transcribes an espeak-ng recording end to end and prints the JSON contract", () => {
+  it("transcribes an espeak-ng recording end to end and prints the JSON contract", async () => {
     const out = runLfmJson<TranscribeJson>(["transcribe", "--model", MODEL, EN_CLIP, "--json", "--max-tokens", "12"]);
     expect(out.duration).toBeCloseTo(72046 / 16000, 6);
     expect(out.chunks).toHaveLength(1);
     expect(out.chunks[0]).toMatchObject({ start: 0, end: out.duration });
     expect(out.chunks[0].ids.length).toBeGreaterThan(0);
     expect(out.chunks[0].ids.length).toBeLessThanOrEqual(12);
-    expect(typeof out.text).toBe("string");
+    // The same clip and options through the library (same default precision and cache) give the same ids and text.
+    const model = await Lfm2AudioModel.load(MODEL, { cacheDir: TEST_CACHE });
+    try {
+      const expected = await transcribe(model, await readAudioFile(EN_CLIP), { maxTokens: 12 });
+      expect(out.chunks[0].ids).toEqual(expected.chunks[0].ids);
+      expect(out.text).toBe(expected.text);
+      // Stop tokens end the transcript and are not part of it.
+      const stops = [...model.config.lfm.eosTokenIds, AUDIO_TOKENS.imEnd, AUDIO_TOKENS.audioStart];
+      expect(out.chunks[0].ids.filter((id) => stops.includes(id))).toEqual([]);
+      // One chunk: its text is the ids decoded without special tokens, and the whole transcript.
+      const decoded = model.tokenizer.decode(out.chunks[0].ids, { skipSpecialTokens: true }).trim();
+      expect(decoded.length).toBeGreaterThan(0);
+      expect(out.chunks[0].text).toBe(decoded);
+      expect(out.text).toBe(decoded);
+    } finally {
+      await model.release();
+    }
   });
 
   it("with the fixture's system prompt at fp32 it generates exactly liquid-audio's greedy steps", () => {

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import wavefile from "wavefile";
 import { describe, expect, it } from "vitest";
 import { WavStreamWriter } from "../../audio/wav-writer.ts";
-import { LfmError } from "../../text-core/errors.ts";
+import { expectCode } from "../helpers/errors.ts";
 
 function readBack(path: string) {
   const wav = new wavefile.WaveFile(readFileSync(path));
@@ -47,19 +47,11 @@ describe("WavStreamWriter", () => {
   });
 
   it("reports an unwritable destination and bad settings by code", () => {
-    const code = (f: () => unknown) => {
-      try {
-        f();
-        return "ok";
-      } catch (e) {
-        return (e as LfmError).code;
-      }
-    };
-    expect(code(() => WavStreamWriter.create(join(tmpdir(), "no-such-folder-xyz", "a.wav"), { sampleRateHz: 24000 }))).toBe("OUTPUT_UNWRITABLE");
-    expect(code(() => WavStreamWriter.create(join(tmpdir(), "a.wav"), { sampleRateHz: 0 }))).toBe("INVALID_ARGUMENT");
+    expectCode(() => WavStreamWriter.create(join(tmpdir(), "no-such-folder-xyz", "a.wav"), { sampleRateHz: 24000 }), "OUTPUT_UNWRITABLE");
+    expectCode(() => WavStreamWriter.create(join(tmpdir(), "a.wav"), { sampleRateHz: 0 }), "INVALID_ARGUMENT");
     const w = WavStreamWriter.create(join(mkdtempSync(join(tmpdir(), "wav-writer-")), "st.wav"), { sampleRateHz: 8000, channels: 2 });
-    expect(code(() => w.write(new Float32Array(3)))).toBe("INVALID_ARGUMENT");
+    expectCode(() => w.write(new Float32Array(3)), "INVALID_ARGUMENT");
     w.finish();
-    expect(code(() => w.write(new Float32Array(2)))).toBe("INVALID_ARGUMENT");
+    expectCode(() => w.write(new Float32Array(2)), "INVALID_ARGUMENT");
   });
 });

@@ -3,6 +3,7 @@ import { mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { Lfm2Tokenizer } from "../../text-core/tokenizer.ts";
 import { LFM_BIN, runLfm, runLfmJson } from "../helpers/cli.ts";
 import { FIXTURES, TEST_CACHE, readJson } from "../helpers/reference.ts";
 
@@ -29,14 +30,17 @@ describe("lfm CLI (scriptable contract)", () => {
     expect(runLfmJson(["tokenize", "--model", MODEL, "--no-special", "--json", c.text])).toEqual({ ids: c.ids_no_special });
   });
 
-  it("generate --prompt-ids greedy reproduces HF generate", () => {
+  it("generate --prompt-ids greedy reproduces HF generate", async () => {
     const out = runLfmJson<{ prompt_ids: number[]; ids: number[]; text: string }>([
       "generate", "--model", MODEL, "--prompt-ids", ref.greedy.prompt_ids.join(","),
       "--max-tokens", String(ref.greedy.new_ids.length), "--temperature", "0", "--precision", "fp32", "--json",
     ]);
     expect(out.prompt_ids).toEqual(ref.greedy.prompt_ids);
     expect(out.ids).toEqual(ref.greedy.new_ids);
-    expect(typeof out.text).toBe("string");
+    // The text is those ids decoded as the library does (special tokens skipped), not the prompt's or a raw decode.
+    const decoded = (await Lfm2Tokenizer.fromDir(MODEL)).decode(ref.greedy.new_ids, { skipSpecialTokens: true });
+    expect(decoded.length).toBeGreaterThan(0);
+    expect(out.text).toBe(decoded);
   });
 
   it("chat --messages/--tools renders the template exactly as HF (prompt_ids)", () => {

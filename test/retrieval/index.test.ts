@@ -5,11 +5,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { SyntheticCorpus, bruteForceMaxSim } from "../../bench/synthetic-colbert.ts";
-import { isLfmError } from "../../text-core/errors.ts";
 import { MANIFEST_FILE } from "../../retrieval/index/format.ts";
 import { IndexReader } from "../../retrieval/index/reader.ts";
 import { decodeRows, encodeRows } from "../../retrieval/index/vector-codec.ts";
 import { type CreateOptions, IndexWriter, type NewDocument } from "../../retrieval/index/writer.ts";
+import { expectCode } from "../helpers/errors.ts";
 
 const root = mkdtempSync(join(tmpdir(), "lfm-index-test-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -42,19 +42,6 @@ function bruteForce(query: { rows: number; dim: number; data: Float32Array }, do
     return { id: d.id, score: bruteForceMaxSim(query, stored) };
   });
   return scored.sort((a, b) => b.score - a.score).slice(0, k);
-}
-
-async function expectCode(p: Promise<unknown> | (() => unknown), code: string): Promise<void> {
-  try {
-    await (typeof p === "function" ? p() : p);
-  } catch (e) {
-    if (isLfmError(e)) {
-      expect(e.code).toBe(code);
-      return;
-    }
-    throw e;
-  }
-  throw new Error(`expected an LfmError ${code}`);
 }
 
 describe("vector storage", () => {

@@ -4,8 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { ChatTemplate, renderChatIds, type ChatMessage, type ToolDefinition } from "../../text-core/chat.ts";
-import { isLfmError } from "../../text-core/errors.ts";
 import { Lfm2Tokenizer } from "../../text-core/tokenizer.ts";
+import { expectCode } from "../helpers/errors.ts";
 
 const FIXTURES = join(import.meta.dirname, "..", "..", "fixtures");
 const TINY = join(FIXTURES, "text", "tiny-lfm2");
@@ -90,14 +90,7 @@ describe("ChatTemplate errors", () => {
   });
 
   test("an empty message list is INVALID_ARGUMENT", () => {
-    const err = (() => {
-      try {
-        template.render([]);
-      } catch (e) {
-        return e;
-      }
-    })();
-    expect(isLfmError(err, "INVALID_ARGUMENT")).toBe(true);
+    expectCode(() => template.render([]), "INVALID_ARGUMENT");
   });
 
   test("raise_exception in the template is INVALID_ARGUMENT carrying its message", () => {

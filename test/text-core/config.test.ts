@@ -10,25 +10,13 @@ import {
   readConfigJson,
   textConfigOf,
 } from "../../text-core/config.ts";
-import { isLfmError, type LfmErrorCode } from "../../text-core/errors.ts";
+import { expectCode } from "../helpers/errors.ts";
 import { Checkpoint } from "../../text-core/checkpoint.ts";
 
 const TINY_DIR = "fixtures/text/tiny-lfm2";
 
 function readJson(file: string): Record<string, unknown> {
   return JSON.parse(fs.readFileSync(file, "utf8")) as Record<string, unknown>;
-}
-
-function expectCode(fn: () => unknown, code: LfmErrorCode, ...messageParts: string[]): void {
-  try {
-    fn();
-  } catch (e) {
-    if (!isLfmError(e)) throw e;
-    expect(e.code).toBe(code);
-    for (const part of messageParts) expect(e.message).toContain(part);
-    return;
-  }
-  throw new Error(`expected LfmError ${code}, nothing was thrown`);
 }
 
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), "lfm-config-"));

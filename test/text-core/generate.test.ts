@@ -7,11 +7,11 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { LfmError, type LfmErrorCode } from "../../text-core/errors.ts";
 import { type GenerateOptions, type GeneratedToken, generate, generateBatch } from "../../text-core/generate.ts";
 import { TextModel } from "../../text-core/model.ts";
 import { Checkpoint } from "../../text-core/checkpoint.ts";
 import { FIXTURES, ReferenceTensors, TEST_CACHE, errorStats, readJson } from "../helpers/reference.ts";
+import { expectCode } from "../helpers/errors.ts";
 
 interface TextReference {
   chat: { ids: number[] }[];
@@ -27,17 +27,6 @@ async function collect(tokens: AsyncIterable<GeneratedToken>): Promise<number[]>
   const ids: number[] = [];
   for await (const t of tokens) ids.push(t.id);
   return ids;
-}
-
-async function expectLfmError(run: () => unknown, code: LfmErrorCode): Promise<void> {
-  let error: unknown;
-  try {
-    await run();
-  } catch (e) {
-    error = e;
-  }
-  expect(error, `expected an LfmError ${code}`).toBeInstanceOf(LfmError);
-  expect((error as LfmError).code).toBe(code);
 }
 
 let model: TextModel;
@@ -83,7 +72,7 @@ describe("generateBatch", () => {
   });
 
   it("rejects an empty prompt among others with EMPTY_PROMPT, and returns [] for no prompts", async () => {
-    await expectLfmError(() => generateBatch(model.runtime, [PROMPTS[0], []]), "EMPTY_PROMPT");
+    await expectCode(() => generateBatch(model.runtime, [PROMPTS[0], []]), "EMPTY_PROMPT");
     expect(await generateBatch(model.runtime, [])).toEqual([]);
   });
 });
@@ -121,15 +110,15 @@ describe("stop tokens and maxTokens", () => {
   });
 
   it("a negative or fractional maxTokens throws INVALID_ARGUMENT", async () => {
-    await expectLfmError(() => single(prompt, { maxTokens: -1 }), "INVALID_ARGUMENT");
-    await expectLfmError(() => single(prompt, { maxTokens: 2.5 }), "INVALID_ARGUMENT");
+    await expectCode(() => single(prompt, { maxTokens: -1 }), "INVALID_ARGUMENT");
+    await expectCode(() => single(prompt, { maxTokens: 2.5 }), "INVALID_ARGUMENT");
   });
 
   it("invalid sampling options throw INVALID_ARGUMENT before any forward", async () => {
     const forward = vi.spyOn(model.runtime, "forward");
     try {
-      await expectLfmError(() => single(prompt, { temperature: -1 }), "INVALID_ARGUMENT");
-      await expectLfmError(() => generateBatch(model.runtime, PROMPTS, { topP: 0 }), "INVALID_ARGUMENT");
+      await expectCode(() => single(prompt, { temperature: -1 }), "INVALID_ARGUMENT");
+      await expectCode(() => generateBatch(model.runtime, PROMPTS, { topP: 0 }), "INVALID_ARGUMENT");
       expect(forward).not.toHaveBeenCalled();
     } finally {
       forward.mockRestore();
@@ -145,7 +134,7 @@ describe("AbortSignal", () => {
     const forward = vi.spyOn(model.runtime, "forward");
     const ids: number[] = [];
     try {
-      await expectLfmError(async () => {
+      await expectCode(async () => {
         for await (const t of generate(model.runtime, prompt, { maxTokens: 12, stopTokenIds: [], signal: controller.signal })) {
           ids.push(t.id);
           if (ids.length === 3) controller.abort();
@@ -162,9 +151,9 @@ describe("AbortSignal", () => {
     const signal = AbortSignal.abort();
     const forward = vi.spyOn(model.runtime, "forward");
     try {
-      await expectLfmError(() => single(prompt, { signal }), "ABORTED");
-      await expectLfmError(() => generateBatch(model.runtime, PROMPTS, { signal }), "ABORTED");
-      await expectLfmError(() => model.complete(prompt, { signal }), "ABORTED");
+      await expectCode(() => single(prompt, { signal }), "ABORTED");
+      await expectCode(() => generateBatch(model.runtime, PROMPTS, { signal }), "ABORTED");
+      await expectCode(() => model.complete(prompt, { signal }), "ABORTED");
       expect(forward).not.toHaveBeenCalled();
     } finally {
       forward.mockRestore();
@@ -180,7 +169,7 @@ describe("AbortSignal", () => {
       return forward(state, req);
     });
     try {
-      await expectLfmError(() => generateBatch(model.runtime, PROMPTS, { maxTokens: 12, stopTokenIds: [], signal: controller.signal }), "ABORTED");
+      await expectCode(() => generateBatch(model.runtime, PROMPTS, { maxTokens: 12, stopTokenIds: [], signal: controller.signal }), "ABORTED");
       expect(calls).toBe(3);
     } finally {
       spy.mockRestore();
@@ -222,14 +211,14 @@ describe("prompt length", () => {
   });
 
   it("an empty prompt throws EMPTY_PROMPT", async () => {
-    await expectLfmError(() => single([], {}), "EMPTY_PROMPT");
+    await expectCode(() => single([], {}), "EMPTY_PROMPT");
   });
 
   it("a prompt as long as the context throws PROMPT_TOO_LONG", async () => {
     expect(small.config.maxPositionEmbeddings).toBe(32);
     const prompt = json.greedy.prompt_ids.slice(0, 32);
-    await expectLfmError(() => collect(generate(small.runtime, prompt, { maxTokens: 1 })), "PROMPT_TOO_LONG");
-    await expectLfmError(() => generateBatch(small.runtime, [prompt.slice(0, 5), prompt]), "PROMPT_TOO_LONG");
+    await expectCode(() => collect(generate(small.runtime, prompt, { maxTokens: 1 })), "PROMPT_TOO_LONG");
+    await expectCode(() => generateBatch(small.runtime, [prompt.slice(0, 5), prompt]), "PROMPT_TOO_LONG");
   });
 
   it("a 20-token prompt with maxTokens 100 is clipped to the 12 new tokens that fit", async () => {

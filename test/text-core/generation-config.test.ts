@@ -7,13 +7,13 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } fr
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LfmError } from "../../text-core/errors.ts";
 import { generate } from "../../text-core/generate.ts";
 import { GREEDY, parseGenerationDefaults, readGenerationDefaults, withGenerationDefaults } from "../../text-core/generation-config.ts";
 import { TextModel } from "../../text-core/model.ts";
 import { VlModel } from "../../vision/vl-model.ts";
 import { runLfm } from "../helpers/cli.ts";
 import { FIXTURES, TEST_CACHE, readJson } from "../helpers/reference.ts";
+import { expectCode } from "../helpers/errors.ts";
 
 const TEXT_MODEL = join(FIXTURES, "text/tiny-lfm2");
 const VL_MODEL = join(FIXTURES, "vision/tiny-lfm2-vl");
@@ -34,17 +34,6 @@ function withGenerationConfig(fixture: string, content: unknown): string {
   return dir;
 }
 
-function configError(run: () => unknown): LfmError {
-  try {
-    run();
-  } catch (e) {
-    expect(e).toBeInstanceOf(LfmError);
-    expect((e as LfmError).code).toBe("CONFIG_INVALID");
-    return e as LfmError;
-  }
-  throw new Error("expected CONFIG_INVALID");
-}
-
 describe("reading generation_config.json", () => {
   it("is greedy without the file or with do_sample off, and HF's sampling fields with it on", () => {
     expect(readGenerationDefaults(withGenerationConfig(TEXT_MODEL, undefined))).toEqual(GREEDY);
@@ -57,9 +46,9 @@ describe("reading generation_config.json", () => {
 
   it("a malformed file is CONFIG_INVALID naming the file and the field", () => {
     const notJson = withGenerationConfig(TEXT_MODEL, "{ do_sample: true");
-    expect(configError(() => readGenerationDefaults(notJson)).message).toContain(join(notJson, "generation_config.json"));
+    expect(expectCode(() => readGenerationDefaults(notJson), "CONFIG_INVALID").message).toContain(join(notJson, "generation_config.json"));
     const list = withGenerationConfig(TEXT_MODEL, [SAMPLING]);
-    expect(configError(() => readGenerationDefaults(list)).message).toMatch(/generation_config\.json is not a JSON object/);
+    expect(expectCode(() => readGenerationDefaults(list), "CONFIG_INVALID").message).toMatch(/generation_config\.json is not a JSON object/);
     const cases: Array<[Record<string, unknown>, string]> = [
       [{ do_sample: true, temperature: "hot" }, "temperature"],
       [{ do_sample: true, top_k: -1 }, "top_k"],
@@ -73,7 +62,7 @@ describe("reading generation_config.json", () => {
     ];
     for (const [raw, field] of cases) {
       const dir = withGenerationConfig(TEXT_MODEL, raw);
-      const { message } = configError(() => readGenerationDefaults(dir));
+      const { message } = expectCode(() => readGenerationDefaults(dir), "CONFIG_INVALID");
       expect(message, JSON.stringify(raw)).toContain(join(dir, "generation_config.json"));
       expect(message, JSON.stringify(raw)).toContain(`"${field}"`);
     }

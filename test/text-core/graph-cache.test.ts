@@ -7,8 +7,8 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ElemType } from "../../text-core/graph/builder.ts";
 import { GraphBuilder } from "../../text-core/graph/builder.ts";
 import { builderFingerprint, cachedGraph, graphCacheKey, listCacheEntries, openCachedGraph, pruneCache } from "../../text-core/graph-cache.ts";
-import { isLfmError } from "../../text-core/errors.ts";
 import { runLfm } from "../helpers/cli.ts";
+import { expectCode } from "../helpers/errors.ts";
 
 const DAY = 24 * 60 * 60 * 1000;
 const HEX = (c: string) => c.repeat(24);
@@ -103,13 +103,7 @@ describe("pruneCache", () => {
 
   it("refuses options that say neither how old nor all", () => {
     for (const opts of [{}, { unusedForMs: -1 }, { unusedForMs: Number.NaN }]) {
-      let error: unknown;
-      try {
-        pruneCache(root, opts);
-      } catch (e) {
-        error = e;
-      }
-      expect(isLfmError(error, "INVALID_ARGUMENT")).toBe(true);
+      expectCode(() => pruneCache(root, opts), "INVALID_ARGUMENT");
     }
   });
 });
@@ -168,14 +162,7 @@ describe("builderFingerprint", () => {
 
   it("a missing source is FILE_NOT_FOUND naming it", () => {
     const dir = folder("empty", {}, 0);
-    let error: unknown;
-    try {
-      builderFingerprint(dir, ["gone"]);
-    } catch (e) {
-      error = e;
-    }
-    expect(isLfmError(error, "FILE_NOT_FOUND")).toBe(true);
-    expect((error as Error).message).toContain(join(dir, "gone"));
+    expectCode(() => builderFingerprint(dir, ["gone"]), "FILE_NOT_FOUND", join(dir, "gone"));
   });
 });
 
@@ -234,8 +221,7 @@ describe("openCachedGraph", () => {
   it("an unwritable cache folder is CACHE_UNWRITABLE", async () => {
     const blocker = join(root, "a-file");
     writeFileSync(blocker, "");
-    const error = await openCachedGraph(spec(join(blocker, "cache"), async (dir) => dir, [], { n: 0 })).catch((e) => e);
-    expect(isLfmError(error, "CACHE_UNWRITABLE")).toBe(true);
+    await expectCode(openCachedGraph(spec(join(blocker, "cache"), async (dir) => dir, [], { n: 0 })), "CACHE_UNWRITABLE");
   });
 });
 

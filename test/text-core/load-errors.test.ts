@@ -13,6 +13,7 @@ import { type LoadOptions, TextModel } from "../../text-core/model.ts";
 import { type TensorToWrite, writeSafetensors } from "../../bench/safetensors-writer.ts";
 import { float32ToF16 } from "../../text-core/float-bits.ts";
 import { SafetensorsFile } from "../../text-core/safetensors.ts";
+import { expectCode } from "../helpers/errors.ts";
 
 const FIXTURE = path.resolve(import.meta.dirname, "..", "..", "fixtures", "text", "tiny-lfm2");
 const PROMPT = [[1, 6, 594, 799]];
@@ -79,20 +80,10 @@ function leftovers(cacheDir: string): string[] {
 
 /** Loading `dir` rejects with an LfmError of `code` whose message contains every part. */
 async function expectLoadError(dir: string, code: LfmErrorCode, ...messageParts: string[]): Promise<LfmError> {
-  let model: TextModel | undefined;
-  try {
-    model = await load(dir);
-  } catch (e) {
-    if (!(e instanceof LfmError)) {
-      throw new Error(`expected LfmError ${code}, got a raw ${(e as Error)?.constructor?.name}: ${(e as Error)?.stack ?? String(e)}`);
-    }
-    expect(e.code, e.message).toBe(code);
-    for (const part of messageParts) expect(e.message).toContain(part);
-    expect(leftovers(errorCache)).toEqual([]);
-    return e;
-  }
-  await model.release();
-  throw new Error(`expected LfmError ${code}, but ${dir} loaded`);
+  // A model that loads after all is released before the failure is reported.
+  const e = await expectCode(async () => (await load(dir)).release(), code, ...messageParts);
+  expect(leftovers(errorCache)).toEqual([]);
+  return e;
 }
 
 /** Logits of every position of PROMPT. */
@@ -433,15 +424,6 @@ describe("the graph cache", () => {
   it("a cacheDir that is a file is a typed error naming it", async () => {
     const file = path.join(root, "cache-is-a-file");
     fs.writeFileSync(file, "x");
-    let error: unknown;
-    try {
-      await (await TextModel.load(FIXTURE, { cacheDir: file, threads: 1 })).release();
-    } catch (e) {
-      error = e;
-    }
-    expect(error).toBeInstanceOf(LfmError);
-    expect((error as LfmError).code).toBe("CACHE_UNWRITABLE");
-    expect((error as LfmError).message).toContain(file);
-    expect((error as LfmError).message).toContain("cacheDir");
+    await expectCode(async () => (await TextModel.load(FIXTURE, { cacheDir: file, threads: 1 })).release(), "CACHE_UNWRITABLE", file, "cacheDir");
   });
 });

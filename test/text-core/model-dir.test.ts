@@ -2,21 +2,13 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { isLfmError } from "../../text-core/errors.ts";
 import { resolveModelDir } from "../../text-core/model-dir.ts";
+import { expectCode } from "../helpers/errors.ts";
 
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), "lfm-model-dir-"));
 afterAll(() => fs.rmSync(tmpRoot, { recursive: true, force: true }));
 
-function notFoundMessage(input: string): string {
-  try {
-    resolveModelDir(input);
-  } catch (e) {
-    if (isLfmError(e, "MODEL_NOT_FOUND")) return e.message;
-    throw e;
-  }
-  throw new Error(`expected MODEL_NOT_FOUND for ${input}`);
-}
+const notFoundMessage = (input: string): string => expectCode(() => resolveModelDir(input), "MODEL_NOT_FOUND").message;
 
 /** A fake HF cache repo folder: models--Org--Name/{refs/main, snapshots/<rev>/config.json}. */
 function makeCacheRepo(hub: string, repo: string, revs: string[], main?: string): string {

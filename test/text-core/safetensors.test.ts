@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { isLfmError, type LfmErrorCode } from "../../text-core/errors.ts";
+import { expectCode } from "../helpers/errors.ts";
 import { writeSafetensors } from "../../bench/safetensors-writer.ts";
 import { Checkpoint } from "../../text-core/checkpoint.ts";
 import { float32ToBf16, float32ToF16 } from "../../text-core/float-bits.ts";
@@ -18,18 +18,6 @@ function tmpPath(name = "t.safetensors"): string {
   const dir = path.join(tmpRoot, String(tmpCount++));
   fs.mkdirSync(dir);
   return path.join(dir, name);
-}
-
-function expectCode(fn: () => unknown, code: LfmErrorCode, ...messageParts: string[]): void {
-  try {
-    fn();
-  } catch (e) {
-    if (!isLfmError(e)) throw e;
-    expect(e.code).toBe(code);
-    for (const part of messageParts) expect(e.message).toContain(part);
-    return;
-  }
-  throw new Error(`expected LfmError ${code}, nothing was thrown`);
 }
 
 /** A file from a header (object, or raw JSON text) and a data section, without our writer. */

@@ -3,8 +3,8 @@
  * repetition penalty, temperature, top-k, top-p and min-p, seeding, and option validation.
  */
 import { describe, expect, it } from "vitest";
-import { LfmError } from "../../text-core/errors.ts";
 import { Rng, Sampler, type SamplingOptions, argmax } from "../../text-core/sampler.ts";
+import { expectCode } from "../helpers/errors.ts";
 
 const logitsOf = (probs: number[]) => Float32Array.from(probs, Math.log);
 
@@ -20,16 +20,6 @@ function histogram(sampler: Sampler, logits: Float32Array, n: number, seen: numb
 
 const drawn = (counts: Map<number, number>) => [...counts.keys()].sort((a, b) => a - b);
 const share = (counts: Map<number, number>, id: number, n: number) => (counts.get(id) ?? 0) / n;
-
-function thrownCode(run: () => unknown): string | undefined {
-  try {
-    run();
-  } catch (e) {
-    expect(e).toBeInstanceOf(LfmError);
-    return (e as LfmError).code;
-  }
-  return undefined;
-}
 
 /** Deterministic pseudo-random rows (a simple LCG, independent of the sampler's generator). */
 function randomRow(V: number, seed: number, shape: "normal" | "ties" | "masked" | "flat"): Float32Array {
@@ -276,12 +266,12 @@ describe("option validation", () => {
     ["negative repetition penalty", { repetitionPenalty: -1.05 }],
   ];
   it.each(invalid)("%s throws INVALID_ARGUMENT", (_, opts) => {
-    expect(thrownCode(() => new Sampler(opts))).toBe("INVALID_ARGUMENT");
+    expectCode(() => new Sampler(opts), "INVALID_ARGUMENT");
   });
 
   it("accepts the boundaries: temperature 0, topP 1, topK 0 (off), minP 0 and 1", () => {
     for (const opts of [{ temperature: 0 }, { topP: 1 }, { topK: 0 }, { minP: 0 }, { minP: 1 }, { repetitionPenalty: 1 }]) {
-      expect(thrownCode(() => new Sampler(opts))).toBeUndefined();
+      expect(() => new Sampler(opts)).not.toThrow();
     }
   });
 });
@@ -314,11 +304,11 @@ describe("agreement with a direct sort-based implementation of HF's warpers", ()
 });
 
 describe("a 65536-entry vocabulary", () => {
-  it("samples with top-p / min-p in a few milliseconds per token (timing logged, not asserted)", () => {
+  // Timing lives in bench/sampler.ts (npm run bench:sampler); here only what the pick must be.
+  it("samples with top-p / min-p / top-k and a repetition penalty as HF's warpers do", () => {
     const V = 65536;
     const rows = Array.from({ length: 8 }, (_, k) => randomRow(V, k + 1, "normal"));
     const seen = Array.from({ length: 300 }, (_, i) => (i * 131) % V);
-    const timings: string[] = [];
     const configs: SamplingOptions[] = [
       { temperature: 0.3, minP: 0.15, repetitionPenalty: 1.05 },
       { temperature: 0.8, topP: 0.9 },
@@ -329,11 +319,6 @@ describe("a 65536-entry vocabulary", () => {
       const sampler = new Sampler({ ...opts, seed: 1 });
       const rng = new Rng(1);
       expect(sampler.pick(rows[0], seen)).toBe(referencePick(rows[0], seen, opts, rng.next()));
-      const n = 40;
-      const t0 = performance.now();
-      for (let i = 0; i < n; i++) sampler.pick(rows[i % rows.length], seen);
-      timings.push(`${JSON.stringify(opts)}: ${((performance.now() - t0) / n).toFixed(2)} ms/token`);
     }
-    console.log(`sampler over ${V} ids:\n  ${timings.join("\n  ")}`);
   });
 });

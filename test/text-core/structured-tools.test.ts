@@ -8,12 +8,12 @@ import { Ajv2020 } from "ajv/dist/2020.js";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ToolDefinition } from "../../text-core/chat.ts";
-import { LfmError, type LfmErrorCode } from "../../text-core/errors.ts";
 import { TextModel } from "../../text-core/model.ts";
 import { Rng } from "../../text-core/sampler.ts";
 import { compileStructuredOutput } from "../../text-core/structured/response-format.ts";
 import { TOOL_CALL_END, TOOL_CALL_START, parseToolCalls } from "../../text-core/tool-calls.ts";
 import { FIXTURES, TEST_CACHE } from "../helpers/reference.ts";
+import { expectCode } from "../helpers/errors.ts";
 
 const MODEL_DIR = join(FIXTURES, "text/tiny-lfm2");
 const SEEDS = 20;
@@ -96,18 +96,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await model?.release();
 });
-
-async function expectLfmError(run: () => unknown, code: LfmErrorCode, message?: RegExp): Promise<void> {
-  let error: unknown;
-  try {
-    await run();
-  } catch (e) {
-    error = e;
-  }
-  expect(error, `expected an LfmError ${code}`).toBeInstanceOf(LfmError);
-  expect((error as LfmError).code, (error as Error).message).toBe(code);
-  if (message) expect((error as LfmError).message).toMatch(message);
-}
 
 describe("constrained tool calls", () => {
   const ajv = new Ajv2020({ strict: true, allErrors: true });
@@ -228,25 +216,25 @@ describe("constrained tool calls", () => {
 
   it("bad tool input is refused before any token", async () => {
     const tools = TOOL_SETS[0].tools as ToolDefinition[];
-    await expectLfmError(() => model.complete(prompt, { tools, toolChoice: { name: "nope" } }), "INVALID_ARGUMENT", /"nope"/);
-    await expectLfmError(() => model.complete(prompt, { toolChoice: "required" }), "INVALID_ARGUMENT");
-    await expectLfmError(
+    await expectCode(() => model.complete(prompt, { tools, toolChoice: { name: "nope" } }), "INVALID_ARGUMENT", /"nope"/);
+    await expectCode(() => model.complete(prompt, { toolChoice: "required" }), "INVALID_ARGUMENT");
+    await expectCode(
       () => model.complete(prompt, { tools: [{ name: "f", parameters: { type: "object", properties: { s: { type: "string", format: "date" } } } }], toolChoice: "required" }),
       "SCHEMA_UNSUPPORTED",
       /tools\[0\]\.parameters\/properties\/s\/format/,
     );
-    await expectLfmError(
+    await expectCode(
       () => model.complete(prompt, { tools: [{ name: "f", parameters: { type: "object", properties: { "not-an-identifier": { type: "integer" } } } }], toolChoice: "required" }),
       "SCHEMA_UNSUPPORTED",
       /Python identifiers/,
     );
-    await expectLfmError(() => model.complete(prompt, { tools: [{ name: "bad name", parameters: {} }], toolChoice: "required" }), "SCHEMA_UNSUPPORTED");
-    await expectLfmError(
+    await expectCode(() => model.complete(prompt, { tools: [{ name: "bad name", parameters: {} }], toolChoice: "required" }), "SCHEMA_UNSUPPORTED");
+    await expectCode(
       () => model.complete(prompt, { tools: [{ name: "f", parameters: { type: "object", properties: { a: { type: "integer" } }, minProperties: 1 } }], toolChoice: "required" }),
       "SCHEMA_UNSUPPORTED",
       /tools\[0\]\.parameters\/minProperties/,
     );
-    await expectLfmError(() => model.complete(prompt, { tools: [{ name: "f", parameters: { type: "object", properties: {}, required: ["x"] } }], toolChoice: "required" }), "SCHEMA_INVALID", /"x"/);
+    await expectCode(() => model.complete(prompt, { tools: [{ name: "f", parameters: { type: "object", properties: {}, required: ["x"] } }], toolChoice: "required" }), "SCHEMA_INVALID", /"x"/);
   });
 
   it('toolChoice "none" leaves generation unconstrained', async () => {

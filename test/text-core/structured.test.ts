@@ -6,13 +6,13 @@
  */
 import { Ajv2020 } from "ajv/dist/2020.js";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { LfmError, type LfmErrorCode } from "../../text-core/errors.ts";
 import { argmax } from "../../text-core/sampler.ts";
 import { TextModel, type TextGenerateOptions } from "../../text-core/model.ts";
 import { type ResponseFormat, compileStructuredOutput } from "../../text-core/structured/response-format.ts";
 import { integerRangeRule, stringLengthRule } from "../../text-core/structured/json-schema.ts";
 import { loadXGrammar } from "../../text-core/structured/xgrammar.ts";
 import { FIXTURES, TEST_CACHE } from "../helpers/reference.ts";
+import { expectCode } from "../helpers/errors.ts";
 import { join } from "node:path";
 import { SCHEMA_BATTERY } from "./structured-schemas.ts";
 
@@ -28,19 +28,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await model?.release();
 });
-
-async function expectLfmError(run: () => unknown, code: LfmErrorCode, message?: RegExp): Promise<LfmError> {
-  let error: unknown;
-  try {
-    await run();
-  } catch (e) {
-    error = e;
-  }
-  expect(error, `expected an LfmError ${code}`).toBeInstanceOf(LfmError);
-  expect((error as LfmError).code, (error as Error).message).toBe(code);
-  if (message) expect((error as LfmError).message).toMatch(message);
-  return error as LfmError;
-}
 
 /** The text with every JSON string literal removed (to look at what lies between the tokens). */
 const outsideStrings = (json: string) => json.replace(/"(?:[^"\\]|\\.)*"/g, '""');
@@ -135,7 +122,7 @@ describe("greedy constrained decoding", () => {
     expect(outsideStrings(compact.text)).not.toMatch(/\s/);
     expect(indented.text).toMatch(/^\{\n {2}"site": \{\n {4}"id": /);
     expect(JSON.parse(indented.text)).toBeTypeOf("object");
-    await expectLfmError(() => model.complete(prompt, { responseFormat: { type: "json_object", indent: 40 } }), "INVALID_ARGUMENT");
+    await expectCode(() => model.complete(prompt, { responseFormat: { type: "json_object", indent: 40 } }), "INVALID_ARGUMENT");
   });
 });
 
@@ -192,7 +179,7 @@ describe("finish reasons, stop tokens, streaming and cancellation", () => {
   it("cancellation: an aborted signal stops constrained generation with ABORTED", async () => {
     const controller = new AbortController();
     let seen = 0;
-    await expectLfmError(async () => {
+    await expectCode(async () => {
       for await (const _ of model.stream(prompt, { responseFormat: { type: "json_schema", schema }, signal: controller.signal, maxTokens: 96 })) {
         if (++seen === 2) controller.abort();
       }
@@ -296,7 +283,7 @@ describe("bad input fails before any token", () => {
   it.each(unsupported)("SCHEMA_UNSUPPORTED: %s", async (_name, schema, message) => {
     const spy = vi.spyOn(model.runtime, "forward");
     try {
-      await expectLfmError(() => model.complete(prompt, { responseFormat: { type: "json_schema", schema }, maxTokens: 4 }), "SCHEMA_UNSUPPORTED", message);
+      await expectCode(() => model.complete(prompt, { responseFormat: { type: "json_schema", schema }, maxTokens: 4 }), "SCHEMA_UNSUPPORTED", message);
       expect(spy).not.toHaveBeenCalled();
     } finally {
       spy.mockRestore();
@@ -314,21 +301,21 @@ describe("bad input fails before any token", () => {
     ["nested bad schema", { type: "object", properties: { a: { type: "array", items: 7 } } }, /at \/properties\/a\/items/],
   ];
   it.each(invalid)("SCHEMA_INVALID: %s", async (_name, schema, message) => {
-    await expectLfmError(() => model.complete(prompt, { responseFormat: { type: "json_schema", schema }, maxTokens: 4 }), "SCHEMA_INVALID", message);
+    await expectCode(() => model.complete(prompt, { responseFormat: { type: "json_schema", schema }, maxTokens: 4 }), "SCHEMA_INVALID", message);
   });
 
   it("EBNF and regex syntax errors name the position", async () => {
-    await expectLfmError(() => model.complete(prompt, { responseFormat: { type: "grammar", ebnf: 'root ::= "a" | ' } }), "GRAMMAR_INVALID", /line 1, column 16/);
-    await expectLfmError(() => model.complete(prompt, { responseFormat: { type: "grammar", ebnf: "root ::= undefined_rule" } }), "GRAMMAR_INVALID", /line 1, column \d+: Rule "undefined_rule" is not defined/);
-    await expectLfmError(() => model.complete(prompt, { responseFormat: { type: "regex", pattern: "a(b" } }), "REGEX_INVALID", /position 4/);
+    await expectCode(() => model.complete(prompt, { responseFormat: { type: "grammar", ebnf: 'root ::= "a" | ' } }), "GRAMMAR_INVALID", /line 1, column 16/);
+    await expectCode(() => model.complete(prompt, { responseFormat: { type: "grammar", ebnf: "root ::= undefined_rule" } }), "GRAMMAR_INVALID", /line 1, column \d+: Rule "undefined_rule" is not defined/);
+    await expectCode(() => model.complete(prompt, { responseFormat: { type: "regex", pattern: "a(b" } }), "REGEX_INVALID", /position 4/);
     // xgrammar is still usable after reporting an error
     const out = await model.complete(prompt, { responseFormat: { type: "regex", pattern: "ok" }, maxTokens: 8 });
     expect(out.text).toBe("ok");
   });
 
   it("an unknown responseFormat type and responseFormat with toolChoice are INVALID_ARGUMENT", async () => {
-    await expectLfmError(() => model.complete(prompt, { responseFormat: { type: "yaml" } as unknown as ResponseFormat }), "INVALID_ARGUMENT");
-    await expectLfmError(
+    await expectCode(() => model.complete(prompt, { responseFormat: { type: "yaml" } as unknown as ResponseFormat }), "INVALID_ARGUMENT");
+    await expectCode(
       () => model.complete(prompt, { responseFormat: { type: "json_object" }, tools: [{ name: "f", parameters: { type: "object", properties: {} } }], toolChoice: "required" }),
       "INVALID_ARGUMENT",
     );

@@ -1,5 +1,4 @@
 import { describe, expect, test } from "vitest";
-import { isLfmError } from "../../text-core/errors.ts";
 import {
   formatPythonFloat,
   formatToolCalls,
@@ -7,18 +6,14 @@ import {
   ToolCallParseError,
   type ToolCall,
 } from "../../text-core/tool-calls.ts";
+import { expectCode } from "../helpers/errors.ts";
 
 const wrap = (body: string) => `<|tool_call_start|>${body}<|tool_call_end|>`;
 
 function parseError(text: string): ToolCallParseError {
-  try {
-    parseToolCalls(text);
-  } catch (e) {
-    expect(isLfmError(e, "TOOL_CALL_PARSE_FAILED")).toBe(true);
-    expect(e).toBeInstanceOf(ToolCallParseError);
-    return e as ToolCallParseError;
-  }
-  throw new Error(`expected ${JSON.stringify(text)} to fail`);
+  const e = expectCode(() => parseToolCalls(text), "TOOL_CALL_PARSE_FAILED");
+  expect(e).toBeInstanceOf(ToolCallParseError);
+  return e as ToolCallParseError;
 }
 
 describe("parseToolCalls reads LFM2's Pythonic call lists", () => {

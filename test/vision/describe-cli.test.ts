@@ -1,7 +1,8 @@
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Lfm2Tokenizer } from "../../text-core/tokenizer.ts";
 import { runLfm, runLfmJson } from "../helpers/cli.ts";
 import { FIXTURES, readJson } from "../helpers/reference.ts";
 
@@ -16,6 +17,16 @@ const EXACT = ["--temperature", "0", "--precision", "fp32", "--threads", "2", "-
 
 describe("lfm describe", () => {
   const ref = readJson<VisionReference>("vision/reference.json");
+  let tokenizer: Lfm2Tokenizer;
+  beforeAll(async () => {
+    tokenizer = await Lfm2Tokenizer.fromDir(MODEL);
+  });
+  /** The printed text is the printed ids decoded as the library does (special tokens skipped), and not empty. */
+  const expectTextOfIds = (out: { ids: number[]; text: string }) => {
+    const decoded = tokenizer.decode(out.ids, { skipSpecialTokens: true });
+    expect(decoded.length).toBeGreaterThan(0);
+    expect(out.text).toBe(decoded);
+  };
 
   it("--json prints the expanded prompt ids and the greedy ids HF gives", () => {
     const im = ref.images[0];
@@ -24,7 +35,7 @@ describe("lfm describe", () => {
     ]);
     expect(out.prompt_ids).toEqual(im.input_ids);
     expect(out.ids).toEqual(im.greedy_new_ids);
-    expect(typeof out.text).toBe("string");
+    expectTextOfIds(out);
   });
 
   it("a tiled image through --image gives the reference prompt and continuation", () => {
@@ -89,7 +100,7 @@ describe("lfm describe", () => {
     ]);
     expect(out.prompt_ids).toEqual(im.input_ids);
     expect(out.ids).toEqual(im.greedy_new_ids);
-    expect(typeof out.text).toBe("string");
+    expectTextOfIds(out);
   });
 
   it("lfm chat --image on a text-only model is a typed error", () => {

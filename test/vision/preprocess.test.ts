@@ -3,10 +3,10 @@ import { join } from "node:path";
 import { deflateSync } from "node:zlib";
 import sharp from "sharp";
 import { describe, expect, it } from "vitest";
-import { type LfmErrorCode, isLfmError } from "../../text-core/errors.ts";
 import { decodeImage, preprocessImage, preprocessRgb } from "../../vision/preprocess.ts";
 import { imagePlaceholder } from "../../vision/processor.ts";
 import { readImageProcessorConfig } from "../../vision/processor-config.ts";
+import { expectCode } from "../helpers/errors.ts";
 import { FIXTURES, ReferenceTensors, readJson } from "../helpers/reference.ts";
 
 interface ReferenceImage {
@@ -44,15 +44,6 @@ function meanAndStd(values: Float32Array): { mean: number; std: number } {
   let sq = 0;
   for (const v of values) sq += (v - mean) ** 2;
   return { mean, std: Math.sqrt(sq / (values.length - 1)) };
-}
-
-async function errorCode(run: () => Promise<unknown>): Promise<LfmErrorCode | string> {
-  try {
-    await run();
-  } catch (e) {
-    return isLfmError(e) ? e.code : `not an LfmError: ${String(e)}`;
-  }
-  return "no error";
 }
 
 describe("fixture images against HF Lfm2VlImageProcessor", () => {
@@ -184,45 +175,45 @@ describe("bad input", () => {
   const png = readFileSync(join(IMAGES, "doc_1024x768.png"));
 
   it("a file that is not an image → IMAGE_INVALID", async () => {
-    expect(await errorCode(() => decodeImage(new TextEncoder().encode("name,total\nwidget,12\n")))).toBe("IMAGE_INVALID");
-    expect(await errorCode(() => preprocessImage(join(FIXTURES, "vision/tiny-lfm2-vl/config.json"), cfg))).toBe("IMAGE_INVALID");
+    await expectCode(() => decodeImage(new TextEncoder().encode("name,total\nwidget,12\n")), "IMAGE_INVALID");
+    await expectCode(() => preprocessImage(join(FIXTURES, "vision/tiny-lfm2-vl/config.json"), cfg), "IMAGE_INVALID");
   });
 
   it("a truncated JPEG or PNG → IMAGE_INVALID", async () => {
-    expect(await errorCode(() => decodeImage(jpeg.subarray(0, Math.floor(jpeg.length * 0.6))))).toBe("IMAGE_INVALID");
-    expect(await errorCode(() => decodeImage(jpeg.subarray(0, 200)))).toBe("IMAGE_INVALID");
-    expect(await errorCode(() => decodeImage(png.subarray(0, png.length >> 1)))).toBe("IMAGE_INVALID");
+    await expectCode(() => decodeImage(jpeg.subarray(0, Math.floor(jpeg.length * 0.6))), "IMAGE_INVALID");
+    await expectCode(() => decodeImage(jpeg.subarray(0, 200)), "IMAGE_INVALID");
+    await expectCode(() => decodeImage(png.subarray(0, png.length >> 1)), "IMAGE_INVALID");
   });
 
   it("an empty buffer or a zero-sized image → IMAGE_INVALID", async () => {
-    expect(await errorCode(() => decodeImage(new Uint8Array(0)))).toBe("IMAGE_INVALID");
-    expect(await errorCode(() => decodeImage(pngHeaderOnly(0, 10)))).toBe("IMAGE_INVALID");
+    await expectCode(() => decodeImage(new Uint8Array(0)), "IMAGE_INVALID");
+    await expectCode(() => decodeImage(pngHeaderOnly(0, 10)), "IMAGE_INVALID");
   });
 
   it("RGB pixels that do not fill the stated size → INVALID_ARGUMENT", async () => {
-    expect(await errorCode(async () => preprocessRgb({ data: new Uint8Array(10), width: 4, height: 4 }, cfg))).toBe("INVALID_ARGUMENT");
+    await expectCode(async () => preprocessRgb({ data: new Uint8Array(10), width: 4, height: 4 }, cfg), "INVALID_ARGUMENT");
   });
 
   it("too many pixels → IMAGE_TOO_LARGE, from the header alone", async () => {
-    expect(await errorCode(() => preprocessImage(png, cfg, { maxInputPixels: 1024 * 768 - 1 }))).toBe("IMAGE_TOO_LARGE");
+    await expectCode(() => preprocessImage(png, cfg, { maxInputPixels: 1024 * 768 - 1 }), "IMAGE_TOO_LARGE");
     expect((await preprocessImage(png, cfg, { maxInputPixels: 1024 * 768 })).crops).toHaveLength(7);
     // A 100 000 × 100 000 PNG header over a few bytes of data: refused before anything is decoded.
     const before = process.memoryUsage().rss;
-    expect(await errorCode(() => decodeImage(pngHeaderOnly(100_000, 100_000)))).toBe("IMAGE_TOO_LARGE");
+    await expectCode(() => decodeImage(pngHeaderOnly(100_000, 100_000)), "IMAGE_TOO_LARGE");
     expect(process.memoryUsage().rss - before).toBeLessThan(200 * 2 ** 20);
   });
 
   it("an unsupported format (SVG) → IMAGE_UNSUPPORTED_FORMAT", async () => {
     const svg = new TextEncoder().encode('<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect width="8" height="8"/></svg>');
-    expect(await errorCode(() => decodeImage(svg))).toBe("IMAGE_UNSUPPORTED_FORMAT");
+    await expectCode(() => decodeImage(svg), "IMAGE_UNSUPPORTED_FORMAT");
   });
 
   it("a missing file → FILE_NOT_FOUND", async () => {
-    expect(await errorCode(() => preprocessImage(join(IMAGES, "no-such-image.png"), cfg))).toBe("FILE_NOT_FOUND");
+    await expectCode(() => preprocessImage(join(IMAGES, "no-such-image.png"), cfg), "FILE_NOT_FOUND");
   });
 
   it("a bad pixel limit → INVALID_ARGUMENT", async () => {
-    expect(await errorCode(() => decodeImage(jpeg, { maxInputPixels: 0 }))).toBe("INVALID_ARGUMENT");
+    await expectCode(() => decodeImage(jpeg, { maxInputPixels: 0 }), "INVALID_ARGUMENT");
   });
 });
 

@@ -3,12 +3,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ChatTemplate, type ChatMessage } from "../../text-core/chat.ts";
-import { isLfmError } from "../../text-core/errors.ts";
 import { Lfm2Tokenizer } from "../../text-core/tokenizer.ts";
 import { type ProcessedImage, preprocessImage } from "../../vision/preprocess.ts";
 import { expandImagePlaceholders, renderVisionChat } from "../../vision/processor.ts";
 import { parseImageProcessorConfig, readImageProcessorConfig } from "../../vision/processor-config.ts";
 import { FIXTURES, readJson } from "../helpers/reference.ts";
+import { expectCode } from "../helpers/errors.ts";
 
 interface Reference {
   images: { file: string; input_ids: number[] }[];
@@ -18,15 +18,6 @@ interface Reference {
 const MODEL = join(FIXTURES, "vision/tiny-lfm2-vl");
 const reference = readJson<Reference>("vision/reference.json");
 const PROMPT = "Describe the document.";
-
-function thrownCode(run: () => unknown): string | undefined {
-  try {
-    run();
-  } catch (e) {
-    return isLfmError(e) ? e.code : String(e);
-  }
-  return undefined;
-}
 
 describe("prompt ids with images expanded (chat template + tokenizer)", () => {
   let tokenizer: Lfm2Tokenizer;
@@ -83,12 +74,12 @@ describe("prompt ids with images expanded (chat template + tokenizer)", () => {
   it("a placeholder count that does not match the images → IMAGE_COUNT_MISMATCH", async () => {
     const one: ChatMessage[] = [{ role: "user", content: [{ type: "image" }, { type: "text", text: PROMPT }] }];
     const tiny = await image("tiny_64x48.png");
-    expect(thrownCode(() => renderVisionChat(tokenizer, one, []))).toBe("IMAGE_COUNT_MISMATCH");
-    expect(thrownCode(() => renderVisionChat(tokenizer, one, [tiny, tiny]))).toBe("IMAGE_COUNT_MISMATCH");
+    expectCode(() => renderVisionChat(tokenizer, one, []), "IMAGE_COUNT_MISMATCH");
+    expectCode(() => renderVisionChat(tokenizer, one, [tiny, tiny]), "IMAGE_COUNT_MISMATCH");
     // "<image>" typed into the text is a placeholder too, as in HF's processor.
     const typed: ChatMessage[] = [{ role: "user", content: [{ type: "image" }, { type: "text", text: "what is <image>?" }] }];
-    expect(thrownCode(() => renderVisionChat(tokenizer, typed, [tiny]))).toBe("IMAGE_COUNT_MISMATCH");
-    expect(thrownCode(() => expandImagePlaceholders("<image><image>", ["x"]))).toBe("IMAGE_COUNT_MISMATCH");
+    expectCode(() => renderVisionChat(tokenizer, typed, [tiny]), "IMAGE_COUNT_MISMATCH");
+    expectCode(() => expandImagePlaceholders("<image><image>", ["x"]), "IMAGE_COUNT_MISMATCH");
     expect(expandImagePlaceholders("a<image>b<image>c", ["1", "2"])).toBe("a1b2c");
   });
 });
@@ -132,7 +123,7 @@ describe("processor config", () => {
 
   it("a folder without processor settings → FILE_NOT_FOUND", () => {
     const dir = mkdtempSync(join(tmpdir(), "lfm2-vl-empty-"));
-    expect(thrownCode(() => readImageProcessorConfig(dir))).toBe("FILE_NOT_FOUND");
+    expectCode(() => readImageProcessorConfig(dir), "FILE_NOT_FOUND");
   });
 
   it.each([
@@ -143,13 +134,6 @@ describe("processor config", () => {
     [{ use_thumbnail: "yes" }, "use_thumbnail"],
     [{ image_processor_type: "Qwen2VLImageProcessor" }, "image_processor_type"],
   ])("invalid %j → CONFIG_INVALID naming %s", (overrides, key) => {
-    let error: unknown;
-    try {
-      parseImageProcessorConfig({ image_processor_type: "Lfm2VlImageProcessor", ...overrides });
-    } catch (e) {
-      error = e;
-    }
-    expect(isLfmError(error, "CONFIG_INVALID")).toBe(true);
-    expect((error as Error).message).toContain(`"${key}"`);
+    expectCode(() => parseImageProcessorConfig({ image_processor_type: "Lfm2VlImageProcessor", ...overrides }), "CONFIG_INVALID", `"${key}"`);
   });
 });

@@ -1,11 +1,11 @@
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { isLfmError } from "../../text-core/errors.ts";
 import { Lfm2Tokenizer } from "../../text-core/tokenizer.ts";
 import { encodeVisionText, imagePlaceholder } from "../../vision/processor.ts";
 import { type ImageProcessorConfig, parseImageProcessorConfig } from "../../vision/processor-config.ts";
 import { imageGeometry, isTooLarge, roundHalfEven, smartResize, tileGrid } from "../../vision/tiling.ts";
 import { FIXTURES, readJson } from "../helpers/reference.ts";
+import { expectCode } from "../helpers/errors.ts";
 
 interface GeometryCase {
   variant: string;
@@ -164,13 +164,7 @@ describe("rules, including sizes the fixtures do not have", () => {
       [1.5, 10],
       [NaN, 10],
     ]) {
-      let error: unknown;
-      try {
-        imageGeometry(w, h, DEFAULT);
-      } catch (e) {
-        error = e;
-      }
-      expect(isLfmError(error, "INVALID_ARGUMENT"), `${w}×${h}`).toBe(true);
+      expectCode(() => imageGeometry(w, h, DEFAULT), "INVALID_ARGUMENT");
     }
   });
 });
