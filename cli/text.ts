@@ -2,12 +2,12 @@
 import { createInterface } from "node:readline/promises";
 import type { ChatMessage, ToolDefinition } from "../text-core/chat.ts";
 import { readConfigJson } from "../text-core/config.ts";
-import { LfmError } from "../text-core/errors.ts";
+import { LfmError, isLfmError } from "../text-core/errors.ts";
 import type { FinishReason } from "../text-core/generate.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
 import { TextModel, type TextGenerateOptions } from "../text-core/model.ts";
 import { Lfm2Tokenizer } from "../text-core/tokenizer.ts";
-import { parseToolCalls } from "../text-core/tool-calls.ts";
+import { type ToolCall, parseToolCalls } from "../text-core/tool-calls.ts";
 import { isLfm2VlConfig } from "../vision/vl-config.ts";
 import { modelOrBundled } from "./bundled.ts";
 import {
@@ -49,7 +49,7 @@ async function runCompletion(
   if (json) {
     const out = await model.complete(promptIds, opts);
     const result: Record<string, unknown> = { prompt_ids: out.promptIds, ids: out.ids, text: out.text };
-    if (withToolCalls) result.tool_calls = parseToolCalls(model.tokenizer.decode(out.ids)).toolCalls;
+    if (withToolCalls) result.tool_calls = toolCallsOf(model, out.ids, out.finishReason);
     result.finish_reason = out.finishReason;
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return { text: out.text, finishReason: out.finishReason };
@@ -65,6 +65,19 @@ async function runCompletion(
     }
     text += step.value.text;
     process.stdout.write(step.value.text);
+  }
+}
+
+/**
+ * The reply's tool calls. A call list cut off by --max-tokens cannot parse: then null (the JSON is
+ * still printed, and the caller reports OUTPUT_INCOMPLETE or the finish reason says "length").
+ */
+function toolCallsOf(model: TextModel, ids: number[], finishReason: FinishReason): ToolCall[] | null {
+  try {
+    return parseToolCalls(model.tokenizer.decode(ids)).toolCalls;
+  } catch (e) {
+    if (finishReason === "length" && isLfmError(e, "TOOL_CALL_PARSE_FAILED")) return null;
+    throw e;
   }
 }
 
