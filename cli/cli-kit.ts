@@ -4,11 +4,14 @@
  */
 import { readFileSync } from "node:fs";
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import type { ToolDefinition } from "../text-core/chat.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { threadCount } from "../text-core/runtime.ts";
-import type { GenerateOptions } from "../text-core/generate.ts";
+import type { FinishReason, GenerateOptions } from "../text-core/generate.ts";
 import { type Precision, isPrecision } from "../text-core/graph/precision.ts";
 import type { GenerationDefaults } from "../text-core/generation-config.ts";
+import type { ResponseFormat, ToolChoice } from "../text-core/structured/response-format.ts";
+import { toolSignature } from "../text-core/structured/tool-grammar.ts";
 
 /** A command reachable as `lfm <name>`: `run` returns the exit status (errors are thrown as LfmError). */
 export interface CliCommand {
@@ -40,6 +43,25 @@ export const SAMPLING = {
   seed: { type: "string" },
   stop: { type: "string" },
 } as const satisfies ParseArgsConfig["options"];
+
+/** The structured-output flags of generate, chat and describe (at most one of them). */
+export const STRUCTURED = {
+  "json-schema": { type: "string" },
+  "json-object": { type: "boolean" },
+  grammar: { type: "string" },
+  regex: { type: "string" },
+} as const satisfies ParseArgsConfig["options"];
+
+/** chat's flag beside --tools. */
+export const TOOL_CHOICE = { "tool-choice": { type: "string" } } as const satisfies ParseArgsConfig["options"];
+
+export const STRUCTURED_HELP = `Structured output (at most one; the reply is constrained token by token):
+  --json-schema FILE.json  JSON valid under the schema in FILE (compact; see docs/structured-output.md)
+  --json-object            Any JSON object
+  --grammar FILE.ebnf      A string of the EBNF grammar in FILE (xgrammar's dialect, a \`root\` rule)
+  --regex R                A full match of the regular expression R
+  If --max-tokens runs out before the output is complete, the output is printed and lfm exits 2
+  with OUTPUT_INCOMPLETE.`;
 
 export type Values = Record<string, string | boolean | undefined>;
 
@@ -122,4 +144,52 @@ export function generationOptions(model: { generationDefaults: GenerationDefault
     stopTokenIds: [...model.stopTokenIds, ...extraStops],
     signal,
   };
+}
+
+/** What the structured-output flags ask of one reply: options for the library, and whether the output is bound to complete. */
+export interface StructuredFlags {
+  responseFormat?: ResponseFormat;
+  toolChoice?: ToolChoice;
+  /** A response format or a forced tool call: output cut by --max-tokens is then an error. */
+  mustComplete: boolean;
+}
+
+/**
+ * `--json-schema`/`--json-object`/`--grammar`/`--regex` and `--tool-choice` → `responseFormat` and
+ * `toolChoice`, checked before any model is loaded. `tools` is what --tools gave (undefined without it).
+ */
+export function structuredFlags(v: Values, tools?: readonly ToolDefinition[]): StructuredFlags {
+  const given = (["json-schema", "json-object", "grammar", "regex"] as const).filter((f) => v[f] !== undefined && v[f] !== false);
+  if (given.length > 1) throw new LfmError("INVALID_ARGUMENT", `give one output format, not ${given.map((f) => `--${f}`).join(" and ")}.`);
+  let responseFormat: ResponseFormat | undefined;
+  if (typeof v["json-schema"] === "string") responseFormat = { type: "json_schema", schema: readJsonFile(v["json-schema"], "--json-schema") };
+  else if (v["json-object"] === true) responseFormat = { type: "json_object" };
+  else if (typeof v.grammar === "string") responseFormat = { type: "grammar", ebnf: readTextFile(v.grammar, "--grammar") };
+  else if (typeof v.regex === "string") responseFormat = { type: "regex", pattern: v.regex };
+
+  const choice = v["tool-choice"];
+  if (typeof choice !== "string") return { responseFormat, mustComplete: responseFormat !== undefined };
+  if (tools === undefined) throw new LfmError("INVALID_ARGUMENT", "--tool-choice needs --tools FILE.json.");
+  if (responseFormat) throw new LfmError("INVALID_ARGUMENT", `--tool-choice and --${given[0]} cannot both constrain one reply; pick one.`);
+  if (choice === "required" || choice === "auto") return { toolChoice: choice, mustComplete: choice === "required" };
+  const names = tools.map((t, i) => toolSignature(t, i).name);
+  if (!names.includes(choice)) {
+    throw new LfmError("INVALID_ARGUMENT", `--tool-choice must be required, auto or one of the tools' names (${names.join(", ")}); got "${choice}".`);
+  }
+  return { toolChoice: { name: choice }, mustComplete: true };
+}
+
+/** After the output is printed: a constrained reply cut short by --max-tokens is an error (exit 2). */
+export function checkComplete(structured: StructuredFlags, finishReason: FinishReason): void {
+  if (structured.mustComplete && finishReason === "length") {
+    throw new LfmError("OUTPUT_INCOMPLETE", "the output hit --max-tokens before the grammar was complete; raise --max-tokens.");
+  }
+}
+
+function readTextFile(path: string, what: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    throw new LfmError("FILE_NOT_FOUND", `cannot read ${what} file ${path}.`);
+  }
 }

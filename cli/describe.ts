@@ -1,15 +1,30 @@
 /**
  * `lfm describe`: images (+ a question) → text through an LFM2-VL checkpoint. Also takes a whole
  * conversation (`--messages FILE.json` whose content parts may be `{"type": "image", "image":
- * "path"}`). With --json it prints `{"prompt_ids", "ids", "text"}` — `prompt_ids` with the image
- * placeholders expanded — a scriptable contract kept stable.
+ * "path"}`). With --json it prints `{"prompt_ids", "ids", "text", "finish_reason"}` — `prompt_ids`
+ * with the image placeholders expanded — a scriptable contract kept stable.
  */
 import { accessSync, constants } from "node:fs";
 import type { ParseArgsConfig } from "node:util";
 import { LfmError } from "../text-core/errors.ts";
 import { VlModel, type VlChatMessage, type VlContentPart, DEFAULT_DESCRIBE_PROMPT } from "../vision/vl-model.ts";
 import { modelOrBundled } from "./bundled.ts";
-import { COMMON, SAMPLING, type CliCommand, type Values, generationOptions, loadFlags, num, parse, precisionOf, readJsonFile } from "./cli-kit.ts";
+import {
+  COMMON,
+  SAMPLING,
+  STRUCTURED,
+  STRUCTURED_HELP,
+  type CliCommand,
+  type Values,
+  checkComplete,
+  generationOptions,
+  loadFlags,
+  num,
+  parse,
+  precisionOf,
+  readJsonFile,
+  structuredFlags,
+} from "./cli-kit.ts";
 
 
 const HELP = `lfm describe --model DIR IMAGE... [--prompt TEXT] [--json] [options]
@@ -23,7 +38,8 @@ const HELP = `lfm describe --model DIR IMAGE... [--prompt TEXT] [--json] [option
                          "image": "scan.jpg"}, {"type": "text", "text": "Total?"}]}, ...]; image paths
                          are relative to the current folder. IMAGEs given as well go before the text
                          of the last user turn.
-  --json                 Print {"prompt_ids", "ids", "text"} (prompt_ids with the image placeholders expanded).
+  --json                 Print {"prompt_ids", "ids", "text", "finish_reason"} (prompt_ids with the image
+                         placeholders expanded; finish_reason "stop" or "length" = --max-tokens ran out).
   --max-input-pixels N   Refuse larger images (default 100000000), checked before decoding.
   --precision P          q4 (default) | q8 | fp32 (reference parity) for the language core; the vision
                          tower follows it at fp32 and is q8 otherwise (fastest for image tiles).
@@ -31,6 +47,7 @@ const HELP = `lfm describe --model DIR IMAGE... [--prompt TEXT] [--json] [option
   Sampling (defaults from the checkpoint's generation_config.json, else greedy):
   --max-tokens N (default 256)  --temperature T  --top-k K  --top-p P  --min-p P  --repetition-penalty R  --seed S
   --stop ID[,ID...]
+${STRUCTURED_HELP}
   Also: --threads N, --cache-dir DIR, --no-cache.`;
 
 /** `--messages` content, checked: strings, or lists of text and image parts. */
@@ -102,6 +119,7 @@ export async function runVlChat(v: Values, positionals: string[], signal: AbortS
     v.prompt = v.message;
   }
   const messages = conversation(v, images);
+  const structured = structuredFlags(v);
   // A missing image fails fast, before any model is built.
   for (const m of messages) {
     if (typeof m.content === "string") continue;
@@ -115,16 +133,25 @@ export async function runVlChat(v: Values, positionals: string[], signal: AbortS
     image: maxInputPixels === undefined ? {} : { maxInputPixels },
   });
   try {
-    const opts = generationOptions(model, v, signal);
+    const opts = { ...generationOptions(model, v, signal), responseFormat: structured.responseFormat };
     const prompt = await model.prepareChat(messages);
     if (v.json) {
       const out = await model.complete(prompt, opts);
-      process.stdout.write(`${JSON.stringify({ prompt_ids: out.promptIds, ids: out.ids, text: out.text })}\n`);
+      process.stdout.write(`${JSON.stringify({ prompt_ids: out.promptIds, ids: out.ids, text: out.text, finish_reason: out.finishReason })}\n`);
+      checkComplete(structured, out.finishReason);
       return 0;
     }
-    for await (const t of model.stream(prompt, opts)) process.stdout.write(t.text);
-    process.stdout.write("\n");
-    return 0;
+    // Stepped by hand: the generator's return value is the finish reason, which for-await drops.
+    const tokens = model.stream(prompt, opts);
+    for (;;) {
+      const step = await tokens.next();
+      if (step.done) {
+        process.stdout.write("\n");
+        checkComplete(structured, step.value);
+        return 0;
+      }
+      process.stdout.write(step.value.text);
+    }
   } finally {
     await model.release();
   }
@@ -135,7 +162,7 @@ export const describeCommand: CliCommand = {
   summary: "Describe images or answer questions about them (LFM2-VL).",
   help: HELP,
   async run(args: string[], signal: AbortSignal): Promise<number> {
-    const { values, positionals } = parse(args, { ...COMMON, ...SAMPLING, ...VL_CHAT_FLAGS });
+    const { values, positionals } = parse(args, { ...COMMON, ...SAMPLING, ...STRUCTURED, ...VL_CHAT_FLAGS });
     return runVlChat(values, positionals, signal);
   },
 };

@@ -2,15 +2,30 @@
 import { createInterface } from "node:readline/promises";
 import type { ChatMessage, ToolDefinition } from "../text-core/chat.ts";
 import { readConfigJson } from "../text-core/config.ts";
-import { LfmError } from "../text-core/errors.ts";
-import type { GenerateOptions } from "../text-core/generate.ts";
+import { LfmError, isLfmError } from "../text-core/errors.ts";
+import type { FinishReason } from "../text-core/generate.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
-import { TextModel } from "../text-core/model.ts";
+import { TextModel, type TextGenerateOptions } from "../text-core/model.ts";
 import { Lfm2Tokenizer } from "../text-core/tokenizer.ts";
-import { parseToolCalls } from "../text-core/tool-calls.ts";
+import { type ToolCall, parseToolCalls } from "../text-core/tool-calls.ts";
 import { isLfm2VlConfig } from "../vision/vl-config.ts";
 import { modelOrBundled } from "./bundled.ts";
-import { COMMON, type CliCommand, SAMPLING, type Values, generationOptions, idList, loadFlags, parse, readJsonFile } from "./cli-kit.ts";
+import {
+  COMMON,
+  type CliCommand,
+  SAMPLING,
+  STRUCTURED,
+  STRUCTURED_HELP,
+  TOOL_CHOICE,
+  type Values,
+  checkComplete,
+  generationOptions,
+  idList,
+  loadFlags,
+  parse,
+  readJsonFile,
+  structuredFlags,
+} from "./cli-kit.ts";
 import { VL_CHAT_FLAGS, runVlChat } from "./describe.ts";
 
 const SAMPLING_HELP = `Sampling (defaults come from the checkpoint's generation_config.json, else greedy):
@@ -23,22 +38,47 @@ async function loadTextModel(v: Values): Promise<TextModel> {
   return TextModel.load(modelOrBundled(v, "text"), loadFlags(v));
 }
 
-/** Streams to stdout, or collects and prints the JSON contract. */
-async function runCompletion(model: TextModel, promptIds: number[], opts: GenerateOptions, json: boolean, withToolCalls: boolean): Promise<string> {
+/** Streams to stdout, or collects and prints the JSON contract; returns the reply and why it ended. */
+async function runCompletion(
+  model: TextModel,
+  promptIds: number[],
+  opts: TextGenerateOptions,
+  json: boolean,
+  withToolCalls: boolean,
+): Promise<{ text: string; finishReason: FinishReason }> {
   if (json) {
     const out = await model.complete(promptIds, opts);
     const result: Record<string, unknown> = { prompt_ids: out.promptIds, ids: out.ids, text: out.text };
-    if (withToolCalls) result.tool_calls = parseToolCalls(model.tokenizer.decode(out.ids)).toolCalls;
+    if (withToolCalls) result.tool_calls = toolCallsOf(model, out.ids, out.finishReason);
+    result.finish_reason = out.finishReason;
     process.stdout.write(`${JSON.stringify(result)}\n`);
-    return out.text;
+    return { text: out.text, finishReason: out.finishReason };
   }
   let text = "";
-  for await (const t of model.stream(promptIds, opts)) {
-    text += t.text;
-    process.stdout.write(t.text);
+  // Stepped by hand: the generator's return value is the finish reason, which for-await drops.
+  const tokens = model.stream(promptIds, opts);
+  for (;;) {
+    const step = await tokens.next();
+    if (step.done) {
+      process.stdout.write("\n");
+      return { text, finishReason: step.value };
+    }
+    text += step.value.text;
+    process.stdout.write(step.value.text);
   }
-  process.stdout.write("\n");
-  return text;
+}
+
+/**
+ * The reply's tool calls. A call list cut off by --max-tokens cannot parse: then null (the JSON is
+ * still printed, and the caller reports OUTPUT_INCOMPLETE or the finish reason says "length").
+ */
+function toolCallsOf(model: TextModel, ids: number[], finishReason: FinishReason): ToolCall[] | null {
+  try {
+    return parseToolCalls(model.tokenizer.decode(ids)).toolCalls;
+  } catch (e) {
+    if (finishReason === "length" && isLfmError(e, "TOOL_CALL_PARSE_FAILED")) return null;
+    throw e;
+  }
 }
 
 export const tokenizeCommand: CliCommand = {
@@ -71,20 +111,25 @@ export const generateCommand: CliCommand = {
   name: "generate",
   summary: "Continue a plain prompt (text or token ids).",
   help: `lfm generate --model DIR (--prompt TEXT | --prompt-ids 1,6,594,...) [options]
-  Continues the prompt. Streams text, or with --json prints {"prompt_ids", "ids", "text"}.
-${SAMPLING_HELP}`,
+  Continues the prompt. Streams text, or with --json prints {"prompt_ids", "ids", "text", "finish_reason"}
+  (finish_reason: "stop" = a stop token or a complete format, "length" = --max-tokens ran out).
+${SAMPLING_HELP}
+${STRUCTURED_HELP}`,
   async run(args: string[], signal: AbortSignal): Promise<number> {
-    const { values: v, positionals } = parse(args, { ...COMMON, ...SAMPLING, prompt: { type: "string" }, "prompt-ids": { type: "string" } });
+    const { values: v, positionals } = parse(args, { ...COMMON, ...SAMPLING, ...STRUCTURED, prompt: { type: "string" }, "prompt-ids": { type: "string" } });
     const promptText = (v.prompt as string | undefined) ?? (positionals.length ? positionals.join(" ") : undefined);
     if (promptText === undefined && v["prompt-ids"] === undefined) {
       throw new LfmError("INVALID_ARGUMENT", "give a prompt: --prompt TEXT or --prompt-ids 1,6,594,...");
     }
+    const structured = structuredFlags(v);
     const model = await loadTextModel(v);
     try {
       const promptIds = v["prompt-ids"] !== undefined ? idList(v["prompt-ids"] as string, "prompt-ids") : model.encodePrompt(promptText as string);
       if (promptIds.length === 0) throw new LfmError("EMPTY_PROMPT", "the prompt is empty.");
       if (!v.json) process.stdout.write(model.tokenizer.decode(promptIds, { skipSpecialTokens: true }));
-      await runCompletion(model, promptIds, generationOptions(model, v, signal), Boolean(v.json), false);
+      const opts = { ...generationOptions(model, v, signal), responseFormat: structured.responseFormat };
+      const { finishReason } = await runCompletion(model, promptIds, opts, Boolean(v.json), false);
+      checkComplete(structured, finishReason);
       return 0;
     } finally {
       await model.release();
@@ -113,14 +158,19 @@ export const chatCommand: CliCommand = {
   summary: "Chat with the model: messages from a file, one --message, or interactively on a terminal.",
   help: `lfm chat --model DIR [--messages FILE.json | --message TEXT] [--system TEXT] [--tools FILE.json] [options]
   FILE.json: [{"role": "user", "content": "..."}, ...]; tools: a JSON list of function schemas.
+  --tool-choice C          With --tools: "required" (the reply is one call list in LFM2's call syntax),
+                           "auto" (free text; a call, once started, is constrained) or a tool's NAME
+                           (only calls of that tool). Without it the reply is unconstrained.
   With an LFM2-VL checkpoint: --image FILE (repeatable) puts images before the message text, and
   --messages content may hold {"type": "image", "image": "path"} parts, and --vision-precision P
   sets the vision tower's precision (see lfm describe --help).
   Without --messages/--message on a terminal: an interactive chat (empty line or Ctrl-D ends it).
-  With --json prints {"prompt_ids", "ids", "text", "tool_calls"}.
-${SAMPLING_HELP}`,
+  With --json prints {"prompt_ids", "ids", "text", "tool_calls", "finish_reason"}.
+${SAMPLING_HELP}
+${STRUCTURED_HELP}
+  (--tool-choice required or NAME cut short by --max-tokens is OUTPUT_INCOMPLETE too.)`,
   async run(args: string[], signal: AbortSignal): Promise<number> {
-    const { values: v, positionals } = parse(args, { ...COMMON, ...SAMPLING, ...VL_CHAT_FLAGS, tools: { type: "string" } });
+    const { values: v, positionals } = parse(args, { ...COMMON, ...SAMPLING, ...STRUCTURED, ...TOOL_CHOICE, ...VL_CHAT_FLAGS, tools: { type: "string" } });
     // An LFM2-VL checkpoint chats through the vision pipeline (images before the message text).
     if (typeof v.model === "string" && isLfm2VlConfig(readConfigJson(resolveModelDir(v.model)))) {
       if (v.tools !== undefined) throw new LfmError("INVALID_ARGUMENT", "--tools is not supported with an LFM2-VL checkpoint.");
@@ -134,6 +184,7 @@ ${SAMPLING_HELP}`,
     if (positionals.length > 0) throw new LfmError("INVALID_ARGUMENT", `unexpected argument "${positionals[0]}": give the user text with --message TEXT (quote it).`);
     const tools = typeof v.tools === "string" ? (readJsonFile(v.tools, "tools") as ToolDefinition[]) : undefined;
     if (tools !== undefined && !Array.isArray(tools)) throw new LfmError("INVALID_ARGUMENT", `${v.tools} must hold a JSON list of tool definitions.`);
+    const structured = structuredFlags(v, tools);
     const messages: ChatMessage[] = [];
     if (typeof v.system === "string") messages.push({ role: "system", content: v.system });
     if (typeof v.messages === "string") messages.push(...parseMessages(readJsonFile(v.messages, "messages"), v.messages));
@@ -144,9 +195,12 @@ ${SAMPLING_HELP}`,
     }
     const model = await loadTextModel(v);
     try {
-      const opts = generationOptions(model, v, signal);
-      if (interactive) await interactiveChat(model, messages, tools, opts);
-      else await runCompletion(model, model.chatIds(messages, { tools }), opts, Boolean(v.json), true);
+      const opts: TextGenerateOptions = { ...generationOptions(model, v, signal), responseFormat: structured.responseFormat, tools, toolChoice: structured.toolChoice };
+      if (interactive) await interactiveChat(model, messages, opts, structured.mustComplete);
+      else {
+        const { finishReason } = await runCompletion(model, model.chatIds(messages, { tools }), opts, Boolean(v.json), true);
+        checkComplete(structured, finishReason);
+      }
       return 0;
     } finally {
       await model.release();
@@ -159,7 +213,7 @@ ${SAMPLING_HELP}`,
  * "SIGINT" event), not the process: during a reply it stops the reply and returns to the prompt;
  * at the prompt it leaves, as does Ctrl-D or an empty line.
  */
-async function interactiveChat(model: TextModel, messages: ChatMessage[], tools: ToolDefinition[] | undefined, opts: GenerateOptions): Promise<void> {
+async function interactiveChat(model: TextModel, messages: ChatMessage[], opts: TextGenerateOptions, mustComplete: boolean): Promise<void> {
   const rl = createInterface({ input: process.stdin, output: process.stdout });
   let turn: AbortController | undefined;
   rl.on("SIGINT", () => {
@@ -180,7 +234,11 @@ async function interactiveChat(model: TextModel, messages: ChatMessage[], tools:
       turn = new AbortController();
       let reply = "";
       try {
-        reply = await runCompletion(model, model.chatIds(messages, { tools }), { ...opts, signal: AbortSignal.any([turn.signal, ...(opts.signal ? [opts.signal] : [])]) }, false, false);
+        const signal = AbortSignal.any([turn.signal, ...(opts.signal ? [opts.signal] : [])]);
+        const out = await runCompletion(model, model.chatIds(messages, { tools: opts.tools }), { ...opts, signal }, false, false);
+        reply = out.text;
+        // One cut-short reply does not end the conversation: say so and go on.
+        if (mustComplete && out.finishReason === "length") process.stderr.write("[incomplete: --max-tokens ran out before the format was complete]\n");
       } catch (e) {
         if (!(e instanceof LfmError && e.code === "ABORTED") || opts.signal?.aborted) throw e;
         process.stdout.write("\n[stopped]\n");

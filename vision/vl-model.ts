@@ -12,10 +12,10 @@
 import { join } from "node:path";
 import type { ChatMessage, ContentPart, ToolDefinition } from "../text-core/chat.ts";
 import { LfmError } from "../text-core/errors.ts";
-import type { GenerateOptions } from "../text-core/generate.ts";
+import type { FinishReason } from "../text-core/generate.ts";
 import type { GenerationDefaults } from "../text-core/generation-config.ts";
 import { type Precision, precisionOption, promptEncoderPrecision } from "../text-core/graph/precision.ts";
-import { type LoadOptions, type Completion, TextModel } from "../text-core/model.ts";
+import { type LoadOptions, type Completion, type TextGenerateOptions, TextModel } from "../text-core/model.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
 import type { ForwardRequest, Lfm2Runtime } from "../text-core/runtime.ts";
 import type { Lfm2Tokenizer } from "../text-core/tokenizer.ts";
@@ -56,9 +56,11 @@ export interface VlLoadOptions extends Pick<LoadOptions, "precision" | "threads"
   image?: PreprocessOptions;
 }
 
-export type VlGenerateOptions = Omit<GenerateOptions, "promptOverrides">;
+/** The TextModel's generation options (sampling, limits, `responseFormat`, `tools`/`toolChoice`); the image rows are this class's. */
+export type VlGenerateOptions = Omit<TextGenerateOptions, "promptOverrides">;
 
-export type VlChatOptions = VlGenerateOptions & { tools?: ToolDefinition[] };
+/** `tools` are also rendered into the prompt. */
+export type VlChatOptions = VlGenerateOptions;
 
 /** What `describe` asks when no prompt is given. */
 export const DEFAULT_DESCRIBE_PROMPT = "Describe this image.";
@@ -159,10 +161,10 @@ export class VlModel {
     return this.imageOverrides(prompt.promptIds, await this.encodeImages(prompt.crops));
   }
 
-  /** Streams new tokens with their text (never half a UTF-8 character). */
-  async *stream(prompt: ImagePrompt, opts: VlGenerateOptions = {}): AsyncGenerator<{ id: number; text: string }> {
+  /** Streams new tokens with their text (never half a UTF-8 character); returns why generation ended. */
+  async *stream(prompt: ImagePrompt, opts: VlGenerateOptions = {}): AsyncGenerator<{ id: number; text: string }, FinishReason> {
     const promptOverrides = await this.prefillOverrides(prompt);
-    yield* this.textModel.stream(prompt.promptIds, { ...opts, promptOverrides });
+    return yield* this.textModel.stream(prompt.promptIds, { ...opts, promptOverrides });
   }
 
   async complete(prompt: ImagePrompt, opts: VlGenerateOptions = {}): Promise<Completion> {
@@ -195,9 +197,9 @@ export class VlModel {
   }
 
   /** Streams the reply to a conversation whose messages may hold images. */
-  async *chat(messages: readonly VlChatMessage[], opts: VlChatOptions = {}): AsyncGenerator<{ id: number; text: string }> {
-    const { tools, ...generation } = opts;
-    yield* this.stream(await this.prepareChat(messages, { tools }), generation);
+  async *chat(messages: readonly VlChatMessage[], opts: VlChatOptions = {}): AsyncGenerator<{ id: number; text: string }, FinishReason> {
+    // `tools` go to both: the template renders them, and a `toolChoice` constrains the reply to them.
+    return yield* this.stream(await this.prepareChat(messages, { tools: opts.tools }), opts);
   }
 
   /** One user turn: the images, then the prompt text. */

@@ -1,0 +1,175 @@
+/**
+ * One structured-output benchmark configuration in its own process (see bench/structured.ts).
+ * Prints one JSON line.
+ * Usage: node bin/run-ts.mjs bench/structured-worker.ts DIR PRECISION THREADS RUNS DECODE SEEDS
+ * RUNS = 0: only build the graph into the cache and exit.
+ *
+ * Per run:
+ * - decode tok/s of `DECODE` sampled tokens (temperature 1) without a format and with the free-text
+ *   schema (one unbounded string field, so both runs go the full length), each step one forward call
+ *   (`jumpForward: false`): the difference is the cost of the mask;
+ * - the extraction form × SEEDS seeds, with jump-forward and without: wall time of each whole reply
+ *   (prefill included, a short prompt), forward calls, and the check that both give the same ids
+ *   (sampled at temperature 1, and one greedy reply each way).
+ * Once per process: the tokenizer info + first compile, then each schema's compile time.
+ */
+import { loadLfm2Config } from "../text-core/config.ts";
+import type { Precision } from "../text-core/graph/precision.ts";
+import { TextModel, type TextGenerateOptions } from "../text-core/model.ts";
+import { compileStructuredOutput } from "../text-core/structured/response-format.ts";
+import { benchPromptIds, flushWrites, peakRssMb } from "./prompt.ts";
+
+const [dir, precision, threadsArg, runsArg, decodeArg, seedsArg] = process.argv.slice(2);
+const runs = Number(runsArg);
+const decodeLength = Number(decodeArg);
+const seeds = Number(seedsArg);
+
+/** An inspection form: what field extraction asks of a small model. Decimal ranges are unsupported, so pressure_bar is an unbounded number. */
+const EXTRACTION_SCHEMA = {
+  type: "object",
+  properties: {
+    pump_id: { type: "integer", minimum: 1, maximum: 500 },
+    pressure_bar: { type: "number" },
+    status: { enum: ["ok", "leaking", "offline", "needs_service"] },
+    inspected_by: { type: "string", maxLength: 24 },
+    notes: { type: "string", maxLength: 60 },
+  },
+  required: ["pump_id", "pressure_bar", "status", "inspected_by", "notes"],
+  additionalProperties: false,
+};
+
+/** One free string: the model writes until `maxTokens`, as unconstrained decoding does. */
+const FREE_TEXT_SCHEMA = { type: "object", properties: { notes: { type: "string" } }, required: ["notes"] };
+
+/** Schemas whose compile time is reported (each compiled once, uncached). */
+const COMPILE_SCHEMAS: Record<string, unknown> = {
+  extraction: EXTRACTION_SCHEMA,
+  freeText: FREE_TEXT_SCHEMA,
+  nested: {
+    type: "object",
+    properties: {
+      site: { type: "string", minLength: 1, maxLength: 16 },
+      readings: {
+        type: "array",
+        minItems: 1,
+        maxItems: 8,
+        items: { type: "object", properties: { sensor: { enum: ["p", "t", "flow"] }, value: { type: "number" }, ok: { type: "boolean" } }, required: ["sensor", "value"], additionalProperties: false },
+      },
+      alarm: { anyOf: [{ type: "null" }, { type: "integer", minimum: 0, maximum: 99 }] },
+    },
+    required: ["site", "readings"],
+    additionalProperties: false,
+  },
+  refs: {
+    $defs: { point: { type: "object", properties: { x: { type: "integer", minimum: -100, maximum: 100 }, y: { type: "integer", minimum: -100, maximum: 100 } }, required: ["x", "y"], additionalProperties: false } },
+    type: "object",
+    properties: { from: { $ref: "#/$defs/point" }, to: { $ref: "#/$defs/point" }, label: { type: "string", pattern: "^[A-Za-z0-9 -]{1,20}$" } },
+    required: ["from", "to"],
+    additionalProperties: false,
+  },
+};
+
+const loadStart = performance.now();
+const config = loadLfm2Config(dir);
+const model = await TextModel.load(dir, { precision: precision as Precision, threads: Number(threadsArg), cacheDir: process.env.LFM_CACHE_DIR });
+const loadMs = performance.now() - loadStart;
+if (runs === 0) {
+  await model.release();
+  process.stdout.write(`${JSON.stringify({ loadMs, samples: [], peakRssMb: peakRssMb() })}\n`);
+  process.exit(0);
+}
+flushWrites();
+
+// Compile times first, while every schema is still uncached (the first call also builds the tokenizer info).
+const info: Record<string, number> = {};
+const compile = async (schema: unknown) => {
+  const t0 = performance.now();
+  await compileStructuredOutput(model.tokenizer, config.vocabSize, { responseFormat: { type: "json_schema", schema } });
+  return performance.now() - t0;
+};
+info.firstCompileWithTokenizerInfoMs = await compile({ type: "object", properties: { warm: { type: "boolean" } }, required: ["warm"] });
+for (const [name, schema] of Object.entries(COMPILE_SCHEMAS)) info[`compileMs_${name}`] = await compile(schema);
+
+// Forward calls, counted on this instance: jump-forward's gain is fewer calls.
+let forwardCalls = 0;
+const forward = model.runtime.forward.bind(model.runtime);
+model.runtime.forward = (...args: Parameters<typeof forward>) => {
+  forwardCalls++;
+  return forward(...args);
+};
+
+const decodePrompt = benchPromptIds(64, config.vocabSize);
+/** Decode tok/s from the first new token to the last (prefill excluded), and the count. */
+async function decodeSpeed(opts: TextGenerateOptions): Promise<{ tokPerS: number; tokens: number }> {
+  let first = 0;
+  let last = 0;
+  let n = 0;
+  for await (const _ of model.stream(decodePrompt, { ...opts, temperature: 1, seed: 7, maxTokens: decodeLength, stopTokenIds: [] })) {
+    last = performance.now();
+    if (n++ === 0) first = last;
+  }
+  return { tokPerS: ((n - 1) / (last - first)) * 1000, tokens: n };
+}
+
+const extractionPrompt = benchPromptIds(32, config.vocabSize);
+/** The extraction form over `seeds` seeds: total wall time, forward calls and the ids of each reply. */
+async function extraction(jumpForward: boolean, temperature = 1, count = seeds): Promise<{ ms: number; calls: number; tokens: number; ids: number[][]; incomplete: number }> {
+  const ids: number[][] = [];
+  let ms = 0;
+  let incomplete = 0;
+  const calls0 = forwardCalls;
+  for (let seed = 1; seed <= count; seed++) {
+    const t0 = performance.now();
+    const out = await model.complete(extractionPrompt, { responseFormat: { type: "json_schema", schema: EXTRACTION_SCHEMA }, jumpForward, temperature, seed, maxTokens: 256 });
+    ms += performance.now() - t0;
+    ids.push(out.ids);
+    if (out.finishReason !== "stop") incomplete++;
+  }
+  return { ms, calls: forwardCalls - calls0, tokens: ids.reduce((s, r) => s + r.length, 0), ids, incomplete };
+}
+
+/** Index of the first token where two sets of replies differ (-1: identical). */
+function firstDifference(a: number[][], b: number[][]): number {
+  let first = -1;
+  a.forEach((row, i) => {
+    const at = row.length === b[i].length && row.every((id, j) => id === b[i][j]) ? -1 : Math.max(0, row.findIndex((id, j) => id !== b[i][j]));
+    if (at >= 0 && (first < 0 || at < first)) first = at;
+  });
+  return first;
+}
+
+const samples: Array<Record<string, number>> = [];
+let firstDiff = -1;
+let incomplete = 0;
+for (let r = 0; r < runs + 1; r++) {
+  const plain = await decodeSpeed({});
+  const schema = await decodeSpeed({ responseFormat: { type: "json_schema", schema: FREE_TEXT_SCHEMA }, jumpForward: false });
+  const step = await extraction(false);
+  const jump = await extraction(true);
+  const diff = firstDifference(step.ids, jump.ids);
+  if (diff >= 0 && (firstDiff < 0 || diff < firstDiff)) firstDiff = diff;
+  incomplete += step.incomplete + jump.incomplete;
+  info.extractionTokens = step.tokens;
+  info.extractionForwardCallsStepwise = step.calls;
+  info.extractionForwardCallsJumpForward = jump.calls;
+  info.schemaDecodeTokens = schema.tokens;
+  // The first run warms caches and thread pools and is not counted.
+  if (r > 0) {
+    samples.push({
+      decodeTokPerS: plain.tokPerS,
+      decodeTokPerSSchema: schema.tokPerS,
+      schemaSlowdown: 1 - schema.tokPerS / plain.tokPerS,
+      extractionMsStepwise: step.ms / seeds,
+      extractionMsJumpForward: jump.ms / seeds,
+      jumpForwardSpeedup: step.ms / jump.ms,
+    });
+  }
+}
+info.jumpForwardIdentical = firstDiff < 0 ? 1 : 0;
+info.jumpForwardFirstDifference = firstDiff;
+const greedyStep = await extraction(false, 0, 1);
+const greedyJump = await extraction(true, 0, 1);
+info.jumpForwardIdenticalGreedy = firstDifference(greedyStep.ids, greedyJump.ids) < 0 ? 1 : 0;
+info.extractionIncomplete = incomplete;
+await model.release();
+process.stdout.write(`${JSON.stringify({ loadMs, samples, peakRssMb: peakRssMb(), info })}\n`);
