@@ -44,7 +44,7 @@ describe(`the CLI at attention head size ${HD} (and 4 in the towers)`, () => {
     try {
       expect(model.config.headDim).toBe(HD);
       const lib = await model.complete(model.encodePrompt("The pump"), { maxTokens: 8, temperature: 0 });
-      expect(cli).toEqual({ prompt_ids: lib.promptIds, ids: lib.ids, text: lib.text });
+      expect(cli).toEqual({ prompt_ids: lib.promptIds, ids: lib.ids, text: lib.text, finish_reason: lib.finishReason });
       expect(cli.ids).toHaveLength(8);
     } finally {
       await model.release();
@@ -67,7 +67,7 @@ describe(`the CLI at attention head size ${HD} (and 4 in the towers)`, () => {
       expect([model.config.text.headDim, model.config.vision.headDim]).toEqual([HD, 4]);
       const prompt = await model.prepareChat([{ role: "user", content: [{ type: "image", image }, { type: "text", text: "What is this?" }] }]);
       const lib = await model.complete(prompt, { maxTokens: 6, temperature: 0 });
-      expect(cli).toEqual({ prompt_ids: lib.promptIds, ids: lib.ids, text: lib.text });
+      expect(cli).toEqual({ prompt_ids: lib.promptIds, ids: lib.ids, text: lib.text, finish_reason: lib.finishReason });
       expect(cli.ids).toHaveLength(6);
     } finally {
       await model.release();
