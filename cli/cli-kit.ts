@@ -9,7 +9,6 @@ import { LfmError } from "../text-core/errors.ts";
 import { threadCount } from "../text-core/runtime.ts";
 import type { FinishReason, GenerateOptions } from "../text-core/generate.ts";
 import { type Precision, isPrecision } from "../text-core/graph/precision.ts";
-import type { GenerationDefaults } from "../text-core/generation-config.ts";
 import type { ResponseFormat, ToolChoice } from "../text-core/structured/response-format.ts";
 import { toolSignature } from "../text-core/structured/tool-grammar.ts";
 
@@ -128,18 +127,16 @@ export function loadFlags(v: Values): { precision?: Precision; threads?: number;
   };
 }
 
-/** Sampling flags over the checkpoint's generation_config.json defaults (greedy when absent). */
-export function generationOptions(model: { generationDefaults: GenerationDefaults; stopTokenIds: number[] }, v: Values, signal: AbortSignal): GenerateOptions {
-  const defaults = model.generationDefaults;
+/** The generation flags as options; the model applies its generation_config.json under them (greedy without one). */
+export function generationOptions(model: { stopTokenIds: number[] }, v: Values, signal: AbortSignal): GenerateOptions {
   const extraStops = typeof v.stop === "string" ? idList(v.stop, "stop") : [];
   return {
-    ...defaults,
     maxTokens: num(v, "max-tokens", "int") ?? 256,
-    temperature: num(v, "temperature", "float") ?? defaults.temperature,
-    topK: num(v, "top-k", "int") ?? defaults.topK,
-    topP: num(v, "top-p", "float") ?? defaults.topP,
-    minP: num(v, "min-p", "float") ?? defaults.minP,
-    repetitionPenalty: num(v, "repetition-penalty", "float") ?? defaults.repetitionPenalty,
+    temperature: num(v, "temperature", "float"),
+    topK: num(v, "top-k", "int"),
+    topP: num(v, "top-p", "float"),
+    minP: num(v, "min-p", "float"),
+    repetitionPenalty: num(v, "repetition-penalty", "float"),
     seed: num(v, "seed", "int"),
     stopTokenIds: [...model.stopTokenIds, ...extraStops],
     signal,
