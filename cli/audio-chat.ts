@@ -11,8 +11,7 @@ import { WavStreamWriter } from "../audio/wav-writer.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { AudioChat, CHAT_AUDIO_SAMPLING, DEFAULT_CHAT_STEPS } from "../pipelines/audio-chat.ts";
 import { bundledModel, modelOrBundled } from "./bundled.ts";
-import { COMMON, type CliCommand, loadFlags, num, parse, precisionOf } from "./cli-kit.ts";
-
+import { COMMON, type CliCommand, STRUCTURED, STRUCTURED_HELP, checkComplete, loadFlags, num, parse, precisionOf, structuredFlags } from "./cli-kit.ts";
 
 const HELP = `lfm audio-chat --model DIR --audio FILE [--mode interleaved|sequential] [--out reply.wav] [options]
   Answers a spoken question with an LFM2-Audio checkpoint (liquid-audio folder, e.g.
@@ -28,10 +27,12 @@ const HELP = `lfm audio-chat --model DIR --audio FILE [--mode interleaved|sequen
   --top-k K             --audio-temperature / --audio-top-k are given (audio default ${CHAT_AUDIO_SAMPLING.temperature} / ${CHAT_AUDIO_SAMPLING.topK}).
   --audio-temperature T, --audio-top-k K   Audio code sampling (0 = greedy).
   --seed S              Seed for reproducible sampling.
-  --json                Print {"prompt_ids", "modality_flag", "steps", "text"} (and "out", "seconds" with --out).
+  --json                Print {"prompt_ids", "modality_flag", "steps", "text", "finish_reason"}
+                        (and "out", "seconds" with --out); finish_reason is "stop" or "length".
   --precision P         q4 (default) | q8 | fp32 (reference parity) for the LM and depthformer.
   --max-minutes M       Refuse recordings longer than this (default 180; the encoder takes ~5 min at most).
-  Also: --threads N, --cache-dir DIR, --no-cache.`;
+  Also: --threads N, --cache-dir DIR, --no-cache.
+${STRUCTURED_HELP.replace("the reply is constrained", "the reply's text is constrained")}`;
 
 function sampling(v: Record<string, string | boolean | undefined>, tempKey: string, topKey: string): { temperature?: number; topK?: number } {
   const temperature = num(v, tempKey, "float");
@@ -48,6 +49,7 @@ export const audioChatCommand: CliCommand = {
   async run(args: string[], signal: AbortSignal): Promise<number> {
     const { values: v, positionals } = parse(args, {
       ...COMMON,
+      ...STRUCTURED,
       audio: { type: "string" },
       mode: { type: "string" },
       system: { type: "string" },
@@ -77,6 +79,7 @@ export const audioChatCommand: CliCommand = {
     };
     const seed = num(v, "seed", "int");
     precisionOf(v); // a bad --precision fails before the recording is read
+    const structured = structuredFlags(v);
     const maxMinutes = num(v, "max-minutes", "float");
     if (maxMinutes !== undefined && !(maxMinutes > 0)) throw new LfmError("INVALID_ARGUMENT", `--max-minutes must be positive (got ${maxMinutes}).`);
     const out = v.out as string | undefined;
@@ -105,6 +108,8 @@ export const audioChatCommand: CliCommand = {
     let aborted = false;
     let promptIds: number[] = [];
     let modality: number[] = [];
+    let finishReason: "stop" | "length" | undefined;
+    let textComplete: boolean | undefined;
     try {
       if (chat.mimi && wav && chat.mimi.config.sampleRateHz !== wav.sampleRateHz) {
         throw new LfmError("CONFIG_INVALID", `this Mimi codec runs at ${chat.mimi.config.sampleRateHz} Hz; lfm audio-chat writes 24 kHz WAVs.`);
@@ -114,7 +119,12 @@ export const audioChatCommand: CliCommand = {
       modality = prompt.modality;
       const started = performance.now();
       try {
-        for await (const e of chat.reply(prompt, { mode: mode as SpeechMode, maxSteps, text, audio, seed, signal })) {
+        for await (const e of chat.reply(prompt, { mode: mode as SpeechMode, maxSteps, text, audio, seed, signal, responseFormat: structured.responseFormat })) {
+          if (e.kind === "end") {
+            finishReason = e.finishReason;
+            textComplete = e.textComplete;
+            continue;
+          }
           if (e.kind === "text") {
             if (e.id !== null) steps.push([e.id]);
             reply += e.text;
@@ -155,8 +165,11 @@ export const audioChatCommand: CliCommand = {
     }
     if (v.json) {
       const extra = wav && frames > 0 ? { out, seconds } : {};
-      process.stdout.write(`${JSON.stringify({ prompt_ids: promptIds, modality_flag: modality, steps, text: reply, ...extra })}\n`);
+      process.stdout.write(`${JSON.stringify({ prompt_ids: promptIds, modality_flag: modality, steps, text: reply, finish_reason: finishReason ?? "cancelled", ...extra })}\n`);
     }
-    return aborted ? 130 : 0;
+    if (aborted) return 130;
+    // Steps may run out in the speech after the text was complete: only an unfinished text is an error.
+    checkComplete(structured, textComplete === false ? "length" : "stop");
+    return 0;
   },
 };
