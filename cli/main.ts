@@ -6,6 +6,7 @@
  */
 import { LfmError } from "../text-core/errors.ts";
 import { COMMANDS } from "./commands.ts";
+import { withFlagNames } from "./flags.ts";
 
 const HELP = `lfm — Liquid AI LFM2 models on this CPU, offline.
 
@@ -27,6 +28,7 @@ Examples (the bundled tiny model; real checkpoints: see README):
   lfm tokenize --json "Hello world"
   lfm generate --prompt "The pump" --max-tokens 16
   lfm chat --message "Status of pump 7?" --max-tokens 24
+  cat report.txt | lfm generate --max-tokens 64      (long text: a pipe, or --prompt-file F)
 `;
 
 export async function main(argv: string[]): Promise<number> {
@@ -51,7 +53,8 @@ export async function main(argv: string[]): Promise<number> {
     return await command.run(rest, controller.signal);
   } catch (e) {
     if (e instanceof LfmError) {
-      process.stderr.write(`error [${e.code}]: ${e.message}\n`);
+      // The library's messages name its options (topP, maxInputPixels); a CLI user gives flags.
+      process.stderr.write(`error [${e.code}]: ${withFlagNames(e.message)}\n`);
       return e.code === "ABORTED" ? 130 : 2;
     }
     process.stderr.write(`internal error: ${(e as Error)?.stack ?? String(e)}\nPlease report this with the command you ran.\n`);
