@@ -242,6 +242,12 @@ ${STRUCTURED_HELP}
     // An LFM2-VL checkpoint chats through the vision pipeline (images before the message text).
     if (typeof v.model === "string" && isLfm2VlConfig(readConfigJson(resolveModelDir(v.model)))) {
       if (v.tools !== undefined) throw new LfmError("INVALID_ARGUMENT", "--tools is not supported with an LFM2-VL checkpoint.");
+      const textFlags = ["message", "message-file", "prompt", "prompt-file", "messages"];
+      if (textFlags.every((f) => v[f] === undefined) && !stdinIsTerminal()) {
+        // As with a text checkpoint, piped text is the message (images first, then it).
+        const piped = dropFinalNewline(await readStdinText("the message"));
+        if (piped !== "") v.message = piped;
+      }
       return runVlChat(v, positionals, signal);
     }
     if (v.image !== undefined) {

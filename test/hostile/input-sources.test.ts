@@ -15,6 +15,7 @@ import { FIXTURES } from "../helpers/reference.ts";
 const TINY = join(FIXTURES, "text/tiny-lfm2");
 const COLBERT = join(FIXTURES, "retrieval/tiny-lfm2-colbert");
 const IMAGE = join(FIXTURES, "vision/images/photo_320x240.jpg");
+const VL = join(FIXTURES, "vision/tiny-lfm2-vl");
 const scratch = mkdtempSync(join(tmpdir(), "input-sources-"));
 
 /** 200 KB of text: far past the tiny model's 4096-token context. */
@@ -93,6 +94,14 @@ describe("every source gives the same prompt", () => {
     const conversation = JSON.stringify([{ role: "system", content: "Be brief." }, { role: "user", content: "Status of pump 7?" }]);
     expect(json([...CHAT, "--messages", file("conv.json", conversation)]).prompt_ids).toEqual(want);
     expect(json([...CHAT, "--messages", "-"], conversation).prompt_ids).toEqual(want);
+  });
+
+  it("describe and an LFM2-VL chat: --prompt-file, --message-file and a pipe match --prompt", () => {
+    const vl = ["--model", VL, "--max-tokens", "1", "--temperature", "0"];
+    const want = json(["describe", ...vl, IMAGE, "--prompt", "Which gauge?"]).prompt_ids;
+    expect(json(["describe", ...vl, IMAGE, "--prompt-file", file("q.txt", "Which gauge?\n")]).prompt_ids).toEqual(want);
+    expect(json(["chat", ...vl, "--image", IMAGE, "--message-file", "-"], "Which gauge?\n").prompt_ids).toEqual(want);
+    expect(json(["chat", ...vl, "--image", IMAGE], "Which gauge?").prompt_ids).toEqual(want);
   });
 
   it("encode: --document-file and --query-file - match --document and --query", () => {
