@@ -192,8 +192,7 @@ export const SAMPLING_HELP = `Sampling (defaults come from the checkpoint's gene
   --min-p P                0 to 1
   --repetition-penalty R   Above 0, at most ${RANGES.repetitionPenalty.max} (1 = off)
   --seed S                 Reproducible sampling (0 to ${RANGES.seed.max})
-  --stop ID[,ID...]        Extra stop token ids (the config's EOS and <|im_end|> always stop)
-  Negative numbers are read as values (--seed -1), and refused with the flag's range.`;
+  --stop ID[,ID...]        Extra stop token ids (the config's EOS and <|im_end|> always stop)`;
 
 /** What the structured-output flags ask of one reply: options for the library, and whether the output is bound to complete. */
 export interface StructuredFlags {

@@ -18,11 +18,11 @@ Common options:
   --model DIR          Checkpoint folder (Hugging Face layout, or an HF cache folder models--Org--Name,
                        or Org/Name already in the HF cache). Default: the bundled tiny random model.
   --precision P        q4 (default: 4-bit weights, fastest decoding) | q8 (fastest prompts) | fp32 (matches the reference)
-  --threads N          CPU threads (default: physical cores)
+  --threads N          CPU threads (default: physical cores; 1 to max(16, 4 × logical cores))
   --json               Print one JSON object instead of streaming text.
   --cache-dir DIR      Where built graphs are cached (default: $LFM_CACHE_DIR or ~/.cache/lfm2-edge).
   --no-cache           Build the graph in a temporary folder and do not keep it.
-  -h, --help           Help for a command: lfm <command> --help
+  -h, --help           Help for a command: lfm <command> --help (it states each numeric flag's range)
 
 Examples (the bundled tiny model; real checkpoints: see README):
   lfm tokenize --json "Hello world"
