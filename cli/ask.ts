@@ -45,6 +45,7 @@ const ASK_HELP = `lfm ask --index DIR [--model LM] [options] QUESTION
   --min-score S            Abstain when the best passage scores below S (MaxSim per query vector,
                            −1..1; default ${DEFAULT_MIN_SCORE}, not yet calibrated): the answer then says the
                            corpus does not cover the question, in its language, without running the model
+                           (a negative S needs the = form: --min-score=-1 never abstains)
   --format F               rag (LFM2-1.2B-RAG's format) | plain (other LFM2 instruct models) | auto
                            (default: rag when the checkpoint's name says LFM2-…-RAG)
   --strict-citations       Constrain the answer: every sentence ends with a citation of a given passage

@@ -37,6 +37,8 @@ const CORPUS: Record<string, string> = {
   "ポンプ.txt": "遠心ポンプP-7は起動前に呼び水が必要です。",
   "насос.txt": "Центробежный насос P-7 нужно заполнить перед пуском.",
   "notes.txt": `Maintenance log. ${INJECTION}`,
+  // Amharic: the tiny tokenizer splits this script into bytes, so a cut can fall inside a character.
+  "ፓምፕ.txt": "ፓምፑ ከመጀመሩ በፊት በውሃ መሞላት አለበት። የመሳብ ከፍታውን ይቀንሱ። ፓምፑ ከመጀመሩ በፊት በውሃ መሞላት አለበት።",
 };
 
 let model: TextModel;
@@ -217,6 +219,21 @@ describe("ask", () => {
     expect(small.passages.length + small.droppedPassages).toBe(7);
     expect(small.passages.map((p) => p.id)).toEqual(full.passages.slice(0, small.passages.length).map((p) => p.id));
     expect(small.passages.some((p) => p.truncated) || small.droppedPassages > 0).toBe(true);
+
+    // A passage in a script the tokenizer splits into bytes, cut inside a character: no broken character is shown.
+    const amharic = { source: join(docs, "ፓምፕ.txt") };
+    const whole = await ask("ፓምፑ", { ...base(), filter: amharic, k: 1 });
+    for (let shorter = 2; shorter <= 7; shorter++) {
+      // (each character is several byte tokens: the cut must still end on a whole character)
+      const cut = await ask("ፓምፑ", { ...base(), filter: amharic, k: 1, contextTokens: whole.timings.promptTokens - shorter, maxTokens: 8 });
+      expect(cut.passages).toHaveLength(1);
+      expect(cut.passages[0]).toMatchObject({ id: whole.passages[0].id, truncated: true });
+      expect(cut.passages[0].text).toMatch(/…$/);
+      expect(cut.passages[0].text).not.toContain("\uFFFD");
+      expect(cut.prompt).not.toContain("\uFFFD");
+      expect(whole.passages[0].text.startsWith(cut.passages[0].text.slice(0, -1))).toBe(true);
+      expect(cut.timings.promptTokens).toBeLessThanOrEqual(whole.timings.promptTokens - shorter - 8);
+    }
 
     const long = "Why does the pump cavitate? ".repeat(715).slice(0, 20_000);
     expect(long.length).toBe(20_000);
