@@ -177,6 +177,11 @@ export async function ask(question: string, opts: AskOptions): Promise<AskResult
   const format = opts.format ?? "auto";
   if (format !== "auto" && format !== "rag" && format !== "plain") throw new LfmError("INVALID_ARGUMENT", `format must be "rag", "plain" or "auto" (got ${JSON.stringify(format)}).`);
 
+  const history = opts.history ?? [];
+  if (!Array.isArray(history) || history.some((t) => typeof t?.question !== "string" || typeof t?.answer !== "string")) {
+    throw new LfmError("INVALID_ARGUMENT", "history must be a list of { question: string, answer: string } turns, oldest first.");
+  }
+
   const owned: Array<{ release(): Promise<void> } | { close(): Promise<void> }> = [];
   try {
     const reader = typeof opts.index === "string" ? await IndexReader.open(opts.index) : opts.index;

@@ -283,6 +283,14 @@ describe("ask", () => {
     writeFileSync(join(other, "tokenizer_config.json"), `${JSON.stringify(JSON.parse(readFileSync(join(COLBERT, "tokenizer_config.json"), "utf8")), null, 1)}\n`);
     await expectCode(ask("pump", { ...base(), retriever: other }), "INDEX_MODEL_MISMATCH");
     await expectCode(ask("pump", { ...base(), index: join(root, "nothing") }), "INDEX_NOT_FOUND");
+    // A loaded encoder of another model is refused too.
+    const otherEncoder = await ColbertEncoder.load(other, { cacheDir: TEST_CACHE, precision: "fp32", threads: 2 });
+    try {
+      await expectCode(ask("pump", { ...base(), retriever: otherEncoder }), "INDEX_MODEL_MISMATCH", "not comparable");
+    } finally {
+      await otherEncoder.release();
+    }
+    await expectCode(ask("pump", { ...base(), history: [{ question: "q" } as unknown as { question: string; answer: string }] }), "INVALID_ARGUMENT", "history");
 
     expect(listing(index)).toBe(indexFiles);
   });
