@@ -15,7 +15,7 @@ export { TextModel, type LoadOptions, type Completion, type TextGenerateOptions 
 export type { ResponseFormat, ToolChoice } from "./text-core/structured/response-format.ts";
 export type { ChatMessage, ContentPart, ToolDefinition } from "./text-core/chat.ts";
 export { parseToolCalls, formatToolCalls, type ToolCall } from "./text-core/tool-calls.ts";
-export type { GenerateOptions, FinishReason } from "./text-core/generate.ts";
+export { prefillPrefix, type GenerateOptions, type FinishReason, type PrefilledPrefix } from "./text-core/generate.ts";
 export type { SamplingOptions } from "./text-core/sampler.ts";
 export { readGenerationDefaults, type GenerationDefaults } from "./text-core/generation-config.ts";
 export type { Lfm2Config } from "./text-core/config.ts";
@@ -67,9 +67,25 @@ export { IndexWriter, type NewDocument, type CreateOptions, type WriterOptions, 
 export { IndexReader, type SearchOptions, type SearchHit, type MetadataFilter, type ReaderOptions, type IndexStats } from "./retrieval/index/reader.ts";
 export type { Metadata, MetadataValue, ModelIdentity, StoredDocument } from "./retrieval/index/format.ts";
 export type { VectorStorage } from "./retrieval/index/vector-codec.ts";
-export { modelIdentity } from "./retrieval/index/model-identity.ts";
+export { modelIdentity, chooseIndexModel } from "./retrieval/index/model-identity.ts";
+export { searchText, type QueryEncoder, type TextSearchResult } from "./retrieval/index/search-text.ts";
 export { ingestPaths, removePaths, collectFiles, type TokenEncoder, type IngestOptions, type IngestReport } from "./retrieval/ingest/ingest.ts";
 export { chunkText, type Chunk, type ChunkOptions } from "./retrieval/ingest/chunker.ts";
+// Answers from the index with checked citations (pipelines/ask.ts).
+export {
+  ask,
+  DEFAULT_ASK_K,
+  DEFAULT_MIN_SCORE,
+  MAX_ASK_K,
+  type AskOptions,
+  type AskResult,
+  type AskPassage,
+  type AskTimings,
+  type Citation,
+} from "./pipelines/ask.ts";
+export { detectAskFormat, SYSTEM_TEXT as ASK_SYSTEM_TEXT, type AskFormat, type AskTurn } from "./pipelines/ask-prompt.ts";
+export { CitationFilter, checkCitations, strictCitationGrammar, type CitationCheck } from "./pipelines/citations.ts";
+export { detectLanguage, notCoveredAnswer, type AnswerLanguage } from "./pipelines/question-language.ts";
 
 // LFM2-Audio input side (audio/) and transcription (pipelines/transcribe.ts).
 export { Lfm2AudioModel, AudioEncoder, type AudioModelLoadOptions, type AudioEmbeddings } from "./audio/lfm2-audio-model.ts";

@@ -2,6 +2,7 @@
  * Every `lfm` command, in the order `lfm --help` lists them: one import and one entry each, so
  * each stage's commands stay in their own file.
  */
+import { askCommand } from "./ask.ts";
 import { audioChatCommand } from "./audio-chat.ts";
 import { benchCommand } from "./bench.ts";
 import { cacheCommand } from "./cache.ts";
@@ -25,6 +26,7 @@ export const COMMANDS: CliCommand[] = [
   audioChatCommand,
   indexCommand,
   searchCommand,
+  askCommand,
   cacheCommand,
   profileCommand,
   benchCommand,

@@ -3,13 +3,12 @@
  * files (retrieval/index, retrieval/ingest). Scriptable contract, kept stable:
  *   lfm search … --json  →  {"results": [{"id", "score", "text", "source", "metadata"}]}
  */
-import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { LfmError } from "../text-core/errors.ts";
-import { resolveModelDir } from "../text-core/model-dir.ts";
 import { type IndexStats, IndexReader, type MetadataFilter, readIndexManifest, readIndexStats } from "../retrieval/index/reader.ts";
 import type { Metadata, ModelIdentity } from "../retrieval/index/format.ts";
-import { modelIdentity } from "../retrieval/index/model-identity.ts";
+import { chooseIndexModel } from "../retrieval/index/model-identity.ts";
+import { searchText } from "../retrieval/index/search-text.ts";
 import { IndexWriter } from "../retrieval/index/writer.ts";
 import { estimateTokens } from "../retrieval/ingest/chunker.ts";
 import { type IngestReport, ingestPaths, removePaths } from "../retrieval/ingest/ingest.ts";
@@ -137,8 +136,7 @@ export const searchCommand: CliCommand = {
       const model = chooseModel(v, reader.model);
       const encoder = await loadEncoder(model.path as string, v, precisionOf(v) ?? reader.model?.precision);
       try {
-        const [vectors] = await encoder.encodeQueries([query], { signal });
-        const hits = await reader.search(vectors, { k, filter, exhaustive: Boolean(v.exhaustive) });
+        const { hits } = await searchText(reader, encoder, query, { k, filter, exhaustive: Boolean(v.exhaustive), signal });
         if (v.json) {
           console.log(JSON.stringify({ results: hits.map((h) => ({ id: h.id, score: h.score, text: h.text, source: h.source, metadata: h.metadata })) }));
         } else if (hits.length === 0) {
@@ -254,31 +252,18 @@ function checkIndexFlags(v: Values): void {
   }
 }
 
-function requireIndex(v: Values): string {
+export function requireIndex(v: Values): string {
   if (typeof v.index !== "string" || v.index === "") throw new LfmError("INVALID_ARGUMENT", "--index DIR is required (the index folder).");
   return resolve(v.index);
 }
 
 /** --model, else the model that built the index (if still there), else the bundled one. */
 function chooseModel(v: Values, indexModel: ModelIdentity | null): ModelIdentity {
-  let path: string;
-  if (typeof v.model === "string") path = existsSync(join(v.model, "modules.json")) ? resolve(v.model) : resolveModelDir(v.model);
-  else if (indexModel?.path && existsSync(indexModel.path)) path = indexModel.path;
-  else if (indexModel) {
-    throw new LfmError("MODEL_NOT_FOUND", `the index was built with ${indexModel.name} from ${indexModel.path ?? "an unknown folder"}, which is not there any more; pass --model with that model's folder.`);
-  } else path = modelOrBundled(v, "colbert");
-  const identity = modelIdentity(path);
-  if (indexModel && indexModel.fingerprint !== identity.fingerprint) {
-    throw new LfmError(
-      "INDEX_MODEL_MISMATCH",
-      `the index was built with the model ${indexModel.name} (${indexModel.path ?? "?"}), not with ${identity.name} (${path}): their vectors are not comparable. Use the index's model, or a new index folder for this one.`,
-    );
-  }
-  return identity;
+  return chooseIndexModel(indexModel, typeof v.model === "string" ? v.model : undefined, () => modelOrBundled(v, "colbert"));
 }
 
 /** The encoder at `precision` (undefined: its default), with the other common flags. */
-async function loadEncoder(path: string, v: Values, precision: Precision | undefined): Promise<ColbertEncoder> {
+export async function loadEncoder(path: string, v: Values, precision: Precision | undefined): Promise<ColbertEncoder> {
   const { ColbertEncoder } = await import("../retrieval/colbert.ts");
   return ColbertEncoder.load(path, { ...loadFlags(v), precision });
 }
@@ -294,7 +279,7 @@ async function tokenCounter(encoder: ColbertEncoder): Promise<(text: string) => 
   }
 }
 
-function parseFilter(raw: string[] | undefined): MetadataFilter | undefined {
+export function parseFilter(raw: string[] | undefined): MetadataFilter | undefined {
   if (!raw || raw.length === 0) return undefined;
   const filter: Record<string, string[]> = {};
   for (const [key, value] of raw.map((r) => keyValue(r, "--filter"))) (filter[key] ??= []).push(value);

@@ -31,6 +31,57 @@ export interface GenerateOptions extends SamplingOptions {
    * true; single sequences only). The tokens are those of the step-by-step run.
    */
   jumpForward?: boolean;
+  /**
+   * A prompt prefix already run through the model (`prefillPrefix`): when the prompt starts with
+   * its ids, generation continues from a copy of its state and runs only the rest of the prompt.
+   * The tokens are those of a full prefill (the same computation, split in two calls). Single
+   * sequences only (`generate`, `TextModel.stream`/`complete`); batches always prefill in full.
+   */
+  prefix?: PrefilledPrefix;
+}
+
+/** The decode state after a fixed prompt prefix, reusable by any number of prompts that start with it. */
+export interface PrefilledPrefix {
+  readonly ids: readonly number[];
+  /** The state after `ids`; never advanced (each use runs on a clone). */
+  readonly state: DecodeState;
+  /** Last-position logits after `ids` (for a prompt that is the prefix alone). */
+  readonly logits: Float32Array;
+}
+
+/** Runs `ids` through the model once and keeps the state, for `GenerateOptions.prefix`. */
+export async function prefillPrefix(runtime: Lfm2Runtime, ids: readonly number[]): Promise<PrefilledPrefix> {
+  if (ids.length === 0) throw new LfmError("EMPTY_PROMPT", "the prefix to prefill is empty.");
+  if (ids.length >= runtime.config.maxPositionEmbeddings) {
+    throw new LfmError("PROMPT_TOO_LONG", `the prefix has ${ids.length} tokens but the model's context is ${runtime.config.maxPositionEmbeddings}.`);
+  }
+  const state = runtime.newState(1, ids.length);
+  const { output } = await runtime.forward(state, { ids: [ids.slice()] });
+  return { ids: ids.slice(), state, logits: output };
+}
+
+/** Whether `promptIds` starts with all of `prefix`. */
+export function startsWithPrefix(promptIds: readonly number[], prefix: readonly number[]): boolean {
+  if (prefix.length > promptIds.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (promptIds[i] !== prefix[i]) return false;
+  return true;
+}
+
+/**
+ * The state and the last logits after `promptIds`: from a clone of `prefix` when the prompt starts
+ * with it (only the rest runs), else a full prefill.
+ */
+async function prefill(runtime: Lfm2Runtime, promptIds: readonly number[], opts: GenerateOptions): Promise<{ state: DecodeState; logits: Float32Array }> {
+  const prefix = opts.prefix;
+  if (prefix && startsWithPrefix(promptIds, prefix.ids)) {
+    if (opts.promptOverrides) throw new LfmError("INVALID_ARGUMENT", "promptOverrides cannot be combined with a prefilled prefix.");
+    const state = prefix.state.clone();
+    const rest = promptIds.slice(prefix.ids.length);
+    if (rest.length === 0) return { state, logits: prefix.logits.slice() };
+    return { state, logits: (await runtime.forward(state, { ids: [rest] })).output };
+  }
+  const state = runtime.newState(1);
+  return { state, logits: (await runtime.forward(state, { ids: [promptIds.slice()], overrides: opts.promptOverrides })).output };
 }
 
 /** Why generation ended: "stop" = a stop token or a complete grammar; "length" = `maxTokens` (or the context) ran out first. */
@@ -70,9 +121,10 @@ export async function* generate(runtime: Lfm2Runtime, promptIds: readonly number
   const matcher = opts.constraint ? await opts.constraint.newMatcher([...stop]) : undefined;
   const jumpForward = matcher !== undefined && (opts.jumpForward ?? true);
   try {
-    const state: DecodeState = runtime.newState(1);
     const seen = [...promptIds];
-    let logits = (await runtime.forward(state, { ids: [promptIds.slice()], overrides: opts.promptOverrides })).output;
+    const prefilled = await prefill(runtime, promptIds, opts);
+    const state = prefilled.state;
+    let logits = prefilled.logits;
     let index = 0;
     for (;;) {
       checkAbort(opts.signal);

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { ChatTemplate, type ChatMessage, type ToolDefinition } from "./chat.ts";
 import { type Lfm2Config, loadLfm2Config } from "./config.ts";
 import { LfmError } from "./errors.ts";
-import { type FinishReason, type GenerateOptions, collectTokens, generate, generateBatchRows } from "./generate.ts";
+import { type FinishReason, type GenerateOptions, type PrefilledPrefix, collectTokens, generate, generateBatchRows, prefillPrefix } from "./generate.ts";
 import { type GenerationDefaults, readGenerationDefaults, withGenerationDefaults } from "./generation-config.ts";
 import { openCachedGraph } from "./graph-cache.ts";
 import { type ResponseFormat, type ToolChoice, compileStructuredOutput } from "./structured/response-format.ts";
@@ -161,6 +161,14 @@ export class TextModel {
     } finally {
       await tokens.return("stop"); // a consumer that stops early still releases the grammar matcher
     }
+  }
+
+  /**
+   * Runs a fixed prompt prefix (system text, instructions) once; pass the result as `prefix` to
+   * any call whose prompt starts with it, and only the rest of that prompt is run.
+   */
+  prefillPrefix(ids: readonly number[]): Promise<PrefilledPrefix> {
+    return prefillPrefix(this.runtime, ids);
   }
 
   async complete(promptIds: number[], opts: TextGenerateOptions = {}): Promise<Completion> {

@@ -154,6 +154,15 @@ export class KvCache {
     this.stride = 0;
   }
 
+  /** An independent copy holding the same rows (only the used part of the buffer is copied). */
+  clone(): KvCache {
+    const copy = new KvCache(this.batch, this.heads, this.headDim, 0, this.strideStep);
+    copy.buffer = this.buffer.slice(0, Math.max(this.batch * this.heads * this.stride * this.headDim, 1));
+    copy.stride = this.stride;
+    copy.length = this.length;
+    return copy;
+  }
+
   /** Appends rows given as [B, S, heads·hd]. */
   append(rows: Float32Array, S: number): void {
     const { batch, heads, headDim: hd } = this;
@@ -242,6 +251,24 @@ export class DecodeState {
 
   get length(): number {
     return this.mask[0].length;
+  }
+
+  /**
+   * An independent copy of this state: the same conv windows, KV rows, mask and positions, so
+   * running tokens through the copy gives exactly what running them through this state would,
+   * and this state stays as it is. What a fixed prompt prefix is computed once for (see
+   * `prefillPrefix` in generate.ts).
+   */
+  clone(): DecodeState {
+    const copy = new DecodeState(this.batch, this.config, this.io, 0, 1);
+    this.mask.forEach((row, b) => copy.mask[b].push(...row));
+    copy.nextPosition.splice(0, this.batch, ...this.nextPosition);
+    // onnxruntime returns a fresh tensor for every conv window, and the runtime replaces (never
+    // writes into) them, but a copy keeps the clone safe from any caller that does.
+    for (const [name, t] of this.convState) copy.convState.set(name, new ort.Tensor("float32", (t.data as Float32Array).slice(), t.dims));
+    for (const [i, cache] of this.keys) copy.keys.set(i, cache.clone());
+    for (const [i, cache] of this.values) copy.values.set(i, cache.clone());
+    return copy;
   }
 }
 

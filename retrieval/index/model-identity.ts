@@ -7,8 +7,9 @@
  */
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, openSync, readSync, readdirSync, statSync } from "node:fs";
-import { basename, join, relative } from "node:path";
+import { basename, join, relative, resolve } from "node:path";
 import { LfmError } from "../../text-core/errors.ts";
+import { resolveModelDir } from "../../text-core/model-dir.ts";
 import type { ModelIdentity } from "./format.ts";
 
 const SAMPLES = 16;
@@ -40,6 +41,29 @@ export function modelIdentity(dir: string): ModelIdentity {
 /** Same vectors? (the fingerprint decides; names and paths may differ between machines). */
 export function sameModel(a: ModelIdentity, b: ModelIdentity): boolean {
   return a.fingerprint === b.fingerprint;
+}
+
+/**
+ * The encoder that queries (or adds to) an index whose vectors `indexModel` made: `requested` (a
+ * PyLate folder, or anything `resolveModelDir` takes), else the index's own model if its folder is
+ * still there, else `fallback()` (a new index). A model other than the index's is refused:
+ * their vectors are not comparable.
+ */
+export function chooseIndexModel(indexModel: ModelIdentity | null, requested: string | undefined, fallback: () => string): ModelIdentity {
+  let path: string;
+  if (requested !== undefined) path = existsSync(join(requested, "modules.json")) ? resolve(requested) : resolveModelDir(requested);
+  else if (indexModel?.path && existsSync(indexModel.path)) path = indexModel.path;
+  else if (indexModel) {
+    throw new LfmError("MODEL_NOT_FOUND", `the index was built with ${indexModel.name} from ${indexModel.path ?? "an unknown folder"}, which is not there any more; pass --model with that model's folder.`);
+  } else path = fallback();
+  const identity = modelIdentity(path);
+  if (indexModel && !sameModel(indexModel, identity)) {
+    throw new LfmError(
+      "INDEX_MODEL_MISMATCH",
+      `the index was built with the model ${indexModel.name} (${indexModel.path ?? "?"}), not with ${identity.name} (${path}): their vectors are not comparable. Use the index's model, or a new index folder for this one.`,
+    );
+  }
+  return identity;
 }
 
 function listFiles(dir: string): string[] {
