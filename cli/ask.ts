@@ -43,6 +43,7 @@ const ASK_HELP = `lfm ask --index DIR [--model LM] [options] QUESTION
   --retriever-precision P  The retriever's precision (default: the one the index's vectors were made at)
   -k N                     Passages to retrieve (default ${DEFAULT_ASK_K}; 1 to ${MAX_ASK_K})
   --filter KEY=VALUE       Only passages with this metadata (as lfm search)
+  --exhaustive             Score every passage exactly in retrieval (slow on big indexes; for checking)
   --min-score S            Abstain when the best passage scores below S (MaxSim per query vector,
                            −1..1; default ${DEFAULT_MIN_SCORE}, not yet calibrated): the answer then says the
                            corpus does not cover the question, in its language, without running the model
@@ -60,7 +61,8 @@ const ASK_HELP = `lfm ask --index DIR [--model LM] [options] QUESTION
                            "droppedTurns", "bestScore", "format", "language"?, "finish_reason", "timings"}
 Sampling (defaults from the checkpoint's generation_config.json, else greedy):
   --max-tokens N (default 256)  --temperature T  --top-k K  --top-p P  --min-p P
-  --repetition-penalty R  --seed S  --stop ID[,ID...]`;
+  --repetition-penalty R  --seed S  --stop ID[,ID...]
+  Also: --precision P, --threads N, --cache-dir DIR, --no-cache (lfm --help).`;
 
 export const askCommand: CliCommand = {
   name: "ask",

@@ -322,7 +322,7 @@ describe("lfm ask", () => {
     expect(r.stdout).toMatch(/\n(Sources:|Passages given \(none cited\):)\n\[1\] /);
     expect(r.stderr).toMatch(/retrieval \d+ ms; prompt \d+ tokens/);
 
-    const abstain = runLfm(["ask", "--index", index, "--model", TEXT_MODEL, "--min-score", "2", "Wie muss die Pumpe entlüftet werden?"]);
+    const abstain = runLfm(["ask", "--index", index, "--model", TEXT_MODEL, "--min-score", "1", "Wie muss die Pumpe entlüftet werden?"]);
     expect(abstain.status).toBe(0);
     expect(abstain.stdout).toBe(`${NOT_COVERED.de}\n`);
     expect(abstain.stderr).toContain("the model was not run");
