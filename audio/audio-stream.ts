@@ -76,9 +76,9 @@ interface WavLayout {
   dataBytes: number;
 }
 
-/** Reads exactly `length` bytes at `position` (fewer only at the end of the file). */
-async function readAt(file: FileHandle, position: number, length: number): Promise<Uint8Array> {
-  const out = new Uint8Array(length);
+/** Reads exactly `length` bytes at `position` (fewer only at the end of the file), into `into` when given. */
+async function readAt(file: FileHandle, position: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+  const out = into && into.length >= length ? into.subarray(0, length) : new Uint8Array(length);
   let done = 0;
   while (done < length) {
     const { bytesRead } = await file.read(out, done, length - done, position + done);
@@ -167,11 +167,16 @@ async function wavLayout(file: FileHandle, fileBytes: number, head: Uint8Array, 
   return { fmt, encoding, bigEndian, dataStart, dataBytes };
 }
 
-/** Reads a file handle's bytes [from, to) in pieces of `pieceBytes`. */
-async function* pieces(file: FileHandle, from: number, to: number, pieceBytes: number, name: string): AsyncGenerator<Uint8Array> {
+/**
+ * Reads a file handle's bytes [from, to) in pieces of `pieceBytes`. `reuse`: each piece is read
+ * into the same buffer (for a consumer done with a piece before it asks for the next), so reading
+ * leaves no garbage behind.
+ */
+async function* pieces(file: FileHandle, from: number, to: number, pieceBytes: number, name: string, reuse = false): AsyncGenerator<Uint8Array> {
+  const buffer = reuse ? new Uint8Array(Math.min(pieceBytes, to - from)) : undefined;
   for (let at = from; at < to; at += pieceBytes) {
     const want = Math.min(pieceBytes, to - at);
-    const piece = await readAt(file, at, want);
+    const piece = await readAt(file, at, want, buffer);
     // The file shrank while it was being read.
     if (piece.length < want) throw truncated(name, to - from, at + piece.length - from);
     yield piece;
@@ -183,7 +188,8 @@ async function* wavBlocks(file: FileHandle, layout: WavLayout, name: string): As
   const { fmt, encoding, bigEndian, dataStart, dataBytes } = layout;
   const pieceBytes = Math.max(1, Math.floor(WAV_PIECE_BYTES / fmt.blockAlign)) * fmt.blockAlign;
   let frames = 0;
-  for await (const piece of pieces(file, dataStart, dataStart + dataBytes, pieceBytes, name)) {
+  // decodeLinear is done with each piece at once: one buffer serves them all.
+  for await (const piece of pieces(file, dataStart, dataStart + dataBytes, pieceBytes, name, true)) {
     const block = decodeLinear(piece, encoding, fmt.numChannels, bigEndian);
     for (let i = 0; i < block.length; i++) {
       if (!Number.isFinite(block[i])) {

@@ -11,6 +11,7 @@ import { readAudioFile } from "../../audio/audio-file.ts";
 import { type AudioStream, collectAudioStream, openAudioStream } from "../../audio/audio-stream.ts";
 import { type AudioChunk, planChunks, streamWindows, transcribeChunked, transcribeChunkedStream } from "../../audio/chunking.ts";
 import { StreamingResampler, resample, resampledLength } from "../../audio/resample.ts";
+import { decodeLinear } from "../../audio/wav.ts";
 import { expectCode } from "../helpers/errors.ts";
 import { FIXTURES } from "../helpers/reference.ts";
 import { wavHeader } from "../helpers/wav-header.ts";
@@ -110,6 +111,37 @@ describe("StreamingResampler", () => {
     const r = new StreamingResampler(48000, 16000);
     r.finish();
     expectCode(() => r.push(new Float32Array(4)), "INVALID_ARGUMENT");
+  });
+});
+
+describe("decodeLinear", () => {
+  it("reads 16/32-bit PCM and float through typed arrays to exactly what the byte-by-byte reader gives (big-endian data), aligned or not", () => {
+    let seed = 5;
+    const random = () => (seed = (seed * 1103515245 + 12345) >>> 0);
+    for (const [encoding, size] of [
+      ["pcm16", 2],
+      ["pcm32", 4],
+      ["float32", 4],
+      ["float64", 8],
+    ] as const) {
+      for (const channels of [1, 2, 3]) {
+        const frames = 3000;
+        const little = new Uint8Array(frames * channels * size + 1);
+        const view = new DataView(little.buffer, 1);
+        for (let i = 0; i < frames * channels; i++) {
+          if (encoding === "float32") view.setFloat32(i * size, (random() / 2 ** 32) * 2 - 1, true);
+          else if (encoding === "float64") view.setFloat64(i * size, (random() / 2 ** 32) * 2 - 1, true);
+          else for (let k = 0; k < size; k++) view.setUint8(i * size + k, random() & 0xff);
+        }
+        const big = new Uint8Array(little.length);
+        for (let i = 0; i < frames * channels; i++) for (let k = 0; k < size; k++) big[1 + i * size + k] = little[1 + i * size + size - 1 - k];
+        const reference = decodeLinear(big.subarray(1), encoding, channels, true);
+        const unaligned = decodeLinear(little.subarray(1), encoding, channels, false);
+        const aligned = decodeLinear(little.slice(1), encoding, channels, false);
+        expect(unaligned, `${encoding} × ${channels}, unaligned`).toEqual(reference);
+        expect(aligned, `${encoding} × ${channels}, aligned`).toEqual(reference);
+      }
+    }
   });
 });
 
