@@ -74,6 +74,13 @@ describe("audio over 2 GiB", () => {
     }
   });
 
+  it("an A-law WAV over 1 GiB (an encoding decoded whole) is WAV_UNSUPPORTED at open, naming the limit", async () => {
+    // 8 channels of 96 kHz A-law: 1.1 GiB is 25 minutes, under the length limit.
+    const path = sparseWav("big-alaw.wav", { format: 6, channels: 8, rate: 96_000, bits: 8, dataBytes: Math.floor(1.1 * GiB / 8) * 8 });
+    await expectCode(openAudioStream(path), "WAV_UNSUPPORTED", "alaw", "up to 1 GiB");
+    await expectCode(readAudioFile(path), "WAV_UNSUPPORTED", "alaw");
+  });
+
   it("lfm transcribe on a 2.2 GiB WAV over the length limit: the typed error before any model is built, no stack trace", () => {
     const path = sparseWav("big-cli.wav", { channels: 2, rate: 48000, bits: 16, dataBytes: Math.floor((2.2 * GiB) / 4) * 4 });
     const r = runLfm(["transcribe", "--model", join(tmp, "no-such-model"), path]);
@@ -163,5 +170,11 @@ describe("lfm speak --out that cannot be written", () => {
       expect(readdirSync(outDir)).toEqual([]);
       expect(readdirSync(dir).filter((f) => f.includes(".partial-"))).toEqual([]);
     }
+    // lfm audio-chat --out shares the writer: a folder fails before its models too
+    const cache = join(dir, "cache-chat");
+    const r = runLfm(["audio-chat", "--model", MODEL, "--mimi", MIMI, "--audio", join(FIXTURES, "audio/clips/speech_en_16k.wav"), "--out", outDir], { env: { LFM_CACHE_DIR: cache } });
+    expect(r.status, r.stderr).toBe(2);
+    expect(errorCode(r.stderr)).toBe("OUTPUT_UNWRITABLE");
+    expect(existsSync(cache)).toBe(false);
   });
 });
