@@ -114,7 +114,7 @@ const storedCrc = (b: Uint8Array, at: number) => (b[at + 22] | (b[at + 23] << 8)
  * and pass its CRC (the codecs do not check it, and a damaged Opus page decodes to noise without
  * complaint). Only an incomplete page is kept between pushes.
  */
-export class OggPageWalker {
+class OggPageWalker {
   private carry = new Uint8Array(0);
   /** Byte offset in the file of `carry[0]`. */
   private carryAt = 0;

@@ -51,7 +51,7 @@ interface WavData {
   samples: Uint8Array;
 }
 
-export const ACCEPTED_FORMATS = "WAV (RIFF/RIFX/RF64), FLAC, MP3, Ogg Opus, Ogg Vorbis";
+const ACCEPTED_FORMATS = "WAV (RIFF/RIFX/RF64), FLAC, MP3, Ogg Opus, Ogg Vorbis";
 const CONVERT_HINT = "Convert it to 16-bit PCM WAV, e.g. `ffmpeg -i INPUT -ar 16000 -ac 1 -c:a pcm_s16le out.wav`.";
 
 /** What a file that is not a WAV is, from its first bytes (for the message). */
@@ -99,7 +99,7 @@ export function isWavContainer(head: Uint8Array): boolean {
   return (id === "RIFF" || id === "RIFX" || id === "RF64") && String.fromCharCode(...head.subarray(8, 12)) === "WAVE";
 }
 
-export function notWav(bytes: Uint8Array, name: string): LfmError {
+function notWav(bytes: Uint8Array, name: string): LfmError {
   const kind = sniffContainer(bytes);
   if (kind) {
     return new LfmError("WAV_UNSUPPORTED", `${name} is ${kind} audio; decodeWav reads only WAV (readAudioFile, decodeAudio and the lfm commands also decode FLAC, MP3 and Ogg Opus/Vorbis). ${CONVERT_HINT}`);
@@ -323,7 +323,7 @@ export function decodeWav(bytes: Uint8Array, name = "the audio", opts: ReadAudio
 }
 
 /** Header bytes read first, so that an over-long file is refused before it is read whole. */
-export const HEADER_PROBE_BYTES = 1 << 20;
+const HEADER_PROBE_BYTES = 1 << 20;
 
 /** The size of a recording file: FILE_NOT_FOUND when it cannot be read, AUDIO_EMPTY when it is empty. */
 export function audioFileSize(path: string): number {

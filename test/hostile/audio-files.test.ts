@@ -13,6 +13,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { readAudioFile } from "../../audio/audio-file.ts";
 import { openAudioStream } from "../../audio/audio-stream.ts";
 import { resampledLength } from "../../audio/resample.ts";
+import { readWavFile } from "../../audio/wav.ts";
 import { runLfm } from "../helpers/cli.ts";
 import { expectCode } from "../helpers/errors.ts";
 import { FIXTURES } from "../helpers/reference.ts";
@@ -51,6 +52,8 @@ describe("audio over 2 GiB", () => {
     expect(clip).toMatchObject({ sampleRateHz: 768_000, channels: 8, encoding: "float64" });
     expect(clip.samples.length).toBe(dataBytes / 64);
     expect(clip.samples.every((s) => s === 0)).toBe(true);
+    // the WAV-only reader, which reads whole, says so in a typed error
+    expectCode(() => readWavFile(path, { maxSeconds: Infinity }), "AUDIO_TOO_LONG", "too big to read whole", "openAudioStream");
   }, 120_000);
 
   it("RF64 past 4 GiB and a RIFF whose data size says 0xFFFFFFFF: the header is read, the length judged, nothing crashes", async () => {
