@@ -231,6 +231,30 @@ describe("openAudioStream", () => {
     await expectCode(collect(await openAudioStream(nan)), "WAV_INVALID", "non-finite", "3.125 s");
   });
 
+  it("truncated or damaged compressed files are AUDIO_INVALID, at open or from the blocks, as readAudioFile finds them", async () => {
+    for (const f of ["speech_en_16k.flac", "speech_fr_44k_stereo.mp3", "speech_de_24k.opus", "speech_de_24k.ogg"]) {
+      const bytes = readFileSync(join(EXTRA, f));
+      for (const keep of [0.3, 0.9]) {
+        const path = join(tmp, `cut-${keep}-${f}`);
+        writeFileSync(path, bytes.subarray(0, Math.floor(bytes.length * keep)));
+        await expectCode(readAudioFile(path), "AUDIO_INVALID");
+        await expectCode(
+          openAudioStream(path).then((stream) => collect(stream)),
+          "AUDIO_INVALID",
+        );
+      }
+      const damaged = new Uint8Array(bytes);
+      for (let i = Math.floor(damaged.length / 3); i < damaged.length; i += 97) damaged[i] ^= 0xff;
+      const path = join(tmp, `damaged-${f}`);
+      writeFileSync(path, damaged);
+      await expectCode(readAudioFile(path), "AUDIO_INVALID");
+      await expectCode(
+        openAudioStream(path).then((stream) => collect(stream)),
+        "AUDIO_INVALID",
+      );
+    }
+  });
+
   it("gives its blocks once, and leaving the loop early closes the file", async () => {
     const stream: AudioStream = await openAudioStream(join(CLIPS, "speech_fr_44k_stereo.wav"));
     for await (const block of stream) {
