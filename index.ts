@@ -101,11 +101,22 @@ export {
 } from "./audio/audio-config.ts";
 export { readAudioFile, decodeAudio } from "./audio/audio-file.ts";
 export { decodeWav, type AudioClip, type ReadAudioOptions } from "./audio/wav.ts";
-export { resample } from "./audio/resample.ts";
+export { resample, StreamingResampler, resampleBlocks } from "./audio/resample.ts";
+export { openAudioStream, collectAudioStream, type AudioStream, type AudioStreamOptions } from "./audio/audio-stream.ts";
 export { MelFrontEnd, melFrameCount, type MelFeatures } from "./audio/mel.ts";
 export { AudioChatPrompt, SYSTEM_PROMPTS, type AssembledPrompt, type ChatRole } from "./audio/prompt.ts";
-export { planChunks, mergeTranscripts, type AudioChunk, type ChunkPlanOptions } from "./audio/chunking.ts";
-export { transcribe, transcribeWindow, type TranscribeOptions, type Transcript, type TranscriptChunk, type TranscribeProgress } from "./pipelines/transcribe.ts";
+export { planChunks, streamWindows, mergeTranscripts, type AudioChunk, type AudioWindow, type ChunkPlanOptions } from "./audio/chunking.ts";
+export {
+  transcribe,
+  transcribeStream,
+  transcribeWindow,
+  type TranscribeOptions,
+  type TranscribeStreamOptions,
+  type Transcript,
+  type TranscriptChunk,
+  type TranscribeProgress,
+  type TranscribeStreamProgress,
+} from "./pipelines/transcribe.ts";
 
 // LFM2-Audio output side (audio/): depthformer audio head, speech generation, Mimi decoder, WAV out.
 export { AudioHead, type AudioHeadLoadOptions } from "./audio/audio-head.ts";

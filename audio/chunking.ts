@@ -40,16 +40,20 @@ export const DEFAULT_CHUNK_SECONDS = 30;
 export const DEFAULT_OVERLAP_SECONDS = 4;
 export const DEFAULT_SEARCH_SECONDS = 5;
 
-/** Index of the quietest `frame`-sample stretch whose centre lies in [from, to), as its centre sample. */
-function quietestPoint(wave: Float32Array, from: number, to: number, frame: number): number {
+/**
+ * Index of the quietest `frame`-sample stretch whose centre lies in [from, to), as its centre
+ * sample. `wave` holds the recording's samples from index `origin` on (a stream's buffer), and
+ * reaches its end or at least `to + frame`.
+ */
+function quietestPoint(wave: Float32Array, from: number, to: number, frame: number, origin = 0): number {
   let best = to;
   let bestEnergy = Infinity;
   const hop = Math.max(1, frame >> 1);
   for (let centre = from; centre < to; centre += hop) {
     const a = Math.max(0, centre - (frame >> 1));
-    const b = Math.min(wave.length, a + frame);
+    const b = Math.min(origin + wave.length, a + frame);
     let energy = 0;
-    for (let i = a; i < b; i++) energy += wave[i] * wave[i];
+    for (let i = a - origin; i < b - origin; i++) energy += wave[i] * wave[i];
     energy /= Math.max(1, b - a);
     // `<=`: among equally quiet stretches take the latest, keeping windows long.
     if (energy <= bestEnergy) {
@@ -60,8 +64,8 @@ function quietestPoint(wave: Float32Array, from: number, to: number, frame: numb
   return best;
 }
 
-/** Splits `wave` (at `sampleRateHz`) into overlapping windows; one window when it is short enough. */
-export function planChunks(wave: Float32Array, sampleRateHz: number, opts: ChunkPlanOptions = {}): AudioChunk[] {
+/** The plan's lengths in samples, the options checked. */
+function planSizes(sampleRateHz: number, opts: ChunkPlanOptions): { chunk: number; overlap: number; search: number; frame: number } {
   const chunkSeconds = opts.chunkSeconds ?? DEFAULT_CHUNK_SECONDS;
   const overlapSeconds = opts.overlapSeconds ?? DEFAULT_OVERLAP_SECONDS;
   const searchSeconds = opts.searchSeconds ?? Math.min(DEFAULT_SEARCH_SECONDS, chunkSeconds / 4);
@@ -78,6 +82,12 @@ export function planChunks(wave: Float32Array, sampleRateHz: number, opts: Chunk
   const overlap = Math.round(overlapSeconds * sampleRateHz);
   const search = Math.round(searchSeconds * sampleRateHz);
   const frame = Math.max(1, Math.round(0.02 * sampleRateHz));
+  return { chunk, overlap, search, frame };
+}
+
+/** Splits `wave` (at `sampleRateHz`) into overlapping windows; one window when it is short enough. */
+export function planChunks(wave: Float32Array, sampleRateHz: number, opts: ChunkPlanOptions = {}): AudioChunk[] {
+  const { chunk, overlap, search, frame } = planSizes(sampleRateHz, opts);
   const chunks: AudioChunk[] = [];
   let start = 0;
   for (;;) {
@@ -226,4 +236,111 @@ export async function transcribeChunked<T extends { text: string }>(
     opts.onChunk?.(i + 1, plan.length, chunk, result.text);
   }
   return { text, chunks };
+}
+
+/** One window of a recording read as a stream. */
+export interface AudioWindow {
+  chunk: AudioChunk;
+  /** The window's samples (its own copy). */
+  samples: Float32Array;
+  /** Whether it is the recording's last window. */
+  last: boolean;
+}
+
+/**
+ * `planChunks` for a recording that arrives in blocks: yields the same windows, each as soon as
+ * its cut is known, holding only the samples from the current window's start to its search's end
+ * (about one window) — never the whole recording.
+ */
+export async function* streamWindows(blocks: AsyncIterable<Float32Array>, sampleRateHz: number, opts: ChunkPlanOptions = {}): AsyncGenerator<AudioWindow> {
+  const { chunk, overlap, search, frame } = planSizes(sampleRateHz, opts);
+  const source = blocks[Symbol.asyncIterator]();
+  let buffer = new Float32Array(chunk + frame + 1);
+  /** Recording index of buffer[0]; buffer[0, held) is valid. */
+  let origin = 0;
+  let held = 0;
+  let ended = false;
+  const fillTo = async (end: number) => {
+    while (!ended && origin + held < end) {
+      const next = await source.next();
+      if (next.done) {
+        ended = true;
+        break;
+      }
+      const block = next.value;
+      if (held + block.length > buffer.length) {
+        const grown = new Float32Array(Math.max(held + block.length, 2 * buffer.length));
+        grown.set(buffer.subarray(0, held));
+        buffer = grown;
+      }
+      buffer.set(block, held);
+      held += block.length;
+    }
+  };
+  const copy = (from: number, to: number) => buffer.slice(from - origin, to - origin);
+  let start = 0;
+  try {
+    for (;;) {
+      const nominalEnd = start + chunk;
+      // Enough to know whether more than a window is left, and to search the cut's stretch.
+      await fillTo(nominalEnd + frame);
+      const total = origin + held;
+      if (ended && total - start <= chunk) {
+        yield { chunk: { start, end: total }, samples: copy(start, total), last: true };
+        return;
+      }
+      const cut = search > 0 ? quietestPoint(buffer.subarray(0, held), nominalEnd - search, nominalEnd, frame, origin) : nominalEnd;
+      yield { chunk: { start, end: cut }, samples: copy(start, cut), last: false };
+      start = cut - overlap;
+      const drop = start - origin;
+      buffer.copyWithin(0, drop, held);
+      held -= drop;
+      origin = start;
+    }
+  } finally {
+    await source.return?.();
+  }
+}
+
+export interface StreamChunkedOptions extends ChunkPlanOptions {
+  signal?: AbortSignal;
+  /** Called after each window with its result (1-based index; `last` on the recording's last one). */
+  onChunk?: (index: number, chunk: AudioChunk, text: string, last: boolean) => void;
+}
+
+/**
+ * `transcribeChunked` for a recording read as a stream (see `streamWindows`): the same windows, the
+ * same joins, and memory that does not grow with the recording's length. Returns also the length
+ * read, in samples.
+ */
+export async function transcribeChunkedStream<T extends { text: string }>(
+  blocks: AsyncIterable<Float32Array>,
+  sampleRateHz: number,
+  run: (samples: Float32Array, chunk: AudioChunk) => Promise<T>,
+  opts: StreamChunkedOptions = {},
+): Promise<ChunkedTranscript<T> & { samples: number }> {
+  const chunks: ChunkedTranscript<T>["chunks"] = [];
+  let text = "";
+  let samples = 0;
+  for await (const window of streamWindows(blocks, sampleRateHz, opts)) {
+    if (opts.signal?.aborted) throw new LfmError("ABORTED", "transcription was cancelled.");
+    const { chunk } = window;
+    const result = await run(window.samples, chunk);
+    if (chunks.length === 0) {
+      text = result.text.trim();
+      chunks.push({ chunk, result });
+    } else {
+      // A second window means more than one: the overlap applies, as in `transcribeChunked`.
+      const merged = mergeTranscripts(text, result.text, {
+        overlapSeconds: opts.overlapSeconds ?? DEFAULT_OVERLAP_SECONDS,
+        previousSeconds: chunks[chunks.length - 1].chunk.end / sampleRateHz,
+        nextSeconds: (chunk.end - chunk.start) / sampleRateHz,
+      });
+      text = merged.text;
+      chunks.push({ chunk, result, merge: merged.method });
+    }
+    samples = chunk.end;
+    opts.onChunk?.(chunks.length, chunk, result.text, window.last);
+  }
+  return { text, chunks, samples };
 }

@@ -96,3 +96,122 @@ export function resample(samples: Float32Array, fromHz: number, toHz: number): F
   }
   return out;
 }
+
+/**
+ * `resample` for a signal that arrives in blocks: `push` returns the outputs whose taps have all
+ * arrived, `finish` the rest (the tail reads the zero padding, as the whole-signal call does). The
+ * taps, their order and the float32 rounding are `resample`'s, so the concatenated outputs equal
+ * `resample` of the concatenated input sample for sample; only the input still under a tap is kept.
+ */
+export class StreamingResampler {
+  private readonly orig: number;
+  private readonly next: number;
+  private readonly phases: PhaseTaps[] = [];
+  private readonly identity: boolean;
+  /** Input from absolute index `bufferStart`, `bufferLength` samples of it valid. */
+  private buffer = new Float32Array(0);
+  private bufferStart = 0;
+  private bufferLength = 0;
+  private received = 0;
+  /** Index of the next output sample. */
+  private produced = 0;
+  private finished = false;
+
+  constructor(
+    readonly fromHz: number,
+    readonly toHz: number,
+  ) {
+    if (!Number.isInteger(fromHz) || !Number.isInteger(toHz) || fromHz <= 0 || toHz <= 0) {
+      throw new LfmError("INVALID_ARGUMENT", `resample needs positive integer rates (got ${fromHz} → ${toHz} Hz).`);
+    }
+    this.identity = fromHz === toHz;
+    const g = gcd(fromHz, toHz);
+    this.orig = fromHz / g;
+    this.next = toHz / g;
+    if (!this.identity) {
+      const base = Math.min(this.orig, this.next) * ROLLOFF;
+      for (let j = 0; j < this.next; j++) this.phases.push(phaseTaps(j, this.orig, this.next, base));
+    }
+  }
+
+  /** Takes the next input block; returns the output samples now complete (maybe none; at equal rates, `block` itself). */
+  push(block: Float32Array): Float32Array {
+    if (this.finished) throw new LfmError("INVALID_ARGUMENT", "this resampler has already finished.");
+    if (this.identity) {
+      this.received += block.length;
+      return block;
+    }
+    this.append(block);
+    return this.emit(false);
+  }
+
+  /** Ends the input: returns the remaining outputs (up to `resampledLength` of all input). */
+  finish(): Float32Array {
+    if (this.finished) throw new LfmError("INVALID_ARGUMENT", "this resampler has already finished.");
+    this.finished = true;
+    if (this.identity) return new Float32Array(0);
+    return this.emit(true);
+  }
+
+  /** Outputs n from `produced` on: while their last tap has arrived, or all of them at the end. */
+  private emit(atEnd: boolean): Float32Array {
+    const { orig, next, phases } = this;
+    const L = this.received;
+    // Every output a push can complete lies below the final length too (its centre is < L).
+    const limit = Math.ceil((next * L) / orig);
+    const out = new Float32Array(Math.max(0, limit - this.produced));
+    let count = 0;
+    for (let n = this.produced; n < limit; n++) {
+      const k = Math.floor(n / next);
+      const { start, weights } = phases[n - k * next];
+      const first = k * orig + start;
+      if (!atEnd && first + weights.length > L) break;
+      const lo = Math.max(0, -first);
+      const hi = Math.min(weights.length, L - first);
+      const at = first - this.bufferStart;
+      let acc = 0;
+      for (let m = lo; m < hi; m++) acc += weights[m] * this.buffer[at + m];
+      out[count++] = acc;
+      this.produced = n + 1;
+    }
+    this.dropBefore(this.firstTapOf(this.produced));
+    return out.subarray(0, count);
+  }
+
+  private firstTapOf(n: number): number {
+    const k = Math.floor(n / this.next);
+    return Math.max(0, k * this.orig + this.phases[n - k * this.next].start);
+  }
+
+  private append(block: Float32Array): void {
+    const needed = this.bufferLength + block.length;
+    if (needed > this.buffer.length) {
+      const grown = new Float32Array(Math.max(needed, 2 * this.buffer.length, 4096));
+      grown.set(this.buffer.subarray(0, this.bufferLength));
+      this.buffer = grown;
+    }
+    this.buffer.set(block, this.bufferLength);
+    this.bufferLength = needed;
+    this.received += block.length;
+  }
+
+  /** Forgets input before absolute index `index` (no later output reads it). */
+  private dropBefore(index: number): void {
+    const drop = Math.min(this.bufferLength, index - this.bufferStart);
+    if (drop <= 0) return;
+    this.buffer.copyWithin(0, drop, this.bufferLength);
+    this.bufferLength -= drop;
+    this.bufferStart += drop;
+  }
+}
+
+/** Resamples blocks as they come, through a `StreamingResampler` (the same samples as `resample` of their concatenation). */
+export async function* resampleBlocks(blocks: AsyncIterable<Float32Array>, fromHz: number, toHz: number): AsyncGenerator<Float32Array> {
+  const resampler = new StreamingResampler(fromHz, toHz);
+  for await (const block of blocks) {
+    const out = resampler.push(block);
+    if (out.length > 0) yield out;
+  }
+  const rest = resampler.finish();
+  if (rest.length > 0) yield rest;
+}

@@ -7,8 +7,8 @@
  * The header is the canonical 44-byte RIFF/WAVE PCM header, written here rather than with
  * `wavefile` because `wavefile` builds whole files in memory, and streaming is the point.
  */
-import { closeSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { closeSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { basename, dirname, join, sep } from "node:path";
 import { LfmError } from "../text-core/errors.ts";
 
 const HEADER_BYTES = 44;
@@ -19,6 +19,20 @@ const MAX_DATA_BYTES = 0xffffffff - (HEADER_BYTES - 8);
 export interface WavWriterOptions {
   sampleRateHz: number;
   channels?: number;
+}
+
+/** OUTPUT_UNWRITABLE when `path` names a folder (existing, or written with a trailing separator). */
+function checkDestination(path: string): void {
+  const folder = (why: string) =>
+    new LfmError("OUTPUT_UNWRITABLE", `cannot write ${path}: ${why}. Give a file name for the WAV, e.g. --out ${join(path, "speech.wav")}.`);
+  if (path.endsWith("/") || path.endsWith(sep)) throw folder("it names a folder (it ends with a path separator)");
+  let isDirectory = false;
+  try {
+    isDirectory = statSync(path).isDirectory();
+  } catch {
+    return; // nothing there yet (the usual case); the folder's own problems show when the file is opened
+  }
+  if (isDirectory) throw folder("it is a folder");
 }
 
 export class WavStreamWriter {
@@ -45,8 +59,13 @@ export class WavStreamWriter {
     process.once("exit", this.onExit);
   }
 
-  /** Starts `path` (created or replaced by `finish()`); fails early when its folder is not writable. */
+  /**
+   * Starts `path` (created or replaced by `finish()`). Fails here, before any audio is made, with
+   * OUTPUT_UNWRITABLE when `path` names a folder or its folder is missing or not writable — what
+   * would otherwise surface only at `finish()`, after the work.
+   */
   static create(path: string, opts: WavWriterOptions): WavStreamWriter {
+    checkDestination(path);
     const channels = opts.channels ?? 1;
     if (!Number.isInteger(opts.sampleRateHz) || opts.sampleRateHz <= 0) throw new LfmError("INVALID_ARGUMENT", `a WAV sample rate must be a positive integer (got ${opts.sampleRateHz}).`);
     if (!Number.isInteger(channels) || channels < 1 || channels > 16) throw new LfmError("INVALID_ARGUMENT", `a WAV needs 1 to 16 channels (got ${channels}).`);
@@ -56,7 +75,9 @@ export class WavStreamWriter {
       fd = openSync(tempPath, "w");
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
-      throw new LfmError("OUTPUT_UNWRITABLE", `cannot write ${path}: ${err.code === "ENOENT" ? "its folder does not exist" : err.message}. Pass --out in a writable folder.`, { cause: e });
+      const why =
+        err.code === "ENOENT" ? `its folder ${dirname(path)} does not exist` : err.code === "ENOTDIR" ? `${dirname(path)} is not a folder` : err.code === "EACCES" || err.code === "EPERM" ? `its folder ${dirname(path)} is not writable` : err.message;
+      throw new LfmError("OUTPUT_UNWRITABLE", `cannot write ${path}: ${why}. Pass --out in a writable folder.`, { cause: e });
     }
     const writer = new WavStreamWriter(path, tempPath, fd, opts.sampleRateHz, channels);
     writer.writeBytes(writer.header(), 0);

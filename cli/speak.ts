@@ -20,6 +20,8 @@ const HELP = `lfm speak --model DIR (--text TEXT | --text-file F) --out F.wav [o
   16-bit WAV, written as it is generated. Ctrl-C keeps what was spoken so far.
   --text-file F        The words from a file ("-": standard input): a regular UTF-8 file of at
                        most ${MAX_INPUT_BYTES / 2 ** 20} MiB; its final line break is dropped.
+  --out F.wav          The WAV to write: a file name. A folder, or a folder that is missing or not
+                       writable, is refused (OUTPUT_UNWRITABLE) before any model is loaded.
   --mimi DIR           Mimi codec folder or .safetensors file (default: the --model folder).
   --max-frames N       Audio frames at most, 12.5 per second (default ${DEFAULT_MAX_FRAMES}; 1 to ${RANGES.audioSteps.max}).
   --temperature T      Audio sampling temperature (default 0.8; 0 = greedy; at most ${RANGES.temperature.max}).
@@ -68,7 +70,8 @@ export const speakCommand: CliCommand = {
     const modelDir = modelOrBundled(v, "audio");
     const mimiPath = (v.mimi as string | undefined) ?? (v.model === undefined ? bundledModel("mimi") : undefined);
     const tty = process.stderr.isTTY && !v.json;
-    // The WAV first: an unwritable destination fails before any model is built.
+    // The WAV first: a destination that is a folder, or in a missing or unwritable one, fails
+    // here (OUTPUT_UNWRITABLE), not after the whole generation.
     const wav = WavStreamWriter.create(out, { sampleRateHz: 24000 });
     let speaker: Speaker;
     try {

@@ -4,12 +4,12 @@
  * scriptable contract kept stable.
  */
 import { Lfm2AudioModel } from "../audio/lfm2-audio-model.ts";
-import { readAudioFile } from "../audio/audio-file.ts";
+import { openAudioStream } from "../audio/audio-stream.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { modelOrBundled } from "./bundled.ts";
 import { COMMON, type CliCommand, RANGES, loadFlags, num, parse } from "./cli-kit.ts";
 import { floatRange } from "./flags.ts";
-import { transcribe } from "../pipelines/transcribe.ts";
+import { transcribeStream } from "../pipelines/transcribe.ts";
 
 
 /** A window is one encoder pass: the encoder's positions bound it far below 10 minutes anyway. */
@@ -21,7 +21,9 @@ const HELP = `lfm transcribe --model DIR FILE.wav [--json] [--max-tokens N] [opt
   MP3 or Ogg Opus/Vorbis; any channel count and sample rate — with an LFM2-Audio checkpoint (liquid-audio folder, e.g.
   LiquidAI/LFM2-Audio-1.5B), as liquid-audio's ASR recipe: system prompt "Perform ASR.", greedy.
   Recordings longer than one window are split at pauses into overlapping chunks whose
-  transcripts are joined on the words both heard (progress on stderr).
+  transcripts are joined on the words both heard (progress on stderr). The file is read from
+  disk in pieces as the chunks are transcribed: memory does not grow with its length (WAV files
+  past 4 GiB as RF64, or with the data size left at 0xFFFFFFFF by a recorder, are read too).
   --json              Print {"text", "duration", "chunks": [{"start", "end", "text", "ids"}]}.
   --max-tokens N      New tokens at most per chunk (default 512; 1 to ${RANGES.audioSteps.max}).
   --chunk-seconds S   Longest chunk (default 30; above 0, at most ${CHUNK_SECONDS.max}).
@@ -59,20 +61,29 @@ export const transcribeCommand: CliCommand = {
     const chunkSeconds = num(v, "chunk-seconds", CHUNK_SECONDS);
     const overlapSeconds = num(v, "overlap-seconds", OVERLAP_SECONDS);
     const load = loadFlags(v);
-    // Read the audio first: a bad file fails fast, before any model is built.
-    const clip = await readAudioFile(positionals[0], { maxSeconds: maxMinutes === undefined ? undefined : maxMinutes * 60 });
-    const modelDir = modelOrBundled(v, "audio");
-    const tty = process.stderr.isTTY && !v.json;
-    const model = await Lfm2AudioModel.load(modelDir, load);
+    // Open the audio first: a bad header fails fast, before any model is built.
+    const audio = await openAudioStream(positionals[0], { maxSeconds: maxMinutes === undefined ? undefined : maxMinutes * 60 });
+    let model: Lfm2AudioModel;
     try {
-      const transcript = await transcribe(model, clip, {
+      model = await Lfm2AudioModel.load(modelOrBundled(v, "audio"), load);
+    } catch (e) {
+      await audio.close();
+      throw e;
+    }
+    const tty = process.stderr.isTTY && !v.json;
+    try {
+      const transcript = await transcribeStream(model, audio, {
         maxTokens,
         chunkSeconds,
         overlapSeconds,
         systemPrompt: v.system as string | undefined,
         signal,
         onProgress: (p) => {
-          if (p.chunks > 1 && !v.json) process.stderr.write(`${tty ? "\x1b[2m" : ""}chunk ${p.chunk}/${p.chunks} (${clock(p.startSeconds)}–${clock(p.endSeconds)})${tty ? "\x1b[0m" : ""}\n`);
+          // Not for a recording that is one chunk. The count is known only at the end (the file is
+          // read as it goes), so the position is given against the declared length.
+          if (v.json || (p.chunk === 1 && p.last)) return;
+          const of = p.declaredSeconds === null ? "" : ` of ${clock(p.declaredSeconds)}`;
+          process.stderr.write(`${tty ? "\x1b[2m" : ""}chunk ${p.chunk}${p.last ? " (last)" : ""} (${clock(p.startSeconds)}–${clock(p.endSeconds)}${of})${tty ? "\x1b[0m" : ""}\n`);
         },
       });
       if (v.json) {

@@ -6,12 +6,17 @@
  *   prompt → LM → text → transcripts joined on their overlap (audio/chunking.ts)
  *
  * A recording that fits one window is one chunk, i.e. exactly liquid-audio's single call.
+ *
+ * `transcribeStream` does the same for a recording read from disk in blocks (`openAudioStream`):
+ * resampled block by block and cut into the same windows as they arrive, so memory stays flat
+ * however long the recording is, and the transcript equals `transcribe` of the whole clip.
  */
-import { type ChunkPlanOptions, DEFAULT_CHUNK_SECONDS, type MergeResult, transcribeChunked } from "../audio/chunking.ts";
+import type { AudioStream } from "../audio/audio-stream.ts";
+import { type ChunkPlanOptions, DEFAULT_CHUNK_SECONDS, type MergeResult, transcribeChunked, transcribeChunkedStream } from "../audio/chunking.ts";
 import { AUDIO_TOKENS } from "../audio/audio-config.ts";
 import type { Lfm2AudioModel } from "../audio/lfm2-audio-model.ts";
 import { SYSTEM_PROMPTS } from "../audio/prompt.ts";
-import { resample } from "../audio/resample.ts";
+import { resample, resampleBlocks } from "../audio/resample.ts";
 import type { AudioClip } from "../audio/wav.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { generate } from "../text-core/generate.ts";
@@ -53,7 +58,12 @@ export interface Transcript {
 }
 
 /** Transcribes one clip that fits the model's window: the ids the model generates. */
-export async function transcribeWindow(model: Lfm2AudioModel, wave: Float32Array, sampleRateHz: number, opts: TranscribeOptions = {}): Promise<number[]> {
+export async function transcribeWindow(
+  model: Lfm2AudioModel,
+  wave: Float32Array,
+  sampleRateHz: number,
+  opts: Pick<TranscribeOptions, "maxTokens" | "systemPrompt" | "signal"> = {},
+): Promise<number[]> {
   const audio = await model.embedAudio({ samples: wave, sampleRateHz });
   const prompt = model
     .newPrompt()
@@ -105,6 +115,59 @@ export async function transcribe(model: Lfm2AudioModel, clip: Pick<AudioClip, "s
     durationSeconds: wave.length / rate,
     chunks: joined.chunks.map(({ chunk, result, merge }) => ({ startSeconds: chunk.start / rate, endSeconds: chunk.end / rate, ids: result.ids, text: result.text, ...(merge ? { merge } : {}) })),
   };
+}
+
+export interface TranscribeStreamProgress {
+  /** 1-based index of the chunk just transcribed. */
+  chunk: number;
+  /** Whether it was the last (the count is known only then). */
+  last: boolean;
+  startSeconds: number;
+  endSeconds: number;
+  /** The recording's length as its header declares it (null when it does not say). */
+  declaredSeconds: number | null;
+  /** That chunk's text. */
+  text: string;
+}
+
+export interface TranscribeStreamOptions extends Omit<TranscribeOptions, "onProgress"> {
+  /** Called after each chunk. */
+  onProgress?: (progress: TranscribeStreamProgress) => void;
+}
+
+/**
+ * Transcribes a recording read in blocks (see the file comment); the stream is consumed and closed.
+ * Damage found partway through the file (a bad Ogg page, a NaN sample) fails the call with its
+ * typed error after the chunks before it were transcribed.
+ */
+export async function transcribeStream(model: Lfm2AudioModel, stream: AudioStream, opts: TranscribeStreamOptions = {}): Promise<Transcript> {
+  const rate = model.config.preprocessor.sampleRateHz;
+  const chunkSeconds = opts.chunkSeconds ?? DEFAULT_CHUNK_SECONDS;
+  try {
+    checkWindowFits(model, chunkSeconds, opts.maxTokens ?? 512);
+    const blocks = stream.sampleRateHz === rate ? stream : resampleBlocks(stream, stream.sampleRateHz, rate);
+    const joined = await transcribeChunkedStream(
+      blocks,
+      rate,
+      async (samples) => {
+        const ids = await transcribeWindow(model, samples, rate, opts);
+        return { ids, text: model.tokenizer.decode(ids, { skipSpecialTokens: true }).trim() };
+      },
+      {
+        ...opts,
+        chunkSeconds,
+        onChunk: (chunk, piece, text, last) =>
+          opts.onProgress?.({ chunk, last, startSeconds: piece.start / rate, endSeconds: piece.end / rate, declaredSeconds: stream.declaredSeconds, text }),
+      },
+    );
+    return {
+      text: joined.text,
+      durationSeconds: joined.samples / rate,
+      chunks: joined.chunks.map(({ chunk, result, merge }) => ({ startSeconds: chunk.start / rate, endSeconds: chunk.end / rate, ids: result.ids, text: result.text, ...(merge ? { merge } : {}) })),
+    };
+  } finally {
+    await stream.close();
+  }
 }
 
 /** A window must fit the encoder's positions and, with its prompt and answer, the LM's context. */

@@ -1,10 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { join } from "node:path";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { type AudioChunk, mergeTranscripts, planChunks, transcribeChunked } from "../../audio/chunking.ts";
 import { Lfm2AudioModel } from "../../audio/lfm2-audio-model.ts";
 import { resample } from "../../audio/resample.ts";
 import { readAudioFile } from "../../audio/audio-file.ts";
-import { transcribe, transcribeWindow } from "../../pipelines/transcribe.ts";
+import { openAudioStream } from "../../audio/audio-stream.ts";
+import { type TranscribeStreamProgress, transcribe, transcribeStream, transcribeWindow } from "../../pipelines/transcribe.ts";
+import { wavHeader } from "../helpers/wav-header.ts";
 import { FIXTURES, TEST_CACHE } from "../helpers/reference.ts";
 
 const RATE = 16000;
@@ -176,6 +180,38 @@ describe("long-audio transcription end to end on concatenated espeak-ng clips (t
       expect(c.ids.length).toBeGreaterThan(0);
       expect(c.ids.length).toBeLessThanOrEqual(6);
       if (i === 1) expect(await transcribeWindow(model, wave.subarray(plan[i].start, plan[i].end), RATE, { maxTokens: 6 })).toEqual(c.ids);
+    }
+  });
+
+  it("transcribeStream on a 48 kHz stereo float file (read in pieces, resampled block by block) gives transcribe's transcript of the whole file", async () => {
+    const parts: Float32Array[] = [];
+    for (const f of ["speech_en_16k.wav", "speech_fr_44k_stereo.wav", "speech_de_24k_f32.wav"]) {
+      const clip = await readAudioFile(join(FIXTURES, "audio/clips", f));
+      parts.push(resample(clip.samples, clip.sampleRateHz, 48000));
+    }
+    const frames = parts.reduce((n, p) => n + p.length, 0);
+    const data = Buffer.alloc(frames * 8);
+    let at = 0;
+    for (const p of parts) {
+      for (let i = 0; i < p.length; i++, at++) {
+        data.writeFloatLE(p[i], 8 * at);
+        data.writeFloatLE(0.5 * p[i], 8 * at + 4);
+      }
+    }
+    const dir = mkdtempSync(join(tmpdir(), "lfm-transcribe-stream-"));
+    try {
+      const path = join(dir, "long48k.wav");
+      writeFileSync(path, Buffer.concat([wavHeader({ format: 3, channels: 2, rate: 48000, bits: 32, dataBytes: data.length }), data]));
+      const opts = { chunkSeconds: 4, overlapSeconds: 1, searchSeconds: 0.8, maxTokens: 6 };
+      const whole = await transcribe(model, await readAudioFile(path), opts);
+      const progress: TranscribeStreamProgress[] = [];
+      const streamed = await transcribeStream(model, await openAudioStream(path), { ...opts, onProgress: (p) => progress.push(p) });
+      expect(whole.chunks.length).toBeGreaterThanOrEqual(3);
+      expect(streamed).toEqual(whole);
+      expect(progress.map((p) => [p.chunk, p.last])).toEqual(whole.chunks.map((_, i) => [i + 1, i === whole.chunks.length - 1]));
+      expect(progress[0].declaredSeconds).toBeCloseTo(frames / 48000, 9);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

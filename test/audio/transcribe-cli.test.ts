@@ -60,6 +60,15 @@ describe("lfm transcribe (CLI, tiny random LFM2-Audio)", () => {
     expect(r.stdout.endsWith("\n")).toBe(true);
   });
 
+  it("a recording of several chunks reports each on stderr against the declared length, the last marked", () => {
+    const r = runLfm(["transcribe", "--model", MODEL, EN_CLIP, "--chunk-seconds", "2", "--overlap-seconds", "0.4", "--max-tokens", "2"]);
+    expect(r.status, r.stderr).toBe(0);
+    const lines = r.stderr.split("\n").filter((l) => l.startsWith("chunk "));
+    expect(lines.length).toBeGreaterThanOrEqual(2);
+    expect(lines[0]).toMatch(/^chunk 1 \(0:00\.0–0:0\d\.\d of 0:04\.5\)$/);
+    expect(lines.at(-1)).toMatch(new RegExp(`^chunk ${lines.length} \\(last\\) \\(0:0\\d\\.\\d–0:04\\.5 of 0:04\\.5\\)$`));
+  });
+
   it("bad input exits 2 with the typed error, before any model is built", () => {
     const dir = mkdtempSync(join(tmpdir(), "lfm-transcribe-cli-"));
     const notAudio = join(dir, "notes.wav");
