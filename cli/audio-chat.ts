@@ -12,12 +12,14 @@ import { LfmError } from "../text-core/errors.ts";
 import { AudioChat, CHAT_AUDIO_SAMPLING, DEFAULT_CHAT_STEPS } from "../pipelines/audio-chat.ts";
 import { bundledModel, modelOrBundled } from "./bundled.ts";
 import { COMMON, type CliCommand, loadFlags, num, parse, precisionOf } from "./cli-kit.ts";
+import { textForStream } from "./terminal-text.ts";
 
 
 const HELP = `lfm audio-chat --model DIR --audio FILE [--mode interleaved|sequential] [--out reply.wav] [options]
   Answers a spoken question with an LFM2-Audio checkpoint (liquid-audio folder, e.g.
   LiquidAI/LFM2-Audio-1.5B): the recording (WAV, FLAC, MP3, Ogg Opus/Vorbis) is the user turn, the
-  reply's text streams to stdout, its speech is decoded by the Mimi codec into --out.
+  reply's text streams to stdout, its speech is decoded by the Mimi codec into --out. On a terminal,
+  control characters in the text show as escapes (\\x1b); piped or redirected output keeps them.
   --mode M              interleaved (default: text and audio in turns of 6 tokens / 12 frames) or
                         sequential (text, then <|audio_start|> and audio).
   --system TEXT         System prompt (default "Respond with interleaved text and audio.").
@@ -118,7 +120,7 @@ export const audioChatCommand: CliCommand = {
           if (e.kind === "text") {
             if (e.id !== null) steps.push([e.id]);
             reply += e.text;
-            if (!v.json) process.stdout.write(e.text);
+            if (!v.json) process.stdout.write(textForStream(e.text, process.stdout.isTTY));
             continue;
           }
           steps.push(e.codes);

@@ -1,8 +1,8 @@
 /**
  * `lfm describe`: images (+ a question) → text through an LFM2-VL checkpoint. Also takes a whole
  * conversation (`--messages FILE.json` whose content parts may be `{"type": "image", "image":
- * "path"}`). With --json it prints `{"prompt_ids", "ids", "text", "finish_reason"}` — `prompt_ids`
- * with the image placeholders expanded — a scriptable contract kept stable.
+ * "path"}`). With --json it prints `{"prompt_ids", "ids", "text", "finish_reason", "usage", "timings"}` —
+ * `prompt_ids` with the image placeholders expanded — a scriptable contract kept stable.
  */
 import { accessSync, constants } from "node:fs";
 import type { ParseArgsConfig } from "node:util";
@@ -25,6 +25,7 @@ import {
   readJsonFile,
   structuredFlags,
 } from "./cli-kit.ts";
+import { GenerationClock, QUIET, SUMMARY_HELP, printSummary, runReply, summaryJson } from "./generation-output.ts";
 
 
 const HELP = `lfm describe --model DIR IMAGE... [--prompt TEXT] [--json] [options]
@@ -38,8 +39,9 @@ const HELP = `lfm describe --model DIR IMAGE... [--prompt TEXT] [--json] [option
                          "image": "scan.jpg"}, {"type": "text", "text": "Total?"}]}, ...]; image paths
                          are relative to the current folder. IMAGEs given as well go before the text
                          of the last user turn.
-  --json                 Print {"prompt_ids", "ids", "text", "finish_reason"} (prompt_ids with the image
-                         placeholders expanded; finish_reason "stop" or "length" = --max-tokens ran out).
+  --json                 Print {"prompt_ids", "ids", "text", "finish_reason", "usage", "timings"}
+                         (prompt_ids with the image placeholders expanded; finish_reason "stop" or
+                         "length" = --max-tokens ran out; usage and timings as in lfm generate --help).
   --max-input-pixels N   Refuse larger images (default 100000000), checked before decoding.
   --precision P          q4 (default) | q8 | fp32 (reference parity) for the language core; the vision
                          tower follows it at fp32 and is q8 otherwise (fastest for image tiles).
@@ -48,6 +50,7 @@ const HELP = `lfm describe --model DIR IMAGE... [--prompt TEXT] [--json] [option
   --max-tokens N (default 256)  --temperature T  --top-k K  --top-p P  --min-p P  --repetition-penalty R  --seed S
   --stop ID[,ID...]
 ${STRUCTURED_HELP}
+${SUMMARY_HELP}
   Also: --threads N, --cache-dir DIR, --no-cache.`;
 
 /** `--messages` content, checked: strings, or lists of text and image parts. */
@@ -111,7 +114,7 @@ export const VL_CHAT_FLAGS = {
   "vision-precision": { type: "string" },
 } as const satisfies ParseArgsConfig["options"];
 
-/** Runs the conversation that parsed VL_CHAT_FLAGS (+ COMMON, SAMPLING) and positional IMAGEs describe. */
+/** Runs the conversation that parsed VL_CHAT_FLAGS (+ COMMON, SAMPLING, QUIET) and positional IMAGEs describe. */
 export async function runVlChat(v: Values, positionals: string[], signal: AbortSignal): Promise<number> {
   const images = [...positionals, ...((v.image as unknown as string[] | undefined) ?? [])];
   if (typeof v.message === "string") {
@@ -135,23 +138,19 @@ export async function runVlChat(v: Values, positionals: string[], signal: AbortS
   try {
     const opts = { ...generationOptions(model, v, signal), responseFormat: structured.responseFormat };
     const prompt = await model.prepareChat(messages);
+    const clock = new GenerationClock(prompt.promptIds.length);
+    const quiet = Boolean(v.quiet);
+    const reply = await runReply(model.stream(prompt, opts), clock, { stdout: !v.json, quiet });
     if (v.json) {
-      const out = await model.complete(prompt, opts);
-      process.stdout.write(`${JSON.stringify({ prompt_ids: out.promptIds, ids: out.ids, text: out.text, finish_reason: out.finishReason })}\n`);
-      checkComplete(structured, out.finishReason);
-      return 0;
+      // The text as the library's complete() gives it (the whole reply decoded at once).
+      const text = model.tokenizer.decode(reply.ids, { skipSpecialTokens: true });
+      const result = { prompt_ids: prompt.promptIds, ids: reply.ids, text, finish_reason: reply.finishReason, ...summaryJson(reply.stats) };
+      process.stdout.write(`${JSON.stringify(result)}\n`);
+    } else {
+      printSummary(reply.stats, quiet);
     }
-    // Stepped by hand: the generator's return value is the finish reason, which for-await drops.
-    const tokens = model.stream(prompt, opts);
-    for (;;) {
-      const step = await tokens.next();
-      if (step.done) {
-        process.stdout.write("\n");
-        checkComplete(structured, step.value);
-        return 0;
-      }
-      process.stdout.write(step.value.text);
-    }
+    checkComplete(structured, reply.finishReason);
+    return 0;
   } finally {
     await model.release();
   }
@@ -162,7 +161,7 @@ export const describeCommand: CliCommand = {
   summary: "Describe images or answer questions about them (LFM2-VL).",
   help: HELP,
   async run(args: string[], signal: AbortSignal): Promise<number> {
-    const { values, positionals } = parse(args, { ...COMMON, ...SAMPLING, ...STRUCTURED, ...VL_CHAT_FLAGS });
+    const { values, positionals } = parse(args, { ...COMMON, ...SAMPLING, ...STRUCTURED, ...VL_CHAT_FLAGS, ...QUIET });
     return runVlChat(values, positionals, signal);
   },
 };

@@ -8,6 +8,7 @@ import { readAudioFile } from "../audio/audio-file.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { modelOrBundled } from "./bundled.ts";
 import { COMMON, type CliCommand, loadFlags, num, parse } from "./cli-kit.ts";
+import { textForStream } from "./terminal-text.ts";
 import { transcribe } from "../pipelines/transcribe.ts";
 
 
@@ -16,7 +17,8 @@ const HELP = `lfm transcribe --model DIR FILE.wav [--json] [--max-tokens N] [opt
   MP3 or Ogg Opus/Vorbis; any channel count and sample rate — with an LFM2-Audio checkpoint (liquid-audio folder, e.g.
   LiquidAI/LFM2-Audio-1.5B), as liquid-audio's ASR recipe: system prompt "Perform ASR.", greedy.
   Recordings longer than one window are split at pauses into overlapping chunks whose
-  transcripts are joined on the words both heard (progress on stderr).
+  transcripts are joined on the words both heard (progress on stderr). On a terminal, control
+  characters in the text show as escapes (\\x1b); piped or redirected output keeps them.
   --json              Print {"text", "duration", "chunks": [{"start", "end", "text", "ids"}]}.
   --max-tokens N      New tokens at most per chunk (default 512).
   --chunk-seconds S   Longest chunk (default 30); --overlap-seconds S (default 4).
@@ -70,7 +72,7 @@ export const transcribeCommand: CliCommand = {
         const chunks = transcript.chunks.map((c) => ({ start: c.startSeconds, end: c.endSeconds, text: c.text, ids: c.ids }));
         process.stdout.write(`${JSON.stringify({ text: transcript.text, duration: transcript.durationSeconds, chunks })}\n`);
       } else {
-        process.stdout.write(`${transcript.text}\n`);
+        process.stdout.write(`${textForStream(transcript.text, process.stdout.isTTY)}\n`);
       }
       return 0;
     } finally {
