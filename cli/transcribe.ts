@@ -17,13 +17,13 @@ const HELP = `lfm transcribe --model DIR FILE.wav [--json] [--max-tokens N] [opt
   MP3 or Ogg Opus/Vorbis; any channel count and sample rate — with an LFM2-Audio checkpoint (liquid-audio folder, e.g.
   LiquidAI/LFM2-Audio-1.5B), as liquid-audio's ASR recipe: system prompt "Perform ASR.", greedy.
   Recordings longer than one window are split at pauses into overlapping chunks whose
-  transcripts are joined on the words both heard (progress on stderr). On a terminal, control
-  characters in the text show as escapes (\\x1b); piped or redirected output keeps them.
+  transcripts are joined on the words both heard (progress on stderr).
   --json              Print {"text", "duration", "chunks": [{"start", "end", "text", "ids"}]}.
   --max-tokens N      New tokens at most per chunk (default 512).
   --chunk-seconds S   Longest chunk (default 30); --overlap-seconds S (default 4).
   --system TEXT       Another system prompt (default "Perform ASR.").
   --max-minutes M     Refuse recordings longer than this (default 180).
+  On a terminal, control characters in the text show as escapes (\\x1b); piped output keeps them.
   --precision P       LM weights: q4 (default) | q8 | fp32 (reference parity); the audio encoder
                       runs in q8 unless fp32 is asked for.   Also: --threads N, --cache-dir DIR, --no-cache.`;
 
