@@ -7,8 +7,8 @@ import { Lfm2AudioModel } from "../audio/lfm2-audio-model.ts";
 import { readAudioFile } from "../audio/audio-file.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { modelOrBundled } from "./bundled.ts";
-import { COMMON, type CliCommand, loadFlags, num, parse } from "./cli-kit.ts";
 import { textForStream } from "./terminal-text.ts";
+import { COMMON, type CliCommand, loadFlags, num, parse } from "./cli-kit.ts";
 import { transcribe } from "../pipelines/transcribe.ts";
 
 
