@@ -9,10 +9,10 @@ import { readAudioFile } from "../audio/audio-file.ts";
 import type { SpeechMode } from "../audio/speech-generation.ts";
 import { WavStreamWriter } from "../audio/wav-writer.ts";
 import { LfmError } from "../text-core/errors.ts";
+import { textForStream } from "./terminal-text.ts";
 import { AudioChat, CHAT_AUDIO_SAMPLING, DEFAULT_CHAT_STEPS } from "../pipelines/audio-chat.ts";
 import { bundledModel, modelOrBundled } from "./bundled.ts";
 import { COMMON, type CliCommand, loadFlags, num, parse, precisionOf } from "./cli-kit.ts";
-import { textForStream } from "./terminal-text.ts";
 
 
 const HELP = `lfm audio-chat --model DIR --audio FILE [--mode interleaved|sequential] [--out reply.wav] [options]

@@ -9,6 +9,7 @@ import type { ParseArgsConfig } from "node:util";
 import { LfmError } from "../text-core/errors.ts";
 import { VlModel, type VlChatMessage, type VlContentPart, DEFAULT_DESCRIBE_PROMPT } from "../vision/vl-model.ts";
 import { modelOrBundled } from "./bundled.ts";
+import { GenerationClock, QUIET, SUMMARY_HELP, printSummary, runReply, summaryJson } from "./generation-output.ts";
 import {
   COMMON,
   SAMPLING,
@@ -25,7 +26,6 @@ import {
   readJsonFile,
   structuredFlags,
 } from "./cli-kit.ts";
-import { GenerationClock, QUIET, SUMMARY_HELP, printSummary, runReply, summaryJson } from "./generation-output.ts";
 
 
 const HELP = `lfm describe --model DIR IMAGE... [--prompt TEXT] [--json] [options]
@@ -39,9 +39,8 @@ const HELP = `lfm describe --model DIR IMAGE... [--prompt TEXT] [--json] [option
                          "image": "scan.jpg"}, {"type": "text", "text": "Total?"}]}, ...]; image paths
                          are relative to the current folder. IMAGEs given as well go before the text
                          of the last user turn.
-  --json                 Print {"prompt_ids", "ids", "text", "finish_reason", "usage", "timings"}
-                         (prompt_ids with the image placeholders expanded; finish_reason "stop" or
-                         "length" = --max-tokens ran out; usage and timings as in lfm generate --help).
+  --json                 Print {"prompt_ids", "ids", "text", "finish_reason"} (prompt_ids with the image
+                         placeholders expanded; finish_reason "stop" or "length" = --max-tokens ran out).
   --max-input-pixels N   Refuse larger images (default 100000000), checked before decoding.
   --precision P          q4 (default) | q8 | fp32 (reference parity) for the language core; the vision
                          tower follows it at fp32 and is q8 otherwise (fastest for image tiles).

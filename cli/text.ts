@@ -10,6 +10,8 @@ import { Lfm2Tokenizer } from "../text-core/tokenizer.ts";
 import { type MalformedToolCall, type ToolCall, readToolCalls } from "../text-core/tool-calls.ts";
 import { isLfm2VlConfig } from "../vision/vl-config.ts";
 import { modelOrBundled } from "./bundled.ts";
+import { GenerationClock, QUIET, SUMMARY_HELP, printSummary, runReply, summaryJson } from "./generation-output.ts";
+import { terminalLine, textForStream } from "./terminal-text.ts";
 import {
   COMMON,
   type CliCommand,
@@ -27,8 +29,6 @@ import {
   structuredFlags,
 } from "./cli-kit.ts";
 import { VL_CHAT_FLAGS, runVlChat } from "./describe.ts";
-import { GenerationClock, QUIET, SUMMARY_HELP, printSummary, runReply, summaryJson } from "./generation-output.ts";
-import { terminalLine, textForStream } from "./terminal-text.ts";
 
 const SAMPLING_HELP = `Sampling (defaults come from the checkpoint's generation_config.json, else greedy):
   --max-tokens N           New tokens at most (default 256)
@@ -93,8 +93,7 @@ export const tokenizeCommand: CliCommand = {
   summary: "Text → token ids (and back).",
   help: `lfm tokenize --model DIR [--no-special] [--json] TEXT
   Prints the token ids of TEXT (with BOS unless --no-special); with --json: {"ids":[...]}.
-  --decode IDS    Instead: decode comma-separated ids to text ({"text": ...} with --json; on a
-                  terminal, control characters show as escapes such as \\x1b).`,
+  --decode IDS    Instead: decode comma-separated ids to text ({"text": ...} with --json).`,
   async run(args: string[]): Promise<number> {
     const { values: v, positionals } = parse(args, { ...COMMON, "no-special": { type: "boolean" }, decode: { type: "string" } });
     const tokenizer = await Lfm2Tokenizer.fromDir(resolveModelDir(modelOrBundled(v, "text")));

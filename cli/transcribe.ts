@@ -6,8 +6,8 @@
 import { Lfm2AudioModel } from "../audio/lfm2-audio-model.ts";
 import { readAudioFile } from "../audio/audio-file.ts";
 import { LfmError } from "../text-core/errors.ts";
-import { modelOrBundled } from "./bundled.ts";
 import { textForStream } from "./terminal-text.ts";
+import { modelOrBundled } from "./bundled.ts";
 import { COMMON, type CliCommand, loadFlags, num, parse } from "./cli-kit.ts";
 import { transcribe } from "../pipelines/transcribe.ts";
 
@@ -23,9 +23,9 @@ const HELP = `lfm transcribe --model DIR FILE.wav [--json] [--max-tokens N] [opt
   --chunk-seconds S   Longest chunk (default 30); --overlap-seconds S (default 4).
   --system TEXT       Another system prompt (default "Perform ASR.").
   --max-minutes M     Refuse recordings longer than this (default 180).
-  On a terminal, control characters in the text show as escapes (\\x1b); piped output keeps them.
   --precision P       LM weights: q4 (default) | q8 | fp32 (reference parity); the audio encoder
-                      runs in q8 unless fp32 is asked for.   Also: --threads N, --cache-dir DIR, --no-cache.`;
+                      runs in q8 unless fp32 is asked for.   Also: --threads N, --cache-dir DIR, --no-cache.
+  On a terminal, control characters in the text show as escapes (\\x1b); piped output keeps them.`;
 
 function clock(seconds: number): string {
   const m = Math.floor(seconds / 60);
