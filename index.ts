@@ -14,15 +14,8 @@ export { LfmError, isLfmError, type LfmErrorCode } from "./text-core/errors.ts";
 export { TextModel, type LoadOptions, type Completion, type TextGenerateOptions } from "./text-core/model.ts";
 export type { ResponseFormat, ToolChoice } from "./text-core/structured/response-format.ts";
 export type { ChatMessage, ContentPart, ToolDefinition } from "./text-core/chat.ts";
-export {
-  parseToolCalls,
-  readToolCalls,
-  formatToolCalls,
-  ToolCallParseError,
-  type ToolCall,
-  type ToolCallsRead,
-  type MalformedToolCall,
-} from "./text-core/tool-calls.ts";
+export { readToolCalls, ToolCallParseError, type ToolCallsRead, type MalformedToolCall } from "./text-core/tool-calls.ts";
+export { parseToolCalls, formatToolCalls, type ToolCall } from "./text-core/tool-calls.ts";
 export type { GenerateOptions, FinishReason } from "./text-core/generate.ts";
 export type { SamplingOptions } from "./text-core/sampler.ts";
 export { readGenerationDefaults, type GenerationDefaults } from "./text-core/generation-config.ts";
