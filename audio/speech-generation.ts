@@ -14,6 +14,7 @@
  * `max_new_tokens` counts text tokens and frames alike (`maxSteps`).
  */
 import { LfmError } from "../text-core/errors.ts";
+import type { CompiledConstraint } from "../text-core/structured/response-format.ts";
 import type { DecodeState, ForwardRequest, Lfm2Runtime } from "../text-core/runtime.ts";
 import { Sampler, argmax } from "../text-core/sampler.ts";
 import { AUDIO_TOKENS } from "./audio-config.ts";
@@ -44,6 +45,24 @@ export interface SpeechGenerationOptions {
   /** Interleaved turn lengths (config `interleaved_n_text` / `interleaved_n_audio`, 6 / 12). */
   interleavedText?: number;
   interleavedAudio?: number;
+  /**
+   * Structured output for the text side (see text-core/structured): every text step is masked by
+   * the grammar, which ends at the token that closes the text (`<|text_end|>` interleaved,
+   * `<|audio_start|>` sequential) or `<|im_end|>`; after that only `<|im_end|>` may be text.
+   */
+  textConstraint?: CompiledConstraint;
+}
+
+/** "stop": the model ended its turn (`<|im_end|>`); "length": maxSteps (or the context) ran out first. */
+export type SpeechFinishReason = "stop" | "length";
+
+/**
+ * How generation ended. `textComplete` (with a `textConstraint` only): whether the constrained text
+ * was complete — a reply can run out of steps in its speech after its text was done.
+ */
+export interface SpeechEnd {
+  finishReason: SpeechFinishReason;
+  textComplete?: boolean;
 }
 
 export type SpeechStep =
@@ -123,7 +142,7 @@ export function modalityPicker(s: ModalitySampling | undefined, seed: number): (
  * Streams the steps generated after `prompt`. `lm` must expose the final-normed hidden state
  * (`hidden.<numLayers>`: built with `exposeHidden`) beside its logits.
  */
-export async function* generateSpeech(lm: Lfm2Runtime, head: AudioHead, prompt: SpeechPrompt, opts: SpeechGenerationOptions): AsyncGenerator<SpeechStep> {
+export async function* generateSpeech(lm: Lfm2Runtime, head: AudioHead, prompt: SpeechPrompt, opts: SpeechGenerationOptions): AsyncGenerator<SpeechStep, SpeechEnd> {
   if (prompt.ids.length === 0) throw new LfmError("EMPTY_PROMPT", "the prompt is empty: give at least BOS.");
   const hiddenName = `hidden.${lm.config.numLayers}`;
   if (!lm.io.hiddenOutputs.includes(hiddenName) || lm.io.output !== "logits") {
@@ -143,7 +162,7 @@ export async function* generateSpeech(lm: Lfm2Runtime, head: AudioHead, prompt: 
     if (opts.signal?.aborted) throw new LfmError("ABORTED", "speech generation was cancelled.");
   };
   checkAbort();
-  if (maxSteps === 0) return;
+  if (maxSteps === 0) return { finishReason: "length", textComplete: opts.textConstraint ? false : undefined };
 
   let ids = prompt.ids;
   let first = 0;
@@ -151,7 +170,7 @@ export async function* generateSpeech(lm: Lfm2Runtime, head: AudioHead, prompt: 
     modes.beginStep();
     modes.afterText(AUDIO_TOKENS.audioStart);
     yield { kind: "text", id: AUDIO_TOKENS.audioStart };
-    if (maxSteps === 1) return;
+    if (maxSteps === 1) return { finishReason: "length", textComplete: opts.textConstraint ? true : undefined };
     ids = [...ids, AUDIO_TOKENS.audioStart];
     first = 1;
   }
@@ -166,25 +185,49 @@ export async function* generateSpeech(lm: Lfm2Runtime, head: AudioHead, prompt: 
     return hidden.subarray(hidden.length - lm.config.hiddenSize);
   };
 
-  let next = await step({ ids: [ids.slice()], overrides: prompt.overrides });
-  for (let i = first; i < maxSteps; i++) {
-    checkAbort();
-    modes.beginStep();
-    let feed: ForwardRequest;
-    if (modes.modality === "text") {
-      const id = pickText(next);
-      const { emit, stop } = modes.afterText(id);
-      if (emit) yield { kind: "text", id };
-      if (stop) return;
-      feed = { ids: [[id]] };
-    } else {
-      const frame = modes.afterFrame(await head.frame(next, (logits) => pickCode(logits)));
-      yield { kind: "audio", codes: frame.codes, endOfAudio: frame.endOfAudio };
-      // The id is a placeholder: the frame's embedding replaces its row.
-      feed = { ids: [[lm.config.padTokenId]], overrides: { index: [0], values: head.frameEmbedding(frame.codes) } };
+  const closesText = opts.mode === "sequential" ? AUDIO_TOKENS.audioStart : AUDIO_TOKENS.textEnd;
+  const matcher = await opts.textConstraint?.newMatcher([closesText, AUDIO_TOKENS.imEnd]);
+  let textClosed = opts.forceAudioStart === true; // the grammar's text is over: only <|im_end|> may follow
+  const end = async (finishReason: SpeechFinishReason): Promise<SpeechEnd> => ({
+    finishReason,
+    textComplete: matcher ? textClosed || (await matcher.finished()) : undefined,
+  });
+  try {
+    let next = await step({ ids: [ids.slice()], overrides: prompt.overrides });
+    for (let i = first; i < maxSteps; i++) {
+      checkAbort();
+      modes.beginStep();
+      let feed: ForwardRequest;
+      if (modes.modality === "text") {
+        if (matcher && textClosed) onlyAllow(next, AUDIO_TOKENS.imEnd);
+        else if (matcher) await matcher.mask(next);
+        const id = pickText(next);
+        if (matcher && !textClosed) {
+          matcher.accept(id);
+          textClosed = id === closesText || id === AUDIO_TOKENS.imEnd;
+        }
+        const { emit, stop } = modes.afterText(id);
+        if (emit) yield { kind: "text", id };
+        if (stop) return end("stop");
+        feed = { ids: [[id]] };
+      } else {
+        const frame = modes.afterFrame(await head.frame(next, (logits) => pickCode(logits)));
+        yield { kind: "audio", codes: frame.codes, endOfAudio: frame.endOfAudio };
+        // The id is a placeholder: the frame's embedding replaces its row.
+        feed = { ids: [[lm.config.padTokenId]], overrides: { index: [0], values: head.frameEmbedding(frame.codes) } };
+      }
+      if (i + 1 === maxSteps) return end("length");
+      checkAbort(); // the consumer may have aborted on this step: run nothing more
+      next = await step(feed);
     }
-    if (i + 1 === maxSteps) return;
-    checkAbort(); // the consumer may have aborted on this step: run nothing more
-    next = await step(feed);
+    return end("length");
+  } finally {
+    matcher?.dispose();
   }
+}
+
+function onlyAllow(logits: Float32Array, id: number): void {
+  const keep = logits[id];
+  logits.fill(-Infinity);
+  logits[id] = Number.isFinite(keep) ? keep : 0;
 }

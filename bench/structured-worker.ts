@@ -5,9 +5,12 @@
  * RUNS = 0: only build the graph into the cache and exit.
  *
  * Per run:
- * - decode tok/s of `DECODE` sampled tokens (temperature 1) without a format and with the free-text
- *   schema (one unbounded string field, so both runs go the full length), each step one forward call
- *   (`jumpForward: false`): the difference is the cost of the mask;
+ * - decode tok/s of `DECODE` greedy tokens without a format and with a one-string-field schema whose
+ *   string is longer than the run (so both go the full length), each step one forward call
+ *   (`jumpForward: false`): the difference is the cost of the mask. Greedy, because sampling costs
+ *   differ with and without a mask on random weights (their flat distribution over 65,536 ids makes
+ *   the sampler walk far more of the vocabulary than the mask leaves it), which would hide the
+ *   mask's own cost;
  * - the extraction form × SEEDS seeds, with jump-forward and without: wall time of each whole reply
  *   (prefill included, a short prompt), forward calls, and the check that both give the same ids
  *   (sampled at temperature 1, and one greedy reply each way).
@@ -16,6 +19,7 @@
 import { loadLfm2Config } from "../text-core/config.ts";
 import type { Precision } from "../text-core/graph/precision.ts";
 import { TextModel, type TextGenerateOptions } from "../text-core/model.ts";
+import { generate } from "../text-core/generate.ts";
 import { compileStructuredOutput } from "../text-core/structured/response-format.ts";
 import { benchPromptIds, flushWrites, peakRssMb } from "./prompt.ts";
 
@@ -40,6 +44,8 @@ const EXTRACTION_SCHEMA = {
 
 /** One free string: the model writes until `maxTokens`, as unconstrained decoding does. */
 const FREE_TEXT_SCHEMA = { type: "object", properties: { notes: { type: "string" } }, required: ["notes"] };
+/** The decode run's schema: one string field that cannot close within the run. */
+const DECODE_SCHEMA = { type: "object", properties: { notes: { type: "string", minLength: 4096 } }, required: ["notes"] };
 
 /** Schemas whose compile time is reported (each compiled once, uncached). */
 const COMPILE_SCHEMAS: Record<string, unknown> = {
@@ -93,22 +99,41 @@ for (const [name, schema] of Object.entries(COMPILE_SCHEMAS)) info[`compileMs_${
 // Forward calls, counted on this instance: jump-forward's gain is fewer calls.
 let forwardCalls = 0;
 const forward = model.runtime.forward.bind(model.runtime);
-model.runtime.forward = (...args: Parameters<typeof forward>) => {
+let forwardMs = 0;
+model.runtime.forward = async (...args: Parameters<typeof forward>) => {
   forwardCalls++;
-  return forward(...args);
+  const t0 = performance.now();
+  try {
+    return await forward(...args);
+  } finally {
+    forwardMs += performance.now() - t0;
+  }
 };
 
 const decodePrompt = benchPromptIds(64, config.vocabSize);
 /** Decode tok/s from the first new token to the last (prefill excluded), and the count. */
-async function decodeSpeed(opts: TextGenerateOptions): Promise<{ tokPerS: number; tokens: number }> {
+/**
+ * Also the split of each step into the forward call and the rest (mask and pick): the two runs feed
+ * different tokens, so the rest is where the mask's own cost shows.
+ */
+async function decodeSpeed(opts: TextGenerateOptions): Promise<{ tokPerS: number; tokens: number; forwardMsPerToken: number; otherMsPerToken: number }> {
   let first = 0;
   let last = 0;
   let n = 0;
-  for await (const _ of model.stream(decodePrompt, { ...opts, temperature: 1, seed: 7, maxTokens: decodeLength, stopTokenIds: [] })) {
+  let forwardAtFirst = 0;
+  // Ids, not text: the synthetic tokenizer's 64k filler ids are special added tokens, and streaming
+  // them to text costs ~30 ms each (a real vocabulary has a few hundred added tokens).
+  const tokens = generate(model.runtime, decodePrompt, await model.generationOptions({ ...opts, temperature: 0, maxTokens: decodeLength, stopTokenIds: [] }));
+  for await (const _ of tokens) {
     last = performance.now();
-    if (n++ === 0) first = last;
+    if (n++ === 0) {
+      first = last;
+      forwardAtFirst = forwardMs;
+    }
   }
-  return { tokPerS: ((n - 1) / (last - first)) * 1000, tokens: n };
+  const steps = n - 1;
+  const forwardMsPerToken = (forwardMs - forwardAtFirst) / steps;
+  return { tokPerS: (steps / (last - first)) * 1000, tokens: n, forwardMsPerToken, otherMsPerToken: (last - first) / steps - forwardMsPerToken };
 }
 
 const extractionPrompt = benchPromptIds(32, config.vocabSize);
@@ -143,7 +168,7 @@ let firstDiff = -1;
 let incomplete = 0;
 for (let r = 0; r < runs + 1; r++) {
   const plain = await decodeSpeed({});
-  const schema = await decodeSpeed({ responseFormat: { type: "json_schema", schema: FREE_TEXT_SCHEMA }, jumpForward: false });
+  const schema = await decodeSpeed({ responseFormat: { type: "json_schema", schema: DECODE_SCHEMA }, jumpForward: false });
   const step = await extraction(false);
   const jump = await extraction(true);
   const diff = firstDifference(step.ids, jump.ids);
@@ -159,6 +184,13 @@ for (let r = 0; r < runs + 1; r++) {
       decodeTokPerS: plain.tokPerS,
       decodeTokPerSSchema: schema.tokPerS,
       schemaSlowdown: 1 - schema.tokPerS / plain.tokPerS,
+      decodeForwardMsPerToken: plain.forwardMsPerToken,
+      decodeForwardMsPerTokenSchema: schema.forwardMsPerToken,
+      decodeOtherMsPerToken: plain.otherMsPerToken,
+      decodeOtherMsPerTokenSchema: schema.otherMsPerToken,
+      // The mask's cost per token over a plain step's whole time: what the schema costs on equal forward calls.
+      maskMsPerToken: schema.otherMsPerToken - plain.otherMsPerToken,
+      maskSlowdown: (schema.otherMsPerToken - plain.otherMsPerToken) / (1000 / plain.tokPerS),
       extractionMsStepwise: step.ms / seeds,
       extractionMsJumpForward: jump.ms / seeds,
       jumpForwardSpeedup: step.ms / jump.ms,

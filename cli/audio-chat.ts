@@ -12,8 +12,7 @@ import { LfmError } from "../text-core/errors.ts";
 import { textForStream } from "./terminal-text.ts";
 import { AudioChat, CHAT_AUDIO_SAMPLING, DEFAULT_CHAT_STEPS } from "../pipelines/audio-chat.ts";
 import { bundledModel, modelOrBundled } from "./bundled.ts";
-import { COMMON, type CliCommand, loadFlags, num, parse, precisionOf } from "./cli-kit.ts";
-
+import { COMMON, type CliCommand, RANGES, STRUCTURED, STRUCTURED_HELP, type Values, checkComplete, loadFlags, num, parse, structuredFlags } from "./cli-kit.ts";
 
 const HELP = `lfm audio-chat --model DIR --audio FILE [--mode interleaved|sequential] [--out reply.wav] [options]
   Answers a spoken question with an LFM2-Audio checkpoint (liquid-audio folder, e.g.
@@ -25,51 +24,55 @@ const HELP = `lfm audio-chat --model DIR --audio FILE [--mode interleaved|sequen
   --system TEXT         System prompt (default "Respond with interleaved text and audio.").
   --out F.wav           Write the spoken reply (24 kHz mono 16-bit), as it is generated.
   --mimi DIR            Mimi codec folder or .safetensors file (default: the --model folder).
-  --max-tokens N        Text tokens and audio frames together (default ${DEFAULT_CHAT_STEPS}; 12.5 frames per second).
+  --max-tokens N        Text tokens and audio frames together (default ${DEFAULT_CHAT_STEPS}; 12.5 frames per second;
+                        1 to ${RANGES.audioSteps.max}).
   --temperature T       Text sampling temperature (default greedy); also the audio's unless
   --top-k K             --audio-temperature / --audio-top-k are given (audio default ${CHAT_AUDIO_SAMPLING.temperature} / ${CHAT_AUDIO_SAMPLING.topK}).
   --audio-temperature T, --audio-top-k K   Audio code sampling (0 = greedy).
-  --seed S              Seed for reproducible sampling.
-  --json                Print {"prompt_ids", "modality_flag", "steps", "text"} (and "out", "seconds" with --out).
+                        Temperatures 0 to ${RANGES.temperature.max}; top-k 1 to ${RANGES.audioTopK.max}.
+  --seed S              Seed for reproducible sampling (0 to ${RANGES.seed.max}).
+  --json                Print {"prompt_ids", "modality_flag", "steps", "text", "finish_reason"}
+                        (and "out", "seconds" with --out); finish_reason is "stop" or "length".
   --precision P         q4 (default) | q8 | fp32 (reference parity) for the LM and depthformer.
-  --max-minutes M       Refuse recordings longer than this (default 180; the encoder takes ~5 min at most).
-  Also: --threads N, --cache-dir DIR, --no-cache.`;
+  --max-minutes M       Refuse recordings longer than this (default 180; above 0, at most ${RANGES.maxMinutes.max};
+                        the encoder takes ~5 min at most).
+  Also: --threads N, --cache-dir DIR, --no-cache.
+${STRUCTURED_HELP.replace("the reply is constrained", "the reply's text is constrained")}`;
 
-function sampling(v: Record<string, string | boolean | undefined>, tempKey: string, topKey: string): { temperature?: number; topK?: number } {
-  const temperature = num(v, tempKey, "float");
-  if (temperature !== undefined && temperature < 0) throw new LfmError("INVALID_ARGUMENT", `--${tempKey} must be ≥ 0 (got ${temperature}).`);
-  const topK = num(v, topKey, "int");
-  if (topK !== undefined && topK < 1) throw new LfmError("INVALID_ARGUMENT", `--${topKey} must be at least 1 (got ${topK}).`);
-  return { temperature, topK };
+function sampling(v: Values, tempKey: string, topKey: string): { temperature?: number; topK?: number } {
+  return { temperature: num(v, tempKey, RANGES.temperature), topK: num(v, topKey, RANGES.audioTopK) };
 }
+
+const AUDIO_CHAT_OPTIONS = {
+  ...COMMON,
+  ...STRUCTURED,
+  audio: { type: "string" },
+  mode: { type: "string" },
+  system: { type: "string" },
+  out: { type: "string" },
+  mimi: { type: "string" },
+  "max-tokens": { type: "string" },
+  temperature: { type: "string" },
+  "top-k": { type: "string" },
+  "audio-temperature": { type: "string" },
+  "audio-top-k": { type: "string" },
+  seed: { type: "string" },
+  "max-minutes": { type: "string" },
+} as const;
 
 export const audioChatCommand: CliCommand = {
   name: "audio-chat",
   summary: "Spoken question → text and spoken reply (LFM2-Audio + Mimi).",
   help: HELP,
+  options: AUDIO_CHAT_OPTIONS,
   async run(args: string[], signal: AbortSignal): Promise<number> {
-    const { values: v, positionals } = parse(args, {
-      ...COMMON,
-      audio: { type: "string" },
-      mode: { type: "string" },
-      system: { type: "string" },
-      out: { type: "string" },
-      mimi: { type: "string" },
-      "max-tokens": { type: "string" },
-      temperature: { type: "string" },
-      "top-k": { type: "string" },
-      "audio-temperature": { type: "string" },
-      "audio-top-k": { type: "string" },
-      seed: { type: "string" },
-      "max-minutes": { type: "string" },
-    });
+    const { values: v, positionals } = parse(args, AUDIO_CHAT_OPTIONS);
     if (positionals.length > 0) throw new LfmError("INVALID_ARGUMENT", `unexpected argument "${positionals[0]}": pass the recording with --audio FILE (lfm audio-chat --help).`);
     const audioPath = v.audio;
     if (typeof audioPath !== "string" || audioPath === "") throw new LfmError("INVALID_ARGUMENT", "pass the spoken question with --audio FILE.");
     const mode = (v.mode as string | undefined) ?? "interleaved";
     if (mode !== "interleaved" && mode !== "sequential") throw new LfmError("INVALID_ARGUMENT", `--mode must be interleaved or sequential (got "${mode}").`);
-    const maxSteps = num(v, "max-tokens", "int") ?? DEFAULT_CHAT_STEPS;
-    if (maxSteps < 1) throw new LfmError("INVALID_ARGUMENT", `--max-tokens must be at least 1 (got ${maxSteps}).`);
+    const maxSteps = num(v, "max-tokens", RANGES.audioSteps) ?? DEFAULT_CHAT_STEPS;
     const text = sampling(v, "temperature", "top-k");
     const audioOwn = sampling(v, "audio-temperature", "audio-top-k");
     // --temperature / --top-k cover the audio too unless it has its own (so --temperature 0 is all greedy).
@@ -77,10 +80,10 @@ export const audioChatCommand: CliCommand = {
       temperature: audioOwn.temperature ?? text.temperature ?? CHAT_AUDIO_SAMPLING.temperature,
       topK: audioOwn.topK ?? text.topK ?? CHAT_AUDIO_SAMPLING.topK,
     };
-    const seed = num(v, "seed", "int");
-    precisionOf(v); // a bad --precision fails before the recording is read
-    const maxMinutes = num(v, "max-minutes", "float");
-    if (maxMinutes !== undefined && !(maxMinutes > 0)) throw new LfmError("INVALID_ARGUMENT", `--max-minutes must be positive (got ${maxMinutes}).`);
+    const seed = num(v, "seed", RANGES.seed);
+    const load = loadFlags(v); // a bad --precision or --threads fails before the recording is read
+    const maxMinutes = num(v, "max-minutes", RANGES.maxMinutes);
+    const structured = structuredFlags(v);
     const out = v.out as string | undefined;
     if (out === "") throw new LfmError("INVALID_ARGUMENT", "--out needs a file name.");
 
@@ -95,7 +98,7 @@ export const audioChatCommand: CliCommand = {
     try {
       chat = await AudioChat.load(modelDir, {
         mimi: out === undefined ? undefined : (mimiPath ?? modelDir),
-        ...loadFlags(v),
+        ...load,
       });
     } catch (e) {
       wav?.discard();
@@ -107,6 +110,8 @@ export const audioChatCommand: CliCommand = {
     let aborted = false;
     let promptIds: number[] = [];
     let modality: number[] = [];
+    let finishReason: "stop" | "length" | undefined;
+    let textComplete: boolean | undefined;
     try {
       if (chat.mimi && wav && chat.mimi.config.sampleRateHz !== wav.sampleRateHz) {
         throw new LfmError("CONFIG_INVALID", `this Mimi codec runs at ${chat.mimi.config.sampleRateHz} Hz; lfm audio-chat writes 24 kHz WAVs.`);
@@ -116,7 +121,12 @@ export const audioChatCommand: CliCommand = {
       modality = prompt.modality;
       const started = performance.now();
       try {
-        for await (const e of chat.reply(prompt, { mode: mode as SpeechMode, maxSteps, text, audio, seed, signal })) {
+        for await (const e of chat.reply(prompt, { mode: mode as SpeechMode, maxSteps, text, audio, seed, signal, responseFormat: structured.responseFormat })) {
+          if (e.kind === "end") {
+            finishReason = e.finishReason;
+            textComplete = e.textComplete;
+            continue;
+          }
           if (e.kind === "text") {
             if (e.id !== null) steps.push([e.id]);
             reply += e.text;
@@ -157,8 +167,11 @@ export const audioChatCommand: CliCommand = {
     }
     if (v.json) {
       const extra = wav && frames > 0 ? { out, seconds } : {};
-      process.stdout.write(`${JSON.stringify({ prompt_ids: promptIds, modality_flag: modality, steps, text: reply, ...extra })}\n`);
+      process.stdout.write(`${JSON.stringify({ prompt_ids: promptIds, modality_flag: modality, steps, text: reply, finish_reason: finishReason ?? "cancelled", ...extra })}\n`);
     }
-    return aborted ? 130 : 0;
+    if (aborted) return 130;
+    // Steps may run out in the speech after the text was complete: only an unfinished text is an error.
+    checkComplete(structured, textComplete === false ? "length" : "stop");
+    return 0;
   },
 };

@@ -6,16 +6,28 @@
 import { LfmError } from "../text-core/errors.ts";
 import { AUTO_PRUNE_UNUSED_MS, type CacheEntry, defaultCacheDir, listCacheEntries, pruneCache } from "../text-core/graph-cache.ts";
 import { type CliCommand, num, parse } from "./cli-kit.ts";
+import { floatRange } from "./flags.ts";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 const DEFAULT_UNUSED_DAYS = AUTO_PRUNE_UNUSED_MS / DAY_MS; // what a build prunes too
+/** 0 (everything not in use now) to a century. */
+const UNUSED_DAYS = floatRange(0, 36_500);
+
+const CACHE_OPTIONS = {
+  "cache-dir": { type: "string" },
+  "unused-days": { type: "string" },
+  all: { type: "boolean" },
+  "dry-run": { type: "boolean" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
 
 const HELP = `lfm cache [list] [--cache-dir DIR] [--json]
 lfm cache prune [--unused-days N | --all] [--dry-run] [--cache-dir DIR] [--json]
   list (default)   The cached graphs, most recently used first: kind, size, last use, options
                    (precision, …) and the checkpoint each was built from.
   prune            Removes graphs not loaded for --unused-days days (default ${DEFAULT_UNUSED_DAYS}), or --all of
-                   them, plus folders of builds killed midway. A removed graph is rebuilt on its
+                   them, plus folders of builds killed midway (--unused-days: 0 to ${UNUSED_DAYS.max}). A removed graph is rebuilt on its
                    next load. Only folders named like cache entries (<kind>-<24 hex digits>) are
                    touched; anything else in the folder (bench checkpoints, your files) is left.
   --dry-run        Show what prune would remove; remove nothing.
@@ -52,15 +64,9 @@ export const cacheCommand: CliCommand = {
   name: "cache",
   summary: "List the cached graphs, or prune those not used lately (lfm cache prune).",
   help: HELP,
+  options: CACHE_OPTIONS,
   async run(args: string[]): Promise<number> {
-    const { values: v, positionals } = parse(args, {
-      "cache-dir": { type: "string" },
-      "unused-days": { type: "string" },
-      all: { type: "boolean" },
-      "dry-run": { type: "boolean" },
-      json: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    });
+    const { values: v, positionals } = parse(args, CACHE_OPTIONS);
     if (v.help) {
       console.log(HELP);
       return 0;
@@ -83,10 +89,8 @@ export const cacheCommand: CliCommand = {
       for (const e of entries) console.log(entryLine(e));
       return 0;
     }
-    const days = num(v, "unused-days", "float");
-    if (days !== undefined && (days < 0 || v.all)) {
-      throw new LfmError("INVALID_ARGUMENT", v.all ? "give --all or --unused-days, not both." : `--unused-days must be 0 or more, got ${days}.`);
-    }
+    const days = num(v, "unused-days", UNUSED_DAYS);
+    if (days !== undefined && v.all) throw new LfmError("INVALID_ARGUMENT", "give --all or --unused-days, not both.");
     const result = pruneCache(cacheDir, { all: Boolean(v.all), unusedForMs: (days ?? DEFAULT_UNUSED_DAYS) * DAY_MS, dryRun: Boolean(v["dry-run"]) });
     if (v.json) {
       process.stdout.write(

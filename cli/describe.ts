@@ -12,20 +12,24 @@ import { modelOrBundled } from "./bundled.ts";
 import { GenerationClock, QUIET, SUMMARY_HELP, printSummary, runReply, summaryJson } from "./generation-output.ts";
 import {
   COMMON,
+  RANGES,
   SAMPLING,
+  SAMPLING_HELP,
   STRUCTURED,
   STRUCTURED_HELP,
   type CliCommand,
   type Values,
   checkComplete,
+  checkGenerationFlags,
   generationOptions,
   loadFlags,
   num,
   parse,
   precisionOf,
-  readJsonFile,
+  readJsonInput,
   structuredFlags,
 } from "./cli-kit.ts";
+import { MAX_INPUT_BYTES, checkOneStdinReader, textFromFlags } from "./input-source.ts";
 
 
 const HELP = `lfm describe --model DIR IMAGE... [--prompt TEXT] [--json] [options]
@@ -33,21 +37,21 @@ const HELP = `lfm describe --model DIR IMAGE... [--prompt TEXT] [--json] [option
   (e.g. LiquidAI/LFM2-VL-450M or LFM2-VL-1.6B), or answers --prompt about them. The images come
   first in the user turn, in the order given, then the prompt. Streams the answer.
   --prompt TEXT          The question (default "${DEFAULT_DESCRIBE_PROMPT}"); --message TEXT is the same.
+  --prompt-file F        The question from a file ("-": standard input); --message-file F is the same.
+                         A regular UTF-8 file of at most ${MAX_INPUT_BYTES / 2 ** 20} MiB; its final line break is dropped.
   --image FILE           Another image (repeatable; same as a positional IMAGE).
   --system TEXT          A system prompt.
   --messages FILE.json   A whole conversation instead: [{"role": "user", "content": [{"type": "image",
                          "image": "scan.jpg"}, {"type": "text", "text": "Total?"}]}, ...]; image paths
                          are relative to the current folder. IMAGEs given as well go before the text
-                         of the last user turn.
+                         of the last user turn. "-": read it from standard input.
   --json                 Print {"prompt_ids", "ids", "text", "finish_reason"} (prompt_ids with the image
                          placeholders expanded; finish_reason "stop" or "length" = --max-tokens ran out).
-  --max-input-pixels N   Refuse larger images (default 100000000), checked before decoding.
+  --max-input-pixels N   Refuse larger images (default 100000000; 1 to ${RANGES.maxInputPixels.max}), checked before decoding.
   --precision P          q4 (default) | q8 | fp32 (reference parity) for the language core; the vision
                          tower follows it at fp32 and is q8 otherwise (fastest for image tiles).
   --vision-precision P   The vision tower's own: q8 | q4 (least memory, slowest) | fp32.
-  Sampling (defaults from the checkpoint's generation_config.json, else greedy):
-  --max-tokens N (default 256)  --temperature T  --top-k K  --top-p P  --min-p P  --repetition-penalty R  --seed S
-  --stop ID[,ID...]
+${SAMPLING_HELP}
 ${STRUCTURED_HELP}
 ${SUMMARY_HELP}
   Also: --threads N, --cache-dir DIR, --no-cache.`;
@@ -74,12 +78,12 @@ function parseMessages(raw: unknown, path: string): VlChatMessage[] {
 }
 
 /** The conversation the flags describe. */
-function conversation(v: Values, images: string[]): VlChatMessage[] {
+async function conversation(v: Values, images: string[]): Promise<VlChatMessage[]> {
   const messages: VlChatMessage[] = [];
   if (typeof v.system === "string") messages.push({ role: "system", content: v.system });
   const imageParts = images.map((image): VlContentPart => ({ type: "image", image }));
   if (typeof v.messages === "string") {
-    messages.push(...parseMessages(readJsonFile(v.messages, "messages"), v.messages));
+    messages.push(...parseMessages(await readJsonInput(v.messages, "messages"), v.messages === "-" ? "standard input" : v.messages));
     if (typeof v.prompt === "string") messages.push({ role: "user", content: [...imageParts, { type: "text", text: v.prompt }] });
     else if (imageParts.length > 0) {
       const last = messages.map((m) => m.role).lastIndexOf("user");
@@ -105,7 +109,9 @@ function checkReadable(file: string): void {
 /** The flags of an LFM2-VL conversation (lfm describe; lfm chat takes them too for an LFM2-VL checkpoint). */
 export const VL_CHAT_FLAGS = {
   prompt: { type: "string" },
+  "prompt-file": { type: "string" },
   message: { type: "string" }, // lfm chat's name for the user text
+  "message-file": { type: "string" },
   image: { type: "string", multiple: true },
   system: { type: "string" },
   messages: { type: "string" },
@@ -116,22 +122,28 @@ export const VL_CHAT_FLAGS = {
 /** Runs the conversation that parsed VL_CHAT_FLAGS (+ COMMON, SAMPLING, QUIET) and positional IMAGEs describe. */
 export async function runVlChat(v: Values, positionals: string[], signal: AbortSignal): Promise<number> {
   const images = [...positionals, ...((v.image as unknown as string[] | undefined) ?? [])];
-  if (typeof v.message === "string") {
-    if (typeof v.prompt === "string") throw new LfmError("INVALID_ARGUMENT", "give the question once: --prompt or --message, not both.");
-    v.prompt = v.message;
-  }
-  const messages = conversation(v, images);
+  // Every flag is checked before anything is read or loaded.
+  checkGenerationFlags(v);
+  const maxInputPixels = num(v, "max-input-pixels", RANGES.maxInputPixels);
+  const visionPrecision = precisionOf(v, "vision-precision");
   const structured = structuredFlags(v);
+  checkOneStdinReader(v, ["messages", "prompt-file", "message-file"]);
+  const question = await textFromFlags(v, [
+    { text: "prompt", file: "prompt-file" },
+    { text: "message", file: "message-file" },
+  ]);
+  if (question) v.prompt = question.text;
+  const messages = await conversation(v, images);
   // A missing image fails fast, before any model is built.
   for (const m of messages) {
     if (typeof m.content === "string") continue;
     for (const p of m.content) if (p.type === "image" && typeof p.image === "string") checkReadable(p.image);
   }
-  const maxInputPixels = num(v, "max-input-pixels", "int");
+  const load = loadFlags(v);
   const modelDir = modelOrBundled(v, "vision");
   const model = await VlModel.load(modelDir, {
-    ...loadFlags(v),
-    visionPrecision: precisionOf(v, "vision-precision"),
+    ...load,
+    visionPrecision,
     image: maxInputPixels === undefined ? {} : { maxInputPixels },
   });
   try {
@@ -155,12 +167,15 @@ export async function runVlChat(v: Values, positionals: string[], signal: AbortS
   }
 }
 
+const DESCRIBE_OPTIONS = { ...COMMON, ...SAMPLING, ...STRUCTURED, ...VL_CHAT_FLAGS, ...QUIET } as const;
+
 export const describeCommand: CliCommand = {
   name: "describe",
   summary: "Describe images or answer questions about them (LFM2-VL).",
   help: HELP,
+  options: DESCRIBE_OPTIONS,
   async run(args: string[], signal: AbortSignal): Promise<number> {
-    const { values, positionals } = parse(args, { ...COMMON, ...SAMPLING, ...STRUCTURED, ...VL_CHAT_FLAGS, ...QUIET });
+    const { values, positionals } = parse(args, DESCRIBE_OPTIONS);
     return runVlChat(values, positionals, signal);
   },
 };

@@ -8,34 +8,47 @@ import { LfmError } from "../text-core/errors.ts";
 import { ColbertEncoder } from "../retrieval/colbert.ts";
 import { modelOrBundled } from "./bundled.ts";
 import { COMMON, type CliCommand, loadFlags, parse } from "./cli-kit.ts";
+import { MAX_INPUT_BYTES, textFromFlags } from "./input-source.ts";
 
 
-const HELP = `lfm encode --model DIR (--query TEXT | --document TEXT) [--precision q4|q8|fp32] [--json]
+const HELP = `lfm encode --model DIR (--query TEXT | --document TEXT | --query-file F | --document-file F) [--precision q4|q8|fp32] [--json]
   Encodes one text with an LFM2-ColBERT checkpoint (PyLate folder: modules.json, 1_Dense/,
   config_sentence_transformers.json) into one L2-normalised vector per kept token.
+  --query-file F, --document-file F   The text from a file ("-": standard input): a regular UTF-8
+  file of at most ${MAX_INPUT_BYTES / 2 ** 20} MiB; its final line break is dropped.
   Queries: BOS, the query prefix token, the text, expansion tokens up to query_length (all kept).
   Documents: BOS, the document prefix token, the text (punctuation skiplist tokens dropped).
   --json prints {"embeddings": [[...], ...]}; otherwise a short summary.
   --precision fp32 reproduces PyLate's float32 vectors; q8 (default) is the fastest, q4 the smallest.
   Also: --threads N, --cache-dir DIR, --no-cache.`;
 
+const ENCODE_OPTIONS = {
+  ...COMMON,
+  query: { type: "string" },
+  document: { type: "string" },
+  "query-file": { type: "string" },
+  "document-file": { type: "string" },
+} as const;
+
 export const encodeCommand: CliCommand = {
   name: "encode",
   summary: "ColBERT token embeddings of a query or a document (LFM2-ColBERT).",
   help: HELP,
+  options: ENCODE_OPTIONS,
   async run(args: string[], signal: AbortSignal): Promise<number> {
-    const { values: v, positionals } = parse(args, { ...COMMON, query: { type: "string" }, document: { type: "string" } });
+    const { values: v, positionals } = parse(args, ENCODE_OPTIONS);
     if (positionals.length > 0) throw new LfmError("INVALID_ARGUMENT", `unexpected argument "${positionals[0]}": give the text with --query or --document (quote it).`);
-    const query = v.query as string | undefined;
-    const document = v.document as string | undefined;
-    if ((query === undefined) === (document === undefined)) throw new LfmError("INVALID_ARGUMENT", "give exactly one of --query TEXT or --document TEXT.");
+    const load = loadFlags(v);
+    const given = await textFromFlags(v, [
+      { text: "query", file: "query-file" },
+      { text: "document", file: "document-file" },
+    ]);
+    if (given === undefined) throw new LfmError("INVALID_ARGUMENT", "give exactly one of --query TEXT, --document TEXT, --query-file F or --document-file F.");
     const model = modelOrBundled(v, "colbert");
-    const encoder = await ColbertEncoder.load(model, {
-      ...loadFlags(v),
-    });
+    const encoder = await ColbertEncoder.load(model, load);
     try {
-      const isQuery = query !== undefined;
-      const text = (query ?? document) as string;
+      const isQuery = given.flag.startsWith("query");
+      const text = given.text;
       const [e] = isQuery ? await encoder.encodeQueries([text], { signal }) : await encoder.encodeDocuments([text], { signal });
       const rows = Array.from({ length: e.rows }, (_, r) => Array.from(e.data.subarray(r * e.dim, (r + 1) * e.dim)));
       if (v.json) {

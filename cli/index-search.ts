@@ -15,10 +15,18 @@ import { estimateTokens } from "../retrieval/ingest/chunker.ts";
 import { type IngestReport, ingestPaths, removePaths } from "../retrieval/ingest/ingest.ts";
 import type { ColbertEncoder } from "../retrieval/colbert.ts";
 import type { Precision } from "../text-core/graph/precision.ts";
-import { type CliCommand, COMMON, type Values, loadFlags, num, parse, precisionOf } from "./cli-kit.ts";
+import { type CliCommand, COMMON, type Values, loadFlags, num, parse, precisionOf, threadsOf } from "./cli-kit.ts";
+import { intRange } from "./flags.ts";
 import { ProgressBar } from "./progress-bar.ts";
 import { modelOrBundled } from "./bundled.ts";
 
+
+/** The numeric flags of index and search. Passages longer than the model's document_length are cut by the encoder anyway. */
+const CHUNK_TOKENS = intRange(1, 100_000);
+const OVERLAP_TOKENS = intRange(0, 99_999);
+const COMMIT_EVERY = intRange(1, 1_000_000);
+/** Each hit is printed with its passage: ten thousand is already more than a reader scans. */
+const SEARCH_K = intRange(1, 10_000);
 
 const INDEX_OPTIONS = {
   ...COMMON,
@@ -53,28 +61,34 @@ Options:
   --precision P          q8 (default, fastest) | q4 | fp32 (PyLate's float32 vectors)   --threads N
   --storage S            New index only: float16 (default) | int8 (half the vector memory,
                          slightly lower recall) | float32
-  --chunk-tokens N       Passage size in model tokens (default: min(document_length − 2, 256))
-  --overlap-tokens N     Tokens shared by consecutive passages (default: passage size / 8)
+  --chunk-tokens N       Passage size in model tokens (default: min(document_length − 2, 256); 1 to ${CHUNK_TOKENS.max})
+  --overlap-tokens N     Tokens shared by consecutive passages (default: passage size / 8; 0 to
+                         the passage size − 1)
   --meta KEY=VALUE       Metadata for every passage of this add (repeatable); filter on it in search
-  --commit-every N       Passages per commit (default 128)
-  --json                 Print a JSON report.`;
+  --commit-every N       Passages per commit (default 128; 1 to ${COMMIT_EVERY.max})
+  --json                 Print a JSON report.
+  Also: --cache-dir DIR, --no-cache (lfm --help).`;
 
 const SEARCH_HELP = `lfm search --index DIR [--model DIR] [--filter KEY=VALUE]... [-k 10] [--json] QUERY
   The k passages that best match QUERY (exact MaxSim over the index's candidates).
+  -k N                 How many passages (default 10; 1 to ${SEARCH_K.max}).
   --filter KEY=VALUE   Only passages whose metadata KEY is VALUE (repeat: all must hold; the same
                        KEY twice: either value). KEY "source" is the file path; ingest sets
                        "type" (txt|md|html|pdf), "title" and, for PDFs, "page".
   --exhaustive         Score every passage exactly (slow on big indexes; for checking).
-  --json               {"results": [{"id", "score", "text", "source", "metadata"}]}`;
+  --json               {"results": [{"id", "score", "text", "source", "metadata"}]}
+  --precision P, --threads N, --cache-dir DIR, --no-cache   As for lfm index (lfm --help).`;
 
 export const indexCommand: CliCommand = {
   name: "index",
   summary: "Build and maintain a ColBERT index of local files (add, rm, stats, compact).",
   help: INDEX_HELP,
+  options: INDEX_OPTIONS,
   async run(args, signal) {
     const [action, ...rest] = args;
     const { values: v, positionals } = parse(rest, INDEX_OPTIONS);
     const dir = requireIndex(v);
+    checkIndexFlags(v);
     switch (action) {
       case "add":
         return indexAdd(dir, v, positionals, signal);
@@ -108,13 +122,15 @@ export const searchCommand: CliCommand = {
   name: "search",
   summary: "Search a ColBERT index (lfm index add) for the passages that best match a query.",
   help: SEARCH_HELP,
+  options: SEARCH_OPTIONS,
   async run(args, signal) {
     const { values: v, positionals } = parse(args, SEARCH_OPTIONS);
     const dir = requireIndex(v);
     const query = positionals.join(" ").trim();
     if (query === "") throw new LfmError("INVALID_ARGUMENT", "lfm search needs a query: lfm search --index DIR \"your question\".");
-    const k = num(v, "k", "int") ?? 10;
-    if (k < 1) throw new LfmError("INVALID_ARGUMENT", `-k must be at least 1, got ${k}.`);
+    const k = num(v, "k", SEARCH_K) ?? 10;
+    precisionOf(v);
+    threadsOf(v);
     const filter = parseFilter(v.filter as unknown as string[] | undefined);
     const reader = await IndexReader.open(dir);
     try {
@@ -176,12 +192,12 @@ async function indexAdd(dir: string, v: Values, paths: string[], signal: AbortSi
     encoder ??= await loadEncoder(model.path as string, v, precision);
     try {
       const documentLength = encoder.settings.documentLength;
-      const maxTokens = num(v, "chunk-tokens", "int") ?? Math.max(8, Math.min(documentLength - 2, 256));
-      const overlapTokens = num(v, "overlap-tokens", "int") ?? Math.floor(maxTokens / 8);
+      const maxTokens = num(v, "chunk-tokens", CHUNK_TOKENS) ?? Math.max(8, Math.min(documentLength - 2, 256));
+      const overlapTokens = num(v, "overlap-tokens", OVERLAP_TOKENS) ?? Math.floor(maxTokens / 8);
       report = await ingestPaths(writer, encoder, paths, {
         chunk: { maxTokens, overlapTokens, countTokens: await tokenCounter(encoder) },
         metadata: parseMeta(v.meta as unknown as string[] | undefined),
-        commitEvery: num(v, "commit-every", "int"),
+        commitEvery: num(v, "commit-every", COMMIT_EVERY),
         signal,
         onProgress: (e) => {
           if (e.phase === "reading") bar.update("reading", e.done, e.total, "files");
@@ -224,6 +240,18 @@ async function indexRemove(dir: string, v: Values, paths: string[]): Promise<num
     await writer.close();
   }
   return 0;
+}
+
+/** index's numeric and common flags, checked before the index is opened or a model loads. */
+function checkIndexFlags(v: Values): void {
+  precisionOf(v);
+  threadsOf(v);
+  const chunk = num(v, "chunk-tokens", CHUNK_TOKENS);
+  const overlap = num(v, "overlap-tokens", OVERLAP_TOKENS);
+  num(v, "commit-every", COMMIT_EVERY);
+  if (chunk !== undefined && overlap !== undefined && overlap >= chunk) {
+    throw new LfmError("INVALID_ARGUMENT", `--overlap-tokens must be below --chunk-tokens (${chunk}); got ${overlap}.`);
+  }
 }
 
 function requireIndex(v: Values): string {

@@ -6,6 +6,7 @@
  */
 import { LfmError } from "../text-core/errors.ts";
 import { COMMANDS } from "./commands.ts";
+import { withFlagNames } from "./flags.ts";
 
 const HELP = `lfm — Liquid AI LFM2 models on this CPU, offline.
 
@@ -17,16 +18,17 @@ Common options:
   --model DIR          Checkpoint folder (Hugging Face layout, or an HF cache folder models--Org--Name,
                        or Org/Name already in the HF cache). Default: the bundled tiny random model.
   --precision P        q4 (default: 4-bit weights, fastest decoding) | q8 (fastest prompts) | fp32 (matches the reference)
-  --threads N          CPU threads (default: physical cores)
+  --threads N          CPU threads (default: physical cores; 1 to max(16, 4 × logical cores))
   --json               Print one JSON object instead of streaming text.
   --cache-dir DIR      Where built graphs are cached (default: $LFM_CACHE_DIR or ~/.cache/lfm2-edge).
   --no-cache           Build the graph in a temporary folder and do not keep it.
-  -h, --help           Help for a command: lfm <command> --help
+  -h, --help           Help for a command: lfm <command> --help (it states each numeric flag's range)
 
 Examples (the bundled tiny model; real checkpoints: see README):
   lfm tokenize --json "Hello world"
   lfm generate --prompt "The pump" --max-tokens 16
   lfm chat --message "Status of pump 7?" --max-tokens 24
+  cat report.txt | lfm generate --max-tokens 64      (long text: a pipe, or --prompt-file F)
 `;
 
 export async function main(argv: string[]): Promise<number> {
@@ -51,7 +53,8 @@ export async function main(argv: string[]): Promise<number> {
     return await command.run(rest, controller.signal);
   } catch (e) {
     if (e instanceof LfmError) {
-      process.stderr.write(`error [${e.code}]: ${e.message}\n`);
+      // The library's messages name its options (topP, maxInputPixels); a CLI user gives flags.
+      process.stderr.write(`error [${e.code}]: ${withFlagNames(e.message)}\n`);
       return e.code === "ABORTED" ? 130 : 2;
     }
     process.stderr.write(`internal error: ${(e as Error)?.stack ?? String(e)}\nPlease report this with the command you ran.\n`);

@@ -5,25 +5,42 @@ import { type BlockKind, type PhaseProfile, type ProfileReport, profileModel } f
 import { defaultThreads } from "../text-core/runtime.ts";
 import { modelOrBundled } from "./bundled.ts";
 import { COMMON, type CliCommand, loadFlags, num, parse } from "./cli-kit.ts";
+import { intRange } from "./flags.ts";
+
+/** Both within the model's context together (checked once it is loaded). */
+const PROMPT_TOKENS = intRange(1, 131_072);
+const DECODE_STEPS = intRange(1, 131_072);
+
+const PROFILE_OPTIONS = { ...COMMON, "prompt-tokens": { type: "string" }, "decode-steps": { type: "string" } } as const;
 
 const HELP = `lfm profile --model DIR [--precision q4] [--prompt-tokens 512] [--decode-steps 64] [--threads N] [--json]
   Runs one prefill and some decode steps with onnxruntime's profiler and prints the time share of
   each block type (conv, attention, FFN, head, embedding), the session overhead, the top operators,
-  and the peak RSS.`;
+  and the peak RSS. --prompt-tokens and --decode-steps: at least 1, together within the model's
+  context. Also: --cache-dir DIR (the cached graph is profiled; --no-cache is refused).`;
 
 export const profileCommand: CliCommand = {
   name: "profile",
   summary: "Where the time goes per block type (conv, attention, FFN, head) in prefill and decode.",
   help: HELP,
+  options: PROFILE_OPTIONS,
   async run(args: string[]): Promise<number> {
-    const { values: v } = parse(args, { ...COMMON, "prompt-tokens": { type: "string" }, "decode-steps": { type: "string" } });
+    const { values: v, positionals } = parse(args, PROFILE_OPTIONS);
+    if (positionals.length > 0) throw new LfmError("INVALID_ARGUMENT", `unexpected argument "${positionals[0]}" (lfm profile --help).`);
     if (v["no-cache"]) throw new LfmError("INVALID_ARGUMENT", "profile reads the cached graph; drop --no-cache.");
-    const model = await TextModel.load(modelOrBundled(v, "text"), loadFlags(v));
+    const promptTokens = num(v, "prompt-tokens", PROMPT_TOKENS) ?? 512;
+    const decodeSteps = num(v, "decode-steps", DECODE_STEPS) ?? 64;
+    const load = loadFlags(v);
+    const model = await TextModel.load(modelOrBundled(v, "text"), load);
     try {
       const graphPath = model.runtime.graphPath;
       if (!graphPath) throw new LfmError("INVALID_ARGUMENT", "this model was loaded without a graph file to profile.");
-      const threads = num(v, "threads", "int") ?? defaultThreads();
-      const report = await profileModel(model, graphPath, num(v, "prompt-tokens", "int") ?? 512, num(v, "decode-steps", "int") ?? 64, threads);
+      const context = model.config.maxPositionEmbeddings;
+      if (promptTokens + decodeSteps > context) {
+        throw new LfmError("INVALID_ARGUMENT", `--prompt-tokens plus --decode-steps (${promptTokens + decodeSteps}) must fit the model's context of ${context} positions.`);
+      }
+      const threads = load.threads ?? defaultThreads();
+      const report = await profileModel(model, graphPath, promptTokens, decodeSteps, threads);
       console.log(v.json ? JSON.stringify(report) : formatProfile(report));
       return 0;
     } finally {

@@ -8,20 +8,23 @@
 import { WavStreamWriter } from "../audio/wav-writer.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { bundledModel, modelOrBundled } from "./bundled.ts";
-import { COMMON, type CliCommand, loadFlags, num, parse } from "./cli-kit.ts";
+import { COMMON, type CliCommand, RANGES, loadFlags, num, parse } from "./cli-kit.ts";
+import { MAX_INPUT_BYTES, textFromFlags } from "./input-source.ts";
 import { DEFAULT_MAX_FRAMES, Speaker } from "../pipelines/speak.ts";
 
 
-const HELP = `lfm speak --model DIR --text TEXT --out F.wav [options]
+const HELP = `lfm speak --model DIR (--text TEXT | --text-file F) --out F.wav [options]
   Speaks TEXT with an LFM2-Audio checkpoint (liquid-audio folder, e.g. LiquidAI/LFM2-Audio-1.5B)
   as liquid-audio's TTS recipe: system prompt "Perform TTS.", sequential generation, audio frames
   decoded by the Mimi codec (Kyutai's file ships in the checkpoint folder) into a 24 kHz mono
   16-bit WAV, written as it is generated. Ctrl-C keeps what was spoken so far.
+  --text-file F        The words from a file ("-": standard input): a regular UTF-8 file of at
+                       most ${MAX_INPUT_BYTES / 2 ** 20} MiB; its final line break is dropped.
   --mimi DIR           Mimi codec folder or .safetensors file (default: the --model folder).
-  --max-frames N       Audio frames at most, 12.5 per second (default ${DEFAULT_MAX_FRAMES}).
-  --temperature T      Audio sampling temperature (default 0.8; 0 = greedy).
-  --top-k K            Audio top-k (default 64).
-  --seed S             Seed for reproducible sampling.
+  --max-frames N       Audio frames at most, 12.5 per second (default ${DEFAULT_MAX_FRAMES}; 1 to ${RANGES.audioSteps.max}).
+  --temperature T      Audio sampling temperature (default 0.8; 0 = greedy; at most ${RANGES.temperature.max}).
+  --top-k K            Audio top-k (default 64; 1 to ${RANGES.audioTopK.max}).
+  --seed S             Seed for reproducible sampling (0 to ${RANGES.seed.max}).
   --system TEXT        Another system prompt (default "Perform TTS."; LFM2.5-Audio voices:
                        "Perform TTS. Use the UK male voice." and the like).
   --force-audio-start  Start the reply with <|audio_start|> instead of letting the model choose
@@ -30,35 +33,37 @@ const HELP = `lfm speak --model DIR --text TEXT --out F.wav [options]
   --precision P        q4 (default) | q8 | fp32 for the LM and depthformer (Mimi is fp32).
   Also: --threads N, --cache-dir DIR, --no-cache.`;
 
+const SPEAK_OPTIONS = {
+  ...COMMON,
+  text: { type: "string" },
+  "text-file": { type: "string" },
+  out: { type: "string" },
+  mimi: { type: "string" },
+  "max-frames": { type: "string" },
+  temperature: { type: "string" },
+  "top-k": { type: "string" },
+  seed: { type: "string" },
+  system: { type: "string" },
+  "force-audio-start": { type: "boolean" },
+} as const;
+
 export const speakCommand: CliCommand = {
   name: "speak",
   summary: "Text to speech into a WAV file (LFM2-Audio + Mimi).",
   help: HELP,
+  options: SPEAK_OPTIONS,
   async run(args: string[], signal: AbortSignal): Promise<number> {
-    const { values: v, positionals } = parse(args, {
-      ...COMMON,
-      text: { type: "string" },
-      out: { type: "string" },
-      mimi: { type: "string" },
-      "max-frames": { type: "string" },
-      temperature: { type: "string" },
-      "top-k": { type: "string" },
-      seed: { type: "string" },
-      system: { type: "string" },
-      "force-audio-start": { type: "boolean" },
-    });
+    const { values: v, positionals } = parse(args, SPEAK_OPTIONS);
     if (positionals.length > 0) throw new LfmError("INVALID_ARGUMENT", `unexpected argument "${positionals[0]}": pass the words with --text "..." (lfm speak --help).`);
-    const text = v.text;
-    if (typeof text !== "string" || text.trim() === "") throw new LfmError("EMPTY_TEXT", "nothing to speak: pass --text \"...\".");
     const out = v.out;
     if (typeof out !== "string" || out === "") throw new LfmError("INVALID_ARGUMENT", "pass the WAV to write with --out F.wav.");
-    const maxFrames = num(v, "max-frames", "int") ?? DEFAULT_MAX_FRAMES;
-    if (maxFrames < 1) throw new LfmError("INVALID_ARGUMENT", `--max-frames must be at least 1 (got ${maxFrames}).`);
-    const temperature = num(v, "temperature", "float") ?? 0.8;
-    if (temperature < 0) throw new LfmError("INVALID_ARGUMENT", `--temperature must be ≥ 0 (got ${temperature}).`);
-    const topK = num(v, "top-k", "int") ?? 64;
-    if (topK < 1) throw new LfmError("INVALID_ARGUMENT", `--top-k must be at least 1 (got ${topK}).`);
-    const seed = num(v, "seed", "int");
+    const maxFrames = num(v, "max-frames", RANGES.audioSteps) ?? DEFAULT_MAX_FRAMES;
+    const temperature = num(v, "temperature", RANGES.temperature) ?? 0.8;
+    const topK = num(v, "top-k", RANGES.audioTopK) ?? 64;
+    const seed = num(v, "seed", RANGES.seed);
+    const load = loadFlags(v);
+    const text = (await textFromFlags(v, [{ text: "text", file: "text-file" }]))?.text;
+    if (text === undefined || text.trim() === "") throw new LfmError("EMPTY_TEXT", "nothing to speak: pass --text \"...\" or --text-file F.");
 
     const modelDir = modelOrBundled(v, "audio");
     const mimiPath = (v.mimi as string | undefined) ?? (v.model === undefined ? bundledModel("mimi") : undefined);
@@ -67,10 +72,7 @@ export const speakCommand: CliCommand = {
     const wav = WavStreamWriter.create(out, { sampleRateHz: 24000 });
     let speaker: Speaker;
     try {
-      speaker = await Speaker.load(modelDir, {
-        mimi: mimiPath,
-        ...loadFlags(v),
-      });
+      speaker = await Speaker.load(modelDir, { mimi: mimiPath, ...load });
     } catch (e) {
       wav.discard();
       throw e;

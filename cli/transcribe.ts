@@ -8,9 +8,14 @@ import { readAudioFile } from "../audio/audio-file.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { textForStream } from "./terminal-text.ts";
 import { modelOrBundled } from "./bundled.ts";
-import { COMMON, type CliCommand, loadFlags, num, parse } from "./cli-kit.ts";
+import { COMMON, type CliCommand, RANGES, loadFlags, num, parse } from "./cli-kit.ts";
+import { floatRange } from "./flags.ts";
 import { transcribe } from "../pipelines/transcribe.ts";
 
+
+/** A window is one encoder pass: the encoder's positions bound it far below 10 minutes anyway. */
+const CHUNK_SECONDS = floatRange(0, 600, true);
+const OVERLAP_SECONDS = floatRange(0, 300);
 
 const HELP = `lfm transcribe --model DIR FILE.wav [--json] [--max-tokens N] [options]
   Transcribes a recording — WAV (PCM 8/16/24/32-bit, float 32/64, A-law, µ-law, IMA ADPCM), FLAC,
@@ -19,10 +24,12 @@ const HELP = `lfm transcribe --model DIR FILE.wav [--json] [--max-tokens N] [opt
   Recordings longer than one window are split at pauses into overlapping chunks whose
   transcripts are joined on the words both heard (progress on stderr).
   --json              Print {"text", "duration", "chunks": [{"start", "end", "text", "ids"}]}.
-  --max-tokens N      New tokens at most per chunk (default 512).
-  --chunk-seconds S   Longest chunk (default 30); --overlap-seconds S (default 4).
+  --max-tokens N      New tokens at most per chunk (default 512; 1 to ${RANGES.audioSteps.max}).
+  --chunk-seconds S   Longest chunk (default 30; above 0, at most ${CHUNK_SECONDS.max}).
+  --overlap-seconds S Seconds consecutive chunks share (default 4; 0 to ${OVERLAP_SECONDS.max}); with the cut
+                      search (≤ 5 s) under half the chunk.
   --system TEXT       Another system prompt (default "Perform ASR.").
-  --max-minutes M     Refuse recordings longer than this (default 180).
+  --max-minutes M     Refuse recordings longer than this (default 180; above 0, at most ${RANGES.maxMinutes.max}).
   --precision P       LM weights: q4 (default) | q8 | fp32 (reference parity); the audio encoder
                       runs in q8 unless fp32 is asked for.   Also: --threads N, --cache-dir DIR, --no-cache.
   On a terminal, control characters in the text show as escapes (\\x1b); piped output keeps them.`;
@@ -32,36 +39,38 @@ function clock(seconds: number): string {
   return `${m}:${(seconds - 60 * m).toFixed(1).padStart(4, "0")}`;
 }
 
+const TRANSCRIBE_OPTIONS = {
+  ...COMMON,
+  "max-tokens": { type: "string" },
+  "chunk-seconds": { type: "string" },
+  "overlap-seconds": { type: "string" },
+  "max-minutes": { type: "string" },
+  system: { type: "string" },
+} as const;
+
 export const transcribeCommand: CliCommand = {
   name: "transcribe",
   summary: "Speech to text from a WAV, FLAC, MP3 or Ogg file (LFM2-Audio).",
   help: HELP,
+  options: TRANSCRIBE_OPTIONS,
   async run(args: string[], signal: AbortSignal): Promise<number> {
-    const { values: v, positionals } = parse(args, {
-      ...COMMON,
-      "max-tokens": { type: "string" },
-      "chunk-seconds": { type: "string" },
-      "overlap-seconds": { type: "string" },
-      "max-minutes": { type: "string" },
-      system: { type: "string" },
-    });
+    const { values: v, positionals } = parse(args, TRANSCRIBE_OPTIONS);
     if (positionals.length !== 1) throw new LfmError("INVALID_ARGUMENT", "transcribe takes exactly one audio FILE (lfm transcribe --model DIR FILE.wav).");
-    const maxTokens = num(v, "max-tokens", "int");
-    if (maxTokens !== undefined && maxTokens < 1) throw new LfmError("INVALID_ARGUMENT", `--max-tokens must be at least 1 (got ${maxTokens}).`);
-    const maxMinutes = num(v, "max-minutes", "float");
-    if (maxMinutes !== undefined && !(maxMinutes > 0)) throw new LfmError("INVALID_ARGUMENT", `--max-minutes must be positive (got ${maxMinutes}).`);
+    const maxTokens = num(v, "max-tokens", RANGES.audioSteps);
+    const maxMinutes = num(v, "max-minutes", RANGES.maxMinutes);
+    const chunkSeconds = num(v, "chunk-seconds", CHUNK_SECONDS);
+    const overlapSeconds = num(v, "overlap-seconds", OVERLAP_SECONDS);
+    const load = loadFlags(v);
     // Read the audio first: a bad file fails fast, before any model is built.
     const clip = await readAudioFile(positionals[0], { maxSeconds: maxMinutes === undefined ? undefined : maxMinutes * 60 });
     const modelDir = modelOrBundled(v, "audio");
     const tty = process.stderr.isTTY && !v.json;
-    const model = await Lfm2AudioModel.load(modelDir, {
-      ...loadFlags(v),
-    });
+    const model = await Lfm2AudioModel.load(modelDir, load);
     try {
       const transcript = await transcribe(model, clip, {
         maxTokens,
-        chunkSeconds: num(v, "chunk-seconds", "float"),
-        overlapSeconds: num(v, "overlap-seconds", "float"),
+        chunkSeconds,
+        overlapSeconds,
         systemPrompt: v.system as string | undefined,
         signal,
         onProgress: (p) => {

@@ -11,10 +11,11 @@ import type { AudioHead } from "../audio/audio-head.ts";
 import type { Lfm2AudioModel } from "../audio/lfm2-audio-model.ts";
 import type { MimiDecoder, MimiStream } from "../audio/mimi-decoder.ts";
 import { type AssembledPrompt, SYSTEM_PROMPTS } from "../audio/prompt.ts";
-import { type ModalitySampling, type SpeechMode, generateSpeech } from "../audio/speech-generation.ts";
+import { type ModalitySampling, type SpeechEnd, type SpeechMode, generateSpeech } from "../audio/speech-generation.ts";
 import { loadSpeechStack } from "../audio/speech-stack.ts";
 import type { AudioClip } from "../audio/wav.ts";
 import type { Precision } from "../text-core/graph/precision.ts";
+import { type ResponseFormat, compileStructuredOutput } from "../text-core/structured/response-format.ts";
 
 export interface AudioChatLoadOptions {
   /**
@@ -39,6 +40,11 @@ export interface AudioChatOptions {
   audio?: ModalitySampling;
   seed?: number;
   signal?: AbortSignal;
+  /**
+   * Constrains the reply's text (JSON schema, JSON object, EBNF or regex, as `TextModel.generate`);
+   * the speech is still the model's own. Compiled before the first step, so a bad schema fails early.
+   */
+  responseFormat?: ResponseFormat;
 }
 
 export type AudioChatEvent =
@@ -48,7 +54,13 @@ export type AudioChatEvent =
    */
   | { kind: "text"; id: number | null; text: string }
   /** `samples`: the frame decoded at 24 kHz when a Mimi codec is loaded and the frame is a sound. */
-  | { kind: "audio"; codes: number[]; endOfAudio: boolean; samples?: Float32Array };
+  | { kind: "audio"; codes: number[]; endOfAudio: boolean; samples?: Float32Array }
+  /**
+   * The last event: `finishReason` "stop" when the model ended its turn, "length" when maxSteps ran
+   * out; with a `responseFormat`, `textComplete` says whether the constrained text was complete
+   * (steps can run out in the speech after it).
+   */
+  | ({ kind: "end" } & SpeechEnd);
 
 export const DEFAULT_CHAT_STEPS = 512;
 export const CHAT_AUDIO_SAMPLING: ModalitySampling = { temperature: 1, topK: 4 };
@@ -73,7 +85,9 @@ export class AudioChat {
 
   /** Streams the assistant's reply to `prompt`. */
   async *reply(prompt: AssembledPrompt, opts: AudioChatOptions = {}): AsyncGenerator<AudioChatEvent> {
-    const text = this.model.tokenizer.createStreamDecoder({ skipSpecialTokens: true });
+    const tokenizer = this.model.tokenizer;
+    const textConstraint = await compileStructuredOutput(tokenizer, this.model.lm.config.vocabSize, { responseFormat: opts.responseFormat });
+    const text = tokenizer.createStreamDecoder({ skipSpecialTokens: true });
     const stream: MimiStream | undefined = this.mimi?.stream();
     const steps = generateSpeech(this.model.lm, this.head, prompt, {
       mode: opts.mode ?? "interleaved",
@@ -82,17 +96,30 @@ export class AudioChat {
       audio: opts.audio ?? CHAT_AUDIO_SAMPLING,
       seed: opts.seed,
       signal: opts.signal,
+      textConstraint,
     });
-    for await (const step of steps) {
-      if (step.kind === "text") {
-        yield { kind: "text", id: step.id, text: text.push(step.id) };
-        continue;
+    let ending: SpeechEnd;
+    try {
+      for (;;) {
+        const next = await steps.next();
+        if (next.done) {
+          ending = next.value;
+          break;
+        }
+        const step = next.value;
+        if (step.kind === "text") {
+          yield { kind: "text", id: step.id, text: text.push(step.id) };
+          continue;
+        }
+        const samples = stream && !step.endOfAudio ? await stream.push([step.codes]) : undefined;
+        yield { kind: "audio", codes: step.codes, endOfAudio: step.endOfAudio, samples };
       }
-      const samples = stream && !step.endOfAudio ? await stream.push([step.codes]) : undefined;
-      yield { kind: "audio", codes: step.codes, endOfAudio: step.endOfAudio, samples };
+    } finally {
+      await steps.return({ finishReason: "length" }); // a consumer that stops early still releases the grammar matcher
     }
     const rest = text.flush();
     if (rest !== "") yield { kind: "text", id: null, text: rest };
+    yield { kind: "end", ...ending };
   }
 
   async release(): Promise<void> {

@@ -44,7 +44,7 @@ describe("lfm audio-chat (CLI, tiny random LFM2-Audio)", () => {
         "audio-chat", "--model", MODEL, "--system", SYSTEM, "--audio", CLIP, "--mode", mode,
         "--max-tokens", "40", "--temperature", "0", "--precision", "fp32", "--json",
       ]);
-      expect(Object.keys(out)).toEqual(["prompt_ids", "modality_flag", "steps", "text"]);
+      expect(Object.keys(out)).toEqual(["prompt_ids", "modality_flag", "steps", "text", "finish_reason"]);
       expect(out.prompt_ids).toEqual(ref.chat.text_ids);
       expect(out.modality_flag).toEqual(ref.chat.modality_flag);
       expect(out.steps).toEqual(ref[`greedy_${mode}`]);

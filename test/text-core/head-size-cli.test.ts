@@ -132,7 +132,7 @@ describe(`the CLI at attention head size ${HD} (and 4 in the towers)`, () => {
       for await (const e of chat.reply(prompt, { mode: "interleaved", maxSteps: 24, text: { temperature: 0 }, audio: { temperature: 0, topK: 4 } })) {
         if (e.kind === "text") {
           if (e.id !== null) steps.push([e.id]);
-        } else {
+        } else if (e.kind === "audio") {
           steps.push(e.codes);
           samples += e.samples?.length ?? 0;
         }
