@@ -36,17 +36,24 @@ export interface GenerationStats {
 export class GenerationClock {
   private readonly startedAt = performance.now();
   private firstAt: number | undefined;
+  private endedAt: number | undefined;
   private tokens = 0;
 
-  constructor(private readonly promptTokens: number) {}
+  /** `promptTokens` may be set later, when the clock starts before the prompt is built. */
+  constructor(public promptTokens = 0) {}
 
   token(): void {
     this.firstAt ??= performance.now();
     this.tokens++;
   }
 
+  /** The reply is over: what follows (writing files, releasing the model) is not its time. */
+  stop(): void {
+    this.endedAt ??= performance.now();
+  }
+
   stats(finishReason: SummaryFinish): GenerationStats {
-    const now = performance.now();
+    const now = this.endedAt ?? performance.now();
     const decodeMs = this.firstAt === undefined ? 0 : now - this.firstAt;
     return {
       promptTokens: this.promptTokens,
