@@ -14,6 +14,7 @@ export { LfmError, isLfmError, type LfmErrorCode } from "./text-core/errors.ts";
 export { TextModel, type LoadOptions, type Completion, type TextGenerateOptions } from "./text-core/model.ts";
 export type { ResponseFormat, ToolChoice } from "./text-core/structured/response-format.ts";
 export type { ChatMessage, ContentPart, ToolDefinition } from "./text-core/chat.ts";
+export { readToolCalls, ToolCallParseError, type ToolCallsRead, type MalformedToolCall } from "./text-core/tool-calls.ts";
 export { parseToolCalls, formatToolCalls, type ToolCall } from "./text-core/tool-calls.ts";
 export { prefillPrefix, type GenerateOptions, type FinishReason, type PrefilledPrefix } from "./text-core/generate.ts";
 export type { SamplingOptions } from "./text-core/sampler.ts";

@@ -2,13 +2,16 @@
  * `lfm audio-chat`: a spoken question (WAV, FLAC, MP3, Ogg) → the model's reply as text on stdout
  * and, with --out, speech in a 24 kHz WAV written as it is generated (Ctrl-C keeps what was
  * spoken so far as a valid WAV). With --json it prints the scriptable contract
- * `{"prompt_ids", "modality_flag", "steps", "text"}` (prompt_ids: the prompt's text stream, as
- * liquid-audio's `ChatState.text`; steps: `[id]` per text token, the 8 codes per audio frame).
+ * `{"prompt_ids", "modality_flag", "steps", "text", "finish_reason", "usage", "timings"}`
+ * (prompt_ids: the prompt's text stream, as liquid-audio's `ChatState.text`; steps: `[id]` per text
+ * token, the 8 codes per audio frame); without --json, a summary line on stderr.
  */
 import { readAudioFile } from "../audio/audio-file.ts";
 import type { SpeechMode } from "../audio/speech-generation.ts";
 import { WavStreamWriter } from "../audio/wav-writer.ts";
 import { LfmError } from "../text-core/errors.ts";
+import { textForStream } from "./terminal-text.ts";
+import { GenerationClock, QUIET, printSummary, summaryJson } from "./generation-output.ts";
 import { AudioChat, CHAT_AUDIO_SAMPLING, DEFAULT_CHAT_STEPS } from "../pipelines/audio-chat.ts";
 import { bundledModel, modelOrBundled } from "./bundled.ts";
 import { COMMON, type CliCommand, RANGES, STRUCTURED, STRUCTURED_HELP, type Values, checkComplete, loadFlags, num, parse, structuredFlags } from "./cli-kit.ts";
@@ -16,7 +19,8 @@ import { COMMON, type CliCommand, RANGES, STRUCTURED, STRUCTURED_HELP, type Valu
 const HELP = `lfm audio-chat --model DIR --audio FILE [--mode interleaved|sequential] [--out reply.wav] [options]
   Answers a spoken question with an LFM2-Audio checkpoint (liquid-audio folder, e.g.
   LiquidAI/LFM2-Audio-1.5B): the recording (WAV, FLAC, MP3, Ogg Opus/Vorbis) is the user turn, the
-  reply's text streams to stdout, its speech is decoded by the Mimi codec into --out.
+  reply's text streams to stdout, its speech is decoded by the Mimi codec into --out. On a terminal,
+  control characters in the text show as escapes (\\x1b); piped or redirected output keeps them.
   --mode M              interleaved (default: text and audio in turns of 6 tokens / 12 frames) or
                         sequential (text, then <|audio_start|> and audio).
   --system TEXT         System prompt (default "Respond with interleaved text and audio.").
@@ -30,7 +34,11 @@ const HELP = `lfm audio-chat --model DIR --audio FILE [--mode interleaved|sequen
                         Temperatures 0 to ${RANGES.temperature.max}; top-k 1 to ${RANGES.audioTopK.max}.
   --seed S              Seed for reproducible sampling (0 to ${RANGES.seed.max}).
   --json                Print {"prompt_ids", "modality_flag", "steps", "text", "finish_reason"}
-                        (and "out", "seconds" with --out); finish_reason is "stop" or "length".
+                        (and "out", "seconds" with --out); finish_reason is "stop" or "length";
+                        then "usage" and "timings" as in lfm generate --help (tokens: text tokens
+                        and audio frames, as --max-tokens counts them).
+  --quiet, -q           No summary line on stderr after the reply (tokens, tok/s, time to first
+                        token, total time, finish reason; lfm generate --help).
   --precision P         q4 (default) | q8 | fp32 (reference parity) for the LM and depthformer.
   --max-minutes M       Refuse recordings longer than this (default 180; above 0, at most ${RANGES.maxMinutes.max};
                         the encoder takes ~5 min at most).
@@ -56,6 +64,7 @@ const AUDIO_CHAT_OPTIONS = {
   "audio-top-k": { type: "string" },
   seed: { type: "string" },
   "max-minutes": { type: "string" },
+  ...QUIET,
 } as const;
 
 export const audioChatCommand: CliCommand = {
@@ -110,6 +119,8 @@ export const audioChatCommand: CliCommand = {
     let modality: number[] = [];
     let finishReason: "stop" | "length" | undefined;
     let textComplete: boolean | undefined;
+    // From before the prompt is built: the time to first token includes encoding the recording.
+    const clock = new GenerationClock();
     try {
       if (chat.mimi && wav && chat.mimi.config.sampleRateHz !== wav.sampleRateHz) {
         throw new LfmError("CONFIG_INVALID", `this Mimi codec runs at ${chat.mimi.config.sampleRateHz} Hz; lfm audio-chat writes 24 kHz WAVs.`);
@@ -118,6 +129,7 @@ export const audioChatCommand: CliCommand = {
       promptIds = prompt.textIds;
       modality = prompt.modality;
       const started = performance.now();
+      clock.promptTokens = modality.length; // every position the LM reads: text and the recording's frames
       try {
         for await (const e of chat.reply(prompt, { mode: mode as SpeechMode, maxSteps, text, audio, seed, signal, responseFormat: structured.responseFormat })) {
           if (e.kind === "end") {
@@ -126,12 +138,16 @@ export const audioChatCommand: CliCommand = {
             continue;
           }
           if (e.kind === "text") {
-            if (e.id !== null) steps.push([e.id]);
+            if (e.id !== null) {
+              steps.push([e.id]);
+              clock.token();
+            }
             reply += e.text;
-            if (!v.json) process.stdout.write(e.text);
+            if (!v.json) process.stdout.write(textForStream(e.text, process.stdout.isTTY));
             continue;
           }
           steps.push(e.codes);
+          clock.token();
           if (e.samples && wav) {
             wav.write(e.samples);
             frames++;
@@ -145,6 +161,7 @@ export const audioChatCommand: CliCommand = {
         if (!(err instanceof LfmError && err.code === "ABORTED")) throw err;
         aborted = true;
       }
+      clock.stop();
     } catch (err) {
       wav?.discard();
       await chat.release();
@@ -163,9 +180,12 @@ export const audioChatCommand: CliCommand = {
         if (!v.json) process.stderr.write(`${aborted ? "stopped: " : ""}wrote ${seconds.toFixed(2)} s (${frames} frames) to ${out}\n`);
       }
     }
+    const stats = clock.stats(finishReason ?? "cancelled");
     if (v.json) {
       const extra = wav && frames > 0 ? { out, seconds } : {};
-      process.stdout.write(`${JSON.stringify({ prompt_ids: promptIds, modality_flag: modality, steps, text: reply, finish_reason: finishReason ?? "cancelled", ...extra })}\n`);
+      process.stdout.write(`${JSON.stringify({ prompt_ids: promptIds, modality_flag: modality, steps, text: reply, finish_reason: stats.finishReason, ...extra, ...summaryJson(stats) })}\n`);
+    } else {
+      printSummary(stats, Boolean(v.quiet));
     }
     if (aborted) return 130;
     // Steps may run out in the speech after the text was complete: only an unfinished text is an error.

@@ -1,14 +1,15 @@
 /**
  * `lfm describe`: images (+ a question) → text through an LFM2-VL checkpoint. Also takes a whole
  * conversation (`--messages FILE.json` whose content parts may be `{"type": "image", "image":
- * "path"}`). With --json it prints `{"prompt_ids", "ids", "text", "finish_reason"}` — `prompt_ids`
- * with the image placeholders expanded — a scriptable contract kept stable.
+ * "path"}`). With --json it prints `{"prompt_ids", "ids", "text", "finish_reason", "usage", "timings"}` —
+ * `prompt_ids` with the image placeholders expanded — a scriptable contract kept stable.
  */
 import { accessSync, constants } from "node:fs";
 import type { ParseArgsConfig } from "node:util";
 import { LfmError } from "../text-core/errors.ts";
 import { VlModel, type VlChatMessage, type VlContentPart, DEFAULT_DESCRIBE_PROMPT } from "../vision/vl-model.ts";
 import { modelOrBundled } from "./bundled.ts";
+import { GenerationClock, QUIET, SUMMARY_HELP, printSummary, runReply, summaryJson } from "./generation-output.ts";
 import {
   COMMON,
   RANGES,
@@ -52,6 +53,7 @@ const HELP = `lfm describe --model DIR IMAGE... [--prompt TEXT] [--json] [option
   --vision-precision P   The vision tower's own: q8 | q4 (least memory, slowest) | fp32.
 ${SAMPLING_HELP}
 ${STRUCTURED_HELP}
+${SUMMARY_HELP}
   Also: --threads N, --cache-dir DIR, --no-cache.`;
 
 /** `--messages` content, checked: strings, or lists of text and image parts. */
@@ -117,7 +119,7 @@ export const VL_CHAT_FLAGS = {
   "vision-precision": { type: "string" },
 } as const satisfies ParseArgsConfig["options"];
 
-/** Runs the conversation that parsed VL_CHAT_FLAGS (+ COMMON, SAMPLING) and positional IMAGEs describe. */
+/** Runs the conversation that parsed VL_CHAT_FLAGS (+ COMMON, SAMPLING, QUIET) and positional IMAGEs describe. */
 export async function runVlChat(v: Values, positionals: string[], signal: AbortSignal): Promise<number> {
   const images = [...positionals, ...((v.image as unknown as string[] | undefined) ?? [])];
   // Every flag is checked before anything is read or loaded.
@@ -147,29 +149,25 @@ export async function runVlChat(v: Values, positionals: string[], signal: AbortS
   try {
     const opts = { ...generationOptions(model, v, signal), responseFormat: structured.responseFormat };
     const prompt = await model.prepareChat(messages);
+    const clock = new GenerationClock(prompt.promptIds.length);
+    const quiet = Boolean(v.quiet);
+    const reply = await runReply(model.stream(prompt, opts), clock, { stdout: !v.json, quiet });
     if (v.json) {
-      const out = await model.complete(prompt, opts);
-      process.stdout.write(`${JSON.stringify({ prompt_ids: out.promptIds, ids: out.ids, text: out.text, finish_reason: out.finishReason })}\n`);
-      checkComplete(structured, out.finishReason);
-      return 0;
+      // The text as the library's complete() gives it (the whole reply decoded at once).
+      const text = model.tokenizer.decode(reply.ids, { skipSpecialTokens: true });
+      const result = { prompt_ids: prompt.promptIds, ids: reply.ids, text, finish_reason: reply.finishReason, ...summaryJson(reply.stats) };
+      process.stdout.write(`${JSON.stringify(result)}\n`);
+    } else {
+      printSummary(reply.stats, quiet);
     }
-    // Stepped by hand: the generator's return value is the finish reason, which for-await drops.
-    const tokens = model.stream(prompt, opts);
-    for (;;) {
-      const step = await tokens.next();
-      if (step.done) {
-        process.stdout.write("\n");
-        checkComplete(structured, step.value);
-        return 0;
-      }
-      process.stdout.write(step.value.text);
-    }
+    checkComplete(structured, reply.finishReason);
+    return 0;
   } finally {
     await model.release();
   }
 }
 
-const DESCRIBE_OPTIONS = { ...COMMON, ...SAMPLING, ...STRUCTURED, ...VL_CHAT_FLAGS } as const;
+const DESCRIBE_OPTIONS = { ...COMMON, ...SAMPLING, ...STRUCTURED, ...VL_CHAT_FLAGS, ...QUIET } as const;
 
 export const describeCommand: CliCommand = {
   name: "describe",

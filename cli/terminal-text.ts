@@ -28,3 +28,12 @@ export function terminalText(text: string): string {
 export function terminalLine(text: string): string {
   return text.replace(UNSAFE_OR_NEWLINE, visible);
 }
+
+/**
+ * Model or user text bound for an output stream: `terminalText` when the stream is a terminal,
+ * where escape sequences would act; unchanged when it is a pipe or a file, so
+ * `lfm generate … > out.txt` keeps the exact bytes (like --json, which escapes them in JSON).
+ */
+export function textForStream(text: string, isTTY: boolean | undefined): string {
+  return isTTY ? terminalText(text) : text;
+}

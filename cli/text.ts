@@ -2,14 +2,16 @@
 import { createInterface } from "node:readline/promises";
 import type { ChatMessage, ToolDefinition } from "../text-core/chat.ts";
 import { readConfigJson } from "../text-core/config.ts";
-import { LfmError, isLfmError } from "../text-core/errors.ts";
+import { LfmError } from "../text-core/errors.ts";
 import type { FinishReason } from "../text-core/generate.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
 import { TextModel, type TextGenerateOptions } from "../text-core/model.ts";
 import { Lfm2Tokenizer } from "../text-core/tokenizer.ts";
-import { type ToolCall, parseToolCalls } from "../text-core/tool-calls.ts";
+import { type MalformedToolCall, type ToolCall, readToolCalls } from "../text-core/tool-calls.ts";
 import { isLfm2VlConfig } from "../vision/vl-config.ts";
 import { modelOrBundled } from "./bundled.ts";
+import { GenerationClock, QUIET, SUMMARY_HELP, printSummary, runReply, summaryJson } from "./generation-output.ts";
+import { terminalLine, textForStream } from "./terminal-text.ts";
 import {
   COMMON,
   type CliCommand,
@@ -40,47 +42,52 @@ async function loadTextModel(v: Values): Promise<TextModel> {
   return TextModel.load(modelOrBundled(v, "text"), loadFlags(v));
 }
 
-/** Streams to stdout, or collects and prints the JSON contract; returns the reply and why it ended. */
-async function runCompletion(
-  model: TextModel,
-  promptIds: number[],
-  opts: TextGenerateOptions,
-  json: boolean,
-  withToolCalls: boolean,
-): Promise<{ text: string; finishReason: FinishReason }> {
-  if (json) {
-    const out = await model.complete(promptIds, opts);
-    const result: Record<string, unknown> = { prompt_ids: out.promptIds, ids: out.ids, text: out.text };
-    if (withToolCalls) result.tool_calls = toolCallsOf(model, out.ids, out.finishReason);
-    result.finish_reason = out.finishReason;
-    process.stdout.write(`${JSON.stringify(result)}\n`);
-    return { text: out.text, finishReason: out.finishReason };
-  }
-  let text = "";
-  // Stepped by hand: the generator's return value is the finish reason, which for-await drops.
-  const tokens = model.stream(promptIds, opts);
-  for (;;) {
-    const step = await tokens.next();
-    if (step.done) {
-      process.stdout.write("\n");
-      return { text, finishReason: step.value };
-    }
-    text += step.value.text;
-    process.stdout.write(step.value.text);
-  }
+/** How a reply is printed: --json or streamed text; --quiet; chat reads tool calls from it. */
+interface CompletionOutput {
+  json: boolean;
+  quiet: boolean;
+  toolCalls: boolean;
 }
 
 /**
- * The reply's tool calls. A call list cut off by --max-tokens cannot parse: then null (the JSON is
- * still printed, and the caller reports OUTPUT_INCOMPLETE or the finish reason says "length").
+ * Streams the reply to stdout and its summary to stderr, or collects it and prints the JSON
+ * contract; returns the reply and why it ended.
  */
-function toolCallsOf(model: TextModel, ids: number[], finishReason: FinishReason): ToolCall[] | null {
-  try {
-    return parseToolCalls(model.tokenizer.decode(ids)).toolCalls;
-  } catch (e) {
-    if (finishReason === "length" && isLfmError(e, "TOOL_CALL_PARSE_FAILED")) return null;
-    throw e;
+async function runCompletion(model: TextModel, promptIds: number[], opts: TextGenerateOptions, out: CompletionOutput): Promise<{ text: string; finishReason: FinishReason }> {
+  const clock = new GenerationClock(promptIds.length);
+  const reply = await runReply(model.stream(promptIds, opts), clock, { stdout: !out.json, quiet: out.quiet });
+  const calls = out.toolCalls ? toolCallsOf(model, reply.ids, reply.finishReason) : undefined;
+  if (out.json) {
+    // The text as the library's complete() gives it (the whole reply decoded at once).
+    const text = model.tokenizer.decode(reply.ids, { skipSpecialTokens: true });
+    const result: Record<string, unknown> = { prompt_ids: promptIds, ids: reply.ids, text };
+    if (calls) {
+      result.tool_calls = calls.toolCalls;
+      result.tool_call_errors = calls.malformed.map(({ raw, error }) => ({ raw, code: error.code, message: error.message }));
+    }
+    result.finish_reason = reply.finishReason;
+    Object.assign(result, summaryJson(reply.stats));
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    return { text, finishReason: reply.finishReason };
   }
+  for (const bad of calls?.malformed ?? []) {
+    const cut = bad.unterminated && reply.finishReason === "length" ? " (the reply hit --max-tokens inside the call)" : "";
+    process.stderr.write(`warning [${bad.error.code}]: ${terminalLine(bad.error.message)}${cut}\n`);
+  }
+  printSummary(reply.stats, out.quiet);
+  return { text: reply.text, finishReason: reply.finishReason };
+}
+
+/**
+ * The reply's tool calls, read span by span: a malformed call is reported beside the good ones,
+ * never fatal (models do emit broken calls; the reply stays). A reply that --max-tokens ended
+ * inside a call (no end marker) makes `toolCalls` null: the calls are unfinished, the finish reason
+ * says "length", and a forced call then fails with OUTPUT_INCOMPLETE.
+ */
+function toolCallsOf(model: TextModel, ids: number[], finishReason: FinishReason): { toolCalls: ToolCall[] | null; malformed: MalformedToolCall[] } {
+  const read = readToolCalls(model.tokenizer.decode(ids));
+  const cut = finishReason === "length" && read.malformed.some((m) => m.unterminated);
+  return { toolCalls: cut ? null : read.toolCalls, malformed: read.malformed };
 }
 
 /** Ids of `flag` that the tokenizer does not know: INVALID_ARGUMENT naming them and the range. */
@@ -114,7 +121,7 @@ export const tokenizeCommand: CliCommand = {
       const ids = idList(v.decode, "decode");
       checkTokenIds(ids, tokenizer, "decode");
       const text = tokenizer.decode(ids, { skipSpecialTokens: Boolean(v["no-special"]) });
-      console.log(v.json ? JSON.stringify({ text }) : text);
+      console.log(v.json ? JSON.stringify({ text }) : textForStream(text, process.stdout.isTTY));
       return 0;
     }
     if (positionals.length !== 1) throw new LfmError("INVALID_ARGUMENT", "tokenize takes exactly one TEXT argument (quote it).");
@@ -128,6 +135,7 @@ const GENERATE_OPTIONS = {
   ...COMMON,
   ...SAMPLING,
   ...STRUCTURED,
+  ...QUIET,
   prompt: { type: "string" },
   "prompt-file": { type: "string" },
   "prompt-ids": { type: "string" },
@@ -137,13 +145,15 @@ export const generateCommand: CliCommand = {
   name: "generate",
   summary: "Continue a plain prompt (text or token ids).",
   help: `lfm generate --model DIR (--prompt TEXT | --prompt-file F | --prompt-ids 1,6,594,...) [options]
-  Continues the prompt. Streams text, or with --json prints {"prompt_ids", "ids", "text", "finish_reason"}
+  Continues the prompt. Streams text, or with --json prints {"prompt_ids", "ids", "text", "finish_reason",
+  "usage": {"prompt_tokens", "completion_tokens"}, "timings": {"ttft_ms", "tokens_per_s", "total_ms"}}
   (finish_reason: "stop" = a stop token or a complete format, "length" = --max-tokens ran out).
   --prompt TEXT            The prompt (words after the flags are the prompt too).
   --prompt-file F          The prompt from a file ("-": standard input).
   --prompt-ids IDS         The prompt as comma-separated token ids.
   Without any of them, the prompt is standard input when it is not a terminal (cat report.txt | lfm generate).
 ${INPUT_HELP}
+${SUMMARY_HELP}
 ${SAMPLING_HELP}
 ${STRUCTURED_HELP}
   Also: --precision P, --threads N, --cache-dir DIR, --no-cache (lfm --help).`,
@@ -162,9 +172,9 @@ ${STRUCTURED_HELP}
         promptIds = prompt.ids;
       } else promptIds = model.encodePrompt(prompt.text);
       if (promptIds.length === 0) throw new LfmError("EMPTY_PROMPT", "the prompt is empty.");
-      if (!v.json) process.stdout.write(model.tokenizer.decode(promptIds, { skipSpecialTokens: true }));
+      if (!v.json) process.stdout.write(textForStream(model.tokenizer.decode(promptIds, { skipSpecialTokens: true }), process.stdout.isTTY));
       const opts = { ...generationOptions(model, v, signal), responseFormat: structured.responseFormat };
-      const { finishReason } = await runCompletion(model, promptIds, opts, Boolean(v.json), false);
+      const { finishReason } = await runCompletion(model, promptIds, opts, { json: Boolean(v.json), quiet: Boolean(v.quiet), toolCalls: false });
       checkComplete(structured, finishReason);
       return 0;
     } finally {
@@ -209,7 +219,7 @@ function parseMessages(raw: unknown, path: string): ChatMessage[] {
 /** The flags only an LFM2-VL conversation takes. */
 const VL_ONLY_FLAGS = ["image", "prompt", "prompt-file", "max-input-pixels", "vision-precision"] as const;
 
-const CHAT_OPTIONS = { ...COMMON, ...SAMPLING, ...STRUCTURED, ...TOOL_CHOICE, ...VL_CHAT_FLAGS, tools: { type: "string" } } as const;
+const CHAT_OPTIONS = { ...COMMON, ...SAMPLING, ...STRUCTURED, ...TOOL_CHOICE, ...VL_CHAT_FLAGS, ...QUIET, tools: { type: "string" } } as const;
 
 export const chatCommand: CliCommand = {
   name: "chat",
@@ -230,7 +240,13 @@ export const chatCommand: CliCommand = {
   Without --messages/--message/--message-file: standard input is the message when it is not a
   terminal (echo "Status?" | lfm chat); on a terminal, an interactive chat (empty line or Ctrl-D ends it).
 ${INPUT_HELP}
-  With --json prints {"prompt_ids", "ids", "text", "tool_calls", "finish_reason"}.
+  With --json prints {"prompt_ids", "ids", "text", "tool_calls", "tool_call_errors", "finish_reason",
+  "usage", "timings"} (see lfm generate --help). A tool call that does not parse does not fail the
+  reply: "tool_calls" holds the calls that parse, "tool_call_errors" [{"raw", "code", "message"}] the
+  others (raw: the call as written, markers included); on the terminal a warning line on stderr.
+  tool_calls is null when --max-tokens cut the reply inside a call.
+${SUMMARY_HELP}
+  In the interactive chat the summary follows each reply.
 ${SAMPLING_HELP}
 ${STRUCTURED_HELP}
   (--tool-choice required or NAME cut short by --max-tokens is OUTPUT_INCOMPLETE too.)
@@ -282,9 +298,10 @@ ${STRUCTURED_HELP}
     const model = await loadTextModel(v);
     try {
       const opts: TextGenerateOptions = { ...generationOptions(model, v, signal), responseFormat: structured.responseFormat, tools, toolChoice: structured.toolChoice };
-      if (interactive) await interactiveChat(model, messages, opts, structured.mustComplete);
+      if (interactive) await interactiveChat(model, messages, opts, structured.mustComplete, Boolean(v.quiet));
       else {
-        const { finishReason } = await runCompletion(model, model.chatIds(messages, { tools }), opts, Boolean(v.json), true);
+        const output = { json: Boolean(v.json), quiet: Boolean(v.quiet), toolCalls: true };
+        const { finishReason } = await runCompletion(model, model.chatIds(messages, { tools }), opts, output);
         checkComplete(structured, finishReason);
       }
       return 0;
@@ -299,7 +316,7 @@ ${STRUCTURED_HELP}
  * "SIGINT" event), not the process: during a reply it stops the reply and returns to the prompt;
  * at the prompt it leaves, as does Ctrl-D or an empty line.
  */
-async function interactiveChat(model: TextModel, messages: ChatMessage[], opts: TextGenerateOptions, mustComplete: boolean): Promise<void> {
+async function interactiveChat(model: TextModel, messages: ChatMessage[], opts: TextGenerateOptions, mustComplete: boolean, quiet: boolean): Promise<void> {
   const rl = createInterface({ input: process.stdin, output: process.stdout });
   let turn: AbortController | undefined;
   rl.on("SIGINT", () => {
@@ -321,13 +338,14 @@ async function interactiveChat(model: TextModel, messages: ChatMessage[], opts: 
       let reply = "";
       try {
         const signal = AbortSignal.any([turn.signal, ...(opts.signal ? [opts.signal] : [])]);
-        const out = await runCompletion(model, model.chatIds(messages, { tools: opts.tools }), { ...opts, signal }, false, false);
+        const output = { json: false, quiet, toolCalls: opts.tools !== undefined };
+        const out = await runCompletion(model, model.chatIds(messages, { tools: opts.tools }), { ...opts, signal }, output);
         reply = out.text;
         // One cut-short reply does not end the conversation: say so and go on.
         if (mustComplete && out.finishReason === "length") process.stderr.write("[incomplete: --max-tokens ran out before the format was complete]\n");
       } catch (e) {
         if (!(e instanceof LfmError && e.code === "ABORTED") || opts.signal?.aborted) throw e;
-        process.stdout.write("\n[stopped]\n");
+        process.stdout.write("[stopped]\n"); // the reply's line is ended and its summary printed
       } finally {
         turn = undefined;
       }

@@ -6,6 +6,7 @@
 import { Lfm2AudioModel } from "../audio/lfm2-audio-model.ts";
 import { openAudioStream } from "../audio/audio-stream.ts";
 import { LfmError } from "../text-core/errors.ts";
+import { textForStream } from "./terminal-text.ts";
 import { modelOrBundled } from "./bundled.ts";
 import { COMMON, type CliCommand, RANGES, loadFlags, num, parse } from "./cli-kit.ts";
 import { floatRange } from "./flags.ts";
@@ -32,7 +33,8 @@ const HELP = `lfm transcribe --model DIR FILE.wav [--json] [--max-tokens N] [opt
   --system TEXT       Another system prompt (default "Perform ASR.").
   --max-minutes M     Refuse recordings longer than this (default 180; above 0, at most ${RANGES.maxMinutes.max}).
   --precision P       LM weights: q4 (default) | q8 | fp32 (reference parity); the audio encoder
-                      runs in q8 unless fp32 is asked for.   Also: --threads N, --cache-dir DIR, --no-cache.`;
+                      runs in q8 unless fp32 is asked for.   Also: --threads N, --cache-dir DIR, --no-cache.
+  On a terminal, control characters in the text show as escapes (\\x1b); piped output keeps them.`;
 
 function clock(seconds: number): string {
   const m = Math.floor(seconds / 60);
@@ -90,7 +92,7 @@ export const transcribeCommand: CliCommand = {
         const chunks = transcript.chunks.map((c) => ({ start: c.startSeconds, end: c.endSeconds, text: c.text, ids: c.ids }));
         process.stdout.write(`${JSON.stringify({ text: transcript.text, duration: transcript.durationSeconds, chunks })}\n`);
       } else {
-        process.stdout.write(`${transcript.text}\n`);
+        process.stdout.write(`${textForStream(transcript.text, process.stdout.isTTY)}\n`);
       }
       return 0;
     } finally {

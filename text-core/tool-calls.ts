@@ -10,6 +10,10 @@
  * instead; both forms are accepted (and JSON's true/false/null inside Pythonic calls too).
  * A nested call, a positional argument or any other Python expression is an error, not code to run.
  *
+ * `readToolCalls` is the forgiving reader for model output: a span that does not parse is
+ * returned beside the good calls (its raw text and the error) instead of failing the whole reply,
+ * since models do emit broken calls.
+ *
  * `formatToolCalls` writes calls back in the Pythonic form, for assistant turns in the history
  * (the LFM2 chat template does not render `tool_calls` itself).
  */
@@ -50,23 +54,82 @@ export class ToolCallParseError extends LfmError {
 /**
  * Splits model output into the text outside the tool-call spans and the parsed calls, in order.
  * A start marker without an end marker (generation stopped first) is parsed to the end of the text.
+ * Throws `ToolCallParseError` (TOOL_CALL_PARSE_FAILED) at the first span that does not parse; see
+ * `readToolCalls` for model output that may hold broken calls.
  */
 export function parseToolCalls(text: string): { content: string; toolCalls: ToolCall[] } {
   const toolCalls: ToolCall[] = [];
   let content = "";
+  for (const piece of toolCallSpans(text)) {
+    if (typeof piece === "string") content += piece;
+    else toolCalls.push(...new CallParser(text, piece.bodyStart, piece.bodyEnd).parseSpan());
+  }
+  return { content, toolCalls };
+}
+
+/** A tool-call span that did not parse: its text as the model wrote it and why it failed. */
+export interface MalformedToolCall {
+  /** The whole span, `<|tool_call_start|>` and (when present) `<|tool_call_end|>` included. */
+  raw: string;
+  /** Where and why parsing failed (code TOOL_CALL_PARSE_FAILED; offsets count in the whole text). */
+  error: ToolCallParseError;
+  /** The span had no end marker: generation stopped (e.g. at maxTokens) inside the call. */
+  unterminated: boolean;
+}
+
+export interface ToolCallsRead {
+  /** The text outside every tool-call span, parsed or not. */
+  content: string;
+  /** The calls of the spans that parsed, in order. */
+  toolCalls: ToolCall[];
+  /** The spans that did not, in order; empty when every call parsed. */
+  malformed: MalformedToolCall[];
+}
+
+/**
+ * `parseToolCalls` that never throws on a broken call: each span is parsed on its own, and one
+ * that fails is reported in `malformed` (raw text + error) while the other spans' calls and the
+ * text around them are kept. Models do emit malformed calls; the rest of the reply still counts.
+ */
+export function readToolCalls(text: string): ToolCallsRead {
+  const result: ToolCallsRead = { content: "", toolCalls: [], malformed: [] };
+  for (const piece of toolCallSpans(text)) {
+    if (typeof piece === "string") {
+      result.content += piece;
+      continue;
+    }
+    try {
+      result.toolCalls.push(...new CallParser(text, piece.bodyStart, piece.bodyEnd).parseSpan());
+    } catch (e) {
+      if (!(e instanceof ToolCallParseError)) throw e;
+      result.malformed.push({ raw: text.slice(piece.start, piece.end), error: e, unterminated: piece.unterminated });
+    }
+  }
+  return result;
+}
+
+interface Span {
+  start: number;
+  end: number;
+  bodyStart: number;
+  bodyEnd: number;
+  unterminated: boolean;
+}
+
+/** The text in order as plain pieces (strings) and tool-call spans. */
+function* toolCallSpans(text: string): Generator<string | Span> {
   let pos = 0;
   for (;;) {
     const start = text.indexOf(TOOL_CALL_START, pos);
     if (start < 0) break;
-    content += text.slice(pos, start);
+    yield text.slice(pos, start);
     const bodyStart = start + TOOL_CALL_START.length;
-    const end = text.indexOf(TOOL_CALL_END, bodyStart);
-    const bodyEnd = end < 0 ? text.length : end;
-    toolCalls.push(...new CallParser(text, bodyStart, bodyEnd).parseSpan());
-    pos = end < 0 ? text.length : end + TOOL_CALL_END.length;
+    const close = text.indexOf(TOOL_CALL_END, bodyStart);
+    const bodyEnd = close < 0 ? text.length : close;
+    pos = close < 0 ? text.length : close + TOOL_CALL_END.length;
+    yield { start, end: pos, bodyStart, bodyEnd, unterminated: close < 0 };
   }
-  content += text.slice(pos);
-  return { content, toolCalls };
+  yield text.slice(pos);
 }
 
 /**

@@ -25,6 +25,8 @@ interface ChatJson {
   text: string;
   out?: string;
   seconds?: number;
+  usage: { prompt_tokens: number; completion_tokens: number };
+  timings: { ttft_ms: number | null; tokens_per_s: number | null; total_ms: number };
 }
 
 interface Reference {
@@ -44,7 +46,10 @@ describe("lfm audio-chat (CLI, tiny random LFM2-Audio)", () => {
         "audio-chat", "--model", MODEL, "--system", SYSTEM, "--audio", CLIP, "--mode", mode,
         "--max-tokens", "40", "--temperature", "0", "--precision", "fp32", "--json",
       ]);
-      expect(Object.keys(out)).toEqual(["prompt_ids", "modality_flag", "steps", "text", "finish_reason"]);
+      expect(Object.keys(out)).toEqual(["prompt_ids", "modality_flag", "steps", "text", "finish_reason", "usage", "timings"]);
+      // usage counts the LM's prompt positions (text and audio in) and the steps as --max-tokens does.
+      expect(out.usage).toEqual({ prompt_tokens: out.modality_flag.length, completion_tokens: out.steps.length });
+      expect(out.timings.total_ms).toBeGreaterThanOrEqual(out.timings.ttft_ms ?? 0);
       expect(out.prompt_ids).toEqual(ref.chat.text_ids);
       expect(out.modality_flag).toEqual(ref.chat.modality_flag);
       expect(out.steps).toEqual(ref[`greedy_${mode}`]);
@@ -86,6 +91,11 @@ describe("lfm audio-chat (CLI, tiny random LFM2-Audio)", () => {
     expect(plain.status, plain.stderr).toBe(0);
     expect(plain.stdout.endsWith("\n")).toBe(true);
     expect(plain.stderr).toMatch(/wrote .* to /);
+    // Then the summary line: 20 steps, --max-tokens ran out (or the turn ended first).
+    expect(plain.stderr).toMatch(/^\d+ tokens?, .*first token \d+ ms, total \d+ ms, finish: (stop|length)$/m);
+    const quiet = runLfm(["audio-chat", "--model", MODEL, "--audio", CLIP, "--max-tokens", "5", "--temperature", "0", "-q"]);
+    expect(quiet.status, quiet.stderr).toBe(0);
+    expect(quiet.stderr).not.toMatch(/finish: /);
   });
 
   it("takes compressed recordings (FLAC) the same as their WAV", () => {

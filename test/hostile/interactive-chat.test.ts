@@ -1,6 +1,7 @@
 /**
  * Ctrl-C in `lfm chat` on a terminal: readline's raw mode used to eat it, so the reply streamed to
- * its end and the session exited 0. Driven on a real pseudo-terminal by pty-chat.py.
+ * its end and the session exited 0. Driven on a real pseudo-terminal by pty-chat.py. The stopped
+ * reply's summary line says "finish: cancelled".
  */
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
@@ -16,5 +17,5 @@ it("Ctrl-C during a reply stops it and returns to the prompt; Ctrl-D then leaves
   });
   expect(r.status, r.stderr).toBe(0);
   const events = JSON.parse(r.stdout) as Record<string, unknown>;
-  expect(events, String(events.output_tail)).toMatchObject({ first_prompt: true, reply_started: true, stopped: true, prompt_again: true, exit_status: 0 });
+  expect(events, String(events.output_tail)).toMatchObject({ first_prompt: true, reply_started: true, stopped: true, summary: true, prompt_again: true, exit_status: 0 });
 });

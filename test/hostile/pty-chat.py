@@ -33,7 +33,10 @@ mark = len(out)
 events["reply_started"] = read_until(lambda: len(out) > mark + 40, 60)
 os.write(fd, b"\x03")
 events["stopped"] = read_until(lambda: b"[stopped]" in out, 30)
-after_stop = len(out)
+# the summary line of the stopped reply (stderr shares the terminal)
+events["summary"] = b"finish: cancelled" in out[mark:]
+# from the marker itself: the next prompt may have come in the same read
+after_stop = out.find(b"[stopped]") if events["stopped"] else len(out)
 events["prompt_again"] = read_until(lambda: b"> " in out[after_stop:], 30)
 os.write(fd, b"\x04")
 deadline = time.time() + 30

@@ -3,6 +3,7 @@ import {
   formatPythonFloat,
   formatToolCalls,
   parseToolCalls,
+  readToolCalls,
   ToolCallParseError,
   type ToolCall,
 } from "../../text-core/tool-calls.ts";
@@ -151,6 +152,41 @@ describe("parseToolCalls rejects malformed calls with TOOL_CALL_PARSE_FAILED and
     parseError(wrap("[(a=1)]"));
     parseError(wrap('[{"arguments": {}}]'));
     parseError(wrap("[f(a=1"));
+  });
+});
+
+describe("readToolCalls keeps a reply whose calls do not all parse", () => {
+  test("a malformed span is reported beside the good ones, with its raw text and the parse error", () => {
+    const bad = wrap("[f(a=1 b=2)]");
+    const text = `Checking. ${wrap("[get_status(pump_id=7)]")} then ${bad} done.`;
+    const read = readToolCalls(text);
+    expect(read.toolCalls).toEqual([{ name: "get_status", arguments: { pump_id: 7 } }]);
+    expect(read.content).toBe("Checking.  then  done.");
+    expect(read.malformed).toHaveLength(1);
+    const [m] = read.malformed;
+    expect(m.raw).toBe(bad);
+    expect(m.unterminated).toBe(false);
+    expect(m.error).toBeInstanceOf(ToolCallParseError);
+    expect(m.error.code).toBe("TOOL_CALL_PARSE_FAILED");
+    // The same error parseToolCalls throws, positioned in the whole text.
+    expect(m.error.message).toBe(parseError(text).message);
+    expect(m.error.offset).toBe(text.indexOf("b=2"));
+  });
+
+  test("junk after the start marker, and a span without an end marker, are malformed, not thrown", () => {
+    const read = readToolCalls("<|tool_call_start|>ĊĊ the pump }{ 7 <|tool_call_end|>ok <|tool_call_start|>[f(a=");
+    expect(read.toolCalls).toEqual([]);
+    expect(read.content).toBe("ok ");
+    expect(read.malformed.map((m) => [m.raw, m.unterminated])).toEqual([
+      ["<|tool_call_start|>ĊĊ the pump }{ 7 <|tool_call_end|>", false],
+      ["<|tool_call_start|>[f(a=", true],
+    ]);
+  });
+
+  test("well-formed output reads as parseToolCalls does, with nothing malformed", () => {
+    for (const text of ["Just [an] answer(x=1).", `Sure. ${wrap('[a(x="1"), b()]')} and ${wrap('[{"name": "c", "arguments": {}}]')}`, '<|tool_call_start|>[g(city="Oslo")]']) {
+      expect(readToolCalls(text)).toEqual({ ...parseToolCalls(text), malformed: [] });
+    }
   });
 });
 
