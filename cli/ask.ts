@@ -16,11 +16,13 @@ import { modelOrBundled } from "./bundled.ts";
 import { COMMON, type CliCommand, SAMPLING, type StructuredFlags, checkComplete, checkGenerationFlags, generationOptions, loadFlags, num, parse, precisionOf } from "./cli-kit.ts";
 import { floatRange, intRange } from "./flags.ts";
 import { loadEncoder, parseFilter, requireIndex } from "./index-search.ts";
-import { terminalLine, terminalText } from "./terminal-text.ts";
+import { QUIET } from "./generation-output.ts";
+import { terminalLine, textForStream } from "./terminal-text.ts";
 
 const ASK_OPTIONS = {
   ...COMMON,
   ...SAMPLING,
+  ...QUIET,
   index: { type: "string" },
   retriever: { type: "string" },
   "retriever-precision": { type: "string" },
@@ -55,6 +57,9 @@ const ASK_HELP = `lfm ask --index DIR [--model LM] [options] QUESTION
   --context-tokens N       Prompt + answer tokens at most (default: the model's context; 1 to 1,000,000); passages
                            are trimmed to fit with room for --max-tokens
   --chat                   On a terminal: ask follow-up questions (empty line or Ctrl-D ends)
+  --quiet, -q              No timing line on stderr after the answer
+  Control characters in the answer are shown as escapes (\x1b) on a terminal, in the source lines
+  always; a piped answer and --json keep the exact text.
   --json                   {"question", "answer", "abstained", "citations": [{"n", "id", "source", "page"?,
                            "start", "end", "text"}], "unsupportedCitations", "passages": [{"n", "id", "score",
                            "source", "page"?, "start", "end", "text", "metadata", "truncated"}], "droppedPassages",
@@ -116,10 +121,10 @@ export const askCommand: CliCommand = {
       };
       const structured: StructuredFlags = { mustComplete: base.strictCitations === true };
       if (interactive) {
-        await askInteractively(base, question, structured);
+        await askInteractively(base, question, structured, Boolean(v.quiet));
         return 0;
       }
-      const result = await answerOnce(question, base, Boolean(v.json));
+      const result = await answerOnce(question, base, Boolean(v.json), Boolean(v.quiet));
       if (!result.abstained) checkComplete(structured, result.finishReason ?? "stop");
       return 0;
     } finally {
@@ -131,7 +136,7 @@ export const askCommand: CliCommand = {
 };
 
 /** One question: streamed with its sources, or the --json contract. */
-async function answerOnce(question: string, base: AskOptions, json: boolean, history: readonly AskTurn[] = [], signal = base.signal): Promise<AskResult> {
+async function answerOnce(question: string, base: AskOptions, json: boolean, quiet: boolean, history: readonly AskTurn[] = [], signal = base.signal): Promise<AskResult> {
   if (json) {
     const result = await ask(question, { ...base, history });
     process.stdout.write(`${JSON.stringify(jsonContract(result))}\n`);
@@ -144,12 +149,12 @@ async function answerOnce(question: string, base: AskOptions, json: boolean, his
     signal,
     onText: (piece) => {
       streamed = true;
-      process.stdout.write(terminalText(piece));
+      process.stdout.write(textForStream(piece, process.stdout.isTTY));
     },
   });
-  if (!streamed) process.stdout.write(terminalText(result.answer));
+  if (!streamed) process.stdout.write(textForStream(result.answer, process.stdout.isTTY));
   process.stdout.write("\n");
-  printSources(result);
+  printSources(result, quiet);
   return result;
 }
 
@@ -172,7 +177,7 @@ function jsonContract(r: AskResult): Record<string, unknown> {
 }
 
 /** The cited passages (all given ones when none was cited), then what was removed and how long it took, on stderr. */
-function printSources(r: AskResult): void {
+function printSources(r: AskResult, quiet: boolean): void {
   if (r.abstained) {
     const best = r.bestScore === null ? "nothing retrieved" : `best passage score ${r.bestScore.toFixed(3)}`;
     process.stderr.write(`(no passage reached --min-score: ${best}; the model was not run${r.language?.detected === false ? "; the question's language was not recognised, so the answer is in English" : ""})\n`);
@@ -191,17 +196,19 @@ function printSources(r: AskResult): void {
     process.stderr.write(`removed citation(s) of passages that were not given: ${r.unsupportedCitations.map((n) => `[${n}]`).join(" ")}\n`);
   }
   if (r.droppedPassages > 0) process.stderr.write(`${r.droppedPassages} retrieved passage(s) left out: the context had no room for them\n`);
+  if (quiet) return;
   const t = r.timings;
   const rate = t.generationMs > 0 ? (t.tokens / (t.generationMs / 1000)).toFixed(1) : "–";
   const prefix = t.prefixReused ? "system prefix reused" : `system prefix ${t.prefixTokens} tokens prefilled in ${t.prefixMs.toFixed(0)} ms, reused for follow-ups`;
-  process.stderr.write(`\x1b[2m(retrieval ${t.retrievalMs.toFixed(0)} ms; prompt ${t.promptTokens} tokens, ${prefix}; first token ${t.firstTokenMs.toFixed(0)} ms; ${t.tokens} tokens at ${rate}/s)\x1b[0m\n`);
+  const line = `(retrieval ${t.retrievalMs.toFixed(0)} ms; prompt ${t.promptTokens} tokens, ${prefix}; first token ${t.firstTokenMs.toFixed(0)} ms; ${t.tokens} tokens at ${rate}/s, finish: ${r.finishReason ?? "stop"})`;
+  process.stderr.write(process.stderr.isTTY ? `\x1b[2m${line}\x1b[0m\n` : `${line}\n`);
 }
 
 /**
  * Follow-up questions on the terminal: each one retrieves its own passages and the earlier turns
  * go with it. Ctrl-C stops an answer; at the prompt (or Ctrl-D, or an empty line) it ends.
  */
-async function askInteractively(base: AskOptions, first: string, structured: StructuredFlags): Promise<void> {
+async function askInteractively(base: AskOptions, first: string, structured: StructuredFlags, quiet: boolean): Promise<void> {
   const rl = createInterface({ input: process.stdin, output: process.stdout });
   let turn: AbortController | undefined;
   rl.on("SIGINT", () => {
@@ -225,7 +232,7 @@ async function askInteractively(base: AskOptions, first: string, structured: Str
       turn = new AbortController();
       try {
         const signal = AbortSignal.any([turn.signal, ...(base.signal ? [base.signal] : [])]);
-        const result = await answerOnce(question, base, false, history, signal);
+        const result = await answerOnce(question, base, false, quiet, history, signal);
         if (structured.mustComplete && result.finishReason === "length") process.stderr.write("[incomplete: --max-tokens ran out before the last sentence was cited]\n");
         history.push({ question, answer: result.answer });
       } catch (e) {
