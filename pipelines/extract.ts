@@ -13,7 +13,8 @@
  * Pages are read and rendered one at a time, so memory stays flat however long the PDF.
  */
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync, statSync } from "node:fs";
+import { extname, join } from "node:path";
 import { LfmError, type LfmErrorCode } from "../text-core/errors.ts";
 import type { ChatMessage } from "../text-core/chat.ts";
 import type { Completion, TextGenerateOptions, TextModel } from "../text-core/model.ts";
@@ -61,6 +62,8 @@ export interface ExtractOptions extends ExtractGenerateOptions {
   minTextChars?: number;
   /** How scanned pages are rendered (default 150 dpi, longest side ≤ 2048 px). */
   render?: RenderOptions;
+  /** Called with each readable file's hash before it is processed: true skips it (no result), e.g. one already done (`--resume`). */
+  skip?: (doc: { source: string; sha256: string }) => boolean;
   /** Called before each page is processed. */
   onPage?: (event: { source: string; page: number; pageCount: number; route: PageRoute }) => void;
 }
@@ -124,10 +127,12 @@ export async function* extract(files: readonly string[], opts: ExtractOptions): 
     try {
       bytes = readFileSync(source);
     } catch (e) {
+      // EISDIR too: a folder that could not be listed arrives here as its own path.
       yield failure(source, undefined, new LfmError("FILE_NOT_FOUND", `${source} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}).`));
       continue;
     }
     const sha256 = createHash("sha256").update(bytes).digest("hex");
+    if (opts.skip?.({ source, sha256 })) continue;
     try {
       yield await extractDocument(source, bytes, { ...opts, schema }, sha256);
     } catch (e) {
@@ -141,6 +146,44 @@ export async function* extract(files: readonly string[], opts: ExtractOptions): 
 function failure(source: string, sha256: string | undefined, e: unknown): ExtractFailure {
   const error = e instanceof LfmError ? { code: e.code, message: e.message } : { code: "RUNTIME_FAILED" as const, message: (e as Error)?.message ?? String(e) };
   return sha256 === undefined ? { source, error } : { source, sha256, error };
+}
+
+/** What a folder given to extract is searched for (a file named explicitly is always tried). */
+export const DOCUMENT_EXTENSIONS = new Set([".pdf", ".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif"]);
+
+/**
+ * The documents under `paths`: each file as given, and each folder's documents (by extension,
+ * recursively, hidden entries skipped), sorted per folder. A path that cannot be listed or does not
+ * exist stays in the list, so the batch reports it as that entry's failure and goes on.
+ */
+export function collectDocuments(paths: readonly string[]): string[] {
+  const out: string[] = [];
+  const walk = (dir: string) => {
+    let entries;
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      out.push(dir);
+      return;
+    }
+    for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+      if (entry.name.startsWith(".")) continue;
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) walk(path);
+      else if (entry.isFile() && DOCUMENT_EXTENSIONS.has(extname(entry.name).toLowerCase())) out.push(path);
+    }
+  };
+  for (const p of paths) {
+    let isDir = false;
+    try {
+      isDir = statSync(p).isDirectory();
+    } catch {
+      // reported when read
+    }
+    if (isDir) walk(p);
+    else out.push(p);
+  }
+  return out;
 }
 
 /** True when the bytes are a PDF (the header may follow up to 1 KB of junk, as readers allow). */
@@ -199,7 +242,7 @@ function visionModel(opts: ExtractOptions, source: string, page: number | undefi
 }
 
 function generation(opts: ExtractOptions, format: ResponseFormat): TextGenerateOptions {
-  const { schema: _s, model: _m, textModel: _t, minTextChars: _c, render: _r, onPage: _p, ...rest } = opts;
+  const { schema: _s, model: _m, textModel: _t, minTextChars: _c, render: _r, onPage: _p, skip: _k, ...rest } = opts;
   return { ...rest, responseFormat: format, logprobs: true };
 }
 

@@ -1,0 +1,179 @@
+/**
+ * `lfm extract`: photos, scans and PDFs (files or folders) → one JSON result per document that
+ * validates against a schema. With --json (stdout) or --out FILE.jsonl each document is one line,
+ * `{"source", "sha256", "data", "confidence", "provenance", "pages"}` or `{"source", "sha256"?,
+ * "error": {"code", "message"}}` — a scriptable contract kept stable. Each line is written whole
+ * (one write per line), so Ctrl-C leaves only whole lines and --resume can trust the file.
+ */
+import { appendFileSync, existsSync, readFileSync } from "node:fs";
+import { LfmError } from "../text-core/errors.ts";
+import { TextModel } from "../text-core/model.ts";
+import { VlModel } from "../vision/vl-model.ts";
+import { type ExtractResult, GENERIC_SCHEMA, checkObjectSchema, collectDocuments, extract } from "../pipelines/extract.ts";
+import { modelOrBundled } from "./bundled.ts";
+import { COMMON, SAMPLING, type CliCommand, type Values, generationOptions, loadFlags, num, parse, precisionOf, readJsonFile } from "./cli-kit.ts";
+import { ProgressBar } from "./progress-bar.ts";
+import { terminalLine, terminalText } from "./terminal-text.ts";
+
+const HELP = `lfm extract [--model DIR] [--text-model DIR] [--schema S.json] [--json | --out FILE.jsonl [--resume]] FILE|FOLDER...
+  Reads photos, scans and PDFs and prints, per document, JSON valid under the schema (constrained
+  decoding), a confidence per value and the page it came from. Folders are searched recursively for
+  .pdf .jpg .jpeg .png .webp .tif .tiff .gif .heic .heif .avif.
+  Routing: an image file, and a PDF page without a text layer (a scan: fewer than --min-text-chars
+  non-space characters), is rendered (PDFium) and read by LFM2-VL (--model); a PDF page with a text
+  layer goes as text to --text-model (an LFM2 text checkpoint, e.g. LiquidAI/LFM2-1.2B-Extract), or to
+  the --model's own language core without one. Pages are read one at a time and merged: the first
+  non-null value per field, arrays concatenated (see README "Document analysis").
+  --model DIR            An LFM2-VL checkpoint (default: the bundled tiny random one).
+  --text-model DIR       An LFM2 text checkpoint for pages with a text layer.
+  --schema S.json        A JSON Schema with "type": "object" (default: a description and key-value pairs).
+  --json                 One JSON line per document on stdout:
+                         {"source", "sha256", "data", "confidence", "provenance", "pages"} or
+                         {"source", "sha256", "error": {"code", "message"}}.
+  --out FILE.jsonl       Append those lines to FILE instead (a progress bar with ETA on a terminal).
+  --resume               With --out: skip documents whose sha256 already has a result line in FILE
+                         (documents that failed are tried again).
+  --min-text-chars N     Fewer non-space characters than this in a page's text layer = a scan (default 20).
+  --dpi N                Resolution scanned pages are rendered at (default 150; longest side ≤ 2048 px).
+  --max-input-pixels N   Refuse larger images (default 100000000), checked before decoding.
+  --precision P          q4 (default) | q8 | fp32, both models; --vision-precision P for the vision tower.
+  Sampling (defaults from the checkpoints' generation_config.json, else greedy; LFM2-Extract asks for greedy):
+  --max-tokens N (default 512 per page)  --temperature T  --top-k K  --top-p P  --min-p P
+  --repetition-penalty R  --seed S
+  Exit status 2 if any document failed (its line says why); the others are still written.
+  Also: --threads N, --cache-dir DIR, --no-cache.`;
+
+/** lfm chat's sampling flags less --stop: stop ids are each checkpoint's own (the VL and text models may differ). */
+const { stop: _stop, ...SAMPLING_FLAGS } = SAMPLING;
+
+const FLAGS = {
+  "text-model": { type: "string" },
+  schema: { type: "string" },
+  out: { type: "string" },
+  resume: { type: "boolean" },
+  "min-text-chars": { type: "string" },
+  dpi: { type: "string" },
+  "max-input-pixels": { type: "string" },
+  "vision-precision": { type: "string" },
+} as const;
+
+/** The sha256 of every document FILE already holds a result for (failed lines excluded: they are retried). */
+export function finishedHashes(out: string): Set<string> {
+  const done = new Set<string>();
+  if (!existsSync(out)) return done;
+  let text: string;
+  try {
+    text = readFileSync(out, "utf8");
+  } catch {
+    throw new LfmError("FILE_NOT_FOUND", `--out file ${out} exists but cannot be read; --resume needs to read it.`);
+  }
+  for (const line of text.split("\n")) {
+    if (line.trim() === "") continue;
+    let row: { sha256?: unknown; error?: unknown };
+    try {
+      row = JSON.parse(line) as typeof row;
+    } catch {
+      continue; // not one of ours: ignored, never rewritten
+    }
+    if (typeof row.sha256 === "string" && row.error === undefined) done.add(row.sha256);
+  }
+  return done;
+}
+
+/** The line printed for a result: the contract's fields in a fixed order. */
+function resultLine(r: ExtractResult): string {
+  if ("error" in r) return JSON.stringify(r.sha256 === undefined ? { source: r.source, error: r.error } : { source: r.source, sha256: r.sha256, error: r.error });
+  return JSON.stringify({ source: r.source, sha256: r.sha256, data: r.data, confidence: r.confidence, provenance: r.provenance, pages: r.pages });
+}
+
+function humanResult(r: ExtractResult): void {
+  if ("error" in r) {
+    process.stderr.write(`${terminalLine(r.source)}: error [${r.error.code}]: ${terminalText(r.error.message)}\n`);
+    return;
+  }
+  const routes = r.pages.map((p) => `${p.page} ${p.route}`).join(", ");
+  process.stdout.write(`${terminalLine(r.source)} (page${r.pages.length === 1 ? "" : "s"} ${routes})\n${terminalText(JSON.stringify(r.data, null, 2))}\n`);
+}
+
+async function run(v: Values, positionals: string[], signal: AbortSignal): Promise<number> {
+  if (positionals.length === 0) throw new LfmError("INVALID_ARGUMENT", "give at least one file or folder: lfm extract --model DIR FILE|FOLDER...");
+  const out = v.out as string | undefined;
+  if (v.resume && out === undefined) throw new LfmError("INVALID_ARGUMENT", "--resume needs --out FILE.jsonl (the results it resumes).");
+  if (out !== undefined && v.json) throw new LfmError("INVALID_ARGUMENT", "give --json (lines on stdout) or --out FILE (lines in FILE), not both.");
+  const schema = typeof v.schema === "string" ? readJsonFile(v.schema, "--schema") : GENERIC_SCHEMA;
+  checkObjectSchema(schema);
+  const minTextChars = num(v, "min-text-chars", "int");
+  const dpi = num(v, "dpi", "float");
+  if (dpi !== undefined && !(dpi > 0 && dpi <= 1200)) throw new LfmError("INVALID_ARGUMENT", `--dpi must be in (0, 1200], got ${dpi}.`);
+  const maxInputPixels = num(v, "max-input-pixels", "int");
+  const done = v.resume ? finishedHashes(out!) : new Set<string>();
+  const files = collectDocuments(positionals);
+
+  const quiet = { ...v, json: v.json || out !== undefined }; // no notes on stdout/stderr a script reads
+  const load = loadFlags(quiet);
+  const vl = await VlModel.load(modelOrBundled(quiet, "vision"), {
+    ...load,
+    visionPrecision: precisionOf(v, "vision-precision"),
+    image: maxInputPixels === undefined ? {} : { maxInputPixels },
+  });
+  let lm: TextModel | undefined;
+  try {
+    if (typeof v["text-model"] === "string") lm = await TextModel.load(v["text-model"], load);
+    const { stopTokenIds: _stops, ...gen } = generationOptions(vl, v, signal);
+    const bar = new ProgressBar(process.stderr, Boolean(process.stderr.isTTY) && (out !== undefined || Boolean(v.json)));
+    let finished = 0;
+    let skipped = 0;
+    let failed = 0;
+    const total = files.length;
+    try {
+      const results = extract(files, {
+        ...gen,
+        maxTokens: num(v, "max-tokens", "int") ?? 512,
+        schema,
+        model: vl,
+        textModel: lm,
+        minTextChars,
+        render: dpi === undefined ? undefined : { dpi },
+        skip: ({ sha256 }) => {
+          if (!done.has(sha256)) return false;
+          skipped++;
+          bar.update("extracting", finished + skipped, total, "documents");
+          return true;
+        },
+        onPage: (e) => bar.update("extracting", finished + skipped, total, `documents (page ${e.page}/${e.pageCount})`),
+      });
+      for await (const r of results) {
+        finished++;
+        if ("error" in r) failed++;
+        if (out !== undefined) {
+          try {
+            appendFileSync(out, `${resultLine(r)}\n`); // one write: the line is whole or absent
+          } catch (e) {
+            throw new LfmError("OUTPUT_UNWRITABLE", `cannot append to ${out}: ${(e as Error).message}`, { cause: e });
+          }
+        } else if (v.json) process.stdout.write(`${resultLine(r)}\n`);
+        else humanResult(r);
+        bar.update("extracting", finished + skipped, total, "documents");
+      }
+    } finally {
+      bar.done();
+    }
+    if (out !== undefined && process.stderr.isTTY) {
+      process.stderr.write(`${finished} document${finished === 1 ? "" : "s"} written to ${terminalLine(out)}${skipped ? `, ${skipped} already there` : ""}${failed ? `, ${failed} failed` : ""}.\n`);
+    }
+    return failed > 0 ? 2 : 0;
+  } finally {
+    await lm?.release();
+    await vl.release();
+  }
+}
+
+export const extractCommand: CliCommand = {
+  name: "extract",
+  summary: "Extract schema-valid JSON fields from photos, scans and PDFs (LFM2-VL + LFM2).",
+  help: HELP,
+  async run(args: string[], signal: AbortSignal): Promise<number> {
+    const { values, positionals } = parse(args, { ...COMMON, ...SAMPLING_FLAGS, ...FLAGS });
+    return run(values, positionals, signal);
+  },
+};
