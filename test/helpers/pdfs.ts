@@ -48,3 +48,51 @@ export async function referencePagePdf(): Promise<Uint8Array> {
   page.drawImage(await doc.embedPng(await scanPng()), { x: 56, y: 80, width: 400, height: 300 });
   return doc.save({ useObjectStreams: false });
 }
+
+/**
+ * `pdf` as a password-protected PDF: an incremental update adds a standard-security Encrypt
+ * dictionary (RC4, revision 2) whose /U entry no empty password matches, so a reader must ask for
+ * a password. (pdf-lib cannot encrypt; the objects are not actually encrypted, which no reader
+ * reaches: opening fails at the password check.)
+ */
+export function passwordProtected(pdf: Uint8Array): Uint8Array {
+  const text = Buffer.from(pdf).toString("latin1");
+  const size = Number(/\/Size (\d+)/.exec(text.slice(text.lastIndexOf("trailer")))![1]);
+  const root = /\/Root (\d+ \d+ R)/.exec(text.slice(text.lastIndexOf("trailer")))![1];
+  const prev = Number(/startxref\s+(\d+)/.exec(text.slice(text.lastIndexOf("startxref")))![1]);
+  const hex32 = (seed: number) => Array.from({ length: 32 }, (_, i) => ((i * 97 + seed * 31) & 255).toString(16).padStart(2, "0")).join("");
+  const objectAt = text.length + 1;
+  const object = `\n${size} 0 obj\n<< /Filter /Standard /V 1 /R 2 /Length 40 /O <${hex32(1)}> /U <${hex32(2)}> /P -44 >>\nendobj\n`;
+  const xrefAt = text.length + object.length;
+  const id = hex32(3).slice(0, 32);
+  const tail = `xref\n${size} 1\n${String(objectAt).padStart(10, "0")} 00000 n \ntrailer\n<< /Size ${size + 1} /Root ${root} /Prev ${prev} /Encrypt ${size} 0 R /ID [<${id}> <${id}>] >>\nstartxref\n${xrefAt}\n%%EOF\n`;
+  return new Uint8Array(Buffer.from(text + object + tail, "latin1"));
+}
+
+/** A PNG whose header claims `width` × `height` pixels (its image data is a stub): what a decompression bomb looks like before decoding. */
+export function pngClaiming(width: number, height: number): Uint8Array {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (bytes: Buffer) => {
+    let c = 0xffffffff;
+    for (const b of bytes) c = crcTable[(c ^ b) & 255] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type: string, data: Buffer) => {
+    const body = Buffer.concat([Buffer.from(type, "latin1"), data]);
+    const out = Buffer.alloc(8 + data.length + 4);
+    out.writeUInt32BE(data.length, 0);
+    body.copy(out, 4);
+    out.writeUInt32BE(crc(body), 8 + data.length);
+    return out;
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
+  const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  return new Uint8Array(Buffer.concat([signature, chunk("IHDR", ihdr), chunk("IDAT", Buffer.from([0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01])), chunk("IEND", Buffer.alloc(0))]));
+}

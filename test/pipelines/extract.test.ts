@@ -14,7 +14,7 @@ import { openPdf, pdfPageText } from "../../retrieval/ingest/extract.ts";
 import { TextModel } from "../../text-core/model.ts";
 import { VlModel } from "../../vision/vl-model.ts";
 import { expectCode } from "../helpers/errors.ts";
-import { makePdf } from "../helpers/pdfs.ts";
+import { makePdf, passwordProtected, pngClaiming } from "../helpers/pdfs.ts";
 import { FIXTURES, TEST_CACHE } from "../helpers/reference.ts";
 
 const SCHEMA = {
@@ -49,6 +49,8 @@ beforeAll(async () => {
   const whole = await makePdf([TEXT_PAGE]);
   write("truncated.pdf", whole.subarray(0, Math.floor(whole.length / 3)));
   write("corrupt.pdf", new TextEncoder().encode("%PDF-1.7\nthis is no PDF at all\n%%EOF\n"));
+  write("locked.pdf", passwordProtected(whole));
+  write("bomb.png", pngClaiming(60_000, 60_000));
   write("noise.png", Uint8Array.from({ length: 300 }, (_, i) => (i * 73) % 256));
 });
 afterAll(async () => {
@@ -154,10 +156,20 @@ describe("extract", () => {
 
   it("bad files fail with typed errors while the batch goes on", async () => {
     const results = await all(
-      extract([files["truncated.pdf"], files["corrupt.pdf"], join(dir, "missing.pdf"), files["noise.png"], files["text.pdf"]], { ...GEN, schema: SCHEMA, model: vl, textModel: lm }),
+      extract([files["truncated.pdf"], files["corrupt.pdf"], files["locked.pdf"], join(dir, "missing.pdf"), dir, files["bomb.png"], files["noise.png"], files["text.pdf"]], { ...GEN, schema: SCHEMA, model: vl, textModel: lm }),
     );
-    expect(results.map((r) => ("error" in r ? r.error.code : "ok"))).toEqual(["DOCUMENT_UNREADABLE", "DOCUMENT_UNREADABLE", "FILE_NOT_FOUND", "IMAGE_INVALID", "ok"]);
+    expect(results.map((r) => ("error" in r ? r.error.code : "ok"))).toEqual([
+      "DOCUMENT_UNREADABLE",
+      "DOCUMENT_UNREADABLE",
+      "DOCUMENT_UNREADABLE",
+      "FILE_NOT_FOUND",
+      "FILE_NOT_FOUND", // a folder given to the library as a file
+      "IMAGE_TOO_LARGE",
+      "IMAGE_INVALID",
+      "ok",
+    ]);
     expect((results[0] as { sha256?: string }).sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect((results[2] as { error: { message: string } }).error.message).toContain("password-protected");
   });
 
   it("checks a merged result against the schema's grammar (what decides between the merge and the first page)", async () => {
