@@ -15,7 +15,7 @@ export { TextModel, type LoadOptions, type Completion, type TextGenerateOptions 
 export type { ResponseFormat, ToolChoice } from "./text-core/structured/response-format.ts";
 export type { ChatMessage, ContentPart, ToolDefinition } from "./text-core/chat.ts";
 export { parseToolCalls, formatToolCalls, type ToolCall } from "./text-core/tool-calls.ts";
-export type { GenerateOptions, FinishReason } from "./text-core/generate.ts";
+export type { GenerateOptions, FinishReason, GeneratedToken } from "./text-core/generate.ts";
 export type { SamplingOptions } from "./text-core/sampler.ts";
 export { readGenerationDefaults, type GenerationDefaults } from "./text-core/generation-config.ts";
 export type { Lfm2Config } from "./text-core/config.ts";
@@ -110,6 +110,21 @@ export { WavStreamWriter, type WavWriterOptions } from "./audio/wav-writer.ts";
 export { Speaker, type SpeakerLoadOptions, type SpeakOptions, type SpeakEvent } from "./pipelines/speak.ts";
 export { decodeCompressed, compressedFormatOf, type CompressedFormat } from "./audio/compressed.ts";
 export { AudioChat, type AudioChatLoadOptions, type AudioChatOptions, type AudioChatEvent } from "./pipelines/audio-chat.ts";
+
+// Document analysis (pipelines/extract.ts): photos, scans and PDFs into schema-valid JSON.
+export {
+  extract,
+  extractDocument,
+  collectDocuments,
+  GENERIC_SCHEMA,
+  type ExtractOptions,
+  type ExtractResult,
+  type ExtractSuccess,
+  type ExtractFailure,
+  type PageRoute,
+} from "./pipelines/extract.ts";
+export { mergePages, type PageExtraction, type MergedExtraction, type Provenance } from "./pipelines/extract-merge.ts";
+export { PdfRenderer, type RenderedPage, type RenderOptions } from "./pipelines/pdf-render.ts";
 
 /**
  * Loads a checkpoint folder (HF layout or HF cache folder): an LFM2-VL checkpoint (config
