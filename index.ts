@@ -115,6 +115,9 @@ export { AudioChat, type AudioChatLoadOptions, type AudioChatOptions, type Audio
 export {
   extract,
   extractDocument,
+  askDocument,
+  ANSWER_SCHEMA,
+  type DocumentAnswer,
   collectDocuments,
   GENERIC_SCHEMA,
   type ExtractOptions,

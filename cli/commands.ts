@@ -8,7 +8,7 @@ import { cacheCommand } from "./cache.ts";
 import type { CliCommand } from "./cli-kit.ts";
 import { describeCommand } from "./describe.ts";
 import { encodeCommand } from "./encode.ts";
-import { extractCommand } from "./extract.ts";
+import { askDocCommand, extractCommand } from "./extract.ts";
 import { indexCommand, searchCommand } from "./index-search.ts";
 import { profileCommand } from "./profile.ts";
 import { speakCommand } from "./speak.ts";
@@ -21,6 +21,7 @@ export const COMMANDS: CliCommand[] = [
   chatCommand,
   describeCommand,
   extractCommand,
+  askDocCommand,
   encodeCommand,
   transcribeCommand,
   speakCommand,

@@ -5,11 +5,11 @@
  * "error": {"code", "message"}}` — a scriptable contract kept stable. Each line is written whole
  * (one write per line), so Ctrl-C leaves only whole lines and --resume can trust the file.
  */
-import { appendFileSync, existsSync, readFileSync } from "node:fs";
+import { accessSync, appendFileSync, constants, existsSync, readFileSync } from "node:fs";
 import { LfmError } from "../text-core/errors.ts";
 import { TextModel } from "../text-core/model.ts";
 import { VlModel } from "../vision/vl-model.ts";
-import { type ExtractResult, GENERIC_SCHEMA, checkObjectSchema, collectDocuments, extract } from "../pipelines/extract.ts";
+import { type ExtractResult, GENERIC_SCHEMA, askDocument, checkObjectSchema, collectDocuments, extract } from "../pipelines/extract.ts";
 import { modelOrBundled } from "./bundled.ts";
 import { COMMON, SAMPLING, type CliCommand, type Values, generationOptions, loadFlags, num, parse, precisionOf, readJsonFile } from "./cli-kit.ts";
 import { ProgressBar } from "./progress-bar.ts";
@@ -175,5 +175,60 @@ export const extractCommand: CliCommand = {
   async run(args: string[], signal: AbortSignal): Promise<number> {
     const { values, positionals } = parse(args, { ...COMMON, ...SAMPLING_FLAGS, ...FLAGS });
     return run(values, positionals, signal);
+  },
+};
+
+const ASK_HELP = `lfm ask-doc [--model DIR] [--text-model DIR] [--json] FILE "QUESTION"
+  Answers a question from one photo, scan or PDF, with the page the answer came from. Every page is
+  asked on its own, routed as in lfm extract (text layer → --text-model or --model's language core;
+  scans and images → LFM2-VL), each reply constrained to {"answer": string or null}; the non-null
+  answer with the highest confidence (mean token log-probability) wins, the earliest page on a tie.
+  --json                 Print {"source", "sha256", "question", "answer", "page", "confidence", "span"?,
+                         "pages"}; "answer", "page" and "confidence" are null when no page answers.
+  --model, --text-model, --min-text-chars, --dpi, --max-input-pixels, --precision, --vision-precision,
+  sampling (--max-tokens N per page, default 256; --temperature, --seed, ...): as in lfm extract.
+  Also: --threads N, --cache-dir DIR, --no-cache.`;
+
+async function runAsk(v: Values, positionals: string[], signal: AbortSignal): Promise<number> {
+  if (positionals.length !== 2) throw new LfmError("INVALID_ARGUMENT", `give one file and one question: lfm ask-doc FILE "QUESTION" (got ${positionals.length} arguments).`);
+  const [file, question] = positionals;
+  try {
+    accessSync(file, constants.R_OK);
+  } catch {
+    throw new LfmError("FILE_NOT_FOUND", `${file} not found or not readable.`);
+  }
+  const dpi = num(v, "dpi", "float");
+  if (dpi !== undefined && !(dpi > 0 && dpi <= 1200)) throw new LfmError("INVALID_ARGUMENT", `--dpi must be in (0, 1200], got ${dpi}.`);
+  const maxInputPixels = num(v, "max-input-pixels", "int");
+  const minTextChars = num(v, "min-text-chars", "int");
+  const load = loadFlags(v);
+  const vl = await VlModel.load(modelOrBundled(v, "vision"), { ...load, visionPrecision: precisionOf(v, "vision-precision"), image: maxInputPixels === undefined ? {} : { maxInputPixels } });
+  let lm: TextModel | undefined;
+  try {
+    if (typeof v["text-model"] === "string") lm = await TextModel.load(v["text-model"], load);
+    const { stopTokenIds: _stops, ...gen } = generationOptions(vl, v, signal);
+    const result = await askDocument(file, readFileSync(file), question, { ...gen, model: vl, textModel: lm, minTextChars, render: dpi === undefined ? undefined : { dpi } });
+    if (v.json) {
+      process.stdout.write(`${JSON.stringify(result)}\n`);
+    } else if (result.answer === null) {
+      process.stdout.write(`No page of ${terminalLine(file)} answers it (${result.pages.length} page${result.pages.length === 1 ? "" : "s"} read).\n`);
+    } else {
+      process.stdout.write(`${terminalText(result.answer)}\n(page ${result.page}, confidence ${result.confidence!.toFixed(3)})\n`);
+    }
+    return 0;
+  } finally {
+    await lm?.release();
+    await vl.release();
+  }
+}
+
+export const askDocCommand: CliCommand = {
+  name: "ask-doc",
+  summary: "Answer a question from a photo, scan or PDF, with the page it came from.",
+  help: ASK_HELP,
+  async run(args: string[], signal: AbortSignal): Promise<number> {
+    const { out: _o, resume: _r, schema: _s, ...askFlags } = FLAGS;
+    const { values, positionals } = parse(args, { ...COMMON, ...SAMPLING_FLAGS, ...askFlags });
+    return runAsk(values, positionals, signal);
   },
 };

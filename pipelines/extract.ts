@@ -91,18 +91,18 @@ export interface ExtractFailure {
 export type ExtractResult = ExtractSuccess | ExtractFailure;
 
 /** Messages for a text page, in the LFM2-Extract style: the schema in the system prompt, the document as the user turn. */
-export function textPageMessages(schema: unknown, pageText: string): ChatMessage[] {
+export function textPageMessages(schema: unknown, pageText: string, instruction = EXTRACT_INSTRUCTION): ChatMessage[] {
   return [
-    { role: "system", content: `${EXTRACT_INSTRUCTION}\n\nSchema:\n${JSON.stringify(schema)}` },
+    { role: "system", content: taskText(schema, instruction) },
     { role: "user", content: pageText },
   ];
 }
 
 const EXTRACT_INSTRUCTION = "Extract the information the following JSON schema asks for from the document. Reply with one JSON object that follows the schema; use null where the schema allows it and the document does not give the value.";
 
-/** The user turn for an image page: the image, then the instruction and the schema. */
-function imagePageText(schema: unknown): string {
-  return `${EXTRACT_INSTRUCTION}\n\nSchema:\n${JSON.stringify(schema)}`;
+/** The instruction, a blank line, `Schema:` and the schema as compact JSON: the system prompt of a text page, the text after an image page's image. */
+function taskText(schema: unknown, instruction: string): string {
+  return `${instruction}\n\nSchema:\n${JSON.stringify(schema)}`;
 }
 
 /** Refuses a schema that is not an object schema (its result could not hold named fields). */
@@ -195,44 +195,63 @@ export function isPdf(bytes: Uint8Array): boolean {
 /** One document (a PDF or an image file's bytes) → its merged result. */
 export async function extractDocument(source: string, bytes: Uint8Array, opts: ExtractOptions, sha256 = createHash("sha256").update(bytes).digest("hex")): Promise<ExtractSuccess> {
   const schema = opts.schema ?? GENERIC_SCHEMA;
+  const { pages, routes, core } = await extractPages(source, bytes, { ...opts, schema }, EXTRACT_INSTRUCTION);
+  const merged = await mergeChecked(pages, core, { type: "json_schema", schema });
+  return { source, sha256, data: merged.data, confidence: merged.confidence, provenance: merged.provenance, pages: routes };
+}
+
+/** Every page of a document extracted on its own with `instruction` (nothing merged), read one page at a time. */
+async function extractPages(
+  source: string,
+  bytes: Uint8Array,
+  opts: ExtractOptions & { schema: unknown },
+  instruction: string,
+): Promise<{ pages: PageExtraction[]; routes: ExtractSuccess["pages"]; core: TextModel }> {
+  const { schema } = opts;
   checkObjectSchema(schema);
   const core = opts.textModel ?? opts.model?.textModel;
   if (!core) throw new LfmError("MODEL_REQUIRED", "extract needs an LFM2-VL model (model) or an LFM2 text model (textModel).");
-  const format: ResponseFormat = { type: "json_schema", schema };
+  const task: PageTask = { schema, instruction, format: { type: "json_schema", schema } };
   const pages: PageExtraction[] = [];
   const routes: ExtractSuccess["pages"] = [];
   if (!isPdf(bytes)) {
     const vl = visionModel(opts, source, undefined);
     opts.onPage?.({ source, page: 1, pageCount: 1, route: "image" });
-    pages.push(await imagePage(vl, bytes, 1, schema, format, opts));
+    pages.push(await imagePage(vl, bytes, 1, task, opts));
     routes.push({ page: 1, route: "image" });
-  } else {
-    const pdf = await openPdf(source, bytes);
-    let renderer: PdfRenderer | undefined;
-    try {
-      const pageCount = pdf.numPages;
-      if (pageCount === 0) throw new LfmError("DOCUMENT_UNREADABLE", `${source} has no pages.`);
-      for (let n = 1; n <= pageCount; n++) {
-        if (opts.signal?.aborted) throw new LfmError("ABORTED", "extraction was cancelled.");
-        const text = (await pdfPageText(source, pdf, n)).replace(/\r\n?/g, "\n");
-        const route: PageRoute = text.replace(/\s+/g, "").length >= (opts.minTextChars ?? 20) ? "text" : "image";
-        opts.onPage?.({ source, page: n, pageCount, route });
-        if (route === "text") {
-          pages.push(await textPage(opts.textModel ?? visionModel(opts, source, n).textModel, text, n, schema, format, opts));
-        } else {
-          const vl = visionModel(opts, source, n);
-          renderer ??= await PdfRenderer.open(source, bytes);
-          pages.push(await imagePage(vl, await renderer.renderPng(n, opts.render), n, schema, format, opts));
-        }
-        routes.push({ page: n, route });
-      }
-    } finally {
-      renderer?.destroy();
-      await pdf.loadingTask.destroy(); // frees the worker-side document too
-    }
+    return { pages, routes, core };
   }
-  const merged = await mergeChecked(pages, core, format);
-  return { source, sha256, data: merged.data, confidence: merged.confidence, provenance: merged.provenance, pages: routes };
+  const pdf = await openPdf(source, bytes);
+  let renderer: PdfRenderer | undefined;
+  try {
+    const pageCount = pdf.numPages;
+    if (pageCount === 0) throw new LfmError("DOCUMENT_UNREADABLE", `${source} has no pages.`);
+    for (let n = 1; n <= pageCount; n++) {
+      if (opts.signal?.aborted) throw new LfmError("ABORTED", "extraction was cancelled.");
+      const text = (await pdfPageText(source, pdf, n)).replace(/\r\n?/g, "\n");
+      const route: PageRoute = text.replace(/\s+/g, "").length >= (opts.minTextChars ?? 20) ? "text" : "image";
+      opts.onPage?.({ source, page: n, pageCount, route });
+      if (route === "text") {
+        pages.push(await textPage(opts.textModel ?? visionModel(opts, source, n).textModel, text, n, task, opts));
+      } else {
+        const vl = visionModel(opts, source, n);
+        renderer ??= await PdfRenderer.open(source, bytes);
+        pages.push(await imagePage(vl, await renderer.renderPng(n, opts.render), n, task, opts));
+      }
+      routes.push({ page: n, route });
+    }
+  } finally {
+    renderer?.destroy();
+    await pdf.loadingTask.destroy(); // frees the worker-side document too
+  }
+  return { pages, routes, core };
+}
+
+/** What each page is asked: the instruction, the schema, and the schema compiled as a response format. */
+interface PageTask {
+  schema: unknown;
+  instruction: string;
+  format: ResponseFormat;
 }
 
 function visionModel(opts: ExtractOptions, source: string, page: number | undefined): VlModel {
@@ -246,14 +265,14 @@ function generation(opts: ExtractOptions, format: ResponseFormat): TextGenerateO
   return { ...rest, responseFormat: format, logprobs: true };
 }
 
-async function textPage(model: TextModel, text: string, page: number, schema: unknown, format: ResponseFormat, opts: ExtractOptions): Promise<PageExtraction> {
-  const out = await model.complete(model.chatIds(textPageMessages(schema, text)), generation(opts, format));
+async function textPage(model: TextModel, text: string, page: number, task: PageTask, opts: ExtractOptions): Promise<PageExtraction> {
+  const out = await model.complete(model.chatIds(textPageMessages(task.schema, text, task.instruction)), generation(opts, task.format));
   return pageExtraction(model.tokenizer, out, page, text);
 }
 
-async function imagePage(model: VlModel, image: ImageInput, page: number, schema: unknown, format: ResponseFormat, opts: ExtractOptions): Promise<PageExtraction> {
-  const prompt = await model.prepareChat([{ role: "user", content: [{ type: "image", image }, { type: "text", text: imagePageText(schema) }] }]);
-  const out = await model.complete(prompt, generation(opts, format));
+async function imagePage(model: VlModel, image: ImageInput, page: number, task: PageTask, opts: ExtractOptions): Promise<PageExtraction> {
+  const prompt = await model.prepareChat([{ role: "user", content: [{ type: "image", image }, { type: "text", text: taskText(task.schema, task.instruction) }] }]);
+  const out = await model.complete(prompt, generation(opts, task.format));
   return pageExtraction(model.tokenizer, out, page, undefined);
 }
 
@@ -307,4 +326,53 @@ export async function matchesFormat(model: TextModel, format: ResponseFormat, te
   } finally {
     matcher.dispose();
   }
+}
+
+/** The schema of one page's answer to a question: the answer in the document's words, or null. */
+export const ANSWER_SCHEMA = {
+  type: "object",
+  properties: { answer: { anyOf: [{ type: "string", minLength: 1, maxLength: 300 }, { type: "null" }] } },
+  required: ["answer"],
+  additionalProperties: false,
+} as const;
+
+export interface DocumentAnswer {
+  source: string;
+  sha256: string;
+  question: string;
+  /** The answer of the page that answered with the highest confidence; null when no page did. */
+  answer: string | null;
+  /** That page (1-based), its confidence (mean token log-probability, ≤ 0) and the answer's characters in its text layer when found there. */
+  page: number | null;
+  confidence: number | null;
+  span?: [number, number];
+  pages: Array<{ page: number; route: PageRoute }>;
+}
+
+/** The pages' non-null `answer` with the highest confidence, the earliest page on a tie; undefined when no page answered. */
+export function bestAnswer(pages: readonly PageExtraction[]): { page: PageExtraction; answer: string; confidence: number } | undefined {
+  let best: { page: PageExtraction; answer: string; confidence: number } | undefined;
+  for (const page of pages) {
+    const answer = (page.data as { answer?: string | null }).answer;
+    if (answer === null || answer === undefined) continue;
+    const confidence = page.confidence["/answer"] ?? -Infinity;
+    if (!best || confidence > best.confidence) best = { page, answer, confidence };
+  }
+  return best;
+}
+
+/**
+ * Answers `question` from a document: every page is asked on its own (constrained to
+ * `ANSWER_SCHEMA`), and the non-null answer with the highest confidence wins (the earliest page on
+ * a tie).
+ */
+export async function askDocument(source: string, bytes: Uint8Array, question: string, opts: Omit<ExtractOptions, "schema" | "skip">): Promise<DocumentAnswer> {
+  if (question.trim() === "") throw new LfmError("INVALID_ARGUMENT", "the question is empty.");
+  const sha256 = createHash("sha256").update(bytes).digest("hex");
+  const instruction = `Answer the question below from the document. Reply with {"answer": ...}: the answer in the document's own words, or null if the document does not answer it.\n\nQuestion: ${question}`;
+  const { pages, routes } = await extractPages(source, bytes, { ...opts, schema: ANSWER_SCHEMA }, instruction);
+  const best = bestAnswer(pages);
+  if (!best) return { source, sha256, question, answer: null, page: null, confidence: null, pages: routes };
+  const span = best.page.provenance["/answer"]?.span;
+  return { source, sha256, question, answer: best.answer, page: best.page.page, confidence: best.confidence, ...(span ? { span } : {}), pages: routes };
 }

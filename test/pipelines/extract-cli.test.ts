@@ -77,6 +77,18 @@ describe("lfm extract", () => {
     expect(after.slice(3).map((row) => (row.source as string).split("/").pop())).toEqual(["c-broken.pdf"]);
   });
 
+  it("ask-doc --json answers with the page, and refuses a missing file", () => {
+    const r = runLfm(["ask-doc", ...MODELS, "--json", ...FAST, "--max-tokens", "400", join(docs, "a-text.pdf"), "What is the serial number?"]);
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as Record<string, unknown>;
+    expect(Object.keys(out).filter((k) => k !== "span")).toEqual(["source", "sha256", "question", "answer", "page", "confidence", "pages"]);
+    expect(out.pages).toEqual([{ page: 1, route: "text" }]);
+    expect(out.answer === null ? out.page === null : out.page === 1).toBe(true);
+    const missing = runLfm(["ask-doc", ...MODELS, join(docs, "nope.pdf"), "Why?"]);
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toContain("FILE_NOT_FOUND");
+  });
+
   it("Ctrl-C leaves only whole lines and exits 130", async () => {
     const many = join(dir, "many");
     mkdirSync(many);

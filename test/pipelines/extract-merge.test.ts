@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { type PageExtraction, mergePages, mergedKeyOrder } from "../../pipelines/extract-merge.ts";
-import { checkObjectSchema, isPdf } from "../../pipelines/extract.ts";
+import { bestAnswer, checkObjectSchema, isPdf } from "../../pipelines/extract.ts";
 import { jsonLeafSpans, leafConfidence } from "../../pipelines/json-spans.ts";
 import { expectCode } from "../helpers/errors.ts";
 
@@ -76,6 +76,20 @@ describe("jsonLeafSpans / leafConfidence", () => {
     // "/a" spans `"xy"` (5..9): tokens 0, 1 and 2 overlap it.
     expect(conf["/a"]).toBeCloseTo((0 - 1 - 0.5) / 3, 12);
     expect(conf["/b"]).toBe(-2);
+  });
+});
+
+describe("bestAnswer", () => {
+  it("picks the non-null answer with the highest confidence, the earliest page on a tie", () => {
+    const pages = [
+      page(1, { answer: null }, { "/answer": -0.01 }),
+      page(2, { answer: "SN-1" }, { "/answer": -0.9 }),
+      page(3, { answer: "SN-2" }, { "/answer": -0.2 }),
+      page(4, { answer: "SN-3" }, { "/answer": -0.2 }),
+    ];
+    const best = bestAnswer(pages)!;
+    expect([best.answer, best.page.page, best.confidence]).toEqual(["SN-2", 3, -0.2]);
+    expect(bestAnswer([pages[0]])).toBeUndefined();
   });
 });
 

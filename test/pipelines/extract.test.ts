@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ExtractResult, type ExtractSuccess, GENERIC_SCHEMA, extract, extractDocument, matchesFormat } from "../../pipelines/extract.ts";
+import { type ExtractResult, type ExtractSuccess, GENERIC_SCHEMA, askDocument, extract, extractDocument, matchesFormat } from "../../pipelines/extract.ts";
 import { openPdf, pdfPageText } from "../../retrieval/ingest/extract.ts";
 import { TextModel } from "../../text-core/model.ts";
 import { VlModel } from "../../vision/vl-model.ts";
@@ -43,6 +43,7 @@ beforeAll(async () => {
     writeFileSync(files[name], bytes);
   };
   write("text.pdf", await makePdf([TEXT_PAGE, ["Inspection report, page 2", "Readings: 12 and 14"]]));
+  write("one.pdf", await makePdf([TEXT_PAGE]));
   write("scan.pdf", await makePdf(["scan"]));
   write("mixed.pdf", await makePdf([TEXT_PAGE, "scan", ["Last page: signed by the inspector on site"]]));
   write("photo.jpg", new Uint8Array((await import("node:fs")).readFileSync(join(FIXTURES, "vision/images/photo_320x240.jpg"))));
@@ -122,9 +123,9 @@ describe("extract", () => {
 
   it("without a text model, text pages go through the VL model's language core; without a schema, the generic one", async () => {
     const validate = new Ajv2020({ strict: false }).compile(GENERIC_SCHEMA);
-    const [r] = (await all(extract([files["text.pdf"]], { maxTokens: 2000, model: vl }))) as ExtractSuccess[];
+    const [r] = (await all(extract([files["one.pdf"]], { maxTokens: 2000, model: vl }))) as ExtractSuccess[];
     expect("error" in r).toBe(false);
-    expect(r.pages.map((p) => p.route)).toEqual(["text", "text"]);
+    expect(r.pages).toEqual([{ page: 1, route: "text" }]);
     expect(validate(r.data), JSON.stringify(validate.errors)).toBe(true);
   });
 
@@ -170,6 +171,19 @@ describe("extract", () => {
     ]);
     expect((results[0] as { sha256?: string }).sha256).toMatch(/^[0-9a-f]{64}$/);
     expect((results[2] as { error: { message: string } }).error.message).toContain("password-protected");
+  });
+
+  it("askDocument asks every page and answers with a page, or null when no page answers", async () => {
+    const bytes = new Uint8Array((await import("node:fs")).readFileSync(files["mixed.pdf"]));
+    const r = await askDocument("mixed.pdf", bytes, "What is the serial number?", { ...GEN, maxTokens: 400, model: vl, textModel: lm });
+    expect(r.pages.map((p) => p.route)).toEqual(["text", "image", "text"]);
+    if (r.answer === null) expect([r.page, r.confidence]).toEqual([null, null]);
+    else {
+      expect(typeof r.answer).toBe("string");
+      expect([1, 2, 3]).toContain(r.page);
+      expect(r.confidence).toBeLessThanOrEqual(0);
+    }
+    await expectCode(askDocument("mixed.pdf", bytes, "  ", { model: vl }), "INVALID_ARGUMENT");
   });
 
   it("checks a merged result against the schema's grammar (what decides between the merge and the first page)", async () => {
