@@ -80,6 +80,27 @@ export function finishedHashes(out: string): Set<string> {
   return done;
 }
 
+/**
+ * A results file whose last line is unfinished (a process killed in mid-write by something other
+ * than Ctrl-C) gets a newline first, so the next line starts on its own line and the broken one
+ * stays a line that --resume ignores.
+ */
+function endWithNewline(out: string): void {
+  let text: Buffer;
+  try {
+    text = readFileSync(out);
+  } catch {
+    return; // not there yet: created by the first line
+  }
+  if (text.length > 0 && text[text.length - 1] !== 0x0a) {
+    try {
+      appendFileSync(out, "\n");
+    } catch (e) {
+      throw new LfmError("OUTPUT_UNWRITABLE", `cannot append to ${out}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+}
+
 /** The line printed for a result: the contract's fields in a fixed order. */
 function resultLine(r: ExtractResult): string {
   if ("error" in r) return JSON.stringify(r.sha256 === undefined ? { source: r.source, error: r.error } : { source: r.source, sha256: r.sha256, error: r.error });
@@ -107,6 +128,7 @@ async function run(v: Values, positionals: string[], signal: AbortSignal): Promi
   if (dpi !== undefined && !(dpi > 0 && dpi <= 1200)) throw new LfmError("INVALID_ARGUMENT", `--dpi must be in (0, 1200], got ${dpi}.`);
   const maxInputPixels = num(v, "max-input-pixels", "int");
   const done = v.resume ? finishedHashes(out!) : new Set<string>();
+  if (out !== undefined) endWithNewline(out);
   const files = collectDocuments(positionals);
 
   const quiet = { ...v, json: v.json || out !== undefined }; // no notes on stdout/stderr a script reads

@@ -36,7 +36,8 @@ export interface GenerateOptions extends SamplingOptions {
    * chosen id over the logits after the grammar mask, at temperature 1, before any sampling option
    * (repetition penalty, top-k/p, min-p) — the model's own distribution over what the format
    * allows. A token the grammar forces has probability 1 (log-probability 0). Changes no output:
-   * the sampler sees the same logits and draws the same numbers.
+   * the sampler sees the same logits and draws the same numbers. Single-sequence generation
+   * (`generate`, `TextModel.complete`: `Completion.logprobs`); batches ignore it.
    */
   logprobs?: boolean;
 }

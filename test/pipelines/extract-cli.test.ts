@@ -67,12 +67,16 @@ describe("lfm extract", () => {
     const before = lines(readFileSync(out, "utf8"));
     expect(before).toHaveLength(3);
     for (const row of before) expect(row.sha256).toMatch(/^[0-9a-f]{64}$/);
+    // A line cut short by a killed writer: the next run starts on a fresh line and ignores it.
+    writeFileSync(out, `${readFileSync(out, "utf8")}{"source":"cut-sh`);
     // A copy of a finished document under another name is the same content: skipped too.
     writeFileSync(join(docs, "d-copy.pdf"), readFileSync(join(docs, "a-text.pdf")));
     const again = runLfm(["extract", ...MODELS, "--schema", schemaFile, "--out", out, "--resume", ...FAST, docs]);
     rmSync(join(docs, "d-copy.pdf"));
     expect(again.status, again.stderr).toBe(2); // the broken file is tried again and fails again
-    const after = lines(readFileSync(out, "utf8"));
+    const afterLines = readFileSync(out, "utf8").split("\n").filter((l) => l !== "");
+    expect(afterLines[3]).toBe('{"source":"cut-sh');
+    const after = [...afterLines.slice(0, 3), ...afterLines.slice(4)].map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(after.slice(0, 3)).toEqual(before);
     expect(after.slice(3).map((row) => (row.source as string).split("/").pop())).toEqual(["c-broken.pdf"]);
   });
