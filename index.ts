@@ -16,7 +16,7 @@ export type { ResponseFormat, ToolChoice } from "./text-core/structured/response
 export type { ChatMessage, ContentPart, ToolDefinition } from "./text-core/chat.ts";
 export { readToolCalls, ToolCallParseError, type ToolCallsRead, type MalformedToolCall } from "./text-core/tool-calls.ts";
 export { parseToolCalls, formatToolCalls, type ToolCall } from "./text-core/tool-calls.ts";
-export { prefillPrefix, type GenerateOptions, type FinishReason, type PrefilledPrefix } from "./text-core/generate.ts";
+export { prefillPrefix, type GenerateOptions, type FinishReason, type GeneratedToken, type PrefilledPrefix } from "./text-core/generate.ts";
 export type { SamplingOptions } from "./text-core/sampler.ts";
 export { readGenerationDefaults, type GenerationDefaults } from "./text-core/generation-config.ts";
 export type { Lfm2Config } from "./text-core/config.ts";
@@ -138,6 +138,24 @@ export { WavStreamWriter, type WavWriterOptions } from "./audio/wav-writer.ts";
 export { Speaker, type SpeakerLoadOptions, type SpeakOptions, type SpeakEvent } from "./pipelines/speak.ts";
 export { decodeCompressed, compressedFormatOf, type CompressedFormat } from "./audio/compressed.ts";
 export { AudioChat, type AudioChatLoadOptions, type AudioChatOptions, type AudioChatEvent } from "./pipelines/audio-chat.ts";
+
+// Document analysis (pipelines/extract.ts): photos, scans and PDFs into schema-valid JSON.
+export {
+  extract,
+  extractDocument,
+  askDocument,
+  ANSWER_SCHEMA,
+  type DocumentAnswer,
+  collectDocuments,
+  GENERIC_SCHEMA,
+  type ExtractOptions,
+  type ExtractResult,
+  type ExtractSuccess,
+  type ExtractFailure,
+  type PageRoute,
+} from "./pipelines/extract.ts";
+export { mergePages, type PageExtraction, type MergedExtraction, type Provenance } from "./pipelines/extract-merge.ts";
+export { PdfRenderer, type RenderedPage, type RenderOptions } from "./pipelines/pdf-render.ts";
 
 /**
  * Loads a checkpoint folder (HF layout or HF cache folder): an LFM2-VL checkpoint (config

@@ -9,6 +9,7 @@ import { cacheCommand } from "./cache.ts";
 import type { CliCommand } from "./cli-kit.ts";
 import { describeCommand } from "./describe.ts";
 import { encodeCommand } from "./encode.ts";
+import { askDocCommand, extractCommand } from "./extract.ts";
 import { indexCommand, searchCommand } from "./index-search.ts";
 import { profileCommand } from "./profile.ts";
 import { speakCommand } from "./speak.ts";
@@ -20,6 +21,8 @@ export const COMMANDS: CliCommand[] = [
   generateCommand,
   chatCommand,
   describeCommand,
+  extractCommand,
+  askDocCommand,
   encodeCommand,
   transcribeCommand,
   speakCommand,

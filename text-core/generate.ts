@@ -38,6 +38,15 @@ export interface GenerateOptions extends SamplingOptions {
    * sequences only (`generate`, `TextModel.stream`/`complete`); batches always prefill in full.
    */
   prefix?: PrefilledPrefix;
+  /**
+   * Report each chosen token's log-probability (`GeneratedToken.logprob`): the log-softmax of the
+   * chosen id over the logits after the grammar mask, at temperature 1, before any sampling option
+   * (repetition penalty, top-k/p, min-p) — the model's own distribution over what the format
+   * allows. A token the grammar forces has probability 1 (log-probability 0). Changes no output:
+   * the sampler sees the same logits and draws the same numbers. Single-sequence generation
+   * (`generate`, `TextModel.complete`: `Completion.logprobs`); batches ignore it.
+   */
+  logprobs?: boolean;
 }
 
 /** The decode state after a fixed prompt prefix, reusable by any number of prompts that start with it. */
@@ -91,6 +100,17 @@ export interface GeneratedToken {
   id: number;
   /** Index of this token among the new ones (0-based). */
   index: number;
+  /** With `logprobs: true`: ln P(id) under the masked distribution at temperature 1 (≤ 0). */
+  logprob?: number;
+}
+
+/** ln softmax(logits)[id]: the logits' log-sum-exp taken from their maximum (−∞ entries add nothing). */
+export function logSoftmaxAt(logits: Float32Array, id: number): number {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
+  return logits[id] - max - Math.log(sum);
 }
 
 function checkAbort(signal?: AbortSignal): void {
@@ -129,16 +149,19 @@ export async function* generate(runtime: Lfm2Runtime, promptIds: readonly number
     for (;;) {
       checkAbort(opts.signal);
       let id = matcher ? await matcher.forcedToken() : undefined;
+      let logprob = 0; // a forced token: the only one allowed
       if (id === undefined) {
         if (matcher) await matcher.mask(logits);
         id = sampler.pick(logits, seen);
+        if (opts.logprobs) logprob = logSoftmaxAt(logits, id);
       }
       if (stop.has(id)) return "stop";
       const pending = [id];
       for (;;) {
         matcher?.accept(id);
         seen.push(id);
-        yield { id, index: index++ };
+        yield opts.logprobs ? { id, index: index++, logprob } : { id, index: index++ };
+        logprob = 0; // the tokens of a forced run that follow
         if (matcher && (await matcher.finished())) return "stop";
         if (index === maxTokens) return "length";
         checkAbort(opts.signal); // the consumer may have aborted on this token: run nothing more
@@ -153,13 +176,15 @@ export async function* generate(runtime: Lfm2Runtime, promptIds: readonly number
   }
 }
 
-/** Runs a token stream to its end: the ids and why it ended. */
-export async function collectTokens(tokens: AsyncGenerator<GeneratedToken, FinishReason>): Promise<{ ids: number[]; finishReason: FinishReason }> {
+/** Runs a token stream to its end: the ids, why it ended, and each token's log-probability when the stream reports them. */
+export async function collectTokens(tokens: AsyncGenerator<GeneratedToken, FinishReason>): Promise<{ ids: number[]; finishReason: FinishReason; logprobs?: number[] }> {
   const ids: number[] = [];
+  const logprobs: number[] = [];
   for (;;) {
     const step = await tokens.next();
-    if (step.done) return { ids, finishReason: step.value };
+    if (step.done) return logprobs.length === ids.length && ids.length > 0 ? { ids, finishReason: step.value, logprobs } : { ids, finishReason: step.value };
     ids.push(step.value.id);
+    if (step.value.logprob !== undefined) logprobs.push(step.value.logprob);
   }
 }
 

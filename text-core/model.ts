@@ -66,6 +66,8 @@ export interface Completion {
   text: string;
   /** "stop": a stop token, or the grammar of a response format is complete; "length": maxTokens ran out first (constrained text is then unfinished). */
   finishReason: FinishReason;
+  /** With `logprobs: true`: each new token's log-probability (see `GenerateOptions.logprobs`). */
+  logprobs?: number[];
 }
 
 /** Generation options of `TextModel`: sampling, limits, and structured output. */
@@ -172,8 +174,10 @@ export class TextModel {
   }
 
   async complete(promptIds: number[], opts: TextGenerateOptions = {}): Promise<Completion> {
-    const { ids, finishReason } = await collectTokens(generate(this.runtime, promptIds, await this.generationOptions(opts)));
-    return { promptIds, ids, text: this.tokenizer.decode(ids, { skipSpecialTokens: true }), finishReason };
+    const { ids, finishReason, logprobs } = await collectTokens(generate(this.runtime, promptIds, await this.generationOptions(opts)));
+    const completion: Completion = { promptIds, ids, text: this.tokenizer.decode(ids, { skipSpecialTokens: true }), finishReason };
+    if (opts.logprobs) completion.logprobs = logprobs ?? [];
+    return completion;
   }
 
   async completeBatch(prompts: number[][], opts: TextGenerateOptions = {}): Promise<Completion[]> {

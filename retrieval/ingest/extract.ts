@@ -60,13 +60,53 @@ function decodeUtf8(path: string, bytes: Uint8Array): string {
   return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
-async function extractPdf(path: string, bytes: Uint8Array): Promise<ExtractedText> {
-  const { extractText: pdfText, getDocumentProxy, getMeta } = await import("unpdf");
-  let pages: string[];
-  let title: string | undefined;
+/** An open PDF.js document (unpdf's build). */
+export type PdfDocument = Awaited<ReturnType<typeof import("unpdf").getDocumentProxy>>;
+
+function unreadablePdf(path: string, e: unknown): LfmError {
+  const encrypted = (e as { name?: unknown })?.name === "PasswordException";
+  const message = encrypted
+    ? `${path} is a password-protected PDF; remove the password (e.g. qpdf --decrypt in.pdf out.pdf) and try again.`
+    : `${path} is not a readable PDF (${(e as Error).message}). Check that the file is complete and not encrypted.`;
+  return new LfmError("DOCUMENT_UNREADABLE", message, { cause: e });
+}
+
+/** Opens a PDF with PDF.js (errors: DOCUMENT_UNREADABLE naming the file); `cleanup()`/`destroy()` it when done. */
+export async function openPdf(path: string, bytes: Uint8Array): Promise<PdfDocument> {
+  const { getDocumentProxy } = await import("unpdf");
   try {
     // PDF.js takes ownership of (detaches) the buffer it is given: hand it a copy.
-    const pdf = await getDocumentProxy(new Uint8Array(bytes), { verbosity: 0 }); // errors only, no console warnings
+    return await getDocumentProxy(new Uint8Array(bytes), { verbosity: 0 }); // errors only, no console warnings
+  } catch (e) {
+    throw unreadablePdf(path, e);
+  }
+}
+
+/**
+ * The text layer of one page (1-based), as unpdf's `extractText` gives it: the items' strings,
+ * a newline after each that ends a line. Loads only that page, so a caller can walk a long PDF
+ * page by page.
+ */
+export async function pdfPageText(path: string, pdf: PdfDocument, pageNumber: number): Promise<string> {
+  try {
+    const page = await pdf.getPage(pageNumber);
+    try {
+      const content = await page.getTextContent();
+      return content.items.map((item) => ("str" in item ? item.str + (item.hasEOL ? "\n" : "") : "")).join("");
+    } finally {
+      page.cleanup();
+    }
+  } catch (e) {
+    throw unreadablePdf(path, e);
+  }
+}
+
+async function extractPdf(path: string, bytes: Uint8Array): Promise<ExtractedText> {
+  const { extractText: pdfText, getMeta } = await import("unpdf");
+  let pages: string[];
+  let title: string | undefined;
+  const pdf = await openPdf(path, bytes);
+  try {
     try {
       pages = (await pdfText(pdf, { mergePages: false })).text;
       const info = (await getMeta(pdf)).info as Record<string, unknown> | undefined;
@@ -75,7 +115,7 @@ async function extractPdf(path: string, bytes: Uint8Array): Promise<ExtractedTex
       await pdf.cleanup();
     }
   } catch (e) {
-    throw new LfmError("DOCUMENT_UNREADABLE", `${path} is not a readable PDF (${(e as Error).message}). Check that the file is complete and not encrypted.`, { cause: e });
+    throw unreadablePdf(path, e);
   }
   const pageStarts: number[] = [];
   let text = "";
