@@ -475,6 +475,6 @@ export async function* decodeCompressedPieces(
 function tooLong(name: string, seconds: number, maxSeconds: number): LfmError {
   return new LfmError(
     "AUDIO_TOO_LONG",
-    `${name} is ${(seconds / 60).toFixed(1)} minutes long; the limit is ${(maxSeconds / 60).toFixed(0)} minutes (maxSeconds; --max-minutes of the lfm commands). Split it or raise the limit.`,
+    `${name} is ${(seconds / 60).toFixed(1)} minutes long; the limit is ${(maxSeconds / 60).toFixed(0)} minutes (maxSeconds). Split it or raise the limit.`,
   );
 }

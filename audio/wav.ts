@@ -158,7 +158,7 @@ export function declaredSeconds(fmt: WavFmt, dataBytes: number): number {
 export function tooLong(name: string, seconds: number, maxSeconds: number): LfmError {
   return new LfmError(
     "AUDIO_TOO_LONG",
-    `${name} is ${(seconds / 60).toFixed(1)} minutes long; the limit is ${(maxSeconds / 60).toFixed(0)} minutes (maxSeconds; --max-minutes of the lfm commands). ` +
+    `${name} is ${(seconds / 60).toFixed(1)} minutes long; the limit is ${(maxSeconds / 60).toFixed(0)} minutes (maxSeconds). ` +
       `Split it (e.g. \`ffmpeg -i ${name} -f segment -segment_time 3600 part%02d.wav\`) or raise the limit.`,
   );
 }
