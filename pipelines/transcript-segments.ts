@@ -42,9 +42,9 @@ const SENTENCE_END = /[.!?…]+["'”’»)\]]*(?=\s|$)|[。！？]+[」』”�
 export function transcriptSegments(transcript: Transcript, opts: SegmentOptions = {}): TranscriptSegment[] {
   const { text, chunks } = transcript;
   // Where each non-whitespace character of the text is (offsets[k] = index of the k-th one).
-  const offsets: number[] = [];
-  for (let i = 0; i < text.length; i++) if (!/\s/.test(text[i])) offsets.push(i);
-  const total = offsets.length;
+  const total = visibleChars(text);
+  const offsets = new Int32Array(total);
+  for (let i = 0, k = 0; i < text.length; i++) if (!/\s/.test(text[i])) offsets[k++] = i;
   if (total === 0 || chunks.length === 0) return [];
 
   // Each window's part of the text: [from[i], from[i + 1]) in non-whitespace characters. A later
