@@ -91,7 +91,11 @@ function eta(elapsedSeconds: number, doneSeconds: number, totalSeconds: number |
   if (totalSeconds === null || !(doneSeconds > 0) || totalSeconds <= 0) return "";
   const share = Math.min(1, doneSeconds / totalSeconds);
   const left = Math.max(0, (elapsedSeconds / doneSeconds) * (totalSeconds - doneSeconds));
-  return `, ${Math.floor(100 * share)}%, ETA ${clock(Math.round(left))}`;
+  const whole = Math.round(left);
+  const h = Math.floor(whole / 3600);
+  const mm = String(Math.floor(whole / 60) % 60);
+  const ss = String(whole % 60).padStart(2, "0");
+  return `, ${Math.floor(100 * share)}%, ETA ${h > 0 ? `${h}:${mm.padStart(2, "0")}` : mm}:${ss}`;
 }
 
 export const transcribeCommand: CliCommand = {

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { readFileSync, readdirSync, rmSync, writeFileSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -151,6 +151,21 @@ describe("lfm transcribe --format and --out (CLI, tiny random LFM2-Audio)", () =
 
     const txt = runLfm(["transcribe", "--model", MODEL, EN_CLIP, ...MULTI]);
     expect(txt.stdout).toBe(`${json.text}\n`);
+  });
+
+  it("on a terminal, progress shows the share done and the time left; the subtitles follow", () => {
+    const r = spawnSync("python3", [join(import.meta.dirname, "..", "helpers", "pty-run.py"), "90", process.execPath, LFM_BIN, "transcribe", "--model", MODEL, EN_CLIP, ...MULTI, "--format", "srt"], {
+      encoding: "utf8",
+      timeout: 120_000,
+      env: { ...process.env, LFM_CACHE_DIR: TEST_CACHE },
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const { status, output } = JSON.parse(r.stdout) as { status: number; output: string };
+    const shown = Buffer.from(output, "hex").toString("utf8");
+    expect(status, shown).toBe(0);
+    expect(shown).toMatch(/chunk 1 \(0:00\.0–0:0\d\.\d of 0:04\.5, \d+%, ETA \d+:\d\d\)/);
+    expect(shown).toMatch(/chunk \d+ \(last\) \(0:0\d\.\d–0:04\.5 of 0:04\.5\)/);
+    expect(shown).toMatch(/\r\n1\r\n00:00:00,000 --> 00:00:\d\d,\d{3}\r\n/);
   });
 
   it("--out fails before the model when it cannot be written, and a failed or interrupted run leaves FILE as it was", async () => {
