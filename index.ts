@@ -106,7 +106,7 @@ export { resample, StreamingResampler, resampleBlocks } from "./audio/resample.t
 export { openAudioStream, collectAudioStream, type AudioStream, type AudioStreamOptions } from "./audio/audio-stream.ts";
 export { MelFrontEnd, melFrameCount, type MelFeatures } from "./audio/mel.ts";
 export { AudioChatPrompt, SYSTEM_PROMPTS, type AssembledPrompt, type ChatRole } from "./audio/prompt.ts";
-export { planChunks, streamWindows, mergeTranscripts, type AudioChunk, type AudioWindow, type ChunkPlanOptions } from "./audio/chunking.ts";
+export { planChunks, streamWindows, mergeTranscripts, type AudioChunk, type AudioWindow, type ChunkPlanOptions, type ChunkJoin } from "./audio/chunking.ts";
 export {
   transcribe,
   transcribeStream,
@@ -118,6 +118,7 @@ export {
   type TranscribeProgress,
   type TranscribeStreamProgress,
 } from "./pipelines/transcribe.ts";
+export { transcriptSegments, toText, toSrt, toVtt, type TranscriptSegment, type SegmentOptions } from "./pipelines/transcript-segments.ts";
 
 // LFM2-Audio output side (audio/): depthformer audio head, speech generation, Mimi decoder, WAV out.
 export { AudioHead, type AudioHeadLoadOptions } from "./audio/audio-head.ts";

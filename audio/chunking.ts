@@ -122,6 +122,13 @@ function units(text: string): { units: Unit[]; joiner: string } {
   return { units: trimmed.split(/\s+/).map((w) => ({ text: w, key: key(w) })), joiner: " " };
 }
 
+/** Characters in `units` (which hold no whitespace). */
+function unitChars(list: Unit[]): number {
+  let n = 0;
+  for (const u of list) n += u.text.length;
+  return n;
+}
+
 export interface MergeOptions {
   /** Seconds of audio both transcripts heard (the chunks' overlap). */
   overlapSeconds: number;
@@ -138,6 +145,13 @@ export interface MergeResult {
   method: "run" | "time" | "concat";
   /** Length of the shared run (0 unless method is "run"). */
   runUnits: number;
+  /**
+   * Where the join is, in non-whitespace characters (the one measure the re-spacing of joined text
+   * leaves unchanged): how many of `text` come from `previous`, and how many at the start of `next`
+   * were left out (heard by both). Used to time the join (pipelines/transcript-segments.ts).
+   */
+  previousKeptChars: number;
+  nextDroppedChars: number;
 }
 
 /** Joins the transcript so far with the next chunk's transcript (see the file comment). */
@@ -145,9 +159,10 @@ export function mergeTranscripts(previous: string, next: string, opts: MergeOpti
   const a = units(previous);
   const b = units(next);
   const joiner = a.joiner === "" || b.joiner === "" ? "" : " ";
-  if (a.units.length === 0) return { text: next.trim(), method: "concat", runUnits: 0 };
-  if (b.units.length === 0) return { text: previous.trim(), method: "concat", runUnits: 0 };
-  if (opts.overlapSeconds <= 0) return { text: [previous.trim(), next.trim()].join(joiner), method: "concat", runUnits: 0 };
+  const all = unitChars(a.units);
+  if (a.units.length === 0) return { text: next.trim(), method: "concat", runUnits: 0, previousKeptChars: 0, nextDroppedChars: 0 };
+  if (b.units.length === 0) return { text: previous.trim(), method: "concat", runUnits: 0, previousKeptChars: all, nextDroppedChars: 0 };
+  if (opts.overlapSeconds <= 0) return { text: [previous.trim(), next.trim()].join(joiner), method: "concat", runUnits: 0, previousKeptChars: all, nextDroppedChars: 0 };
 
   // Units the overlap can hold on each side: the chunk's rate × the overlap, with slack.
   const rateA = a.units.length / Math.max(opts.previousSeconds, 1e-3);
@@ -185,12 +200,15 @@ export function mergeTranscripts(previous: string, next: string, opts: MergeOpti
     // The run's first half from the earlier text, its second half on from the next one: each side
     // is least reliable at its own border (a cut word, a sentence end the model added).
     const fromB = Math.ceil(bestLen / 2);
-    return { text: join(a.units.slice(0, bestEndA - fromB), b.units.slice(bestEndB - fromB)), method: "run", runUnits: bestLen };
+    const left = a.units.slice(0, bestEndA - fromB);
+    const dropped = b.units.slice(0, bestEndB - fromB);
+    return { text: join(left, b.units.slice(bestEndB - fromB)), method: "run", runUnits: bestLen, previousKeptChars: unitChars(left), nextDroppedChars: unitChars(dropped) };
   }
   // No agreement: each side keeps its own half of the overlap.
   const dropA = Math.min(a.units.length, Math.round(expectedA / 2));
   const dropB = Math.min(b.units.length, Math.round(expectedB / 2));
-  return { text: join(a.units.slice(0, a.units.length - dropA), b.units.slice(dropB)), method: "time", runUnits: 0 };
+  const left = a.units.slice(0, a.units.length - dropA);
+  return { text: join(left, b.units.slice(dropB)), method: "time", runUnits: 0, previousKeptChars: unitChars(left), nextDroppedChars: unitChars(b.units.slice(0, dropB)) };
 }
 
 export interface ChunkedOptions extends ChunkPlanOptions {
@@ -199,9 +217,17 @@ export interface ChunkedOptions extends ChunkPlanOptions {
   onChunk?: (index: number, count: number, chunk: AudioChunk, text: string) => void;
 }
 
+/** Where a chunk's text was joined to the text before it, in non-whitespace characters (see `MergeResult`). */
+export interface ChunkJoin {
+  /** Characters of the joined text before this chunk's part, when it was joined. */
+  before: number;
+  /** Characters at the start of this chunk's text left out (heard by the chunk before too). */
+  dropped: number;
+}
+
 export interface ChunkedTranscript<T> {
   text: string;
-  chunks: Array<{ chunk: AudioChunk; result: T; merge?: MergeResult["method"] }>;
+  chunks: Array<{ chunk: AudioChunk; result: T; merge?: MergeResult["method"]; join?: ChunkJoin }>;
 }
 
 /**
@@ -231,7 +257,7 @@ export async function transcribeChunked<T extends { text: string }>(
         nextSeconds: (chunk.end - chunk.start) / sampleRateHz,
       });
       text = merged.text;
-      chunks.push({ chunk, result, merge: merged.method });
+      chunks.push({ chunk, result, merge: merged.method, join: { before: merged.previousKeptChars, dropped: merged.nextDroppedChars } });
     }
     opts.onChunk?.(i + 1, plan.length, chunk, result.text);
   }
@@ -337,7 +363,7 @@ export async function transcribeChunkedStream<T extends { text: string }>(
         nextSeconds: (chunk.end - chunk.start) / sampleRateHz,
       });
       text = merged.text;
-      chunks.push({ chunk, result, merge: merged.method });
+      chunks.push({ chunk, result, merge: merged.method, join: { before: merged.previousKeptChars, dropped: merged.nextDroppedChars } });
     }
     samples = chunk.end;
     opts.onChunk?.(chunks.length, chunk, result.text, window.last);

@@ -12,7 +12,7 @@
  * however long the recording is, and the transcript equals `transcribe` of the whole clip.
  */
 import type { AudioStream } from "../audio/audio-stream.ts";
-import { type ChunkPlanOptions, DEFAULT_CHUNK_SECONDS, type MergeResult, transcribeChunked, transcribeChunkedStream } from "../audio/chunking.ts";
+import { type ChunkPlanOptions, DEFAULT_CHUNK_SECONDS, type ChunkJoin, type MergeResult, transcribeChunked, transcribeChunkedStream } from "../audio/chunking.ts";
 import { AUDIO_TOKENS } from "../audio/audio-config.ts";
 import type { Lfm2AudioModel } from "../audio/lfm2-audio-model.ts";
 import { SYSTEM_PROMPTS } from "../audio/prompt.ts";
@@ -49,6 +49,8 @@ export interface TranscriptChunk {
   text: string;
   /** How it was joined to the text before it (absent for the first chunk). */
   merge?: MergeResult["method"];
+  /** Where it was joined, in non-whitespace characters (absent for the first chunk); times segments. */
+  join?: ChunkJoin;
 }
 
 export interface Transcript {
@@ -113,7 +115,14 @@ export async function transcribe(model: Lfm2AudioModel, clip: Pick<AudioClip, "s
   return {
     text: joined.text,
     durationSeconds: wave.length / rate,
-    chunks: joined.chunks.map(({ chunk, result, merge }) => ({ startSeconds: chunk.start / rate, endSeconds: chunk.end / rate, ids: result.ids, text: result.text, ...(merge ? { merge } : {}) })),
+    chunks: joined.chunks.map(({ chunk, result, merge, join }) => ({
+      startSeconds: chunk.start / rate,
+      endSeconds: chunk.end / rate,
+      ids: result.ids,
+      text: result.text,
+      ...(merge ? { merge } : {}),
+      ...(join ? { join } : {}),
+    })),
   };
 }
 
@@ -163,7 +172,14 @@ export async function transcribeStream(model: Lfm2AudioModel, stream: AudioStrea
     return {
       text: joined.text,
       durationSeconds: joined.samples / rate,
-      chunks: joined.chunks.map(({ chunk, result, merge }) => ({ startSeconds: chunk.start / rate, endSeconds: chunk.end / rate, ids: result.ids, text: result.text, ...(merge ? { merge } : {}) })),
+      chunks: joined.chunks.map(({ chunk, result, merge, join }) => ({
+      startSeconds: chunk.start / rate,
+      endSeconds: chunk.end / rate,
+      ids: result.ids,
+      text: result.text,
+      ...(merge ? { merge } : {}),
+      ...(join ? { join } : {}),
+    })),
     };
   } finally {
     await stream.close();

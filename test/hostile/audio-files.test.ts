@@ -4,6 +4,7 @@
  *   48 kHz stereo float WAV took 2 GB before the first window: files are now read in pieces;
  * - a text file named .mp3 was "not a WAV file";
  * - `lfm speak --out DIR` failed only after the whole generation.
+ * Issue 20: a 3-hour recording through `lfm transcribe`'s windows, joins and subtitles in bounded memory.
  */
 import { spawnSync } from "node:child_process";
 import { closeSync, existsSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync, writeSync } from "node:fs";
@@ -127,6 +128,33 @@ describe("audio over 2 GiB", () => {
     const collected = probe(["--expose-gc"]);
     const live = collected.liveRss - collected.baseRss;
     expect(live, `live RSS grew by ${(live / MiB).toFixed(0)} MiB`).toBeLessThan(32 * MiB);
+  }, 240_000);
+
+  it("a 3-hour recording through windowing, joining, segments, SRT and WebVTT (no model) keeps memory within 48 MiB of the start", () => {
+    // 3 h of 16 kHz mono 16-bit (346 MB, sparse: silence, so windows of the full 30 s, 4 s overlap). The stand-in "model" gives 2.5 words a second: 27,000 words, a realistic transcript.
+    const hours = (h: number, name: string) => sparseWav(name, { rate: 16000, channels: 1, bits: 16, dataBytes: h * 3600 * 16000 * 2 });
+    const probe = (path: string, nodeFlags: string[]) => {
+      const r = spawnSync(process.execPath, [...nodeFlags, join(ROOT, "bin/run-ts.mjs"), join(ROOT, "test/helpers/transcript-rss-probe.ts"), path], { encoding: "utf8", timeout: 180_000 });
+      expect(r.status, r.stderr).toBe(0);
+      return JSON.parse(r.stdout) as { windows: number; samples: number; words: number; segments: number; monotonic: boolean; lastEnd: number; baseRss: number; peakRss: number; liveRss: number };
+    };
+    const MiB = 2 ** 20;
+    const long = probe(hours(3, "three-hours.wav"), ["--expose-gc"]);
+    expect(long.samples).toBe(3 * 3600 * 16000);
+    expect(long.windows).toBeGreaterThan(360);
+    expect(long.words).toBe(27000); // every word once across 415 joins
+    expect(long.segments).toBeGreaterThan(27000 / 8);
+    expect(long.monotonic).toBe(true);
+    expect(long.lastEnd).toBe(3 * 3600);
+    // The bound: what the path holds on to (garbage collected at every window) is the audio's
+    // window state (~22 MiB, the same for any length) plus the transcript text and its subtitles
+    // (~50 bytes of heap per character while joining: 10–15 MiB for 3 hours): under 48 MiB.
+    const live = long.liveRss - long.baseRss;
+    expect(live, `live RSS grew by ${(live / MiB).toFixed(0)} MiB`).toBeLessThan(48 * MiB);
+    // Flat in the length: 9 times longer than 20 minutes costs only the longer text.
+    const short = probe(hours(1 / 3, "twenty-minutes.wav"), ["--expose-gc"]);
+    const extra = live - (short.liveRss - short.baseRss);
+    expect(extra, `3 h held ${(extra / MiB).toFixed(0)} MiB more than 20 min`).toBeLessThan(32 * MiB);
   }, 240_000);
 });
 
