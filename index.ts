@@ -68,7 +68,19 @@ export { IndexReader, type SearchOptions, type SearchHit, type MetadataFilter, t
 export type { Metadata, MetadataValue, ModelIdentity, StoredDocument } from "./retrieval/index/format.ts";
 export type { VectorStorage } from "./retrieval/index/vector-codec.ts";
 export { modelIdentity } from "./retrieval/index/model-identity.ts";
-export { ingestPaths, removePaths, collectFiles, type TokenEncoder, type IngestOptions, type IngestReport } from "./retrieval/ingest/ingest.ts";
+export {
+  ingestPaths,
+  removePaths,
+  collectFiles,
+  describeSkipped,
+  type TokenEncoder,
+  type IngestOptions,
+  type IngestReport,
+  type IngestProgress,
+  type SkippedFile,
+  type SkipKind,
+} from "./retrieval/ingest/ingest.ts";
+export { DEFAULT_MAX_FILE_SIZE, parseByteSize } from "./retrieval/ingest/source-file.ts";
 export { chunkText, type Chunk, type ChunkOptions } from "./retrieval/ingest/chunker.ts";
 
 // LFM2-Audio input side (audio/) and transcription (pipelines/transcribe.ts).
