@@ -13,7 +13,7 @@ import { modelIdentity } from "../retrieval/index/model-identity.ts";
 import { IndexWriter } from "../retrieval/index/writer.ts";
 import { estimateTokens } from "../retrieval/ingest/chunker.ts";
 import { type IngestReport, describeSkipped, ingestPaths, removePaths } from "../retrieval/ingest/ingest.ts";
-import { DEFAULT_MAX_FILE_SIZE, formatBytes, parseByteSize } from "../retrieval/ingest/source-file.ts";
+import { DEFAULT_MAX_FILE_SIZE, parseByteSize } from "../retrieval/ingest/source-file.ts";
 import type { ColbertEncoder } from "../retrieval/colbert.ts";
 import type { Precision } from "../text-core/graph/precision.ts";
 import { type CliCommand, COMMON, type Values, loadFlags, num, parse, precisionOf } from "./cli-kit.ts";
@@ -43,8 +43,8 @@ const SEARCH_OPTIONS = {
 } as const;
 
 const INDEX_HELP = `lfm index add|rm|stats|compact --index DIR [options] [PATHS...]
-  add PATHS      Index .txt, .md, .html and .pdf files (folders: recursively; hidden files and
-                 links inside folders are not followed). Files already indexed and unchanged are
+  add PATHS      Index .txt, .md, .html and .pdf files (folders: recursively, without hidden
+                 files and without following links). Files already indexed and unchanged are
                  skipped; changed ones are replaced. A file named here that cannot be indexed
                  (missing, not a regular file, too large, unreadable, unsupported type) is an
                  error: exit 2, nothing committed. Files found in folders that cannot be indexed
@@ -67,8 +67,8 @@ Options:
   --meta KEY=VALUE       Metadata for every passage of this add (repeatable); filter on it in search
   --commit-every N       Passages per commit (default 128)
   --commit-seconds S     Commit what is encoded after S seconds at most (default 60)
-  --max-file-size SIZE   Larger files are not read (default ${formatBytes(DEFAULT_MAX_FILE_SIZE).replace(" ", "")}; e.g. 50M, 2G;
-                         K/M/G = KiB/MiB/GiB; 2G at most)
+  --max-file-size SIZE   Larger files are not read (default ${DEFAULT_MAX_FILE_SIZE / 1024 ** 2}M; e.g. 50M, 2G, 512K:
+                         KiB/MiB/GiB; 2G at most)
   --strict               Fail (exit 2, nothing committed) on files in folders that cannot be indexed
   --json                 Print a JSON report (skipped files listed with path, reason and kind).
   A terminal shows progress on stderr: files and passages done, rate, ETA (not with --json).
@@ -205,7 +205,7 @@ async function indexAdd(dir: string, v: Values, paths: string[], signal: AbortSi
       const documentLength = encoder.settings.documentLength;
       const maxTokens = num(v, "chunk-tokens", "int") ?? Math.max(8, Math.min(documentLength - 2, 256));
       const overlapTokens = num(v, "overlap-tokens", "int") ?? Math.floor(maxTokens / 8);
-      let counts = "";
+      let encoded = "";
       report = await ingestPaths(writer, encoder, paths, {
         chunk: { maxTokens, overlapTokens, countTokens: await tokenCounter(encoder) },
         metadata: parseMeta(v.meta as unknown as string[] | undefined),
@@ -217,9 +217,9 @@ async function indexAdd(dir: string, v: Values, paths: string[], signal: AbortSi
         onProgress: (e) => {
           if (e.phase === "reading") bar.update("reading", e.done, e.total, "files", shortName(e.path));
           else if (e.phase === "encoding") {
-            counts = `${e.files}/${e.totalFiles} files  ${e.done}/${e.total} passages`;
+            encoded = ` ${e.done}/${e.total} passages`;
             bar.update("indexing", e.done, e.total, "passages", `${e.files}/${e.totalFiles} files`);
-          } else bar.status(`committing${counts ? ` (${counts} encoded)` : ""}: ${e.stage}…`);
+          } else bar.status(`committing${encoded}: ${e.stage}…`);
         },
       });
     } finally {
