@@ -6,7 +6,7 @@
  * INDEX_LOCKED), a damaged index (whose advice did not work), and an interrupted add of one big
  * file (which lost all of it). "Big" is simulated with small commit intervals and size caps.
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,7 +17,7 @@ import { chunkText } from "../../retrieval/ingest/chunker.ts";
 import { extractText } from "../../retrieval/ingest/extract.ts";
 import { type IngestProgress, ingestPaths } from "../../retrieval/ingest/ingest.ts";
 import { parseByteSize, readRegularFile } from "../../retrieval/ingest/source-file.ts";
-import { LFM_BIN, runLfm } from "../helpers/cli.ts";
+import { LFM_BIN, runLfm, runLfmJson } from "../helpers/cli.ts";
 import { expectCode } from "../helpers/errors.ts";
 import { TEST_CACHE } from "../helpers/reference.ts";
 import { WordHashEncoder, minimalPdf } from "../retrieval/fake-encoder.ts";
@@ -325,6 +325,42 @@ describe("an interrupted add of a big file", () => {
     expect(all.length).toBe(total);
     expect(new Set(all.map((d) => d.sourceHash)).size).toBe(1);
     await reader.close();
+  });
+
+  it("Ctrl-C (SIGINT) in lfm index add of one big file keeps the commits made within it (exit 130)", async () => {
+    const dir = folder("big-cli");
+    writeFileSync(join(dir, "big.txt"), sentences(3000));
+    const idx = join(root, "idx-big-cli");
+    const child = spawn(process.execPath, [LFM_BIN, "index", "add", "--index", idx, "--commit-every", "20", dir], {
+      env: { ...process.env, LFM_CACHE_DIR: TEST_CACHE },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    const exited = new Promise<number | null>((done) => child.on("exit", (code) => done(code)));
+    const generation = () => {
+      try {
+        return (JSON.parse(readFileSync(join(idx, "manifest.json"), "utf8")) as { body: { generation: number } }).body.generation;
+      } catch {
+        return 0;
+      }
+    };
+    const deadline = Date.now() + 90_000;
+    while (generation() < 2) {
+      if (Date.now() > deadline) {
+        child.kill("SIGKILL");
+        throw new Error(`no commit appeared: ${stderr}`);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    child.kill("SIGINT");
+    expect(await exited, stderr).toBe(130);
+    expect(stdout).toMatch(/^cancelled — committed so far: 0 file\(s\) indexed \(\d+ passages\)/);
+    const stats = runLfmJson<{ documents: number; generation: number }>(["index", "stats", "--index", idx, "--json"]);
+    expect(stats.documents).toBeGreaterThanOrEqual(40);
+    expect(stats.generation).toBeGreaterThanOrEqual(2);
   });
 
   it("a changed big file, interrupted: its old version is gone with the first commit, never mixed with the new", async () => {
