@@ -70,7 +70,19 @@ export type { Metadata, MetadataValue, ModelIdentity, StoredDocument } from "./r
 export type { VectorStorage } from "./retrieval/index/vector-codec.ts";
 export { modelIdentity, chooseIndexModel } from "./retrieval/index/model-identity.ts";
 export { searchText, type QueryEncoder, type TextSearchResult } from "./retrieval/index/search-text.ts";
-export { ingestPaths, removePaths, collectFiles, type TokenEncoder, type IngestOptions, type IngestReport } from "./retrieval/ingest/ingest.ts";
+export {
+  ingestPaths,
+  removePaths,
+  collectFiles,
+  describeSkipped,
+  type TokenEncoder,
+  type IngestOptions,
+  type IngestReport,
+  type IngestProgress,
+  type SkippedFile,
+  type SkipKind,
+} from "./retrieval/ingest/ingest.ts";
+export { DEFAULT_MAX_FILE_SIZE, parseByteSize } from "./retrieval/ingest/source-file.ts";
 export { chunkText, type Chunk, type ChunkOptions } from "./retrieval/ingest/chunker.ts";
 // Answers from the index with checked citations (pipelines/ask.ts).
 export {

@@ -3,27 +3,31 @@
  * files (retrieval/index, retrieval/ingest). Scriptable contract, kept stable:
  *   lfm search … --json  →  {"results": [{"id", "score", "text", "source", "metadata"}]}
  */
-import { resolve } from "node:path";
+import { existsSync, rmSync, rmdirSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
 import { LfmError } from "../text-core/errors.ts";
 import { type IndexStats, IndexReader, type MetadataFilter, readIndexManifest, readIndexStats } from "../retrieval/index/reader.ts";
-import type { Metadata, ModelIdentity } from "../retrieval/index/format.ts";
-import { chooseIndexModel } from "../retrieval/index/model-identity.ts";
+import { MANIFEST_FILE, type Metadata, type ModelIdentity } from "../retrieval/index/format.ts";
+import { chooseIndexModel, modelIdentity } from "../retrieval/index/model-identity.ts";
 import { searchText } from "../retrieval/index/search-text.ts";
 import { IndexWriter } from "../retrieval/index/writer.ts";
 import { estimateTokens } from "../retrieval/ingest/chunker.ts";
-import { type IngestReport, ingestPaths, removePaths } from "../retrieval/ingest/ingest.ts";
+import { type IngestReport, describeSkipped, ingestPaths, removePaths } from "../retrieval/ingest/ingest.ts";
+import { DEFAULT_MAX_FILE_SIZE, parseByteSize } from "../retrieval/ingest/source-file.ts";
 import type { ColbertEncoder } from "../retrieval/colbert.ts";
 import type { Precision } from "../text-core/graph/precision.ts";
 import { type CliCommand, COMMON, type Values, loadFlags, num, parse, precisionOf, threadsOf } from "./cli-kit.ts";
-import { intRange } from "./flags.ts";
+import { floatRange, intRange } from "./flags.ts";
 import { ProgressBar } from "./progress-bar.ts";
 import { modelOrBundled } from "./bundled.ts";
-
+import { terminalLine } from "./terminal-text.ts";
 
 /** The numeric flags of index and search. Passages longer than the model's document_length are cut by the encoder anyway. */
 const CHUNK_TOKENS = intRange(1, 100_000);
 const OVERLAP_TOKENS = intRange(0, 99_999);
 const COMMIT_EVERY = intRange(1, 1_000_000);
+/** 0: commit after every encoded piece; a day at most. */
+const COMMIT_SECONDS = floatRange(0, 86_400);
 /** Each hit is printed with its passage: ten thousand is already more than a reader scans. */
 const SEARCH_K = intRange(1, 10_000);
 
@@ -35,6 +39,9 @@ const INDEX_OPTIONS = {
   "overlap-tokens": { type: "string" },
   meta: { type: "string", multiple: true },
   "commit-every": { type: "string" },
+  "commit-seconds": { type: "string" },
+  "max-file-size": { type: "string" },
+  strict: { type: "boolean" },
 } as const;
 
 const SEARCH_OPTIONS = {
@@ -46,9 +53,14 @@ const SEARCH_OPTIONS = {
 } as const;
 
 const INDEX_HELP = `lfm index add|rm|stats|compact --index DIR [options] [PATHS...]
-  add PATHS      Index .txt, .md, .html and .pdf files (folders: recursively). Files already
-                 indexed and unchanged are skipped; changed ones are replaced. Commits every
-                 ~128 passages (whole files); Ctrl-C keeps what was committed, nothing partial.
+  add PATHS      Index .txt, .md, .html and .pdf files (folders: recursively, without hidden
+                 files and without following links). Files already indexed and unchanged are
+                 skipped; changed ones are replaced. A file named here that cannot be indexed
+                 (missing, not a regular file, too large, unreadable, unsupported type) is an
+                 error: exit 2, nothing committed. Files found in folders that cannot be indexed
+                 are skipped, summed up in one line on stderr (exit 0; 2 with --strict).
+                 Commits every 128 passages or 60 s (small files whole, a big file in parts);
+                 Ctrl-C keeps every commit made (exit 130); the same command again continues.
   rm PATHS       Remove the passages of these files (or of every file under these folders).
   stats          What the index holds.
   compact        Rewrite the index without deleted passages, with fresh graphs.
@@ -65,8 +77,15 @@ Options:
                          the passage size − 1)
   --meta KEY=VALUE       Metadata for every passage of this add (repeatable); filter on it in search
   --commit-every N       Passages per commit (default 128; 1 to ${COMMIT_EVERY.max})
-  --json                 Print a JSON report.
-  Also: --cache-dir DIR, --no-cache (lfm --help).`;
+  --commit-seconds S     Commit what is encoded after S seconds at most (default 60; 0 to 86400)
+  --max-file-size SIZE   Larger files are not read (default ${DEFAULT_MAX_FILE_SIZE / 1024 ** 2}M; e.g. 50M, 2G, 512K:
+                         KiB/MiB/GiB; 2G at most)
+  --strict               Fail (exit 2, nothing committed) on files in folders that cannot be indexed
+  --json                 Print a JSON report (skipped files listed with path, reason and kind).
+  Also: --cache-dir DIR, --no-cache (lfm --help).
+  A terminal shows progress on stderr: files and passages done, rate, ETA (not with --json).
+  Control characters in file names and passages are shown escaped (\\x1b) on a terminal;
+  --json keeps the exact text.`;
 
 const SEARCH_HELP = `lfm search --index DIR [--model DIR] [--filter KEY=VALUE]... [-k 10] [--json] QUERY
   The k passages that best match QUERY (exact MaxSim over the index's candidates).
@@ -75,7 +94,9 @@ const SEARCH_HELP = `lfm search --index DIR [--model DIR] [--filter KEY=VALUE]..
                        KEY twice: either value). KEY "source" is the file path; ingest sets
                        "type" (txt|md|html|pdf), "title" and, for PDFs, "page".
   --exhaustive         Score every passage exactly (slow on big indexes; for checking).
-  --json               {"results": [{"id", "score", "text", "source", "metadata"}]}
+  --json               {"results": [{"id", "score", "text", "source", "metadata"}]}, text exact.
+  Without --json, control characters of passages and file names (ESC, OSC, bidi overrides,
+  a newline in a file name) are printed as visible escapes (\\x1b, \\u202e, \\n).
   --precision P, --threads N, --cache-dir DIR, --no-cache   As for lfm index (lfm --help).`;
 
 export const indexCommand: CliCommand = {
@@ -143,10 +164,11 @@ export const searchCommand: CliCommand = {
           console.log(filter ? "no passage matches the filter." : "the index is empty.");
         } else {
           hits.forEach((h, i) => {
-            const where = [h.source || h.id, typeof h.metadata.page === "number" ? `page ${h.metadata.page}` : ""].filter(Boolean).join(", ");
+            const where = [terminalLine(h.source || h.id), typeof h.metadata.page === "number" ? `page ${h.metadata.page}` : ""].filter(Boolean).join(", ");
             console.log(`${String(i + 1).padStart(2)}. ${h.score.toFixed(3)}  ${where}`);
+            // Cut before escaping, so an escape is never cut in half; the snippet is one line.
             const snippet = h.text.replace(/\s+/g, " ").trim();
-            console.log(`    ${snippet.length > 240 ? `${snippet.slice(0, 240)}…` : snippet}`);
+            console.log(`    ${terminalLine(snippet.length > 240 ? `${snippet.slice(0, 240)}…` : snippet)}`);
           });
         }
       } finally {
@@ -161,7 +183,13 @@ export const searchCommand: CliCommand = {
 
 async function indexAdd(dir: string, v: Values, paths: string[], signal: AbortSignal): Promise<number> {
   if (paths.length === 0) throw new LfmError("INVALID_ARGUMENT", "lfm index add needs files or folders to index.");
+  const commitEvery = num(v, "commit-every", COMMIT_EVERY);
+  const commitSeconds = num(v, "commit-seconds", COMMIT_SECONDS);
+  const maxFileSize = typeof v["max-file-size"] === "string" ? parseByteSize(v["max-file-size"], "--max-file-size") : undefined;
   const indexModel = readIndexManifest(dir)?.model ?? null;
+  // An add that fails before its first commit leaves no index behind when it was creating one.
+  const creating = !existsSync(join(dir, MANIFEST_FILE));
+  const createdFolder = creating ? topmostMissing(dir) : null;
   const model = chooseModel(v, indexModel);
   // The vectors are made at --precision, else at the index's own, else (a new index) the encoder's
   // default; a new index records it, and later commands default to it.
@@ -185,22 +213,28 @@ async function indexAdd(dir: string, v: Values, paths: string[], signal: AbortSi
     throw e;
   }
   const bar = new ProgressBar(process.stderr, Boolean(process.stderr.isTTY) && !v.json);
-  let report: IngestReport;
+  let report: IngestReport | undefined;
   try {
     encoder ??= await loadEncoder(model.path as string, v, precision);
     try {
       const documentLength = encoder.settings.documentLength;
       const maxTokens = num(v, "chunk-tokens", CHUNK_TOKENS) ?? Math.max(8, Math.min(documentLength - 2, 256));
       const overlapTokens = num(v, "overlap-tokens", OVERLAP_TOKENS) ?? Math.floor(maxTokens / 8);
+      let encoded = "";
       report = await ingestPaths(writer, encoder, paths, {
         chunk: { maxTokens, overlapTokens, countTokens: await tokenCounter(encoder) },
         metadata: parseMeta(v.meta as unknown as string[] | undefined),
-        commitEvery: num(v, "commit-every", COMMIT_EVERY),
+        commitEvery,
+        commitSeconds,
+        maxFileSize,
+        strict: Boolean(v.strict),
         signal,
         onProgress: (e) => {
-          if (e.phase === "reading") bar.update("reading", e.done, e.total, "files");
-          else if (e.phase === "encoding") bar.update("encoding", e.done, e.total, "passages");
-          else bar.status(`committing: ${e.stage}…`);
+          if (e.phase === "reading") bar.update("reading", e.done, e.total, "files", shortName(e.path));
+          else if (e.phase === "encoding") {
+            encoded = ` ${e.done}/${e.total} passages`;
+            bar.update("indexing", e.done, e.total, "passages", `${e.files}/${e.totalFiles} files`);
+          } else bar.status(`committing${encoded}: ${e.stage}…`);
         },
       });
     } finally {
@@ -208,9 +242,13 @@ async function indexAdd(dir: string, v: Values, paths: string[], signal: AbortSi
       await encoder.release();
     }
   } finally {
+    const discard = report === undefined && creating && writer.generation === 0;
+    // The manifest goes while the lock is held: no other writer can have started using the index.
+    if (discard) rmSync(join(dir, MANIFEST_FILE), { force: true });
     await writer.close();
+    if (discard && createdFolder) removeEmptyFolders(dir, createdFolder);
   }
-  for (const s of report.skipped) process.stderr.write(`skipped ${s.path}: ${s.reason}\n`);
+  if (report.skipped.length > 0) printSkipped(report);
   if (v.json) console.log(JSON.stringify(report));
   else {
     const parts = [`${report.indexed} file(s) indexed (${report.passages} passages)`, `${report.unchanged} unchanged`];
@@ -219,10 +257,47 @@ async function indexAdd(dir: string, v: Values, paths: string[], signal: AbortSi
     console.log(`${report.cancelled ? "cancelled — committed so far: " : ""}${parts.join(", ")}; index generation ${report.generation}.`);
   }
   if (report.cancelled) {
-    process.stderr.write("cancelled: the files listed as indexed are committed; the batch in progress was not (run the same command again to continue).\n");
+    process.stderr.write("cancelled: every commit made is kept (files in progress may be part committed); run the same command again to continue where it stopped.\n");
     return 130;
   }
   return 0;
+}
+
+/** One summary line on stderr, then the first few files with their reasons. */
+function printSkipped(report: IngestReport): void {
+  const shown = 10;
+  const lines = [`skipped ${describeSkipped(report.skipped)}; --strict to fail on them`];
+  for (const s of report.skipped.slice(0, shown)) {
+    lines.push(`  ${s.reason.includes(s.path) ? terminalLine(s.reason) : `${terminalLine(s.path)}: ${terminalLine(s.reason)}`}`);
+  }
+  if (report.skipped.length > shown) lines.push(`  … and ${report.skipped.length - shown} more (--json lists them all)`);
+  process.stderr.write(`${lines.join("\n")}\n`);
+}
+
+/** A file's name for the progress line: escaped, at most 40 characters. */
+function shortName(path: string): string {
+  const name = terminalLine(basename(path));
+  return name.length > 40 ? `${name.slice(0, 39)}…` : name;
+}
+
+/** The outermost folder of `dir` that does not exist yet (`dir` itself, or an ancestor); null if `dir` exists. */
+function topmostMissing(dir: string): string | null {
+  if (existsSync(dir)) return null;
+  let top = dir;
+  while (!existsSync(dirname(top)) && dirname(top) !== top) top = dirname(top);
+  return top;
+}
+
+/** Removes `dir` and its ancestors up to `top`, each only if empty. */
+function removeEmptyFolders(dir: string, top: string): void {
+  for (let d = dir; ; d = dirname(d)) {
+    try {
+      rmdirSync(d);
+    } catch {
+      return; // not empty (something else was put there meanwhile): keep it
+    }
+    if (d === top || dirname(d) === d) return;
+  }
 }
 
 async function indexRemove(dir: string, v: Values, paths: string[]): Promise<number> {
@@ -232,7 +307,7 @@ async function indexRemove(dir: string, v: Values, paths: string[]): Promise<num
     const removed = removePaths(writer, paths);
     const result = await writer.commit();
     if (v.json) console.log(JSON.stringify({ ...removed, generation: result.generation }));
-    else if (removed.passages === 0) console.log(`nothing indexed under ${paths.join(", ")}.`);
+    else if (removed.passages === 0) console.log(`nothing indexed under ${paths.map(terminalLine).join(", ")}.`);
     else console.log(`removed ${removed.passages} passages of ${removed.sources} file(s); index generation ${result.generation}. (lfm index compact reclaims their space.)`);
   } finally {
     await writer.close();
@@ -247,6 +322,8 @@ function checkIndexFlags(v: Values): void {
   const chunk = num(v, "chunk-tokens", CHUNK_TOKENS);
   const overlap = num(v, "overlap-tokens", OVERLAP_TOKENS);
   num(v, "commit-every", COMMIT_EVERY);
+  num(v, "commit-seconds", COMMIT_SECONDS);
+  if (typeof v["max-file-size"] === "string") parseByteSize(v["max-file-size"], "--max-file-size");
   if (chunk !== undefined && overlap !== undefined && overlap >= chunk) {
     throw new LfmError("INVALID_ARGUMENT", `--overlap-tokens must be below --chunk-tokens (${chunk}); got ${overlap}.`);
   }
@@ -306,8 +383,8 @@ export function formatStats(s: IndexStats): string {
   const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
   const disk = s.bytesOnDisk;
   const lines = [
-    `index ${s.dir} (generation ${s.generation}, committed ${s.committedAt})`,
-    `model: ${s.model ? `${s.model.name} (${s.model.path ?? "?"})${s.model.precision ? `, vectors made at ${s.model.precision}` : ""}` : "not recorded"}`,
+    `index ${terminalLine(s.dir)} (generation ${s.generation}, committed ${s.committedAt})`,
+    `model: ${s.model ? `${terminalLine(s.model.name)} (${terminalLine(s.model.path ?? "?")})${s.model.precision ? `, vectors made at ${s.model.precision}` : ""}` : "not recorded"}`,
     `passages: ${s.documents} from ${s.sources} file(s); ${s.rows} token vectors (${s.dim}-d, ${s.storage}; ${s.graphRows} in the graphs)`,
     `segments: ${s.segments}`,
     `on disk: ${mb(disk.vectors + disk.documents + disk.graphs + disk.deletions)} (vectors ${mb(disk.vectors)}, graphs ${mb(disk.graphs)}, passages ${mb(disk.documents)})`,

@@ -2,7 +2,7 @@
  * A one-line progress bar with rate and ETA for long CLI operations, redrawn in place on a
  * terminal (stderr) at most 10 times a second; silent when stderr is not a TTY.
  *
- *   encoding  ██████████░░░░░░░░░░  52%  130/250 passages  4.1/s  ETA 0:29
+ *   indexing  ██████████░░░░░░░░░░  52%  3/7 files  130/250 passages  4.1/s  ETA 0:29
  */
 export class ProgressBar {
   private phase = "";
@@ -15,8 +15,11 @@ export class ProgressBar {
     private readonly enabled: boolean = Boolean(process.stderr.isTTY),
   ) {}
 
-  /** Shows `done/total unit` of `label`; the rate and ETA restart when the label changes. */
-  update(label: string, done: number, total: number, unit = ""): void {
+  /**
+   * Shows `context  done/total unit` of `label` (`context`: other counts, e.g. "3/7 files"); the
+   * rate and ETA (of `done`) restart when the label changes.
+   */
+  update(label: string, done: number, total: number, unit = "", context = ""): void {
     if (!this.enabled) return;
     const now = Date.now();
     if (label !== this.phase) {
@@ -31,7 +34,7 @@ export class ProgressBar {
     const rate = seconds > 0.5 ? done / seconds : 0;
     const eta = rate > 0 && total > done ? `  ETA ${clock((total - done) / rate)}` : "";
     const rateText = rate > 0 ? `  ${rate >= 10 ? rate.toFixed(0) : rate.toFixed(1)}/s` : "";
-    const line = `${label.padEnd(10)} ${"█".repeat(filled)}${"░".repeat(width - filled)} ${String(Math.round(share * 100)).padStart(3)}%  ${done}/${total}${unit ? ` ${unit}` : ""}${rateText}${eta}`;
+    const line = `${label.padEnd(10)} ${"█".repeat(filled)}${"░".repeat(width - filled)} ${String(Math.round(share * 100)).padStart(3)}%  ${context ? `${context}  ` : ""}${done}/${total}${unit ? ` ${unit}` : ""}${rateText}${eta}`;
     this.out.write(`\r\x1b[2K${line}`);
     this.drawn = true;
   }

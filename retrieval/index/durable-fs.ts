@@ -4,8 +4,8 @@
  * written to a temporary name, fsynced and renamed over the old one (rename is atomic on POSIX
  * file systems), with the folder fsynced after each rename so the new entry is durable.
  */
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, writeSync } from "node:fs";
-import { join } from "node:path";
+import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, statSync, writeSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { crc32 } from "node:zlib";
 import { LfmError } from "../../text-core/errors.ts";
 import { describeOpenFile } from "./file-checksum.mjs";
@@ -132,11 +132,49 @@ export function checkRef(path: string, ref: FileRef, data: Uint8Array, verify = 
 
 function compareRef(path: string, ref: FileRef, actual: { bytes: number; crc32: number }): void {
   if (actual.bytes !== ref.bytes) {
-    throw new LfmError("INDEX_CORRUPT", `index file ${path} is ${actual.bytes} bytes but the manifest recorded ${ref.bytes}: it was truncated or overwritten. Restore the index folder from a backup or rebuild it (lfm index add).`);
+    throw new LfmError("INDEX_CORRUPT", `index file ${path} is ${actual.bytes} bytes but the manifest recorded ${ref.bytes}: it was truncated or overwritten. ${repairAdvice(path)}`);
   }
   if (actual.crc32 !== ref.crc32) {
-    throw new LfmError("INDEX_CORRUPT", `index file ${path} fails its checksum (CRC-32 ${actual.crc32} ≠ ${ref.crc32} in the manifest): the file is damaged. Restore the index folder from a backup or rebuild it (lfm index add).`);
+    throw new LfmError("INDEX_CORRUPT", `index file ${path} fails its checksum (CRC-32 ${actual.crc32} ≠ ${ref.crc32} in the manifest): the file is damaged. ${repairAdvice(path)}`);
   }
 }
 
 export { crc32 };
+
+/**
+ * What to do about a damaged file of an index, as commands that work on it: a graph is rebuilt
+ * from the stored vectors by `lfm index compact` (the writer never reads graphs); anything else
+ * needs a backup, or the folder removed and the index built again (`lfm index add` refuses a
+ * folder with a damaged index in it, rightly: it cannot tell what the folder held).
+ */
+export function repairAdvice(damagedFile: string): string {
+  const dir = dirname(damagedFile);
+  if (/^seg-\d{8}\.hnsw$/.test(basename(damagedFile))) {
+    return `Rebuild the graphs from the stored vectors: lfm index compact --index ${shellQuote(dir)}`;
+  }
+  return `Restore the index folder from a backup, or build it again: rm -r ${shellQuote(dir)} && lfm index add --index ${shellQuote(dir)} FILES…`;
+}
+
+/** `path` as one shell word. */
+function shellQuote(path: string): string {
+  return /^[\w@%+=:,./-]+$/.test(path) ? path : `'${path.replace(/'/g, "'\\''")}'`;
+}
+
+/**
+ * Refuses an index path that exists but is not a folder (a writer would otherwise fail to create
+ * its lock inside it, and a reader find "no index"). A missing path passes: callers decide.
+ */
+export function checkIndexFolder(dir: string): void {
+  let isFolder: boolean;
+  try {
+    isFolder = statSync(dir).isDirectory();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return;
+    if (code === "ENOTDIR") throw new LfmError("INDEX_NOT_A_FOLDER", `${dir} cannot be an index folder: a part of that path is a file, not a folder. Give --index a folder's path.`);
+    throw new LfmError("INDEX_NOT_FOUND", `cannot open the index folder ${dir}: ${(e as Error).message}.`, { cause: e });
+  }
+  if (!isFolder) {
+    throw new LfmError("INDEX_NOT_A_FOLDER", `${dir} is a file, not an index folder. An index is a folder (lfm index add --index DIR creates it): give --index a new folder's path or an existing index's.`);
+  }
+}

@@ -19,7 +19,7 @@
 import { isObject } from "../../text-core/config-fields.ts";
 import { LfmError } from "../../text-core/errors.ts";
 import { type Precision, isPrecision } from "../../text-core/graph/precision.ts";
-import { type FileRef, crc32 } from "./durable-fs.ts";
+import { type FileRef, crc32, repairAdvice } from "./durable-fs.ts";
 import { VECTOR_STORAGES, type VectorStorage } from "./vector-codec.ts";
 
 export const FORMAT_NAME = "lfm2-edge/colbert-index";
@@ -179,7 +179,7 @@ function isCount(v: unknown): v is number {
 }
 
 export function corrupt(path: string, what: string): LfmError {
-  return new LfmError("INDEX_CORRUPT", `the index file ${path} ${what}: it is damaged. Restore the index folder from a backup or rebuild it (lfm index add).`);
+  return new LfmError("INDEX_CORRUPT", `the index file ${path} ${what}: it is damaged. ${repairAdvice(path)}`);
 }
 
 /** Parses `seg-<id>.docs.json`, checking every record (after its checksum has passed). */

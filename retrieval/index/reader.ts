@@ -17,7 +17,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { LfmError } from "../../text-core/errors.ts";
-import { FileVanishedError } from "./durable-fs.ts";
+import { FileVanishedError, checkIndexFolder, repairAdvice } from "./durable-fs.ts";
 import { MANIFEST_FILE, type ManifestBody, ManifestView, type Metadata, type MetadataValue, type ModelIdentity, type StoredDocument, parseManifest } from "./format.ts";
 import { MaxSimScorer, type QueryRows, type RowRange } from "./rerank.ts";
 import { type LoadedSegment, type SegmentDocs, loadSegment, readSegmentDocs } from "./segment.ts";
@@ -116,6 +116,7 @@ export class IndexReader extends ManifestView {
   }
 
   static async open(dir: string, opts: ReaderOptions = {}): Promise<IndexReader> {
+    checkIndexFolder(resolve(dir));
     const reader = new IndexReader(resolve(dir), opts);
     await reader.refresh();
     return reader;
@@ -144,7 +145,7 @@ export class IndexReader extends ManifestView {
       } catch (e) {
         // A writer committed and removed files of the manifest we read: read the new one.
         if (e instanceof FileVanishedError && attempt < OPEN_ATTEMPTS) continue;
-        if (e instanceof FileVanishedError) throw new LfmError("INDEX_CORRUPT", `${e.path} is missing: the index references a file that does not exist. Restore the folder from a backup or rebuild the index.`);
+        if (e instanceof FileVanishedError) throw new LfmError("INDEX_CORRUPT", `${e.path} is missing: the index references a file that does not exist. ${repairAdvice(e.path)}`);
         throw e;
       }
     }
@@ -336,6 +337,7 @@ export class IndexReader extends ManifestView {
 
 /** The manifest of the index in `dir` (nothing else is read), or null if there is none. */
 export function readIndexManifest(dir: string): ManifestBody | null {
+  checkIndexFolder(resolve(dir));
   const path = join(resolve(dir), MANIFEST_FILE);
   if (!existsSync(path)) return null;
   return parseManifest(readFileSync(path, "utf8"), path);

@@ -7,7 +7,7 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import type { HierarchicalNSW } from "hnswlib-node";
 import { LfmError } from "../../text-core/errors.ts";
-import { readVerified, verifyFile } from "./durable-fs.ts";
+import { readVerified, repairAdvice, verifyFile } from "./durable-fs.ts";
 import { type SegmentEntry, type StoredDocument, corrupt, parseDocuments } from "./format.ts";
 import { type StoredRows, type VectorStorage, bytesPerRow, rowsFromBytes } from "./vector-codec.ts";
 
@@ -84,7 +84,7 @@ export function loadSegment(dir: string, entry: SegmentEntry, storage: VectorSto
   try {
     graph.readIndexSync(graphPath);
   } catch (e) {
-    throw new LfmError("INDEX_CORRUPT", `hnswlib cannot read the graph ${graphPath}: ${(e as Error).message}. Rebuild the index (lfm index compact rebuilds every graph).`, { cause: e });
+    throw new LfmError("INDEX_CORRUPT", `hnswlib cannot read the graph ${graphPath}: ${(e as Error).message}. ${repairAdvice(graphPath)}`, { cause: e });
   }
   if (graph.getCurrentCount() !== entry.graphRows || graph.getNumDimensions() !== dim) {
     throw corrupt(graphPath, `holds ${graph.getCurrentCount()} ${graph.getNumDimensions()}-d points, not ${entry.graphRows} ${dim}-d rows`);

@@ -20,7 +20,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { LfmError } from "../../text-core/errors.ts";
-import { fsyncDir, readVerified, replaceAtomically, verifyFile, writeDurable } from "./durable-fs.ts";
+import { checkIndexFolder, fsyncDir, readVerified, replaceAtomically, verifyFile, writeDurable } from "./durable-fs.ts";
 import {
   type GraphSettings,
   INDEX_FILE_PATTERN,
@@ -127,9 +127,14 @@ export class IndexWriter extends ManifestView {
     const root = resolve(dir);
     const manifestPath = join(root, MANIFEST_FILE);
     const notFound = () => new LfmError("INDEX_NOT_FOUND", `no index in ${root} (no ${MANIFEST_FILE}). Create one with lfm index add --index ${dir} FILES…`);
+    checkIndexFolder(root);
     if (!existsSync(root)) {
       if (!opts.create) throw notFound();
-      mkdirSync(root, { recursive: true });
+      try {
+        mkdirSync(root, { recursive: true });
+      } catch (e) {
+        throw new LfmError("OUTPUT_UNWRITABLE", `cannot create the index folder ${root}: ${(e as Error).message}.`, { cause: e });
+      }
     }
     const lock = WriterLock.acquire(root);
     try {

@@ -1,5 +1,6 @@
 /**
- * File → text to index. `.txt` and `.md` as written (UTF-8, BOM dropped, CRLF → LF); `.html`/`.htm`
+ * File → text to index. `.txt` and `.md` as written (UTF-8, UTF-16 with a byte-order mark, else
+ * Windows-1252; BOM dropped, CRLF → LF); `.html`/`.htm`
  * through html-text.ts; `.pdf` through `unpdf` (PDF.js, pure JavaScript), pages joined by blank
  * lines with each page's start offset kept so passages can say which page they come from.
  */
@@ -38,7 +39,7 @@ export async function extractText(path: string, bytes: Uint8Array): Promise<Extr
     throw new LfmError("UNSUPPORTED_FILE_TYPE", `${path}: only ${Object.keys(KIND_OF_EXTENSION).join(", ")} files can be indexed. Convert it to one of those (e.g. plain text).`);
   }
   if (kind === "pdf") return extractPdf(path, bytes);
-  const raw = decodeUtf8(path, bytes);
+  const raw = decodeText(path, bytes);
   if (kind === "html") return { kind, ...htmlToText(raw) };
   const text = raw.replace(/\r\n?/g, "\n");
   if (kind === "md") {
@@ -48,16 +49,50 @@ export async function extractText(path: string, bytes: Uint8Array): Promise<Extr
   return { kind, text };
 }
 
-function decodeUtf8(path: string, bytes: Uint8Array): string {
+/**
+ * Bytes → text: UTF-16 when a byte-order mark says so (Windows "Unicode" text files), else UTF-8,
+ * else Windows-1252 (which decodes any byte); the BOM is dropped.
+ */
+function decodeText(path: string, bytes: Uint8Array): string {
   let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch {
-    // Not UTF-8: most likely Latin-1/Windows-1252 text, which decodes byte for byte.
-    text = new TextDecoder("windows-1252").decode(bytes);
+    const utf16 = bytes[0] === 0xff && bytes[1] === 0xfe ? "utf-16le" : bytes[0] === 0xfe && bytes[1] === 0xff ? "utf-16be" : null;
+    if (utf16) text = decodeUtf16(path, bytes.subarray(2), utf16);
+    else {
+      try {
+        text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
+      } catch (e) {
+        if (!(e instanceof TypeError)) throw e;
+        // Not UTF-8: most likely Latin-1/Windows-1252 text, which decodes byte for byte.
+        text = new TextDecoder("windows-1252").decode(bytes);
+      }
+    }
+  } catch (e) {
+    if (e instanceof LfmError || !(e instanceof RangeError || (e as NodeJS.ErrnoException).code === "ERR_STRING_TOO_LONG")) throw e;
+    // V8 strings hold at most ~2^29 characters.
+    throw new LfmError("FILE_TOO_LARGE", `${path} holds more text than fits in one string (${bytes.byteLength} bytes); split it into smaller files.`, { cause: e });
   }
   if (text.includes("\u0000")) throw new LfmError("DOCUMENT_UNREADABLE", `${path} contains NUL bytes: it is a binary file, not text. Remove it from the paths to index.`);
   return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+}
+
+function decodeUtf16(path: string, bytes: Uint8Array, encoding: "utf-16le" | "utf-16be"): string {
+  if (bytes.byteLength % 2 !== 0) throw new LfmError("DOCUMENT_UNREADABLE", `${path} starts with a UTF-16 byte-order mark but has an odd number of bytes: it is truncated or not UTF-16 text.`);
+  let le = bytes;
+  if (encoding === "utf-16be") {
+    // Swapped to little-endian: TextDecoder's "utf-16be" needs full ICU, which not every Node build has.
+    le = new Uint8Array(bytes.byteLength);
+    for (let i = 0; i < bytes.byteLength; i += 2) {
+      le[i] = bytes[i + 1];
+      le[i + 1] = bytes[i];
+    }
+  }
+  try {
+    return new TextDecoder("utf-16le", { fatal: true, ignoreBOM: true }).decode(le);
+  } catch (e) {
+    if (!(e instanceof TypeError)) throw e;
+    throw new LfmError("DOCUMENT_UNREADABLE", `${path} starts with a ${encoding.toUpperCase()} byte-order mark but is not valid ${encoding.toUpperCase()} text (unpaired surrogates).`, { cause: e });
+  }
 }
 
 /** An open PDF.js document (unpdf's build). */
@@ -123,6 +158,9 @@ async function extractPdf(path: string, bytes: Uint8Array): Promise<ExtractedTex
     if (text !== "") text += "\n\n";
     pageStarts.push(text.length);
     text += page.replace(/\r\n?/g, "\n").trim();
+  }
+  if (text.trim() === "") {
+    throw new LfmError("DOCUMENT_UNREADABLE", `${path} is a PDF without any text (${pages.length} page(s) of images or blank pages); scanned pages need OCR before they can be indexed.`);
   }
   return title ? { kind: "pdf", text, title, pageStarts } : { kind: "pdf", text, pageStarts };
 }
