@@ -1,0 +1,132 @@
+/** `lfm agent` end to end on the bundled tiny models: the --json events, the WAVs, the tools module, confirmations. */
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { isYes } from "../../pipelines/agent.ts";
+import { runLfm } from "../helpers/cli.ts";
+import { FIXTURES } from "../helpers/reference.ts";
+
+const CLIP = join(FIXTURES, "audio", "clips", "speech_en_16k.wav");
+const dir = mkdtempSync(join(tmpdir(), "lfm-agent-cli-"));
+
+/** A tools module whose tools append their arguments, one JSON line per run, to `record`. */
+function toolsModule(name: string, record: string): string {
+  const path = join(dir, name);
+  writeFileSync(
+    path,
+    `import { appendFileSync } from "node:fs";
+const record = (name, args) => appendFileSync(${JSON.stringify(record)}, JSON.stringify({ name, args }) + "\\n");
+export default [
+  {
+    name: "log_reading",
+    description: "Log a pump's status",
+    parameters: { type: "object", properties: { pump: { type: "integer", minimum: 1, maximum: 99 }, status: { enum: ["ok", "leaking"] } }, required: ["pump", "status"] },
+    run: async (args) => { record("log_reading", args); return { logged: true }; },
+  },
+  {
+    name: "set_valve",
+    description: "Opens or closes a valve",
+    parameters: { type: "object", properties: { open: { type: "boolean" } }, required: ["open"] },
+    confirm: true,
+    run: async (args) => { record("set_valve", args); return "done"; },
+  },
+];
+`,
+  );
+  return path;
+}
+
+function events(stdout: string): Record<string, unknown>[] {
+  return stdout
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+function recorded(path: string): { name: string; args: unknown }[] {
+  return existsSync(path) ? readFileSync(path, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { name: string; args: unknown }) : [];
+}
+
+const COMMON = ["--max-tool-rounds", "1", "--max-tokens", "96", "--temperature", "0"];
+
+describe("lfm agent", () => {
+  it("--json: events in order, the calls run with the model's arguments, the reply spoken into turn-1.wav", () => {
+    const record = join(dir, "run1.jsonl");
+    const out = join(dir, "out1");
+    const r = runLfm(["agent", "--tools", toolsModule("tools1.mjs", record), "--tool-choice", "log_reading", "--audio", CLIP, "--out-dir", out, "--max-frames", "6", "--seed", "3", "--json", ...COMMON]);
+    expect(r.status, r.stderr).toBe(0);
+    const list = events(r.stdout);
+    const types = list.map((e) => e.type);
+    expect(types[0]).toBe("transcript");
+    const reply = types.indexOf("reply_text");
+    expect(reply).toBeGreaterThan(1);
+    expect(types.slice(1, reply).every((t) => t === "tool_call" || t === "tool_result")).toBe(true);
+    expect(types.slice(reply + 1, -1).every((t) => t === "audio_chunk")).toBe(true);
+    expect(types.at(-1)).toBe("timings");
+    expect(list.every((e) => e.turn === 1)).toBe(true);
+
+    const calls = list.filter((e) => e.type === "tool_call");
+    expect(recorded(record)).toEqual(calls.map((c) => ({ name: "log_reading", args: c.arguments })));
+    expect(list.filter((e) => e.type === "tool_result").map((e) => e.content)).toEqual(calls.map(() => '{"logged":true}'));
+
+    const wav = join(out, "turn-1.wav");
+    const chunks = list.filter((e) => e.type === "audio_chunk");
+    expect(chunks.length).toBeGreaterThan(0);
+    expect(chunks.every((c) => c.path === wav)).toBe(true);
+    const seconds = chunks.reduce((s, c) => s + (c.seconds as number), 0);
+    expect(seconds).toBeCloseTo(6 * 0.08, 2);
+    expect(statSync(wav).size).toBe(44 + 6 * 1920 * 2);
+    const timings = list.at(-1)!;
+    for (const key of ["transcribe_ms", "first_reply_token_ms", "first_audio_sample_ms", "total_ms"]) expect(typeof timings[key], key).toBe("number");
+  }, 180_000);
+
+  it("a confirm tool: the next --audio file is the answer (not a yes: not run); --yes runs it", () => {
+    const record = join(dir, "run2.jsonl");
+    const tools = toolsModule("tools2.mjs", record);
+    const asked = runLfm(["agent", "--tools", tools, "--tool-choice", "set_valve", "--audio", CLIP, "--audio", CLIP, "--json", ...COMMON]);
+    expect(asked.status, asked.stderr).toBe(0);
+    const list = events(asked.stdout);
+    const confirm = list.find((e) => e.type === "confirm")!;
+    expect(confirm).toMatchObject({ turn: 1, name: "set_valve" });
+    expect(list.find((e) => e.type === "reply_text" && e.turn === 1)?.text).toBe(confirm.question);
+    const answer = list.find((e) => e.type === "transcript" && e.turn === 2)!;
+    expect(isYes(answer.text as string)).toBe(false); // the random model's words are no yes
+    expect(list.find((e) => e.type === "confirmation")).toMatchObject({ turn: 2, name: "set_valve", confirmed: false });
+    expect(recorded(record)).toEqual([]);
+
+    const yes = runLfm(["agent", "--tools", tools, "--tool-choice", "set_valve", "--audio", CLIP, "--yes", ...COMMON]);
+    expect(yes.status, yes.stderr).toBe(0);
+    expect(recorded(record).length).toBeGreaterThan(0);
+    expect(recorded(record).every((c) => c.name === "set_valve")).toBe(true);
+    // Without --json: the reply on stdout; what was heard and the calls on stderr.
+    expect(yes.stdout.trim()).not.toBe("");
+    expect(yes.stderr).toMatch(/\[turn 1\] heard: /);
+    expect(yes.stderr).toMatch(/→ set_valve\(\{"open":(true|false)\}\)/);
+    expect(yes.stderr).toContain("← set_valve: done");
+  }, 180_000);
+
+  it("a tools module that fails to import, or whose schema cannot be enforced, is a typed error before any model loads", () => {
+    const syntax = join(dir, "broken.mjs");
+    writeFileSync(syntax, "export default [ {;");
+    const r1 = runLfm(["agent", "--tools", syntax, "--audio", CLIP]);
+    expect(r1.status).toBe(2);
+    expect(r1.stderr).toMatch(/^error \[TOOLS_INVALID\]: cannot import the tools module .*broken\.mjs: SyntaxError/m);
+
+    const schema = join(dir, "schema.mjs");
+    writeFileSync(schema, `export default [{ name: "find", parameters: { type: "object", properties: { q: { type: "string", format: "email" } } }, run: () => 1 }];`);
+    const r2 = runLfm(["agent", "--tools", schema, "--audio", CLIP]);
+    expect(r2.status).toBe(2);
+    expect(r2.stderr).toMatch(/^error \[SCHEMA_UNSUPPORTED\]: .*tool "find".*format/m);
+
+    const notTools = join(dir, "object.mjs");
+    writeFileSync(notTools, "export default { name: 'x' };");
+    expect(runLfm(["agent", "--tools", notTools, "--audio", CLIP]).stderr).toMatch(/^error \[TOOLS_INVALID\]: .*object\.mjs must be a non-empty array/m);
+
+    const tools = toolsModule("tools3.mjs", join(dir, "never.jsonl"));
+    expect(runLfm(["agent", "--tools", tools, "--tool-choice", "nope", "--audio", CLIP]).stderr).toMatch(/^error \[INVALID_ARGUMENT\]: --tool-choice must be required, auto or one of the tools' names \(log_reading, set_valve\)/m);
+    expect(runLfm(["agent", "--tools", tools, "--audio-model", dir, "--audio", CLIP]).stderr).toMatch(/^error \[MODEL_REQUIRED\]: give --model/m);
+    expect(runLfm(["agent", "--tools", tools]).stderr).toMatch(/^error \[INVALID_ARGUMENT\]: pass each turn's recording with --audio FILE/m);
+    expect(runLfm(["agent", "--tools", tools, "--audio", CLIP, "--tool-timeout", "0"]).stderr).toMatch(/^error \[INVALID_ARGUMENT\]: --tool-timeout must be a number above 0/m);
+  }, 60_000);
+});
