@@ -57,7 +57,8 @@ const HELP = `lfm agent --audio-model DIR --model LM --tools tools.mjs --audio F
                          are "auto"; without the flag, calls are unconstrained (still validated).
   --tool-timeout S       Seconds one call may run (default ${DEFAULT_TOOL_TIMEOUT_MS / 1000}; above 0, at most ${TOOL_TIMEOUT_RANGE.max}). A call
                          that throws or times out is answered to the model as an error; a result
-                         over ${MAX_TOOL_RESULT_CHARS / 1024} KiB of JSON is cut, with a note.
+                         over ${MAX_TOOL_RESULT_CHARS / 1024} KiB of JSON is cut, with a note. A tool that ignores
+                         its signal after a timeout keeps lfm running until it settles.
   --max-tool-rounds N    Rounds of tool calls per turn (default ${DEFAULT_MAX_TOOL_ROUNDS}; 0 to ${TOOL_ROUNDS_RANGE.max}); the round after
                          them answers without calling.
   --yes                  Run confirm: true tools without asking. Otherwise the agent asks "Run NAME

@@ -16,11 +16,11 @@ import { FIXTURES, TEST_CACHE } from "../helpers/reference.ts";
 const runs: Record<string, Record<string, JsonValue>[]> = { log_reading: [], explode: [], dawdle: [], set_valve: [] };
 let dawdleAborted = false;
 
-const readingSchema = {
+const readingSchema: { [key: string]: JsonValue } = {
   type: "object",
   properties: { pump: { type: "integer", minimum: 1, maximum: 99 }, status: { enum: ["ok", "leaking"] } },
   required: ["pump", "status"],
-} as const;
+};
 
 const TOOLS: AgentTool[] = [
   { name: "log_reading", description: "Log a pump's status", parameters: readingSchema, run: async (args) => (runs.log_reading.push(args), { logged: true, pump: args.pump }) },
