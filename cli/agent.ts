@@ -4,7 +4,7 @@
  * `--tools tools.mjs`, the reply is printed and, with --out-dir, spoken into turn-N.wav as it is
  * generated. With --json, one event per line.
  */
-import { mkdirSync, statSync } from "node:fs";
+import { createReadStream, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { readAudioFile } from "../audio/audio-file.ts";
 import type { AudioClip } from "../audio/wav.ts";
@@ -13,13 +13,18 @@ import { LfmError } from "../text-core/errors.ts";
 import { Agent, DEFAULT_AGENT_SYSTEM, DEFAULT_MAX_TOOL_ROUNDS, type AgentEvent } from "../pipelines/agent.ts";
 import { DEFAULT_TOOL_TIMEOUT_MS, MAX_TOOL_RESULT_CHARS, loadToolsModule, toolDefinition } from "../pipelines/agent-tools.ts";
 import { DEFAULT_MAX_FRAMES } from "../pipelines/speak.ts";
+import { VoiceActivityDetector, readPcmS16le } from "../pipelines/vad.ts";
 import { bundledModel, modelOrBundled } from "./bundled.ts";
 import { COMMON, type CliCommand, RANGES, SAMPLING, SAMPLING_HELP, TOOL_CHOICE, type Values, checkGenerationFlags, generationOptions, loadFlags, num, parse, structuredFlags } from "./cli-kit.ts";
 import { floatRange, intRange } from "./flags.ts";
+import { stdinIsTerminal } from "./input-source.ts";
 import { terminalLine, textForStream } from "./terminal-text.ts";
 
 const TOOL_TIMEOUT_RANGE = floatRange(0, 3600, true);
 const TOOL_ROUNDS_RANGE = intRange(0, 16);
+const VAD_THRESHOLD_RANGE = floatRange(-120, 0);
+/** `--pcm` input: 16 kHz mono s16le, the encoder's own rate. */
+const PCM_RATE = 16000;
 /** Frames per audio_chunk event: about a second of speech (12.5 frames per second). */
 const FRAMES_PER_CHUNK = 12;
 
@@ -30,6 +35,8 @@ const AGENT_OPTIONS = {
   "audio-model": { type: "string" },
   tools: { type: "string" },
   audio: { type: "string", multiple: true },
+  pcm: { type: "string" },
+  "vad-threshold": { type: "string" },
   "out-dir": { type: "string" },
   mimi: { type: "string" },
   system: { type: "string" },
@@ -39,7 +46,7 @@ const AGENT_OPTIONS = {
   "max-frames": { type: "string" },
 } as const;
 
-const HELP = `lfm agent --audio-model DIR --model LM --tools tools.mjs --audio F [--audio F ...] [--out-dir DIR] [options]
+const HELP = `lfm agent --audio-model DIR --model LM --tools tools.mjs (--audio F [--audio F ...] | --pcm -) [--out-dir DIR] [options]
   A spoken assistant with tools. Each --audio recording (WAV, FLAC, MP3, Ogg) is one turn, in order:
   LFM2-Audio (--audio-model) transcribes it; the LFM2 text model (--model) reads the conversation
   with the tools in its chat template and answers or calls tools; each call's arguments are checked
@@ -66,6 +73,12 @@ const HELP = `lfm agent --audio-model DIR --model LM --tools tools.mjs --audio F
                          answer (yes words in English, German, French, Spanish, Italian, ... ; anything
                          else is no).
   --audio F              A turn's recording (repeatable; the conversation carries over).
+  --pcm -                Live input instead: 16 kHz mono 16-bit little-endian PCM from standard input
+                         (or a file/FIFO), e.g. arecord -f S16_LE -r 16000 -c 1 -t raw | lfm agent ...
+                         Turns are cut by an energy voice detector: speech after a pause of 0.7 s
+                         (or 30 s of speech) is a turn; the stream's end closes an open turn.
+  --vad-threshold DB     Frames quieter than DB dBFS are never speech (default -45; ${VAD_THRESHOLD_RANGE.min} to ${VAD_THRESHOLD_RANGE.max});
+                         speech must also be 10 dB above the tracked noise floor.
   --out-dir DIR          Write each spoken reply to DIR/turn-N.wav (DIR is created). Without it the
                          replies are text only.
   --mimi DIR             Mimi codec folder or .safetensors file (default: the --audio-model folder).
@@ -93,7 +106,12 @@ export const agentCommand: CliCommand = {
     const { values: v, positionals } = parse(args, AGENT_OPTIONS);
     if (positionals.length > 0) throw new LfmError("INVALID_ARGUMENT", `unexpected argument "${positionals[0]}": pass each recording with --audio FILE (lfm agent --help).`);
     const audioPaths = (v.audio as unknown as string[] | undefined) ?? [];
-    if (audioPaths.length === 0 || audioPaths.some((p) => p === "")) throw new LfmError("INVALID_ARGUMENT", "pass each turn's recording with --audio FILE.");
+    const pcm = v.pcm as string | undefined;
+    if (pcm !== undefined && audioPaths.length > 0) throw new LfmError("INVALID_ARGUMENT", "give --audio files or a --pcm stream, not both.");
+    if (pcm === "") throw new LfmError("INVALID_ARGUMENT", "--pcm needs - (standard input) or a file name.");
+    if (pcm === "-" && stdinIsTerminal()) throw new LfmError("INVALID_ARGUMENT", "--pcm - reads raw PCM from standard input, which is a terminal: pipe a recorder in (arecord -f S16_LE -r 16000 -c 1 -t raw | lfm agent ...).");
+    if (pcm === undefined && (audioPaths.length === 0 || audioPaths.some((p) => p === ""))) throw new LfmError("INVALID_ARGUMENT", "pass each turn's recording with --audio FILE (or a live stream with --pcm -).");
+    const vadThreshold = num(v, "vad-threshold", VAD_THRESHOLD_RANGE);
     if (typeof v.tools !== "string" || v.tools === "") throw new LfmError("INVALID_ARGUMENT", "pass the tools with --tools tools.mjs (a module whose default export is an array of tools).");
     checkGenerationFlags(v);
     const load = loadFlags(v);
@@ -130,6 +148,11 @@ export const agentCommand: CliCommand = {
     );
     const json = Boolean(v.json);
     try {
+      if (pcm !== undefined) {
+        const heard = await runLive(agent, pcm, vadThreshold, outDir, json, signal);
+        if (heard === "aborted") return 130;
+        if (heard === 0) process.stderr.write("the stream ended without any speech (no turn).\n");
+      }
       for (const [i, clip] of clips.entries()) {
         const aborted = await runTurn(agent, clip, i + 1, outDir, json, signal);
         if (aborted) return 130;
@@ -157,8 +180,32 @@ function outputFolder(v: Values): string | undefined {
   return dir;
 }
 
+/**
+ * `--pcm`: turns cut from the stream by the voice detector, each answered before the next is
+ * read (barge-in is not done yet: speech during a reply waits in the pipe). Returns the number of
+ * turns, or "aborted".
+ */
+async function runLive(agent: Agent, pcm: string, thresholdDb: number | undefined, outDir: string | undefined, json: boolean, signal: AbortSignal): Promise<number | "aborted"> {
+  const source = pcm === "-" ? process.stdin : createReadStream(pcm);
+  const vad = new VoiceActivityDetector(PCM_RATE, { thresholdDb });
+  let turns = 0;
+  const answer = async (samples: Float32Array) => runTurn(agent, { samples, sampleRateHz: PCM_RATE }, ++turns, outDir, json, signal);
+  try {
+    for await (const block of readPcmS16le(source)) {
+      for (const turn of vad.push(block)) if (await answer(turn)) return "aborted";
+      if (signal.aborted) return "aborted";
+    }
+  } catch (e) {
+    if (e instanceof LfmError) throw e;
+    throw new LfmError("FILE_NOT_FOUND", `cannot read the --pcm stream ${pcm === "-" ? "(standard input)" : pcm}: ${(e as Error).message}.`, { cause: e });
+  }
+  const last = vad.flush();
+  if (last && (await answer(last))) return "aborted";
+  return turns;
+}
+
 /** One turn, printed as it happens; true when Ctrl-C stopped it. */
-async function runTurn(agent: Agent, clip: AudioClip, turn: number, outDir: string | undefined, json: boolean, signal: AbortSignal): Promise<boolean> {
+async function runTurn(agent: Agent, clip: Pick<AudioClip, "samples" | "sampleRateHz">, turn: number, outDir: string | undefined, json: boolean, signal: AbortSignal): Promise<boolean> {
   const path = outDir === undefined ? undefined : join(outDir, `turn-${turn}.wav`);
   let wav: WavStreamWriter | undefined;
   let chunkStart = 0;

@@ -1,11 +1,14 @@
 /** `lfm agent` end to end on the bundled tiny models: the --json events, the WAVs, the tools module, confirmations. */
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { readAudioFile } from "../../audio/audio-file.ts";
 import { isYes } from "../../pipelines/agent.ts";
-import { runLfm } from "../helpers/cli.ts";
-import { FIXTURES } from "../helpers/reference.ts";
+import { VoiceActivityDetector } from "../../pipelines/vad.ts";
+import { LFM_BIN, runLfm } from "../helpers/cli.ts";
+import { FIXTURES, TEST_CACHE } from "../helpers/reference.ts";
 
 const CLIP = join(FIXTURES, "audio", "clips", "speech_en_16k.wav");
 const dir = mkdtempSync(join(tmpdir(), "lfm-agent-cli-"));
@@ -106,6 +109,41 @@ describe("lfm agent", () => {
     expect(yes.stderr).toContain("← set_valve: done");
   }, 180_000);
 
+  it("--pcm -: a scripted 16 kHz s16le stream (silence, speech, a pause, speech, cut short) is two turns", async () => {
+    const clip = await readAudioFile(CLIP);
+    expect(clip.sampleRateHz).toBe(16000);
+    const silence = (s: number) => new Float32Array(Math.round(16000 * s));
+    const parts = [silence(1), clip.samples, silence(1.5), clip.samples, silence(0.3)];
+    const stream = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+    parts.reduce((at, p) => (stream.set(p, at), at + p.length), 0);
+    // The detector the CLI runs, on the same samples: the stream's end closes the second turn.
+    const vad = new VoiceActivityDetector(16000);
+    const expected = [...vad.push(stream), vad.flush()].filter((t) => t !== null);
+    expect(expected).toHaveLength(2);
+    const pcm = Buffer.alloc(stream.length * 2);
+    stream.forEach((x, i) => pcm.writeInt16LE(Math.max(-32768, Math.min(32767, Math.round(x * 32768))), 2 * i));
+    const r = spawnSync(process.execPath, [LFM_BIN, "agent", "--tools", toolsModule("tools4.mjs", join(dir, "live.jsonl")), "--pcm", "-", "--json", "--max-tokens", "8", "--max-tool-rounds", "0"], {
+      input: pcm,
+      encoding: "utf8",
+      env: { ...process.env, LFM_CACHE_DIR: TEST_CACHE },
+      timeout: 120_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const list = events(r.stdout);
+    expect(list.filter((e) => e.type === "transcript").map((e) => e.turn)).toEqual([1, 2]);
+    expect(list.filter((e) => e.type === "timings").map((e) => e.turn)).toEqual([1, 2]);
+
+    const quiet = spawnSync(process.execPath, [LFM_BIN, "agent", "--tools", toolsModule("tools5.mjs", join(dir, "quiet.jsonl")), "--pcm", "-"], {
+      input: Buffer.alloc(16000 * 2 * 2),
+      encoding: "utf8",
+      env: { ...process.env, LFM_CACHE_DIR: TEST_CACHE },
+      timeout: 120_000,
+    });
+    expect(quiet.status, quiet.stderr).toBe(0);
+    expect(quiet.stdout).toBe("");
+    expect(quiet.stderr).toContain("the stream ended without any speech (no turn).");
+  }, 180_000);
+
   it("a tools module that fails to import, or whose schema cannot be enforced, is a typed error before any model loads", () => {
     const syntax = join(dir, "broken.mjs");
     writeFileSync(syntax, "export default [ {;");
@@ -128,5 +166,6 @@ describe("lfm agent", () => {
     expect(runLfm(["agent", "--tools", tools, "--audio-model", dir, "--audio", CLIP]).stderr).toMatch(/^error \[MODEL_REQUIRED\]: give --model/m);
     expect(runLfm(["agent", "--tools", tools]).stderr).toMatch(/^error \[INVALID_ARGUMENT\]: pass each turn's recording with --audio FILE/m);
     expect(runLfm(["agent", "--tools", tools, "--audio", CLIP, "--tool-timeout", "0"]).stderr).toMatch(/^error \[INVALID_ARGUMENT\]: --tool-timeout must be a number above 0/m);
+    expect(runLfm(["agent", "--tools", tools, "--audio", CLIP, "--pcm", "-"]).stderr).toMatch(/^error \[INVALID_ARGUMENT\]: give --audio files or a --pcm stream, not both/m);
   }, 60_000);
 });
