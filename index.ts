@@ -140,6 +140,7 @@ export { decodeCompressed, compressedFormatOf, type CompressedFormat } from "./a
 export { AudioChat, type AudioChatLoadOptions, type AudioChatOptions, type AudioChatEvent } from "./pipelines/audio-chat.ts";
 // The spoken agent with tools (pipelines/agent.ts, agent-tools.ts).
 export { Agent, DEFAULT_AGENT_SYSTEM, DEFAULT_MAX_TOOL_ROUNDS, NOTHING_HEARD, confirmQuestion, isYes, type AgentEvent, type AgentLoadOptions, type AgentOptions, type TurnOptions } from "./pipelines/agent.ts";
+export { VoiceActivityDetector, levelDb, readPcmS16le, type VadOptions } from "./pipelines/vad.ts";
 export { DEFAULT_TOOL_TIMEOUT_MS, MAX_TOOL_RESULT_CHARS, checkTools, loadToolsModule, runToolCall, toolDefinition, validateArguments, type AgentTool, type ToolOutcome } from "./pipelines/agent-tools.ts";
 
 /**
