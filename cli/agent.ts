@@ -38,6 +38,7 @@ const AGENT_OPTIONS = {
   pcm: { type: "string" },
   "vad-threshold": { type: "string" },
   "out-dir": { type: "string" },
+  "pcm-out": { type: "string" },
   mimi: { type: "string" },
   system: { type: "string" },
   yes: { type: "boolean" },
@@ -81,6 +82,10 @@ const HELP = `lfm agent --audio-model DIR --model LM --tools tools.mjs (--audio 
                          speech must also be 10 dB above the tracked noise floor.
   --out-dir DIR          Write each spoken reply to DIR/turn-N.wav (DIR is created). Without it the
                          replies are text only.
+  --pcm-out -            Also write each spoken reply to standard output as raw 24 kHz mono 16-bit
+                         little-endian PCM, as it is generated, for a player:
+                         ... --pcm-out - | aplay -f S16_LE -r 24000 -c 1. The reply's text then goes to
+                         stderr (not with --json, whose lines need standard output).
   --mimi DIR             Mimi codec folder or .safetensors file (default: the --audio-model folder).
   --max-frames N         Audio frames per spoken reply at most (default ${DEFAULT_MAX_FRAMES}, 12.5 per second; 1 to ${RANGES.audioSteps.max}).
   --system TEXT          The text model's system prompt (default "${DEFAULT_AGENT_SYSTEM}").
@@ -122,6 +127,10 @@ export const agentCommand: CliCommand = {
       throw new LfmError("MODEL_REQUIRED", "give --model DIR (an LFM2 text checkpoint with tool calling) with --audio-model: the text model decides the tool calls.");
     }
     const outDir = outputFolder(v);
+    const pcmOut = v["pcm-out"];
+    if (pcmOut !== undefined && pcmOut !== "-") throw new LfmError("INVALID_ARGUMENT", `--pcm-out takes - (standard output; write files with --out-dir); got "${String(pcmOut)}".`);
+    if (pcmOut !== undefined && v.json) throw new LfmError("INVALID_ARGUMENT", "--pcm-out - and --json both need standard output; pick one.");
+    const output: TurnOutput = { outDir, pcm: pcmOut === "-", json: Boolean(v.json) };
     // The tools before any model: a bad module fails in milliseconds.
     const tools = await loadToolsModule(v.tools);
     const structured = structuredFlags(v, tools.map(toolDefinition));
@@ -144,17 +153,16 @@ export const agentCommand: CliCommand = {
         generation: { ...generation, ...(stopTokenIds && stopTokenIds.length > 0 ? { stopTokenIds } : {}) },
         speech: { maxFrames, seed: generation.seed },
       },
-      { ...load, mimi, speak: outDir !== undefined },
+      { ...load, mimi, speak: outDir !== undefined || output.pcm },
     );
-    const json = Boolean(v.json);
     try {
       if (pcm !== undefined) {
-        const heard = await runLive(agent, pcm, vadThreshold, outDir, json, signal);
+        const heard = await runLive(agent, pcm, vadThreshold, output, signal);
         if (heard === "aborted") return 130;
         if (heard === 0) process.stderr.write("the stream ended without any speech (no turn).\n");
       }
       for (const [i, clip] of clips.entries()) {
-        const aborted = await runTurn(agent, clip, i + 1, outDir, json, signal);
+        const aborted = await runTurn(agent, clip, i + 1, output, signal);
         if (aborted) return 130;
       }
       const waiting = agent.awaitingConfirmation;
@@ -185,11 +193,11 @@ function outputFolder(v: Values): string | undefined {
  * read (barge-in is not done yet: speech during a reply waits in the pipe). Returns the number of
  * turns, or "aborted".
  */
-async function runLive(agent: Agent, pcm: string, thresholdDb: number | undefined, outDir: string | undefined, json: boolean, signal: AbortSignal): Promise<number | "aborted"> {
+async function runLive(agent: Agent, pcm: string, thresholdDb: number | undefined, output: TurnOutput, signal: AbortSignal): Promise<number | "aborted"> {
   const source = pcm === "-" ? process.stdin : createReadStream(pcm);
   const vad = new VoiceActivityDetector(PCM_RATE, { thresholdDb });
   let turns = 0;
-  const answer = async (samples: Float32Array) => runTurn(agent, { samples, sampleRateHz: PCM_RATE }, ++turns, outDir, json, signal);
+  const answer = async (samples: Float32Array) => runTurn(agent, { samples, sampleRateHz: PCM_RATE }, ++turns, output, signal);
   try {
     for await (const block of readPcmS16le(source)) {
       for (const turn of vad.push(block)) if (await answer(turn)) return "aborted";
@@ -204,8 +212,16 @@ async function runLive(agent: Agent, pcm: string, thresholdDb: number | undefine
   return turns;
 }
 
+/** Where a turn's reply goes: WAVs in `outDir`, raw PCM on stdout (`pcm`), --json event lines. */
+interface TurnOutput {
+  outDir?: string;
+  pcm: boolean;
+  json: boolean;
+}
+
 /** One turn, printed as it happens; true when Ctrl-C stopped it. */
-async function runTurn(agent: Agent, clip: Pick<AudioClip, "samples" | "sampleRateHz">, turn: number, outDir: string | undefined, json: boolean, signal: AbortSignal): Promise<boolean> {
+async function runTurn(agent: Agent, clip: Pick<AudioClip, "samples" | "sampleRateHz">, turn: number, output: TurnOutput, signal: AbortSignal): Promise<boolean> {
+  const { outDir, json } = output;
   const path = outDir === undefined ? undefined : join(outDir, `turn-${turn}.wav`);
   let wav: WavStreamWriter | undefined;
   let chunkStart = 0;
@@ -220,7 +236,9 @@ async function runTurn(agent: Agent, clip: Pick<AudioClip, "samples" | "sampleRa
   try {
     for await (const e of agent.turn(clip, { signal })) {
       if (e.type === "audio") {
-        wav ??= WavStreamWriter.create(path!, { sampleRateHz: e.sampleRateHz });
+        if (output.pcm) process.stdout.write(pcmS16le(e.samples));
+        if (path === undefined) continue;
+        wav ??= WavStreamWriter.create(path, { sampleRateHz: e.sampleRateHz });
         wav.write(e.samples);
         if (++chunkFrames === FRAMES_PER_CHUNK) flushChunk();
         continue;
@@ -231,7 +249,7 @@ async function runTurn(agent: Agent, clip: Pick<AudioClip, "samples" | "sampleRa
         if (wav && !json) process.stderr.write(`wrote ${wav.seconds.toFixed(2)} s to ${path}\n`);
       }
       if (json) emit(eventJson(e));
-      else printEvent(e);
+      else printEvent(e, output.pcm ? process.stderr : process.stdout);
     }
   } catch (err) {
     wav?.discard();
@@ -256,7 +274,8 @@ function eventJson(e: Exclude<AgentEvent, { type: "audio" }>): Record<string, un
   }
 }
 
-function printEvent(e: Exclude<AgentEvent, { type: "audio" }>): void {
+/** Events for a person: the reply on `replyTo` (stdout, or stderr when stdout carries PCM), the rest on stderr. */
+function printEvent(e: Exclude<AgentEvent, { type: "audio" }>, replyTo: NodeJS.WriteStream): void {
   const note = (line: string) => process.stderr.write(`\x1b[2m${terminalLine(line)}\x1b[0m\n`);
   switch (e.type) {
     case "transcript":
@@ -278,7 +297,7 @@ function printEvent(e: Exclude<AgentEvent, { type: "audio" }>): void {
       note(`${e.name}: ${e.confirmed ? "confirmed" : "declined"}`);
       break;
     case "reply_text":
-      process.stdout.write(`${textForStream(e.text, process.stdout.isTTY)}\n`);
+      replyTo.write(`${textForStream(e.text, replyTo.isTTY)}\n`);
       break;
     case "timings": {
       const part = (label: string, x: number | null) => (x === null ? "" : `${label} ${Math.round(x)} ms, `);
@@ -286,6 +305,16 @@ function printEvent(e: Exclude<AgentEvent, { type: "audio" }>): void {
       break;
     }
   }
+}
+
+/** Samples as 16-bit little-endian PCM, clipped to [-1, 1] and scaled as the WAV writer does. */
+function pcmS16le(samples: Float32Array): Buffer {
+  const out = Buffer.alloc(samples.length * 2);
+  for (let i = 0; i < samples.length; i++) {
+    const s = Math.max(-1, Math.min(1, samples[i]));
+    out.writeInt16LE(Math.round(s < 0 ? s * 0x8000 : s * 0x7fff), 2 * i);
+  }
+  return out;
 }
 
 function round3(x: number): number {

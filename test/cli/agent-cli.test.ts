@@ -144,6 +144,18 @@ describe("lfm agent", () => {
     expect(quiet.stderr).toContain("the stream ended without any speech (no turn).");
   }, 180_000);
 
+  it("--pcm-out -: the spoken reply as raw 24 kHz s16le on stdout, the text on stderr", () => {
+    const r = spawnSync(process.execPath, [LFM_BIN, "agent", "--tools", toolsModule("tools6.mjs", join(dir, "pcm.jsonl")), "--audio", CLIP, "--pcm-out", "-", "--max-frames", "4", "--max-tokens", "8", "--max-tool-rounds", "0"], {
+      env: { ...process.env, LFM_CACHE_DIR: TEST_CACHE },
+      timeout: 120_000,
+    });
+    expect(r.status, r.stderr.toString()).toBe(0);
+    expect(r.stdout.length).toBe(4 * 1920 * 2); // 4 Mimi frames of 1920 samples, 2 bytes each
+    const pcm = new Int16Array(r.stdout.buffer, r.stdout.byteOffset, r.stdout.length / 2);
+    expect(pcm.some((x) => x !== 0)).toBe(true);
+    expect(r.stderr.toString()).toMatch(/\[turn 1\] heard: /);
+  }, 120_000);
+
   it("a tools module that fails to import, or whose schema cannot be enforced, is a typed error before any model loads", () => {
     const syntax = join(dir, "broken.mjs");
     writeFileSync(syntax, "export default [ {;");
@@ -166,6 +178,7 @@ describe("lfm agent", () => {
     expect(runLfm(["agent", "--tools", tools, "--audio-model", dir, "--audio", CLIP]).stderr).toMatch(/^error \[MODEL_REQUIRED\]: give --model/m);
     expect(runLfm(["agent", "--tools", tools]).stderr).toMatch(/^error \[INVALID_ARGUMENT\]: pass each turn's recording with --audio FILE/m);
     expect(runLfm(["agent", "--tools", tools, "--audio", CLIP, "--tool-timeout", "0"]).stderr).toMatch(/^error \[INVALID_ARGUMENT\]: --tool-timeout must be a number above 0/m);
+    expect(runLfm(["agent", "--tools", tools, "--audio", CLIP, "--pcm-out", "-", "--json"]).stderr).toMatch(/^error \[INVALID_ARGUMENT\]: --pcm-out - and --json both need standard output/m);
     expect(runLfm(["agent", "--tools", tools, "--audio", CLIP, "--pcm", "-"]).stderr).toMatch(/^error \[INVALID_ARGUMENT\]: give --audio files or a --pcm stream, not both/m);
   }, 60_000);
 });
