@@ -110,6 +110,8 @@ export class Agent {
   private readonly speaker: Speaker | undefined;
   private pending: PendingCalls | undefined;
   private turns = 0;
+  /** Tool calls run so far (a cancelled turn after one is not rolled back). */
+  private toolRuns = 0;
 
   private constructor(
     private readonly stack: SpeechStack<true, boolean>,
@@ -177,29 +179,39 @@ export class Agent {
     let reply: string | undefined;
     let firstRound = 0;
     let calls: { calls: ToolCall[]; from: number } | undefined;
-    if (this.pending) {
-      const { calls: waiting, index, round } = this.pending;
-      this.pending = undefined;
-      const call = waiting[index];
-      const confirmed = isYes(heard);
-      yield { type: "confirmation", turn, name: call.name, confirmed };
-      if (confirmed) {
-        yield* this.runCall(turn, round, call, opts.signal);
+    // A turn cancelled (or abandoned by its consumer) before its answer leaves no half of itself
+    // in the conversation: the messages and the pending confirmation go back to how they were —
+    // unless a tool already ran, whose call and result stay (what it did cannot be taken back).
+    const mark = { messages: this.messages.length, pending: this.pending, toolRuns: this.toolRuns };
+    let answered = false;
+    try {
+      if (this.pending) {
+        const { calls: waiting, index, round } = this.pending;
+        this.pending = undefined;
+        const call = waiting[index];
+        const confirmed = isYes(heard);
+        yield { type: "confirmation", turn, name: call.name, confirmed };
+        if (confirmed) {
+          yield* this.runCall(turn, round, call, opts.signal);
+        } else {
+          const content = JSON.stringify({ error: `the user declined; ${call.name} was not run.` });
+          this.messages.push({ role: "tool", content });
+          yield { type: "tool_result", turn, round, name: call.name, ok: false, content, truncated: false, ms: 0 };
+        }
+        calls = { calls: waiting, from: index + 1 };
+        firstRound = round;
+      } else if (heard.trim() === "") {
+        reply = NOTHING_HEARD;
       } else {
-        const content = JSON.stringify({ error: `the user declined; ${call.name} was not run.` });
-        this.messages.push({ role: "tool", content });
-        yield { type: "tool_result", turn, round, name: call.name, ok: false, content, truncated: false, ms: 0 };
+        this.messages.push({ role: "user", content: heard });
       }
-      calls = { calls: waiting, from: index + 1 };
-      firstRound = round;
-    } else if (heard.trim() === "") {
-      reply = NOTHING_HEARD;
-    } else {
-      this.messages.push({ role: "user", content: heard });
-    }
-    if (reply === undefined) {
-      const outcome = yield* this.rounds(turn, firstRound, calls, clock, started, opts);
-      reply = outcome;
+      if (reply === undefined) reply = yield* this.rounds(turn, firstRound, calls, clock, started, opts);
+      answered = true;
+    } finally {
+      if (!answered && this.toolRuns === mark.toolRuns) {
+        this.messages.length = mark.messages;
+        this.pending = mark.pending;
+      }
     }
     yield { type: "reply_text", turn, text: reply };
     let firstAudioMs: number | null = null;
@@ -296,6 +308,7 @@ export class Agent {
 
   /** Runs one call (announced by the caller) and answers it with a tool message. */
   private async *runCall(turn: number, round: number, call: ToolCall, signal: AbortSignal | undefined): AsyncGenerator<AgentEvent> {
+    this.toolRuns++;
     const outcome: ToolOutcome = await runToolCall(this.tools, call, { timeoutMs: this.opts.toolTimeoutMs ?? DEFAULT_TOOL_TIMEOUT_MS, signal });
     this.messages.push({ role: "tool", content: outcome.content });
     yield { type: "tool_result", turn, round, name: call.name, ok: outcome.ok, content: outcome.content, truncated: outcome.truncated, ms: outcome.ms };

@@ -171,6 +171,16 @@ describe("Agent", () => {
     expect(ofType(accepted, "tool_result")[0]).toMatchObject({ name: "set_valve", ok: true, content: "done" });
   }, 120_000);
 
+  it("a cancelled turn leaves the conversation as it was", async () => {
+    agent.reset();
+    await collect(agent.turnText("first question"));
+    const before = agent.messages.map((m) => ({ ...m }));
+    const controller = new AbortController();
+    controller.abort();
+    await expect(collect(agent.turnText("second question", { signal: controller.signal }))).rejects.toMatchObject({ code: "ABORTED" });
+    expect(agent.messages).toEqual(before);
+  }, 60_000);
+
   it("an empty transcript gets a spoken 'did not catch that' without calling the model", async () => {
     agent.reset();
     const prompts: string[] = [];
