@@ -78,6 +78,8 @@ const HELP = `lfm agent --audio-model DIR --model LM --tools tools.mjs (--audio 
                          (or a file/FIFO), e.g. arecord -f S16_LE -r 16000 -c 1 -t raw | lfm agent ...
                          Turns are cut by an energy voice detector: speech after a pause of 0.7 s
                          (or 30 s of speech) is a turn; the stream's end closes an open turn.
+                         Speech while a reply is being spoken stops the reply (barge-in; what was
+                         spoken is kept) and becomes the next turn.
   --vad-threshold DB     Frames quieter than DB dBFS are never speech (default -45; ${VAD_THRESHOLD_RANGE.min} to ${VAD_THRESHOLD_RANGE.max});
                          speech must also be 10 dB above the tracked noise floor.
   --out-dir DIR          Write each spoken reply to DIR/turn-N.wav (DIR is created). Without it the
@@ -96,7 +98,9 @@ const HELP = `lfm agent --audio-model DIR --model LM --tools tools.mjs (--audio 
                          confirmed}, "reply_text" {turn, text}, "audio_chunk" {turn, path,
                          start_seconds, seconds} (about 1 s each; the WAV is complete at the turn's
                          timings), "timings" {turn, transcribe_ms, first_reply_token_ms,
-                         first_audio_sample_ms, total_ms} (from the start of the turn).
+                         first_audio_sample_ms, total_ms} (from the start of the turn); with --pcm,
+                         "barge_in" {turn, spoken_seconds, stopped_after_ms, samples_after} when
+                         speech stopped a reply (samples_after: reply samples made after it was heard).
   Without --json: the reply on stdout; what was heard, the tool calls and results and the timings
   on stderr.
 ${SAMPLING_HELP.replace("Sampling (", "Sampling of the text model (")}
@@ -189,26 +193,75 @@ function outputFolder(v: Values): string | undefined {
 }
 
 /**
- * `--pcm`: turns cut from the stream by the voice detector, each answered before the next is
- * read (barge-in is not done yet: speech during a reply waits in the pipe). Returns the number of
- * turns, or "aborted".
+ * Barge-in state of the turn being answered from a live stream: once its reply's audio has
+ * started, speech in the stream aborts it.
+ */
+interface BargeIn {
+  controller: AbortController;
+  /** The reply's audio has started. */
+  talking: boolean;
+  /** performance.now() when speech was detected during the reply; null while none was. */
+  at: number | null;
+  /** Reply samples that came out after the detection (the reply's overrun, measured in samples). */
+  samplesAfter: number;
+}
+
+/**
+ * `--pcm`: the stream is read all along (so the voice detector hears the user while the agent
+ * talks); turns it completes are answered in order. Speech detected while a reply is being spoken
+ * stops that reply (barge-in): what was spoken is kept, and the speech becomes the next turn.
+ * Returns the number of turns, or "aborted".
  */
 async function runLive(agent: Agent, pcm: string, thresholdDb: number | undefined, output: TurnOutput, signal: AbortSignal): Promise<number | "aborted"> {
   const source = pcm === "-" ? process.stdin : createReadStream(pcm);
   const vad = new VoiceActivityDetector(PCM_RATE, { thresholdDb });
-  let turns = 0;
-  const answer = async (samples: Float32Array) => runTurn(agent, { samples, sampleRateHz: PCM_RATE }, ++turns, output, signal);
-  try {
-    for await (const block of readPcmS16le(source)) {
-      for (const turn of vad.push(block)) if (await answer(turn)) return "aborted";
-      if (signal.aborted) return "aborted";
+  const queue: Float32Array[] = [];
+  let ended = false;
+  let readError: unknown;
+  let wake: (() => void) | undefined;
+  let current: BargeIn | undefined;
+  const reader = (async () => {
+    try {
+      for await (const block of readPcmS16le(source)) {
+        queue.push(...vad.push(block));
+        if (current?.talking && current.at === null && vad.speaking) {
+          current.at = performance.now();
+          current.controller.abort();
+        }
+        wake?.();
+      }
+      const last = vad.flush();
+      if (last) queue.push(last);
+    } catch (e) {
+      readError = e;
+    } finally {
+      ended = true;
+      wake?.();
     }
-  } catch (e) {
-    if (e instanceof LfmError) throw e;
-    throw new LfmError("FILE_NOT_FOUND", `cannot read the --pcm stream ${pcm === "-" ? "(standard input)" : pcm}: ${(e as Error).message}.`, { cause: e });
+  })();
+  let turns = 0;
+  const onAbort = () => wake?.();
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    for (;;) {
+      while (queue.length === 0 && !ended && !signal.aborted) await new Promise<void>((resolve) => (wake = resolve));
+      wake = undefined;
+      if (signal.aborted) return "aborted";
+      const samples = queue.shift();
+      if (samples === undefined) break;
+      current = { controller: new AbortController(), talking: false, at: null, samplesAfter: 0 };
+      if (await runTurn(agent, { samples, sampleRateHz: PCM_RATE }, ++turns, output, signal, current)) return "aborted";
+      current = undefined;
+    }
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+    if (!ended) source.destroy();
   }
-  const last = vad.flush();
-  if (last && (await answer(last))) return "aborted";
+  await reader;
+  if (readError !== undefined) {
+    if (readError instanceof LfmError) throw readError;
+    throw new LfmError("FILE_NOT_FOUND", `cannot read the --pcm stream ${pcm === "-" ? "(standard input)" : pcm}: ${(readError as Error).message}.`, { cause: readError });
+  }
   return turns;
 }
 
@@ -220,7 +273,7 @@ interface TurnOutput {
 }
 
 /** One turn, printed as it happens; true when Ctrl-C stopped it. */
-async function runTurn(agent: Agent, clip: Pick<AudioClip, "samples" | "sampleRateHz">, turn: number, output: TurnOutput, signal: AbortSignal): Promise<boolean> {
+async function runTurn(agent: Agent, clip: Pick<AudioClip, "samples" | "sampleRateHz">, turn: number, output: TurnOutput, signal: AbortSignal, barge?: BargeIn): Promise<boolean> {
   const { outDir, json } = output;
   const path = outDir === undefined ? undefined : join(outDir, `turn-${turn}.wav`);
   let wav: WavStreamWriter | undefined;
@@ -234,8 +287,13 @@ async function runTurn(agent: Agent, clip: Pick<AudioClip, "samples" | "sampleRa
     chunkFrames = 0;
   };
   try {
-    for await (const e of agent.turn(clip, { signal })) {
+    const turnSignal = barge ? AbortSignal.any([signal, barge.controller.signal]) : signal;
+    for await (const e of agent.turn(clip, { signal: turnSignal })) {
       if (e.type === "audio") {
+        if (barge) {
+          barge.talking = true;
+          if (barge.at !== null) barge.samplesAfter += e.samples.length;
+        }
         if (output.pcm) process.stdout.write(pcmS16le(e.samples));
         if (path === undefined) continue;
         wav ??= WavStreamWriter.create(path, { sampleRateHz: e.sampleRateHz });
@@ -252,9 +310,21 @@ async function runTurn(agent: Agent, clip: Pick<AudioClip, "samples" | "sampleRa
       else printEvent(e, output.pcm ? process.stderr : process.stdout);
     }
   } catch (err) {
-    wav?.discard();
-    if (err instanceof LfmError && err.code === "ABORTED") return true;
-    throw err;
+    if (!(err instanceof LfmError && err.code === "ABORTED")) {
+      wav?.discard();
+      throw err;
+    }
+    if (!barge?.controller.signal.aborted || signal.aborted) {
+      wav?.discard();
+      return true;
+    }
+    // Barge-in: the reply stops; what was spoken stays (a valid WAV), and the stream goes on.
+    flushChunk();
+    if (wav && wav.seconds > 0) wav.finish();
+    else wav?.discard();
+    const event = { type: "barge_in", turn, spoken_seconds: round3(wav?.seconds ?? 0), stopped_after_ms: Math.round(performance.now() - barge.at!), samples_after: barge.samplesAfter };
+    if (json) emit(event);
+    else process.stderr.write(`\x1b[2m(interrupted after ${event.spoken_seconds} s of the reply; stopped ${event.stopped_after_ms} ms after the speech was heard)\x1b[0m\n`);
   }
   return false;
 }

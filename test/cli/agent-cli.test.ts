@@ -1,5 +1,5 @@
 /** `lfm agent` end to end on the bundled tiny models: the --json events, the WAVs, the tools module, confirmations. */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -142,6 +142,57 @@ describe("lfm agent", () => {
     expect(quiet.status, quiet.stderr).toBe(0);
     expect(quiet.stdout).toBe("");
     expect(quiet.stderr).toContain("the stream ended without any speech (no turn).");
+  }, 180_000);
+
+  it("--pcm -: speech while the reply is spoken stops it (barge-in) and becomes the next turn", async () => {
+    const clip = await readAudioFile(CLIP);
+    const s16 = (...parts: Float32Array[]) => {
+      const n = parts.reduce((k, p) => k + p.length, 0);
+      const buf = Buffer.alloc(n * 2);
+      let at = 0;
+      for (const p of parts) for (const x of p) buf.writeInt16LE(Math.max(-32768, Math.min(32767, Math.round(x * 32768))), 2 * at++);
+      return buf;
+    };
+    const silence = (s: number) => new Float32Array(Math.round(16000 * s));
+    const out = join(dir, "barge");
+    const child = spawn(process.execPath, [LFM_BIN, "agent", "--tools", toolsModule("tools7.mjs", join(dir, "barge.jsonl")), "--pcm", "-", "--json", "--out-dir", out, "--max-frames", "100", "--max-tokens", "8", "--max-tool-rounds", "0"], {
+      env: { ...process.env, LFM_CACHE_DIR: TEST_CACHE },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    const lines: Record<string, unknown>[] = [];
+    let pending = "";
+    let interrupted = false;
+    child.stdout.on("data", (d: Buffer) => {
+      pending += d.toString();
+      const parts = pending.split("\n");
+      pending = parts.pop()!;
+      for (const line of parts) {
+        const e = JSON.parse(line) as Record<string, unknown>;
+        lines.push(e);
+        // The reply is being spoken: the user talks over it, then stops (the stream ends).
+        if (!interrupted && e.type === "audio_chunk" && e.turn === 1) {
+          interrupted = true;
+          child.stdin.end(s16(clip.samples, silence(1.2)));
+        }
+      }
+    });
+    child.stdin.write(s16(silence(1), clip.samples, silence(1.2)));
+    const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+    expect(code, stderr).toBe(0);
+    expect(interrupted).toBe(true);
+    const types = lines.map((e) => `${e.type}:${e.turn}`);
+    const barge = lines.find((e) => e.type === "barge_in")!;
+    expect(barge, types.join(" ")).toMatchObject({ turn: 1 });
+    // Turn 1 ends at the barge-in (no timings); its speech, cut short, is a valid WAV.
+    expect(types).not.toContain("timings:1");
+    expect(types.indexOf("barge_in:1")).toBeLessThan(types.indexOf("transcript:2"));
+    expect(types.at(-1)).toBe("timings:2");
+    // Stopped within 200 ms of audio (24 kHz) after the speech was heard, and quickly.
+    expect(barge.samples_after as number).toBeLessThanOrEqual(0.2 * 24000);
+    expect(barge.spoken_seconds as number).toBeLessThan(100 * 0.08);
+    expect(statSync(join(out, "turn-1.wav")).size).toBe(44 + Math.round((barge.spoken_seconds as number) * 24000) * 2);
   }, 180_000);
 
   it("--pcm-out -: the spoken reply as raw 24 kHz s16le on stdout, the text on stderr", () => {
