@@ -90,7 +90,8 @@ const HELP = `lfm agent --audio-model DIR --model LM --tools tools.mjs (--audio 
                          stderr (not with --json, whose lines need standard output).
   --mimi DIR             Mimi codec folder or .safetensors file (default: the --audio-model folder).
   --max-frames N         Audio frames per spoken reply at most (default ${DEFAULT_MAX_FRAMES}, 12.5 per second; 1 to ${RANGES.audioSteps.max}).
-  --system TEXT          The text model's system prompt (default "${DEFAULT_AGENT_SYSTEM}").
+  --system TEXT          The text model's system prompt; default:
+                         "${DEFAULT_AGENT_SYSTEM}"
   --json                 One event per line, each with a "type": "transcript" {turn, text, ms},
                          "tool_call" {turn, round, name, arguments}, "tool_result" {turn, round, name,
                          ok, content, truncated, ms}, "tool_call_error" {turn, round, raw, message},
@@ -104,6 +105,7 @@ const HELP = `lfm agent --audio-model DIR --model LM --tools tools.mjs (--audio 
   Without --json: the reply on stdout; what was heard, the tool calls and results and the timings
   on stderr.
 ${SAMPLING_HELP.replace("Sampling (", "Sampling of the text model (")}
+  --seed also seeds the speech's frame sampling (LFM2-Audio's TTS recipe: temperature 0.8, top-k 64).
   --precision P, --threads N, --cache-dir DIR, --no-cache: for both models (lfm --help).`;
 
 export const agentCommand: CliCommand = {
