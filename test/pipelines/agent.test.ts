@@ -7,6 +7,7 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readAudioFile } from "../../audio/audio-file.ts";
+import { resample } from "../../audio/resample.ts";
 import type { AudioClip } from "../../audio/wav.ts";
 import { Agent, type AgentEvent, NOTHING_HEARD } from "../../pipelines/agent.ts";
 import { type AgentTool, validateArguments } from "../../pipelines/agent-tools.ts";
@@ -170,6 +171,18 @@ describe("Agent", () => {
     expect(runs.set_valve[0]).toEqual(question.arguments);
     expect(ofType(accepted, "tool_result")[0]).toMatchObject({ name: "set_valve", ok: true, content: "done" });
   }, 120_000);
+
+  it("8 kHz telephone audio and a clipped recording are turns like any other", async () => {
+    agent.reset();
+    const phone = { samples: resample(clip.samples, clip.sampleRateHz, 8000), sampleRateHz: 8000 };
+    const loud = { samples: clip.samples.map((x) => Math.max(-1, Math.min(1, x * 20))), sampleRateHz: clip.sampleRateHz };
+    for (const input of [phone, loud]) {
+      const events = await collect(agent.turn(input));
+      expect(events[0].type).toBe("transcript");
+      expect(events.at(-1)?.type).toBe("timings");
+    }
+    expect(agent.messages.filter((m) => m.role === "user")).toHaveLength(2);
+  }, 60_000);
 
   it("a cancelled turn leaves the conversation as it was", async () => {
     agent.reset();
