@@ -151,6 +151,10 @@ export { WavStreamWriter, type WavWriterOptions } from "./audio/wav-writer.ts";
 export { Speaker, type SpeakerLoadOptions, type SpeakOptions, type SpeakEvent } from "./pipelines/speak.ts";
 export { decodeCompressed, compressedFormatOf, type CompressedFormat } from "./audio/compressed.ts";
 export { AudioChat, type AudioChatLoadOptions, type AudioChatOptions, type AudioChatEvent } from "./pipelines/audio-chat.ts";
+// The spoken agent with tools (pipelines/agent.ts, agent-tools.ts).
+export { Agent, DEFAULT_AGENT_SYSTEM, DEFAULT_MAX_TOOL_ROUNDS, NOTHING_HEARD, confirmQuestion, isYes, type AgentEvent, type AgentLoadOptions, type AgentOptions, type TurnOptions } from "./pipelines/agent.ts";
+export { VoiceActivityDetector, levelDb, readPcmS16le, type VadOptions } from "./pipelines/vad.ts";
+export { DEFAULT_TOOL_TIMEOUT_MS, MAX_TOOL_RESULT_CHARS, checkTools, loadToolsModule, runToolCall, toolDefinition, validateArguments, type AgentTool, type ToolOutcome } from "./pipelines/agent-tools.ts";
 
 // Document analysis (pipelines/extract.ts): photos, scans and PDFs into schema-valid JSON.
 export {

@@ -2,6 +2,7 @@
  * Every `lfm` command, in the order `lfm --help` lists them: one import and one entry each, so
  * each stage's commands stay in their own file.
  */
+import { agentCommand } from "./agent.ts";
 import { askCommand } from "./ask.ts";
 import { audioChatCommand } from "./audio-chat.ts";
 import { benchCommand } from "./bench.ts";
@@ -27,6 +28,7 @@ export const COMMANDS: CliCommand[] = [
   transcribeCommand,
   speakCommand,
   audioChatCommand,
+  agentCommand,
   indexCommand,
   searchCommand,
   askCommand,

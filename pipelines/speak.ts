@@ -11,7 +11,7 @@ import type { AudioHead } from "../audio/audio-head.ts";
 import type { MimiDecoder } from "../audio/mimi-decoder.ts";
 import { AudioChatPrompt, SYSTEM_PROMPTS } from "../audio/prompt.ts";
 import { type ModalitySampling, generateSpeech } from "../audio/speech-generation.ts";
-import { loadSpeechStack } from "../audio/speech-stack.ts";
+import { type SpeechStack, loadSpeechStack } from "../audio/speech-stack.ts";
 import { LfmError } from "../text-core/errors.ts";
 import type { Precision } from "../text-core/graph/precision.ts";
 import type { Lfm2Runtime } from "../text-core/runtime.ts";
@@ -62,7 +62,14 @@ export class Speaker {
   ) {}
 
   static async load(path: string, opts: SpeakerLoadOptions = {}): Promise<Speaker> {
-    const stack = await loadSpeechStack(path, { ...opts, listen: false, decode: true });
+    return Speaker.fromStack(await loadSpeechStack(path, { ...opts, listen: false, decode: true }));
+  }
+
+  /**
+   * A speaker on a speech stack loaded for other jobs too (the agent hears and speaks with one
+   * LM); its `release` releases the stack's LM, head and Mimi decoder.
+   */
+  static fromStack(stack: SpeechStack<boolean, true>): Speaker {
     return new Speaker(stack.dir, stack.config, stack.tokenizer, stack.lm, stack.head, stack.mimi);
   }
 
