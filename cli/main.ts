@@ -7,6 +7,7 @@
 import { LfmError } from "../text-core/errors.ts";
 import { COMMANDS } from "./commands.ts";
 import { withFlagNames } from "./flags.ts";
+import { terminalText } from "./terminal-text.ts";
 
 const HELP = `lfm — Liquid AI LFM2 models on this CPU, offline.
 
@@ -54,7 +55,8 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof LfmError) {
       // The library's messages name its options (topP, maxInputPixels); a CLI user gives flags.
-      process.stderr.write(`error [${e.code}]: ${withFlagNames(e.message)}\n`);
+      // Messages quote file names and document text: their control characters are shown, not sent.
+      process.stderr.write(`error [${e.code}]: ${terminalText(withFlagNames(e.message))}\n`);
       return e.code === "ABORTED" ? 130 : 2;
     }
     process.stderr.write(`internal error: ${(e as Error)?.stack ?? String(e)}\nPlease report this with the command you ran.\n`);

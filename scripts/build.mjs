@@ -13,8 +13,18 @@ const root = join(import.meta.dirname, "..");
 // Built beside dist/ and swapped in whole, so a process starting meanwhile never sees half a build.
 const dist = join(root, `dist.tmp-${process.pid}`);
 const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
+// A build killed midway (a CLI run stopped by a timeout) leaves its folders: remove those of dead processes.
+for (const name of readdirSync(root)) {
+  const pid = /^dist\.(?:tmp|old)-(\d+)$/.exec(name)?.[1];
+  if (pid !== undefined && !alive(Number(pid))) rmSync(join(root, name), { recursive: true, force: true });
+}
 rmSync(dist, { recursive: true, force: true });
-execFileSync(process.execPath, [tsc, "-p", join(root, "tsconfig.build.json"), "--outDir", dist], { stdio: ["ignore", "inherit", "inherit"], cwd: root });
+try {
+  execFileSync(process.execPath, [tsc, "-p", join(root, "tsconfig.build.json"), "--outDir", dist], { stdio: ["ignore", "inherit", "inherit"], cwd: root });
+} catch (e) {
+  rmSync(dist, { recursive: true, force: true });
+  throw e;
+}
 for (const file of ["retrieval/index/file-checksum.mjs", "retrieval/index/file-checksum.d.mts"]) {
   copyFileSync(join(root, file), join(dist, file));
 }
@@ -40,3 +50,12 @@ const old = join(root, `dist.old-${process.pid}`);
 if (existsSync(join(root, "dist"))) renameSync(join(root, "dist"), old);
 renameSync(dist, join(root, "dist"));
 rmSync(old, { recursive: true, force: true });
+
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return e.code === "EPERM";
+  }
+}
