@@ -169,6 +169,9 @@ let incomplete = 0;
 for (let r = 0; r < runs + 1; r++) {
   const plain = await decodeSpeed({});
   const schema = await decodeSpeed({ responseFormat: { type: "json_schema", schema: DECODE_SCHEMA }, jumpForward: false });
+  // A plain unbounded string, the common case: it may close before the run's end, but the mask's
+  // cost is per step, so the steps it ran are enough.
+  const freeText = await decodeSpeed({ responseFormat: { type: "json_schema", schema: FREE_TEXT_SCHEMA }, jumpForward: false });
   const step = await extraction(false);
   const jump = await extraction(true);
   const diff = firstDifference(step.ids, jump.ids);
@@ -178,6 +181,7 @@ for (let r = 0; r < runs + 1; r++) {
   info.extractionForwardCallsStepwise = step.calls;
   info.extractionForwardCallsJumpForward = jump.calls;
   info.schemaDecodeTokens = schema.tokens;
+  info.freeTextDecodeTokens = freeText.tokens;
   // The first run warms caches and thread pools and is not counted.
   if (r > 0) {
     samples.push({
@@ -191,6 +195,8 @@ for (let r = 0; r < runs + 1; r++) {
       // The mask's cost per token over a plain step's whole time: what the schema costs on equal forward calls.
       maskMsPerToken: schema.otherMsPerToken - plain.otherMsPerToken,
       maskSlowdown: (schema.otherMsPerToken - plain.otherMsPerToken) / (1000 / plain.tokPerS),
+      maskMsPerTokenFreeText: freeText.otherMsPerToken - plain.otherMsPerToken,
+      maskSlowdownFreeText: (freeText.otherMsPerToken - plain.otherMsPerToken) / (1000 / plain.tokPerS),
       extractionMsStepwise: step.ms / seeds,
       extractionMsJumpForward: jump.ms / seeds,
       jumpForwardSpeedup: step.ms / jump.ms,
