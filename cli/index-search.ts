@@ -53,7 +53,7 @@ const SEARCH_OPTIONS = {
 } as const;
 
 const INDEX_HELP = `lfm index add|rm|stats|compact --index DIR [options] [PATHS...]
-  add PATHS      Index .txt, .md, .html and .pdf files (folders: recursively, without hidden
+  add PATHS      Index .txt, .md, .html, .pdf and .docx files (folders: recursively, without hidden
                  files and without following links). Files already indexed and unchanged are
                  skipped; changed ones are replaced. A file named here that cannot be indexed
                  (missing, not a regular file, too large, unreadable, unsupported type) is an
@@ -92,7 +92,7 @@ const SEARCH_HELP = `lfm search --index DIR [--model DIR] [--filter KEY=VALUE]..
   -k N                 How many passages (default 10; 1 to ${SEARCH_K.max}).
   --filter KEY=VALUE   Only passages whose metadata KEY is VALUE (repeat: all must hold; the same
                        KEY twice: either value). KEY "source" is the file path; ingest sets
-                       "type" (txt|md|html|pdf), "title" and, for PDFs, "page".
+                       "type" (txt|md|html|pdf|docx), "title" and, for PDFs, "page".
   --exhaustive         Score every passage exactly (slow on big indexes; for checking).
   --json               {"results": [{"id", "score", "text", "source", "metadata"}]}, text exact.
   Without --json, control characters of passages and file names (ESC, OSC, bidi overrides,

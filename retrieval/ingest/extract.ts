@@ -2,13 +2,14 @@
  * File → text to index. `.txt` and `.md` as written (UTF-8, UTF-16 with a byte-order mark, else
  * Windows-1252; BOM dropped, CRLF → LF); `.html`/`.htm`
  * through html-text.ts; `.pdf` through `unpdf` (PDF.js, pure JavaScript), pages joined by blank
- * lines with each page's start offset kept so passages can say which page they come from.
+ * lines with each page's start offset kept so passages can say which page they come from;
+ * `.docx` (Word) through `mammoth`'s raw text (paragraphs separated by blank lines).
  */
 import { extname } from "node:path";
 import { LfmError } from "../../text-core/errors.ts";
 import { htmlToText } from "./html-text.ts";
 
-export type SourceKind = "txt" | "md" | "html" | "pdf";
+export type SourceKind = "txt" | "md" | "html" | "pdf" | "docx";
 
 export const KIND_OF_EXTENSION: Record<string, SourceKind> = {
   ".txt": "txt",
@@ -19,6 +20,7 @@ export const KIND_OF_EXTENSION: Record<string, SourceKind> = {
   ".htm": "html",
   ".xhtml": "html",
   ".pdf": "pdf",
+  ".docx": "docx",
 };
 
 export interface ExtractedText {
@@ -39,6 +41,7 @@ export async function extractText(path: string, bytes: Uint8Array): Promise<Extr
     throw new LfmError("UNSUPPORTED_FILE_TYPE", `${path}: only ${Object.keys(KIND_OF_EXTENSION).join(", ")} files can be indexed. Convert it to one of those (e.g. plain text).`);
   }
   if (kind === "pdf") return extractPdf(path, bytes);
+  if (kind === "docx") return extractDocx(path, bytes);
   const raw = decodeText(path, bytes);
   if (kind === "html") return { kind, ...htmlToText(raw) };
   const text = raw.replace(/\r\n?/g, "\n");
@@ -163,6 +166,20 @@ async function extractPdf(path: string, bytes: Uint8Array): Promise<ExtractedTex
     throw new LfmError("DOCUMENT_UNREADABLE", `${path} is a PDF without any text (${pages.length} page(s) of images or blank pages); scanned pages need OCR before they can be indexed.`);
   }
   return title ? { kind: "pdf", text, title, pageStarts } : { kind: "pdf", text, pageStarts };
+}
+
+/** A Word document's text: mammoth reads the OOXML (a zip of XML) and gives its paragraphs. */
+async function extractDocx(path: string, bytes: Uint8Array): Promise<ExtractedText> {
+  const mammoth = (await import("mammoth")).default;
+  let text: string;
+  try {
+    text = (await mammoth.extractRawText({ buffer: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) })).value;
+  } catch (e) {
+    throw new LfmError("DOCUMENT_UNREADABLE", `${path} is not a readable Word (.docx) document (${(e as Error).message}). Check that the file is complete; old .doc files need converting to .docx.`, { cause: e });
+  }
+  text = text.replace(/\r\n?/g, "\n").replace(/\n{3,}/g, "\n\n").trim();
+  if (text === "") throw new LfmError("DOCUMENT_UNREADABLE", `${path} is a Word document without any text.`);
+  return { kind: "docx", text };
 }
 
 /** The 1-based page holding `offset`. */

@@ -81,7 +81,7 @@ describe("text extraction", () => {
   it("reports unreadable files with DOCUMENT_UNREADABLE and unknown types with UNSUPPORTED_FILE_TYPE", async () => {
     await expect(extractText("broken.pdf", new TextEncoder().encode("%PDF-1.4 garbage"))).rejects.toMatchObject({ code: "DOCUMENT_UNREADABLE" });
     await expect(extractText("bin.txt", Uint8Array.from([0x41, 0, 0x42]))).rejects.toMatchObject({ code: "DOCUMENT_UNREADABLE" });
-    await expect(extractText("x.docx", new Uint8Array(1))).rejects.toMatchObject({ code: "UNSUPPORTED_FILE_TYPE" });
+    await expect(extractText("x.odt", new Uint8Array(1))).rejects.toMatchObject({ code: "UNSUPPORTED_FILE_TYPE" });
     expect((await extractText("latin1.txt", Uint8Array.from([0x63, 0x61, 0x66, 0xe9]))).text).toBe("café");
   });
 });
