@@ -12,7 +12,7 @@
  * however long the recording is, and the transcript equals `transcribe` of the whole clip.
  */
 import type { AudioStream } from "../audio/audio-stream.ts";
-import { type ChunkPlanOptions, DEFAULT_CHUNK_SECONDS, type ChunkJoin, type MergeResult, transcribeChunked, transcribeChunkedStream } from "../audio/chunking.ts";
+import { type ChunkPlanOptions, type ChunkedTranscript, DEFAULT_CHUNK_SECONDS, type ChunkJoin, type MergeResult, transcribeChunked, transcribeChunkedStream } from "../audio/chunking.ts";
 import { AUDIO_TOKENS } from "../audio/audio-config.ts";
 import type { Lfm2AudioModel } from "../audio/lfm2-audio-model.ts";
 import { SYSTEM_PROMPTS } from "../audio/prompt.ts";
@@ -99,22 +99,27 @@ export async function transcribe(model: Lfm2AudioModel, clip: Pick<AudioClip, "s
   const wave = resample(clip.samples, clip.sampleRateHz, rate);
   const chunkSeconds = opts.chunkSeconds ?? DEFAULT_CHUNK_SECONDS;
   checkWindowFits(model, chunkSeconds, opts.maxTokens ?? 512);
-  const joined = await transcribeChunked(
-    wave,
-    rate,
-    async (samples) => {
-      const ids = await transcribeWindow(model, samples, rate, opts);
-      return { ids, text: model.tokenizer.decode(ids, { skipSpecialTokens: true }).trim() };
-    },
-    {
-      ...opts,
-      chunkSeconds,
-      onChunk: (chunk, chunks, piece, text) => opts.onProgress?.({ chunk, chunks, startSeconds: piece.start / rate, endSeconds: piece.end / rate, text }),
-    },
-  );
+  const joined = await transcribeChunked(wave, rate, windowTranscriber(model, rate, opts), {
+    ...opts,
+    chunkSeconds,
+    onChunk: (chunk, chunks, piece, text) => opts.onProgress?.({ chunk, chunks, startSeconds: piece.start / rate, endSeconds: piece.end / rate, text }),
+  });
+  return toTranscript(joined, wave.length, rate);
+}
+
+/** One window's ids and trimmed text: what the chunk planners join. */
+function windowTranscriber(model: Lfm2AudioModel, rate: number, opts: Pick<TranscribeOptions, "maxTokens" | "systemPrompt" | "signal">): (samples: Float32Array) => Promise<{ ids: number[]; text: string }> {
+  return async (samples) => {
+    const ids = await transcribeWindow(model, samples, rate, opts);
+    return { ids, text: model.tokenizer.decode(ids, { skipSpecialTokens: true }).trim() };
+  };
+}
+
+/** The joined windows as a `Transcript` (times in seconds). */
+function toTranscript(joined: ChunkedTranscript<{ ids: number[]; text: string }>, samples: number, rate: number): Transcript {
   return {
     text: joined.text,
-    durationSeconds: wave.length / rate,
+    durationSeconds: samples / rate,
     chunks: joined.chunks.map(({ chunk, result, merge, join }) => ({
       startSeconds: chunk.start / rate,
       endSeconds: chunk.end / rate,
@@ -158,10 +163,7 @@ export async function transcribeStream(model: Lfm2AudioModel, stream: AudioStrea
     const joined = await transcribeChunkedStream(
       blocks,
       rate,
-      async (samples) => {
-        const ids = await transcribeWindow(model, samples, rate, opts);
-        return { ids, text: model.tokenizer.decode(ids, { skipSpecialTokens: true }).trim() };
-      },
+      windowTranscriber(model, rate, opts),
       {
         ...opts,
         chunkSeconds,
@@ -169,18 +171,7 @@ export async function transcribeStream(model: Lfm2AudioModel, stream: AudioStrea
           opts.onProgress?.({ chunk, last, startSeconds: piece.start / rate, endSeconds: piece.end / rate, declaredSeconds: stream.declaredSeconds, text }),
       },
     );
-    return {
-      text: joined.text,
-      durationSeconds: joined.samples / rate,
-      chunks: joined.chunks.map(({ chunk, result, merge, join }) => ({
-      startSeconds: chunk.start / rate,
-      endSeconds: chunk.end / rate,
-      ids: result.ids,
-      text: result.text,
-      ...(merge ? { merge } : {}),
-      ...(join ? { join } : {}),
-    })),
-    };
+    return toTranscript(joined, joined.samples, rate);
   } finally {
     await stream.close();
   }
