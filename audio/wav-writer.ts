@@ -7,9 +7,9 @@
  * The header is the canonical 44-byte RIFF/WAVE PCM header, written here rather than with
  * `wavefile` because `wavefile` builds whole files in memory, and streaming is the point.
  */
-import { closeSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
-import { basename, dirname, join, sep } from "node:path";
+import { join } from "node:path";
 import { LfmError } from "../text-core/errors.ts";
+import { PendingFile } from "../text-core/pending-file.ts";
 
 const HEADER_BYTES = 44;
 const BYTES_PER_SAMPLE = 2;
@@ -21,43 +21,15 @@ export interface WavWriterOptions {
   channels?: number;
 }
 
-/** OUTPUT_UNWRITABLE when `path` names a folder (existing, or written with a trailing separator). */
-function checkDestination(path: string): void {
-  const folder = (why: string) =>
-    new LfmError("OUTPUT_UNWRITABLE", `cannot write ${path}: ${why}. Give a file name for the WAV, e.g. --out ${join(path, "speech.wav")}.`);
-  if (path.endsWith("/") || path.endsWith(sep)) throw folder("it names a folder (it ends with a path separator)");
-  let isDirectory = false;
-  try {
-    isDirectory = statSync(path).isDirectory();
-  } catch {
-    return; // nothing there yet (the usual case); the folder's own problems show when the file is opened
-  }
-  if (isDirectory) throw folder("it is a folder");
-}
-
 export class WavStreamWriter {
-  private fd: number | null;
   private dataBytes = 0;
   private clipped = 0;
-  /** Removes the temporary file if the process exits first (e.g. a second Ctrl-C). */
-  private readonly onExit = () => {
-    try {
-      rmSync(this.tempPath, { force: true });
-    } catch {
-      // best effort at exit
-    }
-  };
 
   private constructor(
-    readonly path: string,
-    readonly tempPath: string,
-    fd: number,
+    private readonly file: PendingFile,
     readonly sampleRateHz: number,
     readonly channels: number,
-  ) {
-    this.fd = fd;
-    process.once("exit", this.onExit);
-  }
+  ) {}
 
   /**
    * Starts `path` (created or replaced by `finish()`). Fails here, before any audio is made, with
@@ -65,23 +37,24 @@ export class WavStreamWriter {
    * would otherwise surface only at `finish()`, after the work.
    */
   static create(path: string, opts: WavWriterOptions): WavStreamWriter {
-    checkDestination(path);
+    const file = PendingFile.open(path, {
+      folder: `Give a file name for the WAV, e.g. --out ${join(path, "speech.wav")}.`,
+      unwritable: "Pass --out in a writable folder.",
+    });
     const channels = opts.channels ?? 1;
-    if (!Number.isInteger(opts.sampleRateHz) || opts.sampleRateHz <= 0) throw new LfmError("INVALID_ARGUMENT", `a WAV sample rate must be a positive integer (got ${opts.sampleRateHz}).`);
-    if (!Number.isInteger(channels) || channels < 1 || channels > 16) throw new LfmError("INVALID_ARGUMENT", `a WAV needs 1 to 16 channels (got ${channels}).`);
-    const tempPath = join(dirname(path), `.${basename(path)}.partial-${process.pid}`);
-    let fd: number;
-    try {
-      fd = openSync(tempPath, "w");
-    } catch (e) {
-      const err = e as NodeJS.ErrnoException;
-      const why =
-        err.code === "ENOENT" ? `its folder ${dirname(path)} does not exist` : err.code === "ENOTDIR" ? `${dirname(path)} is not a folder` : err.code === "EACCES" || err.code === "EPERM" ? `its folder ${dirname(path)} is not writable` : err.message;
-      throw new LfmError("OUTPUT_UNWRITABLE", `cannot write ${path}: ${why}. Pass --out in a writable folder.`, { cause: e });
-    }
-    const writer = new WavStreamWriter(path, tempPath, fd, opts.sampleRateHz, channels);
-    writer.writeBytes(writer.header(), 0);
+    const bad = (message: string) => {
+      file.discard();
+      return new LfmError("INVALID_ARGUMENT", message);
+    };
+    if (!Number.isInteger(opts.sampleRateHz) || opts.sampleRateHz <= 0) throw bad(`a WAV sample rate must be a positive integer (got ${opts.sampleRateHz}).`);
+    if (!Number.isInteger(channels) || channels < 1 || channels > 16) throw bad(`a WAV needs 1 to 16 channels (got ${channels}).`);
+    const writer = new WavStreamWriter(file, opts.sampleRateHz, channels);
+    file.write(writer.header(), 0);
     return writer;
+  }
+
+  get path(): string {
+    return this.file.path;
   }
 
   /** Samples written so far (per channel). */
@@ -111,41 +84,20 @@ export class WavStreamWriter {
       }
       pcm[i] = Math.round(s < 0 ? s * 0x8000 : s * 0x7fff);
     }
-    this.writeBytes(new Uint8Array(pcm.buffer), HEADER_BYTES + this.dataBytes);
+    this.file.write(new Uint8Array(pcm.buffer), HEADER_BYTES + this.dataBytes);
     this.dataBytes += pcm.byteLength;
   }
 
   /** Completes the header and moves the file to `path`. Returns the path. */
   finish(): string {
-    this.writeBytes(this.header(), 0);
-    this.close();
-    try {
-      renameSync(this.tempPath, this.path);
-    } catch (e) {
-      rmSync(this.tempPath, { force: true });
-      throw new LfmError("OUTPUT_UNWRITABLE", `cannot write ${this.path}: ${(e as Error).message}.`, { cause: e });
-    }
+    this.file.write(this.header(), 0);
+    this.file.commit();
     return this.path;
   }
 
   /** Drops everything written; `path` is left as it was. */
   discard(): void {
-    this.close();
-    rmSync(this.tempPath, { force: true });
-  }
-
-  private close(): void {
-    process.off("exit", this.onExit);
-    if (this.fd !== null) {
-      closeSync(this.fd);
-      this.fd = null;
-    }
-  }
-
-  private writeBytes(bytes: Uint8Array, position: number): void {
-    if (this.fd === null) throw new LfmError("INVALID_ARGUMENT", `${this.path} is already finished.`);
-    let done = 0;
-    while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done, position + done);
+    this.file.discard();
   }
 
   /** RIFF/WAVE header: "fmt " chunk (PCM, 16-bit) then the "data" chunk's size. */
