@@ -414,13 +414,14 @@ describe("progress", () => {
   writeFileSync(join(docs, "b.md"), "# Valve\n\nReplace the packing.");
 
   const onTerminal = (args: string[]) => {
-    const r = spawnSync("python3", [join(import.meta.dirname, "pty-run.py"), process.execPath, LFM_BIN, ...args], {
+    const r = spawnSync("python3", [join(import.meta.dirname, "..", "helpers", "pty-run.py"), "120", process.execPath, LFM_BIN, ...args], {
       encoding: "utf8",
       timeout: 180_000,
       env: { ...process.env, LFM_CACHE_DIR: TEST_CACHE },
     });
     expect(r.status, r.stderr).toBe(0);
-    return JSON.parse(r.stdout) as { exit_status: number; output: string };
+    const { status, output } = JSON.parse(r.stdout) as { status: number | null; output: string };
+    return { exit_status: status, output: Buffer.from(output, "hex").toString("utf8") };
   };
 
   it("a terminal shows files and passages done; --json shows none", () => {
