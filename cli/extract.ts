@@ -133,24 +133,15 @@ async function run(v: Values, positionals: string[], signal: AbortSignal): Promi
   if (out !== undefined && v.json) throw new LfmError("INVALID_ARGUMENT", "give --json (lines on stdout) or --out FILE (lines in FILE), not both.");
   const schema = typeof v.schema === "string" ? readJsonFile(v.schema, "--schema") : GENERIC_SCHEMA;
   checkObjectSchema(schema);
-  const minTextChars = num(v, "min-text-chars", MIN_TEXT_CHARS);
-  const dpi = num(v, "dpi", DPI);
-  const maxInputPixels = num(v, "max-input-pixels", RANGES.maxInputPixels);
+  const { minTextChars, dpi, maxInputPixels } = documentFlags(v);
   checkGenerationFlags(v); // every flag is checked before any file is read or a model loads
   const done = v.resume ? finishedHashes(out!) : new Set<string>();
   if (out !== undefined) endWithNewline(out);
   const files = collectDocuments(positionals);
 
   const quiet = { ...v, json: v.json || out !== undefined }; // no notes on stdout/stderr a script reads
-  const load = loadFlags(quiet);
-  const vl = await VlModel.load(modelOrBundled(quiet, "vision"), {
-    ...load,
-    visionPrecision: precisionOf(v, "vision-precision"),
-    image: maxInputPixels === undefined ? {} : { maxInputPixels },
-  });
-  let lm: TextModel | undefined;
+  const { vl, lm, release } = await loadDocumentModels(quiet, maxInputPixels);
   try {
-    if (typeof v["text-model"] === "string") lm = await TextModel.load(v["text-model"], load);
     const { stopTokenIds: _stops, ...gen } = generationOptions(vl, v, signal);
     const bar = new ProgressBar(process.stderr, Boolean(process.stderr.isTTY) && (out !== undefined || Boolean(v.json)));
     let finished = 0;
@@ -195,8 +186,32 @@ async function run(v: Values, positionals: string[], signal: AbortSignal): Promi
     }
     return failed > 0 ? 2 : 0;
   } finally {
-    await lm?.release();
+    await release();
+  }
+}
+
+/** extract's and ask-doc's own numeric flags, checked. */
+function documentFlags(v: Values): { minTextChars?: number; dpi?: number; maxInputPixels?: number } {
+  return { minTextChars: num(v, "min-text-chars", MIN_TEXT_CHARS), dpi: num(v, "dpi", DPI), maxInputPixels: num(v, "max-input-pixels", RANGES.maxInputPixels) };
+}
+
+/** LFM2-VL (--model) and the optional --text-model with the common flags; `release` frees both. */
+async function loadDocumentModels(v: Values, maxInputPixels: number | undefined): Promise<{ vl: VlModel; lm?: TextModel; release: () => Promise<void> }> {
+  const load = loadFlags(v);
+  const vl = await VlModel.load(modelOrBundled(v, "vision"), { ...load, visionPrecision: precisionOf(v, "vision-precision"), image: maxInputPixels === undefined ? {} : { maxInputPixels } });
+  try {
+    const lm = typeof v["text-model"] === "string" ? await TextModel.load(v["text-model"], load) : undefined;
+    return {
+      vl,
+      lm,
+      release: async () => {
+        await lm?.release();
+        await vl.release();
+      },
+    };
+  } catch (e) {
     await vl.release();
+    throw e;
   }
 }
 
@@ -231,15 +246,10 @@ async function runAsk(v: Values, positionals: string[], signal: AbortSignal): Pr
   } catch {
     throw new LfmError("FILE_NOT_FOUND", `${file} not found or not readable.`);
   }
-  const dpi = num(v, "dpi", DPI);
-  const maxInputPixels = num(v, "max-input-pixels", RANGES.maxInputPixels);
-  const minTextChars = num(v, "min-text-chars", MIN_TEXT_CHARS);
+  const { minTextChars, dpi, maxInputPixels } = documentFlags(v);
   checkGenerationFlags(v);
-  const load = loadFlags(v);
-  const vl = await VlModel.load(modelOrBundled(v, "vision"), { ...load, visionPrecision: precisionOf(v, "vision-precision"), image: maxInputPixels === undefined ? {} : { maxInputPixels } });
-  let lm: TextModel | undefined;
+  const { vl, lm, release } = await loadDocumentModels(v, maxInputPixels);
   try {
-    if (typeof v["text-model"] === "string") lm = await TextModel.load(v["text-model"], load);
     const { stopTokenIds: _stops, ...gen } = generationOptions(vl, v, signal);
     const result = await askDocument(file, readFileSync(file), question, { ...gen, model: vl, textModel: lm, minTextChars, render: dpi === undefined ? undefined : { dpi } });
     if (v.json) {
@@ -251,8 +261,7 @@ async function runAsk(v: Values, positionals: string[], signal: AbortSignal): Pr
     }
     return 0;
   } finally {
-    await lm?.release();
-    await vl.release();
+    await release();
   }
 }
 
