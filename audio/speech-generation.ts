@@ -80,6 +80,15 @@ export interface SpeechPrompt {
 export const END_OF_AUDIO = 2048;
 
 /**
+ * Whether a frame can be decoded to sound: no codebook holds the end-of-audio code. Codebooks 1–7
+ * can sample 2048 without the frame ending the audio (only codebook 0 decides that); such a frame
+ * stays in the model's sequence but has no Mimi code, and liquid-audio's demo skips it when decoding.
+ */
+export function isSoundFrame(codes: readonly number[]): boolean {
+  return !codes.includes(END_OF_AUDIO);
+}
+
+/**
  * The mode state machine of `generate_sequential` / `generate_interleaved`, apart from the model:
  * `modality` says what the next step produces; `afterText` / `afterFrame` apply one result.
  */

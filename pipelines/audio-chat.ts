@@ -11,7 +11,7 @@ import type { AudioHead } from "../audio/audio-head.ts";
 import type { Lfm2AudioModel } from "../audio/lfm2-audio-model.ts";
 import type { MimiDecoder, MimiStream } from "../audio/mimi-decoder.ts";
 import { type AssembledPrompt, SYSTEM_PROMPTS } from "../audio/prompt.ts";
-import { type ModalitySampling, type SpeechEnd, type SpeechMode, generateSpeech } from "../audio/speech-generation.ts";
+import { type ModalitySampling, type SpeechEnd, type SpeechMode, generateSpeech, isSoundFrame } from "../audio/speech-generation.ts";
 import { loadSpeechStack } from "../audio/speech-stack.ts";
 import type { AudioClip } from "../audio/wav.ts";
 import type { Precision } from "../text-core/graph/precision.ts";
@@ -111,7 +111,7 @@ export class AudioChat {
           yield { kind: "text", id: step.id, text: text.push(step.id) };
           continue;
         }
-        const samples = stream && !step.endOfAudio ? await stream.push([step.codes]) : undefined;
+        const samples = stream && isSoundFrame(step.codes) ? await stream.push([step.codes]) : undefined;
         yield { kind: "audio", codes: step.codes, endOfAudio: step.endOfAudio, samples };
       }
     } finally {

@@ -10,7 +10,7 @@ import type { Lfm2AudioConfig } from "../audio/audio-config.ts";
 import type { AudioHead } from "../audio/audio-head.ts";
 import type { MimiDecoder } from "../audio/mimi-decoder.ts";
 import { AudioChatPrompt, SYSTEM_PROMPTS } from "../audio/prompt.ts";
-import { type ModalitySampling, generateSpeech } from "../audio/speech-generation.ts";
+import { type ModalitySampling, generateSpeech, isSoundFrame } from "../audio/speech-generation.ts";
 import { type SpeechStack, loadSpeechStack } from "../audio/speech-stack.ts";
 import { LfmError } from "../text-core/errors.ts";
 import type { Precision } from "../text-core/graph/precision.ts";
@@ -103,6 +103,7 @@ export class Speaker {
         continue;
       }
       if (step.endOfAudio) return;
+      if (!isSoundFrame(step.codes)) continue; // no sound to decode (see isSoundFrame)
       const samples = await stream.push([step.codes]);
       yield { kind: "audio", samples, codes: step.codes, frame: frames++ };
       if (frames >= maxFrames) return;

@@ -5,7 +5,7 @@ import { Lfm2AudioModel } from "../../audio/lfm2-audio-model.ts";
 import { SYSTEM_PROMPTS } from "../../audio/prompt.ts";
 import { readAudioFile } from "../../audio/audio-file.ts";
 import { AudioHead } from "../../audio/audio-head.ts";
-import { END_OF_AUDIO, ModeSwitch, type SpeechGenerationOptions, type SpeechPrompt, type SpeechStep, generateSpeech, modalityPicker } from "../../audio/speech-generation.ts";
+import { END_OF_AUDIO, ModeSwitch, type SpeechGenerationOptions, type SpeechPrompt, type SpeechStep, generateSpeech, isSoundFrame, modalityPicker } from "../../audio/speech-generation.ts";
 import { buildRuntime } from "../../text-core/model.ts";
 import type { Lfm2Runtime } from "../../text-core/runtime.ts";
 import { FIXTURES, ReferenceTensors, TEST_CACHE, readJson } from "../helpers/reference.ts";
@@ -190,5 +190,13 @@ describe("ModeSwitch follows liquid-audio's switching rules", () => {
     const sampled = modalityPicker({ temperature: 5, topK: 2 }, 1);
     const seen = new Set(Array.from({ length: 200 }, () => sampled(logits)));
     expect([...seen].sort()).toEqual([1, 2]);
+  });
+});
+
+describe("isSoundFrame", () => {
+  it("a frame with the end-of-audio code in any codebook has no Mimi code to decode", () => {
+    expect(isSoundFrame([5, 9, 2047, 0, 1, 2, 3, 4])).toBe(true);
+    expect(isSoundFrame([5, 9, 2047, END_OF_AUDIO, 1, 2, 3, 4])).toBe(false); // codebook 3: not an end of audio
+    expect(isSoundFrame(Array(8).fill(END_OF_AUDIO))).toBe(false);
   });
 });
