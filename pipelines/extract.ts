@@ -5,7 +5,9 @@
  *   image file            → LFM2-VL (the processor's tiling, EXIF orientation) → one page, route "image"
  *   PDF page with text    → its text layer (unpdf) → an LFM2 text model     → route "text"
  *   PDF page without text → rendered by PDFium → LFM2-VL                     → route "image"
- *   pages → `mergePages` (first non-null value per field, arrays concatenated) → the document's result
+ *   a text page too long for the text model's context → chunks that fit (paragraph, line, word
+ *                           boundaries), each extracted on its own, spans offset to the page
+ *   pages (chunks in text order) → `mergePages` (first non-null value per field, arrays concatenated) → the document's result
  *
  * Every reply is constrained to the schema token by token (`responseFormat: json_schema`), so each
  * page's JSON validates; the merged result is checked against the same grammar and, should the
@@ -200,7 +202,7 @@ export async function extractDocument(source: string, bytes: Uint8Array, opts: E
   return { source, sha256, data: merged.data, confidence: merged.confidence, provenance: merged.provenance, pages: routes };
 }
 
-/** Every page of a document extracted on its own with `instruction` (nothing merged), read one page at a time. */
+/** Every page of a document extracted on its own with `instruction` (nothing merged), read one page at a time. A text page too long for the context gives one extraction per chunk, in text order. */
 async function extractPages(
   source: string,
   bytes: Uint8Array,
@@ -214,12 +216,37 @@ async function extractPages(
   const task: PageTask = { schema, instruction, format: { type: "json_schema", schema } };
   const pages: PageExtraction[] = [];
   const routes: ExtractSuccess["pages"] = [];
+  for await (const p of documentPages(source, bytes, opts)) {
+    if (p.route === "image" && p.file) visionModel(opts, source, undefined); // an image file without a VL model fails before its page starts
+    opts.onPage?.({ source, page: p.page, pageCount: p.pageCount, route: p.route });
+    if (p.route === "text") {
+      pages.push(...(await textPage(opts.textModel ?? visionModel(opts, source, p.page).textModel, p.text, p.page, task, opts)));
+    } else {
+      const vl = visionModel(opts, source, p.file ? undefined : p.page);
+      pages.push(await imagePage(vl, await p.image(), p.page, task, opts));
+    }
+    routes.push({ page: p.page, route: p.route });
+  }
+  return { pages, routes, core };
+}
+
+/** One page of a document as the router sends it: a text layer to read, or an image to look at (rendered when asked for). */
+export type DocumentPage =
+  | { page: number; pageCount: number; route: "text"; text: string }
+  | { page: number; pageCount: number; route: "image"; /** True for an image file (the whole document), false for a PDF page. */ file: boolean; image: () => Promise<Uint8Array> };
+
+/**
+ * The pages of a document, one at a time and only when asked for: an image file is one image page;
+ * a PDF page with at least `minTextChars` non-space characters in its text layer is a text page,
+ * any other page an image page that PDFium renders when its `image()` is called. Only the page
+ * being read is held (PDF.js releases a page's objects once its text is taken; a rendering is the
+ * caller's), so memory stays flat however long the PDF. Ending the iteration early, or an error,
+ * frees the document.
+ */
+export async function* documentPages(source: string, bytes: Uint8Array, opts: Pick<ExtractOptions, "minTextChars" | "render" | "signal"> = {}): AsyncGenerator<DocumentPage> {
   if (!isPdf(bytes)) {
-    const vl = visionModel(opts, source, undefined);
-    opts.onPage?.({ source, page: 1, pageCount: 1, route: "image" });
-    pages.push(await imagePage(vl, bytes, 1, task, opts));
-    routes.push({ page: 1, route: "image" });
-    return { pages, routes, core };
+    yield { page: 1, pageCount: 1, route: "image", file: true, image: async () => bytes };
+    return;
   }
   const pdf = await openPdf(source, bytes);
   let renderer: PdfRenderer | undefined;
@@ -229,22 +256,26 @@ async function extractPages(
     for (let n = 1; n <= pageCount; n++) {
       if (opts.signal?.aborted) throw new LfmError("ABORTED", "extraction was cancelled.");
       const text = (await pdfPageText(source, pdf, n)).replace(/\r\n?/g, "\n");
-      const route: PageRoute = text.replace(/\s+/g, "").length >= (opts.minTextChars ?? 20) ? "text" : "image";
-      opts.onPage?.({ source, page: n, pageCount, route });
-      if (route === "text") {
-        pages.push(await textPage(opts.textModel ?? visionModel(opts, source, n).textModel, text, n, task, opts));
+      if (text.replace(/\s+/g, "").length >= (opts.minTextChars ?? 20)) {
+        yield { page: n, pageCount, route: "text", text };
       } else {
-        const vl = visionModel(opts, source, n);
-        renderer ??= await PdfRenderer.open(source, bytes);
-        pages.push(await imagePage(vl, await renderer.renderPng(n, opts.render), n, task, opts));
+        const page = n;
+        yield {
+          page,
+          pageCount,
+          route: "image",
+          file: false,
+          image: async () => {
+            renderer ??= await PdfRenderer.open(source, bytes);
+            return renderer.renderPng(page, opts.render);
+          },
+        };
       }
-      routes.push({ page: n, route });
     }
   } finally {
     renderer?.destroy();
     await pdf.loadingTask.destroy(); // frees the worker-side document too
   }
-  return { pages, routes, core };
 }
 
 /** What each page is asked: the instruction, the schema, and the schema compiled as a response format. */
@@ -265,9 +296,98 @@ function generation(opts: ExtractOptions, format: ResponseFormat): TextGenerateO
   return { ...rest, responseFormat: format, logprobs: true };
 }
 
-async function textPage(model: TextModel, text: string, page: number, task: PageTask, opts: ExtractOptions): Promise<PageExtraction> {
-  const out = await model.complete(model.chatIds(textPageMessages(task.schema, text, task.instruction)), generation(opts, task.format));
-  return pageExtraction(model.tokenizer, out, page, text);
+/** What `maxTokens` is when a call leaves it out (generate's default): the room a chunk leaves for the answer. */
+const DEFAULT_ANSWER_TOKENS = 256;
+
+/**
+ * A text page through the text model: the whole page in one prompt when it fits the context with
+ * room for the answer (`maxTokens`), else in chunks that do (`splitPageText`), each extracted on
+ * its own with the same constrained decoding: one extraction per chunk, spans in page characters.
+ */
+async function textPage(model: TextModel, text: string, page: number, task: PageTask, opts: ExtractOptions): Promise<PageExtraction[]> {
+  const context = model.config.maxPositionEmbeddings;
+  const answerRoom = opts.maxTokens ?? DEFAULT_ANSWER_TOKENS;
+  const promptIds = (chunk: string) => model.chatIds(textPageMessages(task.schema, chunk, task.instruction));
+  const fits = (chunk: string) => promptIds(chunk).length + answerRoom <= context;
+  let chunks: Array<[number, number]> = [[0, text.length]];
+  if (!fits(text)) {
+    const bare = promptIds("").length;
+    if (bare + answerRoom >= context) {
+      throw new LfmError("PROMPT_TOO_LONG", `page ${page}: the instruction and schema (${bare} tokens) and maxTokens (${answerRoom}) leave no room for the page's text in the text model's context of ${context} tokens; lower --max-tokens or shorten the schema.`);
+    }
+    chunks = splitPageText(text, fits);
+  }
+  const out: PageExtraction[] = [];
+  for (const [start, end] of chunks) {
+    if (opts.signal?.aborted) throw new LfmError("ABORTED", "extraction was cancelled.");
+    const chunk = text.slice(start, end);
+    const completion = await model.complete(promptIds(chunk), generation(opts, task.format));
+    out.push(pageExtraction(model.tokenizer, completion, page, chunk, start));
+  }
+  return out;
+}
+
+/** Where a chunk may end, best first: after a blank line (a paragraph), after a line break, after a space. */
+const CHUNK_BOUNDARIES = [/\n[ \t]*\n\s*/g, /\n/g, /\s+/g];
+
+/**
+ * `text` cut into consecutive `[start, end)` chunks, each as long as `fits` allows, ending at the
+ * last paragraph break that fits, else the last line break, else the last space, else between two
+ * characters (never inside a surrogate pair). Chunks cover the text exactly, so a chunk's character
+ * `i` is the page's `start + i`. `fits` must hold for longer text only if it holds for shorter
+ * (a token count does); throws PROMPT_TOO_LONG when not even one character fits.
+ */
+export function splitPageText(text: string, fits: (chunk: string) => boolean): Array<[number, number]> {
+  const chunks: Array<[number, number]> = [];
+  let start = 0;
+  while (start < text.length) {
+    // An upper bound first (doubling), so each search looks at one chunk's worth of text, not the rest of the page.
+    let limit = start + 1024;
+    while (limit < text.length && fits(text.slice(start, limit))) limit = start + 2 * (limit - start);
+    if (limit >= text.length && fits(text.slice(start))) {
+      chunks.push([start, text.length]);
+      break;
+    }
+    limit = Math.min(limit, text.length);
+    const end = lastFittingCut(text, start, limit, fits);
+    chunks.push([start, end]);
+    start = end;
+  }
+  return chunks;
+}
+
+/** The end of the longest chunk from `start` (below `limit`, which does not fit) that fits, at the best kind of boundary there is one. */
+function lastFittingCut(text: string, start: number, limit: number, fits: (chunk: string) => boolean): number {
+  for (const boundary of CHUNK_BOUNDARIES) {
+    const cuts: number[] = [];
+    boundary.lastIndex = start;
+    for (let m = boundary.exec(text); m && m.index < limit; m = boundary.exec(text)) {
+      const at = m.index + m[0].length;
+      if (at > start && at < limit) cuts.push(at);
+    }
+    const best = lastFitting(cuts, (at) => fits(text.slice(start, at)));
+    if (best !== undefined) return best;
+  }
+  const cuts: number[] = [];
+  for (let at = start + 1; at < limit; at++) {
+    const code = text.charCodeAt(at - 1);
+    if (code < 0xd800 || code > 0xdbff) cuts.push(at); // not between the halves of a surrogate pair
+  }
+  const best = lastFitting(cuts, (at) => fits(text.slice(start, at)));
+  if (best === undefined) throw new LfmError("PROMPT_TOO_LONG", `not even one character of the page's text from character ${start} fits the text model's context with the prompt and maxTokens; lower --max-tokens.`);
+  return best;
+}
+
+/** The last of the ascending `cuts` for which `ok` holds (binary search: `ok` holds for a prefix of them), or undefined. */
+function lastFitting(cuts: readonly number[], ok: (cut: number) => boolean): number | undefined {
+  let lo = 0;
+  let hi = cuts.length; // cuts[< lo] fit, cuts[>= hi] do not
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ok(cuts[mid])) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo === 0 ? undefined : cuts[lo - 1];
 }
 
 async function imagePage(model: VlModel, image: ImageInput, page: number, task: PageTask, opts: ExtractOptions): Promise<PageExtraction> {
@@ -276,8 +396,12 @@ async function imagePage(model: VlModel, image: ImageInput, page: number, task: 
   return pageExtraction(model.tokenizer, out, page, undefined);
 }
 
-/** A constrained completion → its data, each value's confidence, and where it came from. */
-export function pageExtraction(tokenizer: Lfm2Tokenizer, out: Completion, page: number, pageText: string | undefined): PageExtraction {
+/**
+ * A constrained completion → its data, each value's confidence, and where it came from. `pageText`
+ * is the text the model read: the page's, or a chunk of it starting at the page's character
+ * `textOffset`, so spans are in page characters.
+ */
+export function pageExtraction(tokenizer: Lfm2Tokenizer, out: Completion, page: number, pageText: string | undefined, textOffset = 0): PageExtraction {
   if (out.finishReason === "length") {
     throw new LfmError("OUTPUT_INCOMPLETE", `page ${page}: the JSON hit maxTokens (${out.ids.length} tokens) before it was complete; raise --max-tokens.`);
   }
@@ -286,7 +410,7 @@ export function pageExtraction(tokenizer: Lfm2Tokenizer, out: Completion, page: 
   const provenance: Record<string, Provenance> = {};
   for (const leaf of leaves) {
     const span = pageText === undefined ? undefined : findInPage(pageText, leaf.value, out.text.slice(leaf.start, leaf.end));
-    provenance[leaf.pointer] = span ? { page, span } : { page };
+    provenance[leaf.pointer] = span ? { page, span: [span[0] + textOffset, span[1] + textOffset] } : { page };
   }
   return { page, data: JSON.parse(out.text) as unknown, confidence, provenance };
 }
