@@ -235,6 +235,9 @@ export type DocumentPage =
   | { page: number; pageCount: number; route: "text"; text: string }
   | { page: number; pageCount: number; route: "image"; /** True for an image file (the whole document), false for a PDF page. */ file: boolean; image: () => Promise<Uint8Array> };
 
+/** How many pages PDF.js reads from one opening of a document (see `documentPages`). */
+const PAGES_PER_OPENING = 250;
+
 /**
  * The pages of a document, one at a time and only when asked for: an image file is one image page;
  * a PDF page with at least `minTextChars` non-space characters in its text layer is a text page,
@@ -248,13 +251,19 @@ export async function* documentPages(source: string, bytes: Uint8Array, opts: Pi
     yield { page: 1, pageCount: 1, route: "image", file: true, image: async () => bytes };
     return;
   }
-  const pdf = await openPdf(source, bytes);
+  let pdf = await openPdf(source, bytes);
   let renderer: PdfRenderer | undefined;
   try {
     const pageCount = pdf.numPages;
     if (pageCount === 0) throw new LfmError("DOCUMENT_UNREADABLE", `${source} has no pages.`);
     for (let n = 1; n <= pageCount; n++) {
       if (opts.signal?.aborted) throw new LfmError("ABORTED", "extraction was cancelled.");
+      if (n % PAGES_PER_OPENING === 0) {
+        // PDF.js keeps every page it has loaded (both sides of its worker) until the document is
+        // destroyed: opened afresh every so many pages, a long PDF's memory stays flat.
+        await pdf.loadingTask.destroy();
+        pdf = await openPdf(source, bytes);
+      }
       const text = (await pdfPageText(source, pdf, n)).replace(/\r\n?/g, "\n");
       if (text.replace(/\s+/g, "").length >= (opts.minTextChars ?? 20)) {
         yield { page: n, pageCount, route: "text", text };
