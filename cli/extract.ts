@@ -24,7 +24,9 @@ const HELP = `lfm extract [--model DIR] [--text-model DIR] [--schema S.json] [--
   non-space characters), is rendered (PDFium) and read by LFM2-VL (--model); a PDF page with a text
   layer goes as text to --text-model (an LFM2 text checkpoint, e.g. LiquidAI/LFM2-1.2B-Extract), or to
   the --model's own language core without one. Pages are read one at a time and merged: the first
-  non-null value per field, arrays concatenated (see README "Document analysis").
+  non-null value per field, arrays concatenated (see README "Document analysis"). A text page too
+  long for the text model's context (with --max-tokens left for the answer) is read in chunks that
+  fit, cut at paragraph, line or word boundaries, merged the same way.
   --model DIR            An LFM2-VL checkpoint (default: the bundled tiny random one).
   --text-model DIR       An LFM2 text checkpoint for pages with a text layer.
   --schema S.json        A JSON Schema with "type": "object" (default: a description and key-value pairs).
@@ -229,8 +231,9 @@ export const extractCommand: CliCommand = {
 const ASK_HELP = `lfm ask-doc [--model DIR] [--text-model DIR] [--json] FILE "QUESTION"
   Answers a question from one photo, scan or PDF, with the page the answer came from. Every page is
   asked on its own, routed as in lfm extract (text layer → --text-model or --model's language core;
-  scans and images → LFM2-VL), each reply constrained to {"answer": string or null}; the non-null
-  answer with the highest confidence (mean token log-probability) wins, the earliest page on a tie.
+  scans and images → LFM2-VL; a text page too long for the context chunk by chunk), each reply
+  constrained to {"answer": string or null}; the non-null answer with the highest confidence (mean
+  token log-probability) wins, the earliest page on a tie.
   --json                 Print {"source", "sha256", "question", "answer", "page", "confidence", "span"?,
                          "pages"}; "answer", "page" and "confidence" are null when no page answers.
   --model, --text-model, --min-text-chars, --dpi, --max-input-pixels, --precision, --vision-precision,

@@ -8,8 +8,9 @@
  * the file's size, the live RSS and JS heap
  * (bytes) once the first tenth of the pages is read (`rssEarly`, `heapEarly`) and their largest
  * values over the rest (`rssLate`, `heapLate`), and the ArrayBuffer bytes held with the file made
- * (`arrayBuffersBase`) and at most while its pages are read (`arrayBuffersOpen`): the difference
- * is the copies of the file (and other buffers) the reading holds.
+ * (`arrayBuffersBase`) and, over the samples while its pages are read, their median
+ * (`arrayBuffersOpen`: the base plus the copies of the file the reading holds) and largest value
+ * (`arrayBuffersMax`: the odd sample also holds a buffer in flight, ~1 MB).
  */
 import { documentPages } from "../../pipelines/extract.ts";
 import { makePdf } from "./pdfs.ts";
@@ -41,7 +42,7 @@ let rssEarly = 0;
 let heapEarly = 0;
 let rssLate = 0;
 let heapLate = 0;
-let arrayBuffersOpen = 0;
+const arrayBuffers: number[] = [];
 const pages = documentPages("long.pdf", bytes, { render: { dpi: 18 } });
 bytes = undefined; // from here on only what the page source holds keeps the file
 for await (const page of pages) {
@@ -54,10 +55,13 @@ for await (const page of pages) {
   }
   if (sampled(page.page)) {
     const m = sample();
-    arrayBuffersOpen = Math.max(arrayBuffersOpen, m.arrayBuffers);
+    arrayBuffers.push(m.arrayBuffers);
     if (process.env.PROBE_DEBUG) console.error(page.page, m.arrayBuffers, m.heap, m.rss);
     if (page.page === early) [rssEarly, heapEarly] = [m.rss, m.heap];
     else if (page.page > early) [rssLate, heapLate] = [Math.max(rssLate, m.rss), Math.max(heapLate, m.heap)];
   }
 }
-process.stdout.write(`${JSON.stringify({ text, image, chars, pngBytes, fileBytes, arrayBuffersBase, rssEarly, heapEarly, rssLate, heapLate, arrayBuffersOpen })}\n`);
+arrayBuffers.sort((a, b) => a - b);
+const arrayBuffersOpen = arrayBuffers[Math.floor(arrayBuffers.length / 2)];
+const arrayBuffersMax = arrayBuffers.at(-1);
+process.stdout.write(`${JSON.stringify({ text, image, chars, pngBytes, fileBytes, arrayBuffersBase, rssEarly, heapEarly, rssLate, heapLate, arrayBuffersOpen, arrayBuffersMax })}\n`);
