@@ -318,16 +318,18 @@ async function textPage(model: TextModel, text: string, page: number, task: Page
   const answerRoom = opts.maxTokens ?? DEFAULT_ANSWER_TOKENS;
   const promptIds = (chunk: string) => model.chatIds(textPageMessages(task.schema, chunk, task.instruction));
   const fits = (chunk: string) => promptIds(chunk).length + answerRoom <= context;
-  let chunks: Array<[number, number]> = [[0, text.length]];
-  if (!fits(text)) {
-    const bare = promptIds("").length;
-    if (bare + answerRoom >= context) {
-      throw new LfmError("PROMPT_TOO_LONG", `page ${page}: the instruction and schema (${bare} tokens) and maxTokens (${answerRoom}) leave no room for the page's text in the text model's context of ${context} tokens; lower --max-tokens or shorten the schema.`);
-    }
-    chunks = splitPageText(text, fits);
+  const whole = promptIds(text);
+  const bare = promptIds("").length;
+  // Chunks cannot give the answer more room than the whole page has when even an empty page leaves
+  // too little: a page that fits then goes whole, its answer capped by the context as always.
+  if (whole.length + answerRoom <= context || (bare + answerRoom >= context && whole.length < context)) {
+    return [pageExtraction(model.tokenizer, await model.complete(whole, generation(opts, task.format)), page, text)];
+  }
+  if (bare + answerRoom >= context) {
+    throw new LfmError("PROMPT_TOO_LONG", `page ${page}: the instruction and schema (${bare} tokens) and maxTokens (${answerRoom}) leave no room for the page's text in the text model's context of ${context} tokens; lower --max-tokens or shorten the schema.`);
   }
   const out: PageExtraction[] = [];
-  for (const [start, end] of chunks) {
+  for (const [start, end] of splitPageText(text, fits)) {
     if (opts.signal?.aborted) throw new LfmError("ABORTED", "extraction was cancelled.");
     const chunk = text.slice(start, end);
     const completion = await model.complete(promptIds(chunk), generation(opts, task.format));

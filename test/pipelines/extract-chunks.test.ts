@@ -119,9 +119,10 @@ describe("a text page longer than the context", () => {
     expect(r.confidence["/tag"]).toBeLessThanOrEqual(0);
   }, 120_000);
 
-  it("a schema and maxTokens that leave no room for text: PROMPT_TOO_LONG, not a truncated page", async () => {
-    const bytes = await makePdf([lines]);
+  it("a schema and maxTokens that leave no room for text: PROMPT_TOO_LONG for a long page; a short one goes whole, as before", async () => {
     const schema = { type: "object", properties: { ok: { type: "boolean" } }, required: ["ok"], additionalProperties: false };
-    await expectCode(extractDocument("long.pdf", bytes, { schema, textModel: lm, maxTokens: CONTEXT - 20 }), "PROMPT_TOO_LONG", "no room for the page's text");
+    await expectCode(extractDocument("long.pdf", await makePdf([lines]), { schema, textModel: lm, maxTokens: CONTEXT - 20 }), "PROMPT_TOO_LONG", "no room for the page's text");
+    const short = await extractDocument("short.pdf", await makePdf([lines.slice(0, 2)]), { schema, textModel: lm, maxTokens: CONTEXT - 20 });
+    expect(typeof (short.data as { ok: unknown }).ok).toBe("boolean");
   });
 });
