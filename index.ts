@@ -69,7 +69,8 @@ export { IndexReader, type SearchOptions, type SearchHit, type MetadataFilter, t
 export type { Metadata, MetadataValue, ModelIdentity, StoredDocument } from "./retrieval/index/format.ts";
 export type { VectorStorage } from "./retrieval/index/vector-codec.ts";
 export { modelIdentity, chooseIndexModel } from "./retrieval/index/model-identity.ts";
-export { searchText, type QueryEncoder, type TextSearchResult } from "./retrieval/index/search-text.ts";
+export { searchText, searchTexts, bestScorePerVector, type QueryEncoder, type TextSearchResult } from "./retrieval/index/search-text.ts";
+export { readCalibration, CALIBRATION_FILE, type MinScoreCalibration, type ScoreSummary } from "./retrieval/index/calibration.ts";
 export {
   ingestPaths,
   removePaths,
@@ -94,8 +95,17 @@ export {
   type AskResult,
   type AskPassage,
   type AskTimings,
+  type AppliedMinScore,
   type Citation,
 } from "./pipelines/ask.ts";
+export {
+  calibrateMinScore,
+  chooseThreshold,
+  DEFAULT_CALIBRATION_PROBES,
+  DEFAULT_KEEP_ANSWERABLE,
+  type CalibrateOptions,
+  type CalibrationResult,
+} from "./pipelines/calibrate-min-score.ts";
 export { detectAskFormat, SYSTEM_TEXT as ASK_SYSTEM_TEXT, type AskFormat, type AskTurn } from "./pipelines/ask-prompt.ts";
 export { CitationFilter, checkCitations, strictCitationGrammar, type CitationCheck } from "./pipelines/citations.ts";
 export { detectLanguage, notCoveredAnswer, type AnswerLanguage } from "./pipelines/question-language.ts";

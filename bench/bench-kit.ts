@@ -4,12 +4,13 @@
  * bench/results/<date>-<machine>-<suite>.json (-2, -3, … for later runs that day).
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { type Lfm2Config, parseLfm2Config } from "../text-core/config.ts";
 import { defaultCacheDir } from "../text-core/graph-cache.ts";
-import { lfm2TensorShapes, paddedTokenizerJson, writeSyntheticCheckpoint } from "./synthetic-checkpoint.ts";
+import { writeSafetensors } from "./safetensors-writer.ts";
+import { lfm2TensorShapes, paddedTokenizerJson, randomWeights, writeSyntheticCheckpoint } from "./synthetic-checkpoint.ts";
 
 export const ROOT = join(import.meta.dirname, "..");
 export const benchCacheDir = process.env.LFM_CACHE_DIR ?? defaultCacheDir();
@@ -71,6 +72,40 @@ export function lfm2BenchCheckpoint(name: string): { dir: string; config: Lfm2Co
   });
   process.stderr.write("ready\n");
   return { dir, config };
+}
+
+/**
+ * The LFM2-ColBERT-350M-shape PyLate folder (random weights), written once into
+ * <cache>/bench-checkpoints/lfm2-colbert-350m: backbone (config + random bf16 weights), the PyLate files and
+ * the Dense projection in 1_Dense. The tokenizer is the tiny fixture's plus PyLate's two prefix
+ * tokens (documents are sized in its tokens, so the model sees ~200 positions all the same).
+ */
+export function colbertBenchCheckpoint(): string {
+  const files = JSON.parse(readFileSync(join(ROOT, "fixtures/realshape/configs.json"), "utf8"))["lfm2-colbert-350m"] as Record<string, Record<string, unknown>>;
+  const { "config.json": raw, ...pylateFiles } = files;
+  const config = parseLfm2Config(raw, "lfm2-colbert-350m");
+  const tokenizerDir = join(ROOT, "fixtures/text/tiny-lfm2");
+  const tokenizerJson = readFileSync(join(tokenizerDir, "tokenizer.json"), "utf8");
+  const tok = JSON.parse(tokenizerJson) as { added_tokens: Array<{ id: number }>; model: { vocab: Record<string, number> } };
+  const size = Math.max(...Object.values(tok.model.vocab), ...tok.added_tokens.map((t) => t.id)) + 1;
+  const dir = writeSyntheticCheckpoint(join(benchCacheDir, "bench-checkpoints", "lfm2-colbert-350m"), {
+    config: raw,
+    tensors: lfm2TensorShapes(config, ""),
+    values: "random",
+    tokenizerFrom: tokenizerDir,
+    tokenizerJson: paddedTokenizerJson(tokenizerJson, size + 2, ["[Q] ", "[D] "]),
+    extraFiles: pylateFiles,
+  });
+  const denseFile = join(dir, "1_Dense", "model.safetensors");
+  if (!existsSync(denseFile)) {
+    const dense = files["1_Dense/config.json"] as { in_features: number; out_features: number };
+    const shape = [dense.out_features, dense.in_features];
+    const w = randomWeights("linear.weight", shape);
+    const tmp = `${denseFile}.tmp-${process.pid}`;
+    writeSafetensors(tmp, [{ name: "linear.weight", dtype: "BF16", shape, data: new Uint8Array(w.buffer, w.byteOffset, w.byteLength) }], { format: "pt" });
+    renameSync(tmp, denseFile);
+  }
+  return dir;
 }
 
 export function machineInfo() {

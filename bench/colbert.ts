@@ -12,14 +12,9 @@
  *
  *   npm run bench:colbert -- [--precisions q8,q4,fp32] [--runs 3] [--threads 2] [--docs 8] [--doc-tokens 200] [--queries 10]
  */
-import { existsSync, readFileSync, renameSync } from "node:fs";
 import { loadavg } from "node:os";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { parseLfm2Config } from "../text-core/config.ts";
-import { writeSafetensors } from "./safetensors-writer.ts";
-import { lfm2TensorShapes, paddedTokenizerJson, randomWeights, writeSyntheticCheckpoint } from "./synthetic-checkpoint.ts";
-import { ROOT, benchCacheDir, buildThenMeasure, formatLoad, machineInfo, medians, writeResults } from "./bench-kit.ts";
+import { buildThenMeasure, colbertBenchCheckpoint, formatLoad, machineInfo, medians, writeResults } from "./bench-kit.ts";
 
 const { values } = parseArgs({
   options: {
@@ -33,42 +28,9 @@ const { values } = parseArgs({
 });
 const settings = { threads: Number(values.threads), runs: Number(values.runs), docs: Number(values.docs), docTokens: Number(values["doc-tokens"]), queries: Number(values.queries) };
 
-/**
- * The PyLate folder, written once: backbone (config + random bf16 weights), the PyLate files and
- * the Dense projection in 1_Dense. The tokenizer is the tiny fixture's plus PyLate's two prefix
- * tokens (documents are sized in its tokens, so the model sees ~200 positions all the same).
- */
-function colbertCheckpoint(): string {
-  const files = JSON.parse(readFileSync(join(ROOT, "fixtures/realshape/configs.json"), "utf8"))["lfm2-colbert-350m"] as Record<string, Record<string, unknown>>;
-  const { "config.json": raw, ...pylateFiles } = files;
-  const config = parseLfm2Config(raw, "lfm2-colbert-350m");
-  const tokenizerDir = join(ROOT, "fixtures/text/tiny-lfm2");
-  const tokenizerJson = readFileSync(join(tokenizerDir, "tokenizer.json"), "utf8");
-  const tok = JSON.parse(tokenizerJson) as { added_tokens: Array<{ id: number }>; model: { vocab: Record<string, number> } };
-  const size = Math.max(...Object.values(tok.model.vocab), ...tok.added_tokens.map((t) => t.id)) + 1;
-  const dir = writeSyntheticCheckpoint(join(benchCacheDir, "bench-checkpoints", "lfm2-colbert-350m"), {
-    config: raw,
-    tensors: lfm2TensorShapes(config, ""),
-    values: "random",
-    tokenizerFrom: tokenizerDir,
-    tokenizerJson: paddedTokenizerJson(tokenizerJson, size + 2, ["[Q] ", "[D] "]),
-    extraFiles: pylateFiles,
-  });
-  const denseFile = join(dir, "1_Dense", "model.safetensors");
-  if (!existsSync(denseFile)) {
-    const dense = files["1_Dense/config.json"] as { in_features: number; out_features: number };
-    const shape = [dense.out_features, dense.in_features];
-    const w = randomWeights("linear.weight", shape);
-    const tmp = `${denseFile}.tmp-${process.pid}`;
-    writeSafetensors(tmp, [{ name: "linear.weight", dtype: "BF16", shape, data: new Uint8Array(w.buffer, w.byteOffset, w.byteLength) }], { format: "pt" });
-    renameSync(tmp, denseFile);
-  }
-  return dir;
-}
-
 const loadStart = loadavg();
 process.stderr.write("lfm2-colbert-350m: random-weight checkpoint… ");
-const dir = colbertCheckpoint();
+const dir = colbertBenchCheckpoint();
 process.stderr.write("ready\n");
 const rows: Array<Record<string, unknown>> = [];
 for (const precision of values.precisions.split(",")) {

@@ -2,8 +2,8 @@
  * `lfm ask`: a question answered from an index (`lfm index add`) by an LFM2 model, with the
  * passages it used and checked citations (pipelines/ask.ts). Scriptable contract, kept stable:
  *   lfm ask … --json  →  {"question", "answer", "abstained", "citations", "unsupportedCitations",
- *                         "passages", "droppedPassages", "droppedTurns", "bestScore", "format",
- *                         "language"?, "finish_reason", "timings"}
+ *                         "passages", "droppedPassages", "droppedTurns", "bestScore", "minScore",
+ *                         "format", "language"?, "finish_reason", "timings"}
  */
 import { createInterface } from "node:readline/promises";
 import { chooseIndexModel } from "../retrieval/index/model-identity.ts";
@@ -47,9 +47,9 @@ const ASK_HELP = `lfm ask --index DIR [--model LM] [options] QUESTION
   --filter KEY=VALUE       Only passages with this metadata (as lfm search)
   --exhaustive             Score every passage exactly in retrieval (slow on big indexes; for checking)
   --min-score S            Abstain when the best passage scores below S (MaxSim per query vector,
-                           −1..1; default ${DEFAULT_MIN_SCORE}, not yet calibrated): the answer then says the
-                           corpus does not cover the question, in its language, without running the model
-                           (-1 never abstains)
+                           −1..1): the answer then says the corpus does not cover the question, in its
+                           language, without running the model (-1 never abstains). Default: the
+                           threshold lfm index calibrate stored in the index, else ${DEFAULT_MIN_SCORE} (uncalibrated)
   --format F               rag (LFM2-1.2B-RAG's format) | plain (other LFM2 instruct models) | auto
                            (default: rag when the checkpoint's name says LFM2-…-RAG)
   --strict-citations       Constrain the answer: every sentence ends with a citation of a given passage
@@ -63,7 +63,8 @@ const ASK_HELP = `lfm ask --index DIR [--model LM] [options] QUESTION
   --json                   {"question", "answer", "abstained", "citations": [{"n", "id", "source", "page"?,
                            "start", "end", "text"}], "unsupportedCitations", "passages": [{"n", "id", "score",
                            "source", "page"?, "start", "end", "text", "metadata", "truncated"}], "droppedPassages",
-                           "droppedTurns", "bestScore", "format", "language"?, "finish_reason", "timings"}
+                           "droppedTurns", "bestScore", "minScore": {"value", "source": option|calibration|default,
+                           "calibratedAtGeneration"?}, "format", "language"?, "finish_reason", "timings"}
 Sampling (defaults from the checkpoint's generation_config.json, else greedy):
   --max-tokens N (default 256)  --temperature T  --top-k K  --top-p P  --min-p P
   --repetition-penalty R  --seed S  --stop ID[,ID...]
@@ -169,6 +170,7 @@ function jsonContract(r: AskResult): Record<string, unknown> {
     droppedPassages: r.droppedPassages,
     droppedTurns: r.droppedTurns,
     bestScore: r.bestScore,
+    minScore: r.minScore,
     format: r.format,
     ...(r.language ? { language: r.language } : {}),
     finish_reason: r.finishReason,
@@ -176,11 +178,17 @@ function jsonContract(r: AskResult): Record<string, unknown> {
   };
 }
 
+const THRESHOLD_SOURCE: Record<AskResult["minScore"]["source"], string> = {
+  option: "--min-score",
+  calibration: "calibrated for this index by lfm index calibrate",
+  default: "the default; lfm index calibrate fits one to the index",
+};
+
 /** The cited passages (all given ones when none was cited), then what was removed and how long it took, on stderr. */
 function printSources(r: AskResult, quiet: boolean): void {
   if (r.abstained) {
     const best = r.bestScore === null ? "nothing retrieved" : `best passage score ${r.bestScore.toFixed(3)}`;
-    process.stderr.write(`(no passage reached --min-score: ${best}; the model was not run${r.language?.detected === false ? "; the question's language was not recognised, so the answer is in English" : ""})\n`);
+    process.stderr.write(`(no passage reached the threshold ${r.minScore.value.toFixed(3)} (${THRESHOLD_SOURCE[r.minScore.source]}): ${best}; the model was not run${r.language?.detected === false ? "; the question's language was not recognised, so the answer is in English" : ""})\n`);
     return;
   }
   const cited = new Set(r.citations.map((c) => c.n));

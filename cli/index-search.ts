@@ -10,6 +10,7 @@ import { type IndexStats, IndexReader, type MetadataFilter, readIndexManifest, r
 import { MANIFEST_FILE, type Metadata, type ModelIdentity } from "../retrieval/index/format.ts";
 import { chooseIndexModel, modelIdentity } from "../retrieval/index/model-identity.ts";
 import { searchText } from "../retrieval/index/search-text.ts";
+import { CALIBRATION_FILE, CALIBRATION_PROBES_RANGE, DEFAULT_CALIBRATION_PROBES, DEFAULT_CALIBRATION_SEED, DEFAULT_KEEP_ANSWERABLE } from "../retrieval/index/calibration.ts";
 import { IndexWriter } from "../retrieval/index/writer.ts";
 import { estimateTokens } from "../retrieval/ingest/chunker.ts";
 import { type IngestReport, describeSkipped, ingestPaths, removePaths } from "../retrieval/ingest/ingest.ts";
@@ -42,6 +43,9 @@ const INDEX_OPTIONS = {
   "commit-seconds": { type: "string" },
   "max-file-size": { type: "string" },
   strict: { type: "boolean" },
+  probes: { type: "string" },
+  "keep-answerable": { type: "string" },
+  seed: { type: "string" },
 } as const;
 
 const SEARCH_OPTIONS = {
@@ -52,7 +56,7 @@ const SEARCH_OPTIONS = {
   exhaustive: { type: "boolean" },
 } as const;
 
-const INDEX_HELP = `lfm index add|rm|stats|compact --index DIR [options] [PATHS...]
+const INDEX_HELP = `lfm index add|rm|stats|compact|calibrate --index DIR [options] [PATHS...]
   add PATHS      Index .txt, .md, .html, .pdf and .docx files (folders: recursively, without hidden
                  files and without following links). Files already indexed and unchanged are
                  skipped; changed ones are replaced. A file named here that cannot be indexed
@@ -64,6 +68,12 @@ const INDEX_HELP = `lfm index add|rm|stats|compact --index DIR [options] [PATHS.
   rm PATHS       Remove the passages of these files (or of every file under these folders).
   stats          What the index holds.
   compact        Rewrite the index without deleted passages, with fresh graphs.
+  calibrate      Fit lfm ask's abstention threshold to this index and its model:
+                 scores phrases of sampled passages (answerable) and as many words drawn from
+                 other passages (unanswerable), keeps the threshold that answers --keep-answerable
+                 of the first and rejects the most of the second, and stores it beside the index
+                 (calibration.json; the index itself is not changed). lfm ask then uses it unless
+                 given a threshold. Run it again after big changes to the corpus.
 
 Options:
   --index DIR            The index folder (created by the first add).
@@ -81,6 +91,9 @@ Options:
   --max-file-size SIZE   Larger files are not read (default ${DEFAULT_MAX_FILE_SIZE / 1024 ** 2}M; e.g. 50M, 2G, 512K:
                          KiB/MiB/GiB; 2G at most)
   --strict               Fail (exit 2, nothing committed) on files in folders that cannot be indexed
+  --probes N             calibrate: probes of each kind (default ${DEFAULT_CALIBRATION_PROBES}; ${CALIBRATION_PROBES_RANGE.min} to ${CALIBRATION_PROBES_RANGE.max})
+  --keep-answerable P    calibrate: share of answerable probes to keep (default ${DEFAULT_KEEP_ANSWERABLE}; 0.5 to 1)
+  --seed S               calibrate: sampling seed (default ${DEFAULT_CALIBRATION_SEED})
   --json                 Print a JSON report (skipped files listed with path, reason and kind).
   Also: --cache-dir DIR, --no-cache (lfm --help).
   A terminal shows progress on stderr: files and passages done, rate, ETA (not with --json).
@@ -119,6 +132,8 @@ export const indexCommand: CliCommand = {
         console.log(v.json ? JSON.stringify(stats) : formatStats(stats));
         return 0;
       }
+      case "calibrate":
+        return indexCalibrate(dir, v, signal);
       case "compact": {
         const writer = await IndexWriter.open(dir);
         const bar = new ProgressBar(process.stderr, Boolean(process.stderr.isTTY) && !v.json);
@@ -133,7 +148,7 @@ export const indexCommand: CliCommand = {
         return 0;
       }
       default:
-        throw new LfmError("INVALID_ARGUMENT", `lfm index needs an action: add, rm, stats or compact (got ${action === undefined ? "none" : `"${action}"`}). See lfm index --help.`);
+        throw new LfmError("INVALID_ARGUMENT", `lfm index needs an action: add, rm, stats, compact or calibrate (got ${action === undefined ? "none" : `"${action}"`}). See lfm index --help.`);
     }
   },
 };
@@ -315,6 +330,44 @@ async function indexRemove(dir: string, v: Values, paths: string[]): Promise<num
   return 0;
 }
 
+async function indexCalibrate(dir: string, v: Values, signal: AbortSignal): Promise<number> {
+  const reader = await IndexReader.open(dir);
+  const bar = new ProgressBar(process.stderr, Boolean(process.stderr.isTTY) && !v.json);
+  try {
+    // The index's model, or --model (another model than the index's is refused).
+    const retriever = reader.model || typeof v.model === "string" ? chooseModel(v, reader.model).path : modelOrBundled(v, "colbert");
+    const { threads, cacheDir, onProgress } = loadFlags(v);
+    // Loaded here only: the language-model code it pulls in would slow every other index command's start.
+    const { calibrateMinScore } = await import("../pipelines/calibrate-min-score.ts");
+    const result = await calibrateMinScore(reader, {
+      retriever,
+      probes: num(v, "probes", intRange(CALIBRATION_PROBES_RANGE.min, CALIBRATION_PROBES_RANGE.max)),
+      keepAnswerable: num(v, "keep-answerable", floatRange(0.5, 1)),
+      seed: num(v, "seed", intRange(0, 2 ** 32 - 1)),
+      signal,
+      onProgress: (done, total) => bar.update("calibrating", done, total, "probes"),
+      load: { threads, cacheDir, onProgress, retrieverPrecision: precisionOf(v) ?? reader.model?.precision },
+    });
+    bar.done();
+    if (v.json) {
+      console.log(JSON.stringify(result));
+      return 0;
+    }
+    const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+    const s = result.scores;
+    console.log(`threshold ${result.threshold.toFixed(4)} stored in ${terminalLine(join(reader.dir, CALIBRATION_FILE))} (index generation ${result.generation}, ${result.documents} passages)`);
+    console.log(`  answerable probes kept: ${pct(result.answerableKept)} of ${result.probes.answerable} (criterion: at least ${pct(result.keepAnswerable)}); scores ${s.answerable.min.toFixed(3)}…${s.answerable.max.toFixed(3)}, median ${s.answerable.median.toFixed(3)}`);
+    console.log(`  unanswerable probes rejected: ${pct(result.unanswerableRejected)} of ${result.probes.unanswerable}; scores ${s.unanswerable.min.toFixed(3)}…${s.unanswerable.max.toFixed(3)}, median ${s.unanswerable.median.toFixed(3)}`);
+    if (result.unanswerableRejected < 0.5) {
+      process.stderr.write("the two kinds of probes overlap a lot: the model tells answerable from unanswerable questions poorly on this corpus, so lfm ask will often answer from weak passages.\n");
+    }
+    return 0;
+  } finally {
+    bar.done();
+    await reader.close();
+  }
+}
+
 /** index's numeric and common flags, checked before the index is opened or a model loads. */
 function checkIndexFlags(v: Values): void {
   precisionOf(v);
@@ -323,6 +376,9 @@ function checkIndexFlags(v: Values): void {
   const overlap = num(v, "overlap-tokens", OVERLAP_TOKENS);
   num(v, "commit-every", COMMIT_EVERY);
   num(v, "commit-seconds", COMMIT_SECONDS);
+  num(v, "probes", intRange(CALIBRATION_PROBES_RANGE.min, CALIBRATION_PROBES_RANGE.max));
+  num(v, "keep-answerable", floatRange(0.5, 1));
+  num(v, "seed", intRange(0, 2 ** 32 - 1));
   if (typeof v["max-file-size"] === "string") parseByteSize(v["max-file-size"], "--max-file-size");
   if (chunk !== undefined && overlap !== undefined && overlap >= chunk) {
     throw new LfmError("INVALID_ARGUMENT", `--overlap-tokens must be below --chunk-tokens (${chunk}); got ${overlap}.`);

@@ -2,7 +2,8 @@
  * Questions answered from a local index, with citations that are checked:
  *
  *   question → ColBERT query vectors (the index's own encoder) → top-k passages (as `lfm search`)
- *     → best score below `minScore`? → "the documents do not cover this" (no language model call)
+ *     → best score per query vector below the threshold (`minScore`, else the index's calibration,
+ *       else DEFAULT_MIN_SCORE)? → "the documents do not cover this" (no language model call)
  *     → prompt: system text, earlier turns, passages numbered [1]..[m] with their sources, question
  *       (trimmed to the context, with room for the answer) → LFM2 streams the answer
  *     → citations checked as they stream: numbers that were not given are removed and reported.
@@ -20,7 +21,8 @@ import { ColbertEncoder } from "../retrieval/colbert.ts";
 import type { Metadata, ModelIdentity } from "../retrieval/index/format.ts";
 import { chooseIndexModel, modelIdentity, sameModel } from "../retrieval/index/model-identity.ts";
 import { IndexReader, type MetadataFilter, type SearchHit } from "../retrieval/index/reader.ts";
-import { searchText } from "../retrieval/index/search-text.ts";
+import { bestScorePerVector, searchText } from "../retrieval/index/search-text.ts";
+import { readCalibration } from "../retrieval/index/calibration.ts";
 import { LfmError } from "../text-core/errors.ts";
 import type { FinishReason, PrefilledPrefix } from "../text-core/generate.ts";
 import { type LoadOptions, TextModel, type TextGenerateOptions } from "../text-core/model.ts";
@@ -46,12 +48,11 @@ export const DEFAULT_ASK_K = 5;
 /** The most passages one question may take (each costs prompt tokens and a grammar branch). */
 export const MAX_ASK_K = 50;
 /**
- * Default abstention threshold on the best passage's MaxSim score divided by the query's vector
- * count (`query_length` with query expansion): the mean, over query vectors, of each one's best
- * cosine similarity in the passage, from −1 to 1, comparable across encoders with different
- * query lengths. 0.3 is a placeholder: it is not yet calibrated. Calibrate it on a bench corpus
- * with questions labelled answerable/unanswerable (pick the threshold that keeps e.g. 95% of the
- * answerable ones) and change it with `minScore` / `--min-score` until then.
+ * Abstention threshold when neither `minScore` nor a calibration of the index (lfm index
+ * calibrate, calibrate-min-score.ts) gives one. The score is the best passage's MaxSim per query
+ * vector (bestScorePerVector: the mean of each query vector's best cosine similarity, −1..1). 0.3
+ * is a neutral guess, not a calibrated value: where a threshold should sit depends on the encoder
+ * and the corpus, which is why an index can be calibrated and `ask` prefers its calibration.
  */
 export const DEFAULT_MIN_SCORE = 0.3;
 /** New tokens at most (as `lfm chat`). */
@@ -75,7 +76,10 @@ export interface AskOptions extends SamplingOptions {
   filter?: MetadataFilter;
   /** Score every passage exactly (as `lfm search --exhaustive`). */
   exhaustive?: boolean;
-  /** Abstain below this best-passage score per query vector (see DEFAULT_MIN_SCORE). */
+  /**
+   * Abstain below this best-passage score per query vector; default the index's calibrated
+   * threshold (calibrateMinScore) when it has one for this encoder, else DEFAULT_MIN_SCORE.
+   */
   minScore?: number;
   /** Prompt format; "auto" (default) picks "rag" for an LFM2-RAG checkpoint. */
   format?: AskFormat | "auto";
@@ -136,15 +140,26 @@ export interface AskTimings {
   promptTokens: number;
   /** Prompt (rest of the prefill) to first new token. */
   firstTokenMs: number;
+  /** From the question (retrieval included) to the first new token; 0 when none came. */
+  timeToFirstTokenMs: number;
   generationMs: number;
   tokens: number;
   totalMs: number;
 }
 
+/** The abstention threshold an answer was checked against, and where it came from. */
+export interface AppliedMinScore {
+  value: number;
+  /** "option": `minScore` / `--min-score`; "calibration": the index's calibration; "default": DEFAULT_MIN_SCORE. */
+  source: "option" | "calibration" | "default";
+  /** With "calibration": the index generation it was calibrated on (passages added or removed since are not in it). */
+  calibratedAtGeneration?: number;
+}
+
 export interface AskResult {
   question: string;
   answer: string;
-  /** True when no passage scored `minScore` (the answer says the corpus does not cover the question; no model ran). */
+  /** True when no passage reached the threshold (`minScore` below; the answer says the corpus does not cover the question; no model ran). */
   abstained: boolean;
   citations: Citation[];
   /** Cited numbers that were not given; removed from `answer`. */
@@ -157,6 +172,8 @@ export interface AskResult {
   droppedTurns: number;
   /** Best passage score per query vector (null: nothing retrieved). */
   bestScore: number | null;
+  /** The threshold `bestScore` was compared with. */
+  minScore: AppliedMinScore;
   format: AskFormat;
   /** Language of the abstention sentence, and whether the question's language was recognised (else English). */
   language?: { code: AnswerLanguage; detected: boolean };
@@ -172,8 +189,9 @@ export async function ask(question: string, opts: AskOptions): Promise<AskResult
   if (typeof question !== "string" || question.trim() === "") throw new LfmError("EMPTY_PROMPT", "the question is empty.");
   const k = opts.k ?? DEFAULT_ASK_K;
   if (!Number.isInteger(k) || k < 1 || k > MAX_ASK_K) throw new LfmError("INVALID_ARGUMENT", `k must be an integer from 1 to ${MAX_ASK_K} (got ${k}).`);
-  const minScore = opts.minScore ?? DEFAULT_MIN_SCORE;
-  if (typeof minScore !== "number" || Number.isNaN(minScore)) throw new LfmError("INVALID_ARGUMENT", `minScore must be a number (got ${String(minScore)}).`);
+  if (opts.minScore !== undefined && (typeof opts.minScore !== "number" || Number.isNaN(opts.minScore))) {
+    throw new LfmError("INVALID_ARGUMENT", `minScore must be a number (got ${String(opts.minScore)}).`);
+  }
   const format = opts.format ?? "auto";
   if (format !== "auto" && format !== "rag" && format !== "plain") throw new LfmError("INVALID_ARGUMENT", `format must be "rag", "plain" or "auto" (got ${JSON.stringify(format)}).`);
 
@@ -189,6 +207,7 @@ export async function ask(question: string, opts: AskOptions): Promise<AskResult
     if (reader.documents().next().done) throw new LfmError("INDEX_EMPTY", `the index ${reader.dir} holds no passages; add files with lfm index add --index ${reader.dir} FILES…`);
     const encoder = await retrieverFor(reader, opts);
     if (encoder !== opts.retriever) owned.push(encoder);
+    const minScore = appliedMinScore(opts.minScore, reader, encoder);
     const model = typeof opts.model === "string" ? await TextModel.load(opts.model, { ...opts.load, precision: opts.load?.precision }) : opts.model;
     if (typeof opts.model === "string") owned.push(model);
     return await answer(question, { ...opts, k, minScore }, reader, encoder, model, format === "auto" ? detectAskFormat(model.dir) : format);
@@ -197,8 +216,11 @@ export async function ask(question: string, opts: AskOptions): Promise<AskResult
   }
 }
 
-/** The encoder for the index's queries: the given one (checked against the index's model) or the index's own. */
-async function retrieverFor(reader: IndexReader, opts: AskOptions): Promise<ColbertEncoder> {
+/**
+ * The encoder for the index's queries: the given one (checked against the index's model) or the
+ * index's own (loaded: the caller releases it).
+ */
+export async function retrieverFor(reader: IndexReader, opts: Pick<AskOptions, "retriever" | "load">): Promise<ColbertEncoder> {
   const given = opts.retriever;
   if (given instanceof ColbertEncoder) {
     const recorded = reader.model;
@@ -216,9 +238,20 @@ async function retrieverFor(reader: IndexReader, opts: AskOptions): Promise<Colb
   });
 }
 
+/** The given threshold, else the index's calibration made with this encoder's model, else the default. */
+function appliedMinScore(given: number | undefined, reader: IndexReader, encoder: ColbertEncoder): AppliedMinScore {
+  if (given !== undefined) return { value: given, source: "option" };
+  const calibration = readCalibration(reader.dir);
+  if (calibration && sameModel(calibration.model, identityOf(encoder))) {
+    return { value: calibration.threshold, source: "calibration", calibratedAtGeneration: calibration.generation };
+  }
+  return { value: DEFAULT_MIN_SCORE, source: "default" };
+}
+
 const IDENTITIES = new WeakMap<ColbertEncoder, ModelIdentity>();
 
-function identityOf(encoder: ColbertEncoder): ModelIdentity {
+/** The encoder's model identity (its folder's fingerprint, computed once per encoder). */
+export function identityOf(encoder: ColbertEncoder): ModelIdentity {
   let identity = IDENTITIES.get(encoder);
   if (!identity) IDENTITIES.set(encoder, (identity = modelIdentity(encoder.dir)));
   return identity;
@@ -233,7 +266,7 @@ function checkSameModel(recorded: ModelIdentity, given: ModelIdentity): void {
   }
 }
 
-type ResolvedOptions = AskOptions & { k: number; minScore: number };
+type ResolvedOptions = Omit<AskOptions, "minScore"> & { k: number; minScore: AppliedMinScore };
 
 async function answer(question: string, opts: ResolvedOptions, reader: IndexReader, encoder: ColbertEncoder, model: TextModel, format: AskFormat): Promise<AskResult> {
   const t0 = performance.now();
@@ -256,10 +289,10 @@ async function answer(question: string, opts: ResolvedOptions, reader: IndexRead
 
   const { hits, queryVectors } = await searchText(reader, encoder, question, { k: opts.k, filter: opts.filter, exhaustive: opts.exhaustive, signal: opts.signal });
   const retrievalMs = performance.now() - t0;
-  const bestScore = hits.length > 0 ? hits[0].score / queryVectors : null;
-  const timings: AskTimings = { retrievalMs, prefixMs: 0, prefixReused: false, prefixTokens: 0, promptTokens: 0, firstTokenMs: 0, generationMs: 0, tokens: 0, totalMs: 0 };
+  const bestScore = bestScorePerVector({ hits, queryVectors });
+  const timings: AskTimings = { retrievalMs, prefixMs: 0, prefixReused: false, prefixTokens: 0, promptTokens: 0, firstTokenMs: 0, timeToFirstTokenMs: 0, generationMs: 0, tokens: 0, totalMs: 0 };
 
-  if (bestScore === null || bestScore < opts.minScore) {
+  if (bestScore === null || bestScore < opts.minScore.value) {
     const notCovered = notCoveredAnswer(question);
     timings.totalMs = performance.now() - t0;
     return {
@@ -272,6 +305,7 @@ async function answer(question: string, opts: ResolvedOptions, reader: IndexRead
       droppedPassages: 0,
       droppedTurns: 0,
       bestScore,
+      minScore: opts.minScore,
       format,
       language: { code: notCovered.language, detected: notCovered.detected },
       finishReason: null,
@@ -320,7 +354,11 @@ async function answer(question: string, opts: ResolvedOptions, reader: IndexRead
       finishReason = step.value;
       break;
     }
-    if (timings.tokens === 0) timings.firstTokenMs = performance.now() - g0;
+    if (timings.tokens === 0) {
+      const now = performance.now();
+      timings.firstTokenMs = now - g0;
+      timings.timeToFirstTokenMs = now - t0;
+    }
     if (step.value.id >= 0) timings.tokens++;
     emit(filter.push(step.value.text));
   }
@@ -343,6 +381,7 @@ async function answer(question: string, opts: ResolvedOptions, reader: IndexRead
     droppedPassages: hits.length - passages.length,
     droppedTurns: history.length - turns.length,
     bestScore,
+    minScore: opts.minScore,
     format,
     finishReason,
     prompt: prompt.text,

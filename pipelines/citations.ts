@@ -119,6 +119,11 @@ export const SENTENCE_ENDS = [".", "!", "?", "。", "！", "？"] as const;
  * one citation of a given passage: `text [n][m].` then optionally a space and the next sentence.
  * Inside a sentence: no brackets, no sentence end, no control characters; a full stop only before
  * a digit (decimals: "2.5 bar"). The numbers are exactly 1..given.
+ *
+ * Known limitation: web-xgrammar 0.1.27 does not enforce the exclusion of non-ASCII characters
+ * (。！？) from the negated classes (upstream xgrammar #848: a negated class admits every non-ASCII
+ * character; wide positive ranges did no better when tried), so a CJK full stop can occur inside
+ * a sentence without a citation. The ASCII ends (. ! ?) are enforced.
  */
 export function strictCitationGrammar(given: number): string {
   if (!Number.isInteger(given) || given < 1) throw new RangeError(`strictCitationGrammar needs at least one passage (got ${given}).`);

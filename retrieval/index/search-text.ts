@@ -17,7 +17,31 @@ export interface TextSearchResult {
 }
 
 export async function searchText(reader: IndexReader, encoder: QueryEncoder, query: string, opts: SearchOptions & { signal?: AbortSignal } = {}): Promise<TextSearchResult> {
+  const [result] = await searchTexts(reader, encoder, [query], opts);
+  return result;
+}
+
+/**
+ * Several queries: encoded in one call (a query's vectors do not depend on what it is batched
+ * with, see colbert.ts), each searched as `searchText` searches it.
+ */
+export async function searchTexts(reader: IndexReader, encoder: QueryEncoder, queries: string[], opts: SearchOptions & { signal?: AbortSignal } = {}): Promise<TextSearchResult[]> {
   const { signal, ...search } = opts;
-  const [vectors] = await encoder.encodeQueries([query], { signal });
-  return { hits: await reader.search(vectors, search), queryVectors: vectors.rows };
+  const encoded = await encoder.encodeQueries(queries, { signal });
+  const out: TextSearchResult[] = [];
+  for (const vectors of encoded) out.push({ hits: await reader.search(vectors, search), queryVectors: vectors.rows });
+  return out;
+}
+
+/**
+ * The score abstention compares with its threshold: the best hit's MaxSim divided by the query's
+ * vector count, i.e. the mean over query vectors of each one's best cosine similarity in the
+ * passage (−1..1); null when nothing was retrieved. With query expansion (LFM2-ColBERT) every
+ * query has `query_length` vectors, expansion vectors included, as PyLate scores them, so this
+ * is a constant rescaling of the raw score; without expansion the count follows the question's
+ * length and the raw sum grows with it, while the mean stays on one scale: one threshold means
+ * the same for a three-word question and a long one.
+ */
+export function bestScorePerVector(result: TextSearchResult): number | null {
+  return result.hits.length > 0 ? result.hits[0].score / result.queryVectors : null;
 }

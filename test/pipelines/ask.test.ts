@@ -310,7 +310,8 @@ describe("lfm ask", () => {
       expect(r.status).toBe(2);
       expect(r.stderr).toContain("error [OUTPUT_INCOMPLETE]");
     } else expect(r.status, r.stderr).toBe(0);
-    expect(Object.keys(out)).toEqual(["question", "answer", "abstained", "citations", "unsupportedCitations", "passages", "droppedPassages", "droppedTurns", "bestScore", "format", "finish_reason", "timings"]);
+    expect(Object.keys(out)).toEqual(["question", "answer", "abstained", "citations", "unsupportedCitations", "passages", "droppedPassages", "droppedTurns", "bestScore", "minScore", "format", "finish_reason", "timings"]);
+    expect(out.minScore).toEqual({ value: -1, source: "option" });
     expect(out.passages.map((p) => p.id)).toEqual(search.results.map((r) => r.id));
     for (const c of out.citations) expect(c.id).toBe(out.passages[c.n - 1].id);
     expect(out.unsupportedCitations).toEqual([]);
