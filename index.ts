@@ -151,7 +151,7 @@ export { locateMimi, parseMimiConfig, KYUTAI_MIMI_CONFIG, type MimiConfig } from
 export { WavStreamWriter, type WavWriterOptions } from "./audio/wav-writer.ts";
 export { Speaker, type SpeakerLoadOptions, type SpeakOptions, type SpeakEvent } from "./pipelines/speak.ts";
 export { decodeCompressed, compressedFormatOf, type CompressedFormat } from "./audio/compressed.ts";
-export { AudioChat, type AudioChatLoadOptions, type AudioChatOptions, type AudioChatEvent } from "./pipelines/audio-chat.ts";
+export { AudioChat, AudioConversation, type AudioChatLoadOptions, type AudioChatOptions, type AudioChatEvent } from "./pipelines/audio-chat.ts";
 // The spoken agent with tools (pipelines/agent.ts, agent-tools.ts).
 export { Agent, DEFAULT_AGENT_SYSTEM, DEFAULT_MAX_TOOL_ROUNDS, NOTHING_HEARD, confirmQuestion, isYes, type AgentEvent, type AgentLoadOptions, type AgentOptions, type TurnOptions } from "./pipelines/agent.ts";
 export { VoiceActivityDetector, levelDb, readPcmS16le, type VadOptions } from "./pipelines/vad.ts";
