@@ -11,6 +11,7 @@ import { resample } from "../../audio/resample.ts";
 import type { AudioClip } from "../../audio/wav.ts";
 import { Agent, type AgentEvent, NOTHING_HEARD } from "../../pipelines/agent.ts";
 import { type AgentTool, toolDefinition, validateArguments } from "../../pipelines/agent-tools.ts";
+import { VoiceActivityDetector } from "../../pipelines/vad.ts";
 import type { JsonValue } from "../../text-core/tool-calls.ts";
 import { FIXTURES, TEST_CACHE, expectClose } from "../helpers/reference.ts";
 
@@ -202,6 +203,43 @@ describe("Agent", () => {
     expect(prompts).toEqual([]);
     expect(ofType(events, "audio").length).toBeGreaterThan(0);
   }, 60_000);
+});
+
+describe("Agent: a scripted stream with synthesised speech", () => {
+  it("silence, an espeak-ng sentence, silence: the voice detector cuts one turn, which runs end to end with a validated call", async () => {
+    // test/fixtures/README.md says how the clip was made (CI has no espeak-ng).
+    const spoken = await readAudioFile(join(import.meta.dirname, "..", "fixtures", "speech", "log-pump-7-espeak.wav"));
+    const speech = resample(spoken.samples, spoken.sampleRateHz, 16000);
+    const silence = (seconds: number) => new Float32Array(Math.round(seconds * 16000));
+    const parts = [silence(0.6), speech, silence(1.2)];
+    const stream = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+    parts.reduce((at, p) => (stream.set(p, at), at + p.length), 0);
+
+    const vad = new VoiceActivityDetector(16000);
+    const turns: Float32Array[] = [];
+    for (let at = 0; at < stream.length; at += 480) turns.push(...vad.push(stream.subarray(at, at + 480))); // 30 ms blocks, as a microphone delivers
+    const rest = vad.flush();
+    if (rest) turns.push(rest);
+    expect(turns).toHaveLength(1);
+    // The turn: the sentence, the pre-roll before it and the pause that ended it (300 ms, 700 ms), give or take a frame.
+    const seconds = turns[0].length / 16000;
+    expect(seconds).toBeGreaterThan(speech.length / 16000);
+    expect(seconds).toBeLessThan(speech.length / 16000 + 0.3 + 0.7 + 0.1);
+
+    agent.reset();
+    runs.log_reading.length = 0;
+    const events = await collect(agent.turn({ samples: turns[0], sampleRateHz: 16000 }, { toolChoice: { name: "log_reading" } }));
+    const types = events.map((e) => e.type);
+    expect(types[0]).toBe("transcript");
+    expect(types.at(-1)).toBe("timings");
+    const calls = ofType(events, "tool_call");
+    expect(calls.length).toBeGreaterThan(0);
+    expect(runs.log_reading).toEqual(calls.map((c) => c.arguments));
+    for (const args of runs.log_reading) expect(validateArguments(readingSchema, args)).toBeNull();
+    expect(ofType(events, "tool_result").every((r) => r.ok)).toBe(true);
+    expect(types.indexOf("reply_text")).toBeGreaterThan(types.lastIndexOf("tool_result"));
+    expect(ofType(events, "audio").length).toBe(6);
+  }, 120_000);
 });
 
 describe("Agent: the text model's decode state carries over turns", () => {
