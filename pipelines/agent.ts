@@ -34,6 +34,7 @@ import type { AudioClip } from "../audio/wav.ts";
 import type { ChatMessage, ToolDefinition } from "../text-core/chat.ts";
 import { LfmError } from "../text-core/errors.ts";
 import type { Precision } from "../text-core/graph/precision.ts";
+import type { PrefilledPrefix } from "../text-core/generate.ts";
 import { TextModel, type TextGenerateOptions } from "../text-core/model.ts";
 import { PromptCache } from "../text-core/prompt-cache.ts";
 import type { ToolChoice } from "../text-core/structured/response-format.ts";
@@ -264,8 +265,7 @@ export class Agent {
         yield { type: "audio", turn, frame: frame++, samples: e.samples, sampleRateHz: this.speaker.mimi.config.sampleRateHz };
       }
     }
-    const totalMs = performance.now() - started;
-    yield { type: "timings", turn, transcribeMs, firstReplyTokenMs: clock.firstReplyTokenMs, firstAudioMs, totalMs, promptTokens: clock.promptTokens, reusedTokens: clock.reusedTokens };
+    yield { type: "timings", turn, transcribeMs, firstReplyTokenMs: clock.firstReplyTokenMs, firstAudioMs, totalMs: performance.now() - started, promptTokens: clock.promptTokens, reusedTokens: clock.reusedTokens };
   }
 
   /**
@@ -306,7 +306,7 @@ export class Agent {
       clock.promptTokens += promptIds.length;
       clock.reusedTokens += prefix?.ids.length ?? 0;
       // Kept only once the round's reply is whole: an aborted round adds nothing (see respond).
-      const kept: Parameters<PromptCache["add"]>[0][] = [];
+      const kept: PrefilledPrefix[] = [];
       const tokens = this.textModel.stream(promptIds, {
         ...generation,
         ...stops,
