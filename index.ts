@@ -17,6 +17,7 @@ export type { ChatMessage, ContentPart, ToolDefinition } from "./text-core/chat.
 export { readToolCalls, ToolCallParseError, type ToolCallsRead, type MalformedToolCall } from "./text-core/tool-calls.ts";
 export { parseToolCalls, formatToolCalls, type ToolCall } from "./text-core/tool-calls.ts";
 export { prefillPrefix, type GenerateOptions, type FinishReason, type GeneratedToken, type PrefilledPrefix } from "./text-core/generate.ts";
+export { PromptCache, DEFAULT_PROMPT_CACHE_STATES } from "./text-core/prompt-cache.ts";
 export type { SamplingOptions } from "./text-core/sampler.ts";
 export { readGenerationDefaults, type GenerationDefaults } from "./text-core/generation-config.ts";
 export type { Lfm2Config } from "./text-core/config.ts";
@@ -160,7 +161,7 @@ export { locateMimi, parseMimiConfig, KYUTAI_MIMI_CONFIG, type MimiConfig } from
 export { WavStreamWriter, type WavWriterOptions } from "./audio/wav-writer.ts";
 export { Speaker, type SpeakerLoadOptions, type SpeakOptions, type SpeakEvent } from "./pipelines/speak.ts";
 export { decodeCompressed, compressedFormatOf, type CompressedFormat } from "./audio/compressed.ts";
-export { AudioChat, type AudioChatLoadOptions, type AudioChatOptions, type AudioChatEvent } from "./pipelines/audio-chat.ts";
+export { AudioChat, AudioConversation, type AudioChatLoadOptions, type AudioChatOptions, type AudioChatEvent } from "./pipelines/audio-chat.ts";
 // The spoken agent with tools (pipelines/agent.ts, agent-tools.ts).
 export { Agent, DEFAULT_AGENT_SYSTEM, DEFAULT_MAX_TOOL_ROUNDS, NOTHING_HEARD, confirmQuestion, isYes, type AgentEvent, type AgentLoadOptions, type AgentOptions, type TurnOptions } from "./pipelines/agent.ts";
 export { VoiceActivityDetector, levelDb, readPcmS16le, type VadOptions } from "./pipelines/vad.ts";

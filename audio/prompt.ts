@@ -93,29 +93,39 @@ export class AudioChatPrompt {
     return this.pieces.reduce((n, p) => n + (p.kind === "text" ? p.ids.length : p.kind === "audio_in" ? p.count : p.frames.length), 0);
   }
 
-  build(): AssembledPrompt {
+  /**
+   * The prompt's positions from `from` on (default all): `ids`, `modality` and `textIds` of those
+   * positions, `overrides` indexed from `from` — what a decode state already holding the first
+   * `from` positions runs next.
+   */
+  build(from = 0): AssembledPrompt {
+    if (!Number.isInteger(from) || from < 0 || from > this.length) throw new LfmError("INVALID_ARGUMENT", `build(from): ${from} is not a position of this ${this.length}-position prompt.`);
     const D = this.hiddenSize;
     const ids: number[] = [];
     const modality: Modality[] = [];
     const textIds: number[] = [];
     const index: number[] = [];
     const rows: Float32Array[] = [];
+    let at = 0; // the position of the piece's first entry
     for (const piece of this.pieces) {
+      const n = piece.kind === "text" ? piece.ids.length : piece.kind === "audio_in" ? piece.count : piece.frames.length;
+      const skip = Math.max(0, Math.min(n, from - at));
+      at += n;
       if (piece.kind === "text") {
-        for (const id of piece.ids) {
+        for (const id of piece.ids.slice(skip)) {
           ids.push(id);
           textIds.push(id);
           modality.push(Modality.TEXT);
         }
       } else if (piece.kind === "audio_in") {
-        for (let r = 0; r < piece.count; r++) {
+        for (let r = skip; r < piece.count; r++) {
           index.push(ids.length);
           ids.push(this.placeholderId);
           modality.push(Modality.AUDIO_IN);
         }
-        rows.push(piece.rows);
+        if (skip < piece.count) rows.push(piece.rows.subarray(skip * D));
       } else {
-        for (const frame of piece.frames) {
+        for (const frame of piece.frames.slice(skip)) {
           index.push(ids.length);
           ids.push(this.placeholderId);
           modality.push(Modality.AUDIO_OUT);
@@ -124,12 +134,23 @@ export class AudioChatPrompt {
       }
     }
     const values = new Float32Array(index.length * D);
-    let at = 0;
+    let offset = 0;
     for (const r of rows) {
-      values.set(r, at);
-      at += r.length;
+      values.set(r, offset);
+      offset += r.length;
     }
     return { ids, modality, textIds, overrides: { index, values } };
+  }
+
+  /** How many pieces the prompt has (a mark to `truncate` back to). */
+  get pieceCount(): number {
+    return this.pieces.length;
+  }
+
+  /** Drops the pieces added after `pieceCount` was `count` (a turn that failed). */
+  truncate(count: number): void {
+    if (!Number.isInteger(count) || count < 1 || count > this.pieces.length) throw new LfmError("INVALID_ARGUMENT", `truncate: ${count} is not a piece count of this prompt (1..${this.pieces.length}).`);
+    this.pieces.length = count;
   }
 }
 

@@ -51,6 +51,13 @@ export interface SpeechGenerationOptions {
    * `<|audio_start|>` sequential) or `<|im_end|>`; after that only `<|im_end|>` may be text.
    */
   textConstraint?: CompiledConstraint;
+  /**
+   * Continue this decode state instead of starting a new one: it holds the conversation before
+   * `prompt` (which is then only the new positions), and is advanced in place by every position
+   * run — the prompt, then each step fed back (all but the last: it was chosen, never run). After
+   * an abort it holds exactly what ran before it; after any other failure it is unusable.
+   */
+  state?: DecodeState;
 }
 
 /** "stop": the model ended its turn (`<|im_end|>`); "length": maxSteps (or the context) ran out first. */
@@ -161,8 +168,10 @@ export async function* generateSpeech(lm: Lfm2Runtime, head: AudioHead, prompt: 
   const requested = opts.maxSteps ?? 512;
   if (!Number.isInteger(requested) || requested < 0) throw new LfmError("INVALID_ARGUMENT", `maxSteps must be a non-negative integer (got ${opts.maxSteps}).`);
   const context = lm.config.maxPositionEmbeddings;
-  if (prompt.ids.length >= context) throw new LfmError("PROMPT_TOO_LONG", `the prompt has ${prompt.ids.length} positions but the model's context is ${context}; shorten it.`);
-  const maxSteps = Math.min(requested, context - prompt.ids.length);
+  const held = opts.state?.length ?? 0;
+  const positions = held + prompt.ids.length;
+  if (positions >= context) throw new LfmError("PROMPT_TOO_LONG", `the prompt has ${positions} positions but the model's context is ${context}; shorten it.`);
+  const maxSteps = Math.min(requested, context - positions);
   const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 32);
   const pickText = modalityPicker(opts.text, seed);
   const pickCode = modalityPicker(opts.audio, (seed + 0x9e3779b9) >>> 0);
@@ -184,7 +193,7 @@ export async function* generateSpeech(lm: Lfm2Runtime, head: AudioHead, prompt: 
     first = 1;
   }
 
-  const state: DecodeState = lm.newState(1, prompt.ids.length + maxSteps);
+  const state: DecodeState = opts.state ?? lm.newState(1, prompt.ids.length + maxSteps);
   /** Runs `req` and returns what the next step needs: text logits, or the hidden state for a frame. */
   const step = async (req: ForwardRequest): Promise<Float32Array> => {
     const audio = modes.modality === "audio";

@@ -2,11 +2,15 @@
  * Tensor lists for the audio benchmark's random-weight checkpoints: the FastConformer encoder and
  * adapter of an LFM2-Audio config (the names and shapes `checkEncoderShapes` expects; the LM's come
  * from text-core's `lfm2TensorShapes`), and Kyutai's Mimi decoder (moshi naming, 24 kHz shape).
- * Transcription needs neither the depthformer nor the audio-out embeddings, so they are left out.
+ * Transcription needs neither the depthformer nor the audio-out embeddings (`audioHeadTensorShapes`
+ * adds them, for speech generation).
  */
+import { existsSync, mkdirSync, renameSync } from "node:fs";
+import { join } from "node:path";
 import type { Lfm2AudioConfig } from "../audio/audio-config.ts";
-import { KYUTAI_MIMI_CONFIG } from "../audio/mimi-config.ts";
+import { KYUTAI_MIMI_CONFIG, KYUTAI_MIMI_FILE } from "../audio/mimi-config.ts";
 import { ADAPTER_PREFIX, ENCODER_PREFIX } from "../audio/fastconformer.ts";
+import { writeSafetensors } from "./safetensors-writer.ts";
 import { uniformNoise } from "./synthetic-checkpoint.ts";
 
 export function audioTensorShapes(config: Lfm2AudioConfig): Array<[string, number[]]> {
@@ -39,6 +43,48 @@ export function audioTensorShapes(config: Lfm2AudioConfig): Array<[string, numbe
   t.push([`${ADAPTER_PREFIX}.1.weight`, [L, D]], [`${ADAPTER_PREFIX}.1.bias`, [L]]);
   t.push([`${ADAPTER_PREFIX}.3.weight`, [L, L]], [`${ADAPTER_PREFIX}.3.bias`, [L]]);
   return t;
+}
+
+/**
+ * The audio head's tensors (depthformer, `depth_linear`, per-codebook `depth_embeddings`) and the
+ * audio-out embedding table (`audio_embedding`): what speech generation reads besides the LM.
+ */
+export function audioHeadTensorShapes(config: Lfm2AudioConfig): Array<[string, number[]]> {
+  const { dim, numHeads, numKvHeads, headDim, ffDim, layers, tie } = config.depthformer;
+  const V = config.audioVocabSize;
+  const L = config.lfm.hiddenSize;
+  const t: Array<[string, number[]]> = [];
+  t.push(["depth_linear.weight", [config.codebooks * dim, L]], ["depth_linear.bias", [config.codebooks * dim]]);
+  t.push(["audio_embedding.embedding.weight", [config.codebooks * V, L]], ["audio_embedding.embedding_norm.weight", [L]], ["audio_embedding.to_logits.weight", [config.codebooks * V, L]]);
+  for (let i = 0; i < layers; i++) {
+    const p = `depthformer.layers.${i}`;
+    t.push([`${p}.operator.qkv_proj.weight`, [(numHeads + 2 * numKvHeads) * headDim, dim]], [`${p}.operator.out_proj.weight`, [dim, dim]]);
+    t.push([`${p}.operator.bounded_attention.q_layernorm.weight`, [headDim]], [`${p}.operator.bounded_attention.k_layernorm.weight`, [headDim]]);
+    t.push([`${p}.operator_norm.weight`, [dim]], [`${p}.ffn_norm.weight`, [dim]]);
+    t.push([`${p}.feed_forward.w1.weight`, [ffDim, dim]], [`${p}.feed_forward.w3.weight`, [ffDim, dim]], [`${p}.feed_forward.w2.weight`, [dim, ffDim]]);
+  }
+  for (let k = 0; k < config.codebooks; k++) {
+    t.push([`depth_embeddings.${k}.embedding.weight`, [V, dim]], [`depth_embeddings.${k}.embedding_norm.weight`, [dim]]);
+    if (!tie) t.push([`depth_embeddings.${k}.to_logits.weight`, [V, dim]]);
+  }
+  return t;
+}
+
+/** Kyutai's Mimi file at its real shape with random float32 weights, written once into `dir`; returns its path. */
+export function writeMimiCheckpoint(dir: string): string {
+  const file = join(dir, KYUTAI_MIMI_FILE);
+  if (existsSync(file)) return file;
+  mkdirSync(dir, { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}`;
+  const tensors = mimiTensorShapes().map(([name, shape], i) => ({
+    name,
+    dtype: "F32" as const,
+    shape,
+    data: () => new Uint8Array(mimiRandomValues(name, shape, i + 1).buffer),
+  }));
+  writeSafetensors(tmp, tensors);
+  renameSync(tmp, file);
+  return file;
 }
 
 /** Random float32 values for a Mimi tensor: usage counts and norm gains near 1, layer scales 0.01, weights ~1/√fan-in. */

@@ -16,7 +16,7 @@
  *   npm run bench:audio -- [--precisions q4,q8] [--runs 3] [--threads 2] [--seconds 20] [--decode 32] [--skip-mimi]
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -24,8 +24,7 @@ import { parseLfm2AudioConfig } from "../audio/audio-config.ts";
 import { KYUTAI_MIMI_FILE } from "../audio/mimi-config.ts";
 import { defaultCacheDir } from "../text-core/graph-cache.ts";
 import { lfm2TensorShapes, writeSyntheticCheckpoint } from "./synthetic-checkpoint.ts";
-import { writeSafetensors } from "./safetensors-writer.ts";
-import { audioTensorShapes, mimiRandomValues, mimiTensorShapes } from "./audio-shapes.ts";
+import { audioTensorShapes, writeMimiCheckpoint } from "./audio-shapes.ts";
 
 const ROOT = join(import.meta.dirname, "..");
 const { values } = parseArgs({
@@ -60,23 +59,6 @@ function runWorker(args: string[]): WorkerResult {
     stdio: ["ignore", "pipe", "inherit"],
   });
   return JSON.parse(out.trim().split("\n").pop() as string) as WorkerResult;
-}
-
-/** Kyutai's Mimi file at its real shape with random float32 weights, written once. */
-function writeMimiCheckpoint(dir: string): string {
-  const file = join(dir, KYUTAI_MIMI_FILE);
-  if (existsSync(file)) return file;
-  mkdirSync(dir, { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  const tensors = mimiTensorShapes().map(([name, shape], i) => ({
-    name,
-    dtype: "F32" as const,
-    shape,
-    data: () => new Uint8Array(mimiRandomValues(name, shape, i + 1).buffer),
-  }));
-  writeSafetensors(tmp, tensors);
-  renameSync(tmp, file);
-  return file;
 }
 
 const load = { start: loadavg() };

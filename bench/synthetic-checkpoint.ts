@@ -107,6 +107,18 @@ export function paddedTokenizerJson(baseTokenizerJson: string, vocabSize: number
   return JSON.stringify(tok);
 }
 
+/**
+ * `base` padded to `vocabSize` entries with added non-special tokens " wN": random ids decode to
+ * text (special fillers decode to nothing under skipSpecialTokens), for benchmarks whose output is
+ * read on (the agent speaks its reply).
+ */
+export function plainWordsTokenizerJson(base: string, vocabSize: number): string {
+  const tok = JSON.parse(base) as { added_tokens: Array<Record<string, unknown>>; model: { vocab: Record<string, number> } };
+  let next = Math.max(...Object.values(tok.model.vocab), ...tok.added_tokens.map((t) => t.id as number)) + 1;
+  while (next < vocabSize) tok.added_tokens.push({ id: next, content: ` w${next++}`, single_word: false, lstrip: false, rstrip: false, normalized: true, special: false });
+  return JSON.stringify(tok);
+}
+
 export interface SyntheticCheckpointSpec {
   /** config.json contents, written verbatim. */
   config: Record<string, unknown>;

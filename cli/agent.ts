@@ -99,7 +99,9 @@ const HELP = `lfm agent --audio-model DIR --model LM --tools tools.mjs (--audio 
                          confirmed}, "reply_text" {turn, text}, "audio_chunk" {turn, path,
                          start_seconds, seconds} (about 1 s each; the WAV is complete at the turn's
                          timings), "timings" {turn, transcribe_ms, first_reply_token_ms,
-                         first_audio_sample_ms, total_ms} (from the start of the turn); with --pcm,
+                         first_audio_sample_ms, total_ms, prompt_tokens, reused_tokens} (times from
+                         the start of the turn; the text model's prompt tokens, and how many of them
+                         were continued from its kept decode state instead of run again); with --pcm,
                          "barge_in" {turn, spoken_seconds, stopped_after_ms, samples_after} when
                          speech stopped a reply (samples_after: reply samples made after it was heard).
   Without --json: the reply on stdout; what was heard, the tool calls and results and the timings
@@ -340,7 +342,7 @@ function eventJson(e: Exclude<AgentEvent, { type: "audio" }>): Record<string, un
     case "tool_result":
       return { type: e.type, turn: e.turn, round: e.round, name: e.name, ok: e.ok, content: e.content, truncated: e.truncated, ms: ms(e.ms) };
     case "timings":
-      return { type: e.type, turn: e.turn, transcribe_ms: ms(e.transcribeMs), first_reply_token_ms: ms(e.firstReplyTokenMs), first_audio_sample_ms: ms(e.firstAudioMs), total_ms: ms(e.totalMs) };
+      return { type: e.type, turn: e.turn, transcribe_ms: ms(e.transcribeMs), first_reply_token_ms: ms(e.firstReplyTokenMs), first_audio_sample_ms: ms(e.firstAudioMs), total_ms: ms(e.totalMs), prompt_tokens: e.promptTokens, reused_tokens: e.reusedTokens };
     default:
       return { ...e };
   }

@@ -17,8 +17,15 @@
  *
  * Tools marked `confirm: true` are not run at once: the turn's reply is the question "Run NAME
  * with ARGS? Say yes or no.", and the next turn's words are the answer (yes/no words in a few
- * languages; anything else is no). The conversation (its messages) carries over turns; each round
- * re-reads the whole history (reusing the decode state across turns is a later optimisation).
+ * languages; anything else is no). The conversation (its messages) carries over turns.
+ *
+ * Each round renders the whole history, but runs only what it adds: the text model's decode state
+ * after each prompt and after each reply is kept (text-core/prompt-cache.ts), and a round continues
+ * the longest kept state whose tokens its prompt starts with — the new user message and the
+ * assistant header, or the tool results. The match is on token ids, so the model sees exactly
+ * what a full prefill of the conversation would; a turn cancelled before its answer leaves the
+ * kept states as they were, with its messages. (Transcription and speech are one-shot prompts of
+ * LFM2-Audio with no history, so there is nothing of theirs to carry over.)
  */
 import type { SpeechStack } from "../audio/speech-stack.ts";
 import { loadSpeechStack } from "../audio/speech-stack.ts";
@@ -27,7 +34,9 @@ import type { AudioClip } from "../audio/wav.ts";
 import type { ChatMessage, ToolDefinition } from "../text-core/chat.ts";
 import { LfmError } from "../text-core/errors.ts";
 import type { Precision } from "../text-core/graph/precision.ts";
+import type { PrefilledPrefix } from "../text-core/generate.ts";
 import { TextModel, type TextGenerateOptions } from "../text-core/model.ts";
+import { PromptCache } from "../text-core/prompt-cache.ts";
 import type { ToolChoice } from "../text-core/structured/response-format.ts";
 import { type JsonValue, type ToolCall, readToolCalls } from "../text-core/tool-calls.ts";
 import { type AgentTool, DEFAULT_TOOL_TIMEOUT_MS, type ToolOutcome, checkTools, runToolCall, toolDefinition } from "./agent-tools.ts";
@@ -59,7 +68,12 @@ export interface AgentOptions {
   /** Run `confirm: true` tools without asking (scripts). */
   autoConfirm?: boolean;
   /** The text model's sampling and limits (`maxTokens`, `temperature`, `seed`, …) for every round. */
-  generation?: Omit<TextGenerateOptions, "tools" | "toolChoice" | "responseFormat" | "signal">;
+  generation?: Omit<TextGenerateOptions, "tools" | "toolChoice" | "responseFormat" | "signal" | "prefix" | "onState">;
+  /**
+   * Continue each round from the text model's kept decode state instead of re-reading the whole
+   * conversation (default true; false: every round prefills its prompt in full, e.g. to measure).
+   */
+  reuseState?: boolean;
   /** Speech: frames at most (default 750, 60 s), frame sampling (default TTS recipe), seed. */
   speech?: { maxFrames?: number; audio?: ModalitySampling; seed?: number };
   /** Transcription: new tokens at most per window (default 512). */
@@ -87,12 +101,32 @@ export type AgentEvent =
   | { type: "reply_text"; turn: number; text: string }
   /** One Mimi frame of the spoken reply. */
   | { type: "audio"; turn: number; frame: number; samples: Float32Array; sampleRateHz: number }
-  | { type: "timings"; turn: number; transcribeMs: number | null; firstReplyTokenMs: number | null; firstAudioMs: number | null; totalMs: number };
+  /**
+   * `promptTokens`: the text model's prompt tokens over the turn's rounds; `reusedTokens`: how many
+   * of them came from a kept decode state instead of being run again.
+   */
+  | {
+      type: "timings";
+      turn: number;
+      transcribeMs: number | null;
+      firstReplyTokenMs: number | null;
+      firstAudioMs: number | null;
+      totalMs: number;
+      promptTokens: number;
+      reusedTokens: number;
+    };
 
 export const DEFAULT_AGENT_SYSTEM = "You are a voice assistant. Use the tools when they help. Answer in one or two short plain sentences: your answer is spoken aloud.";
 export const DEFAULT_MAX_TOOL_ROUNDS = 4;
 /** What the agent says when it heard nothing it could use. */
 export const NOTHING_HEARD = "Sorry, I did not catch that.";
+
+/** A turn's measurements, filled in by its rounds. */
+interface RoundClock {
+  firstReplyTokenMs: number | null;
+  promptTokens: number;
+  reusedTokens: number;
+}
 
 /** The calls of one round still to run when a confirmation interrupted them. */
 interface PendingCalls {
@@ -112,6 +146,8 @@ export class Agent {
   private turns = 0;
   /** Tool calls run so far (a cancelled turn after one is not rolled back). */
   private toolRuns = 0;
+  /** The text model's decode states kept between rounds and turns (undefined: `reuseState: false`). */
+  readonly stateCache: PromptCache | undefined;
 
   private constructor(
     private readonly stack: SpeechStack<true, boolean>,
@@ -122,6 +158,7 @@ export class Agent {
     this.definitions = this.tools.map(toolDefinition);
     this.messages = [{ role: "system", content: opts.system ?? DEFAULT_AGENT_SYSTEM }];
     this.speaker = stack.mimi ? Speaker.fromStack(stack as SpeechStack<true, true>) : undefined;
+    this.stateCache = opts.reuseState === false ? undefined : new PromptCache();
     const rounds = opts.maxToolRounds ?? DEFAULT_MAX_TOOL_ROUNDS;
     if (!Number.isInteger(rounds) || rounds < 0 || rounds > 16) throw new LfmError("INVALID_ARGUMENT", `maxToolRounds must be an integer from 0 to 16 (got ${rounds}).`);
   }
@@ -150,6 +187,7 @@ export class Agent {
   reset(): void {
     this.messages.splice(1);
     this.pending = undefined;
+    this.stateCache?.clear();
   }
 
   /** A confirmation is waiting for the next turn's yes or no. */
@@ -175,14 +213,14 @@ export class Agent {
   }
 
   private async *respond(turn: number, heard: string, started: number, transcribeMs: number | null, opts: TurnOptions): AsyncGenerator<AgentEvent> {
-    const clock = { firstReplyTokenMs: null as number | null };
+    const clock: RoundClock = { firstReplyTokenMs: null, promptTokens: 0, reusedTokens: 0 };
     let reply: string | undefined;
     let firstRound = 0;
     let calls: { calls: ToolCall[]; from: number } | undefined;
     // A turn cancelled (or abandoned by its consumer) before its answer leaves no half of itself
     // in the conversation: the messages and the pending confirmation go back to how they were —
     // unless a tool already ran, whose call and result stay (what it did cannot be taken back).
-    const mark = { messages: this.messages.length, pending: this.pending, toolRuns: this.toolRuns };
+    const mark = { messages: this.messages.length, pending: this.pending, toolRuns: this.toolRuns, states: this.stateCache?.snapshot() };
     let answered = false;
     try {
       if (this.pending) {
@@ -211,6 +249,7 @@ export class Agent {
       if (!answered && this.toolRuns === mark.toolRuns) {
         this.messages.length = mark.messages;
         this.pending = mark.pending;
+        if (mark.states) this.stateCache?.restore(mark.states);
       }
     }
     yield { type: "reply_text", turn, text: reply };
@@ -226,7 +265,7 @@ export class Agent {
         yield { type: "audio", turn, frame: frame++, samples: e.samples, sampleRateHz: this.speaker.mimi.config.sampleRateHz };
       }
     }
-    yield { type: "timings", turn, transcribeMs, firstReplyTokenMs: clock.firstReplyTokenMs, firstAudioMs, totalMs: performance.now() - started };
+    yield { type: "timings", turn, transcribeMs, firstReplyTokenMs: clock.firstReplyTokenMs, firstAudioMs, totalMs: performance.now() - started, promptTokens: clock.promptTokens, reusedTokens: clock.reusedTokens };
   }
 
   /**
@@ -238,7 +277,7 @@ export class Agent {
     turn: number,
     firstRound: number,
     resume: { calls: ToolCall[]; from: number } | undefined,
-    clock: { firstReplyTokenMs: number | null },
+    clock: RoundClock,
     started: number,
     opts: TurnOptions,
   ): AsyncGenerator<AgentEvent, string> {
@@ -262,12 +301,27 @@ export class Agent {
       const generation = this.opts.generation ?? {};
       // Extra stop ids add to the model's own (<|im_end|>, EOS), as in lfm chat.
       const stops = generation.stopTokenIds ? { stopTokenIds: [...this.textModel.stopTokenIds, ...generation.stopTokenIds] } : {};
-      const tokens = this.textModel.stream(promptIds, { ...generation, ...stops, tools: this.definitions, toolChoice, signal: opts.signal });
+      const cache = this.stateCache;
+      const prefix = cache?.lookup(promptIds);
+      clock.promptTokens += promptIds.length;
+      clock.reusedTokens += prefix?.ids.length ?? 0;
+      // Kept only once the round's reply is whole: an aborted round adds nothing (see respond).
+      const kept: PrefilledPrefix[] = [];
+      const tokens = this.textModel.stream(promptIds, {
+        ...generation,
+        ...stops,
+        tools: this.definitions,
+        toolChoice,
+        signal: opts.signal,
+        prefix,
+        onState: cache && ((state) => kept.push(state)),
+      });
       for await (const t of tokens) {
         if (t.id < 0) continue; // the decoder's held-back tail: the ids are decoded whole below
         firstTokenMs ??= performance.now() - started;
         ids.push(t.id);
       }
+      for (const state of kept) cache?.add(state);
       const raw = this.textModel.tokenizer.decode(ids);
       const read = readToolCalls(raw);
       const wroteCalls = read.toolCalls.length > 0 || read.malformed.length > 0;

@@ -47,6 +47,14 @@ export interface GenerateOptions extends SamplingOptions {
    * (`generate`, `TextModel.complete`: `Completion.logprobs`); batches ignore it.
    */
   logprobs?: boolean;
+  /**
+   * Receives the decode state to continue a conversation from (see prompt-cache.ts): at "prompt",
+   * a copy of the state after the prompt; at "end", when generation finishes (not when it throws
+   * or its consumer stops early), the state itself after every token that went through the model
+   * (the prompt and the new tokens, all but the last one: it was chosen, never run). Single
+   * sequences only (`generate`); batches ignore it.
+   */
+  onState?: (kept: PrefilledPrefix, at: "prompt" | "end") => void;
 }
 
 /** The decode state after a fixed prompt prefix, reusable by any number of prompts that start with it. */
@@ -145,6 +153,15 @@ export async function* generate(runtime: Lfm2Runtime, promptIds: readonly number
     const prefilled = await prefill(runtime, promptIds, opts);
     const state = prefilled.state;
     let logits = prefilled.logits;
+    /** The ids the state holds: the prompt, then each run of new tokens fed back. */
+    const fed = opts.onState ? [...promptIds] : [];
+    opts.onState?.({ ids: promptIds.slice(), state: state.clone(), logits: logits.slice() }, "prompt");
+    // The grammar masks (and the sampler may change) `logits` in place: the kept state gets them as the model gave them.
+    let lastLogits = opts.onState ? logits.slice() : logits;
+    const finish = (reason: FinishReason): FinishReason => {
+      opts.onState?.({ ids: fed, state, logits: lastLogits }, "end");
+      return reason;
+    };
     let index = 0;
     for (;;) {
       checkAbort(opts.signal);
@@ -155,21 +172,25 @@ export async function* generate(runtime: Lfm2Runtime, promptIds: readonly number
         id = sampler.pick(logits, seen);
         if (opts.logprobs) logprob = logSoftmaxAt(logits, id);
       }
-      if (stop.has(id)) return "stop";
+      if (stop.has(id)) return finish("stop");
       const pending = [id];
       for (;;) {
         matcher?.accept(id);
         seen.push(id);
         yield opts.logprobs ? { id, index: index++, logprob } : { id, index: index++ };
         logprob = 0; // the tokens of a forced run that follow
-        if (matcher && (await matcher.finished())) return "stop";
-        if (index === maxTokens) return "length";
+        if (matcher && (await matcher.finished())) return finish("stop");
+        if (index === maxTokens) return finish("length");
         checkAbort(opts.signal); // the consumer may have aborted on this token: run nothing more
         const forced = jumpForward ? await matcher!.forcedToken() : undefined;
         if (forced === undefined) break;
         pending.push((id = forced));
       }
       logits = (await runtime.forward(state, { ids: [pending] })).output;
+      if (opts.onState) {
+        fed.push(...pending);
+        lastLogits = logits.slice();
+      }
     }
   } finally {
     matcher?.dispose();

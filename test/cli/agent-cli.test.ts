@@ -81,7 +81,10 @@ describe("lfm agent", () => {
     expect(seconds).toBeCloseTo(6 * 0.08, 2);
     expect(statSync(wav).size).toBe(44 + 6 * 1920 * 2);
     const timings = list.at(-1)!;
-    for (const key of ["transcribe_ms", "first_reply_token_ms", "first_audio_sample_ms", "total_ms"]) expect(typeof timings[key], key).toBe("number");
+    for (const key of ["transcribe_ms", "first_reply_token_ms", "first_audio_sample_ms", "total_ms", "prompt_tokens", "reused_tokens"]) expect(typeof timings[key], key).toBe("number");
+    // The round after the calls continues the first round's decode state: only the calls' results are new.
+    expect(timings.reused_tokens).toBeGreaterThan(0);
+    expect(timings.reused_tokens).toBeLessThan(timings.prompt_tokens as number);
   }, 180_000);
 
   it("a confirm tool: the next --audio file is the answer (not a yes: not run); --yes runs it", () => {
@@ -131,7 +134,10 @@ describe("lfm agent", () => {
     expect(r.status, r.stderr).toBe(0);
     const list = events(r.stdout);
     expect(list.filter((e) => e.type === "transcript").map((e) => e.turn)).toEqual([1, 2]);
-    expect(list.filter((e) => e.type === "timings").map((e) => e.turn)).toEqual([1, 2]);
+    const timings = list.filter((e) => e.type === "timings");
+    expect(timings.map((e) => e.turn)).toEqual([1, 2]);
+    // Turn 2 continues the text model's state from turn 1 instead of re-reading the conversation.
+    expect(timings.map((e) => (e.reused_tokens as number) > 0)).toEqual([false, true]);
 
     const quiet = spawnSync(process.execPath, [LFM_BIN, "agent", "--tools", toolsModule("tools5.mjs", join(dir, "quiet.jsonl")), "--pcm", "-"], {
       input: Buffer.alloc(16000 * 2 * 2),

@@ -10,9 +10,10 @@ import { readAudioFile } from "../../audio/audio-file.ts";
 import { resample } from "../../audio/resample.ts";
 import type { AudioClip } from "../../audio/wav.ts";
 import { Agent, type AgentEvent, NOTHING_HEARD } from "../../pipelines/agent.ts";
-import { type AgentTool, validateArguments } from "../../pipelines/agent-tools.ts";
+import { type AgentTool, toolDefinition, validateArguments } from "../../pipelines/agent-tools.ts";
+import { VoiceActivityDetector } from "../../pipelines/vad.ts";
 import type { JsonValue } from "../../text-core/tool-calls.ts";
-import { FIXTURES, TEST_CACHE } from "../helpers/reference.ts";
+import { FIXTURES, TEST_CACHE, expectClose } from "../helpers/reference.ts";
 
 const runs: Record<string, Record<string, JsonValue>[]> = { log_reading: [], explode: [], dawdle: [], set_valve: [] };
 let dawdleAborted = false;
@@ -202,4 +203,172 @@ describe("Agent", () => {
     expect(prompts).toEqual([]);
     expect(ofType(events, "audio").length).toBeGreaterThan(0);
   }, 60_000);
+});
+
+describe("Agent: a scripted stream with synthesised speech", () => {
+  it("silence, an espeak-ng sentence, silence: the voice detector cuts one turn, which runs end to end with a validated call", async () => {
+    // test/fixtures/README.md says how the clip was made (CI has no espeak-ng).
+    const spoken = await readAudioFile(join(import.meta.dirname, "..", "fixtures", "speech", "log-pump-7-espeak.wav"));
+    const speech = resample(spoken.samples, spoken.sampleRateHz, 16000);
+    const silence = (seconds: number) => new Float32Array(Math.round(seconds * 16000));
+    const parts = [silence(0.6), speech, silence(1.2)];
+    const stream = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+    parts.reduce((at, p) => (stream.set(p, at), at + p.length), 0);
+
+    const vad = new VoiceActivityDetector(16000);
+    const turns: Float32Array[] = [];
+    for (let at = 0; at < stream.length; at += 480) turns.push(...vad.push(stream.subarray(at, at + 480))); // 30 ms blocks, as a microphone delivers
+    const rest = vad.flush();
+    if (rest) turns.push(rest);
+    expect(turns).toHaveLength(1);
+    // The turn: the sentence, the pre-roll before it and the pause that ended it (300 ms, 700 ms), give or take a frame.
+    const seconds = turns[0].length / 16000;
+    expect(seconds).toBeGreaterThan(speech.length / 16000);
+    expect(seconds).toBeLessThan(speech.length / 16000 + 0.3 + 0.7 + 0.1);
+
+    agent.reset();
+    runs.log_reading.length = 0;
+    const events = await collect(agent.turn({ samples: turns[0], sampleRateHz: 16000 }, { toolChoice: { name: "log_reading" } }));
+    const types = events.map((e) => e.type);
+    expect(types[0]).toBe("transcript");
+    expect(types.at(-1)).toBe("timings");
+    const calls = ofType(events, "tool_call");
+    expect(calls.length).toBeGreaterThan(0);
+    expect(runs.log_reading).toEqual(calls.map((c) => c.arguments));
+    for (const args of runs.log_reading) expect(validateArguments(readingSchema, args)).toBeNull();
+    expect(ofType(events, "tool_result").every((r) => r.ok)).toBe(true);
+    expect(types.indexOf("reply_text")).toBeGreaterThan(types.lastIndexOf("tool_result"));
+    expect(ofType(events, "audio").length).toBe(6);
+  }, 120_000);
+});
+
+describe("Agent: the text model's decode state carries over turns", () => {
+  // fp32, the path DESIGN.md's tolerances are for: q4's MatMulNBits quantises activations to int8
+  // per block, so two computations of one logit that differ in the last bit can round apart there.
+  let fp: Agent;
+  beforeAll(async () => {
+    fp = await Agent.load(
+      join(FIXTURES, "audio", "tiny-lfm2-audio"),
+      join(FIXTURES, "text", "tiny-lfm2"),
+      { tools: TOOLS, maxToolRounds: 1, toolTimeoutMs: 300, generation: { maxTokens: 96, temperature: 0 }, speech: { maxFrames: 6, seed: 1 } },
+      { mimi: join(FIXTURES, "audio", "tiny-mimi"), cacheDir: TEST_CACHE, precision: "fp32" },
+    );
+  }, 300_000);
+  afterAll(async () => {
+    await fp?.release();
+  });
+  const definitions = TOOLS.map(toolDefinition);
+  const tokens = (prompt: string) => fp.textModel.tokenizer.encode(prompt, { addSpecialTokens: false }).length;
+
+  /**
+   * The next round's prompt (the conversation so far and a new user message) run two ways: from
+   * the agent's kept state (only the new tokens) and as one full prefill. Same logits (DESIGN.md
+   * tolerances); the times go to the log (no speed assert: the tiny model's prompts are short).
+   */
+  async function expectReuseMatchesFullPrefill(label: string, next: string): Promise<void> {
+    const ids = fp.textModel.chatIds([...fp.messages, { role: "user", content: next }], { tools: definitions });
+    const kept = fp.stateCache!.lookup(ids);
+    expect(kept, `${label}: a kept state that the next prompt starts with`).toBeDefined();
+    const rt = fp.textModel.runtime;
+    const rest = ids.slice(kept!.ids.length);
+    let t0 = performance.now();
+    const reused = (await rt.forward(kept!.state.clone(), { ids: [rest] })).output;
+    const reuseMs = performance.now() - t0;
+    t0 = performance.now();
+    const full = (await rt.forward(rt.newState(1), { ids: [ids] })).output;
+    const fullMs = performance.now() - t0;
+    expectClose(reused, full, `${label}: kept state + ${rest.length} new tokens vs full prefill of ${ids.length}`);
+    console.log(
+      `[agent state reuse] ${label}: prompt ${ids.length} tokens, ${kept!.ids.length} reused; prefill ${reuseMs.toFixed(1)} ms vs ${fullMs.toFixed(1)} ms in full (saves ${(fullMs - reuseMs).toFixed(1)} ms)`,
+    );
+  }
+
+  it("each turn runs only what it adds, with the logits of a full prefill of the conversation", async () => {
+    fp.reset();
+    const prompts: string[] = [];
+    const first = await collect(fp.turnText("what is the torque for the flange bolts", { onPrompt: (p) => prompts.push(p) }));
+    const t1 = ofType(first, "timings")[0];
+    expect(t1.reusedTokens).toBe(0); // a new conversation: nothing kept yet
+    expect(t1.promptTokens).toBe(tokens(prompts[0]));
+    const second = await collect(fp.turn(clip));
+    const t2 = ofType(second, "timings")[0];
+    // Turn 2 continues at least from turn 1's prompt (up to the assistant header): the template
+    // renders history as it rendered the prompt, token for token.
+    expect(t2.reusedTokens).toBeGreaterThanOrEqual(tokens(prompts.at(-1)!));
+    expect(t2.reusedTokens).toBeLessThan(t2.promptTokens);
+    await expectReuseMatchesFullPrefill("after 2 turns", "and the next one");
+  }, 120_000);
+
+  it("barge-in during the spoken reply, then the next turn: the kept state matches the recorded conversation", async () => {
+    fp.reset();
+    await collect(fp.turnText("first question"));
+    const controller = new AbortController();
+    const heard: AgentEvent[] = [];
+    await expect(
+      (async () => {
+        for await (const e of fp.turn(clip, { signal: controller.signal })) {
+          heard.push(e);
+          if (e.type === "audio") controller.abort(); // speech started while the agent talked
+        }
+      })(),
+    ).rejects.toMatchObject({ code: "ABORTED" });
+    // The reply's text was whole before it was spoken: the conversation records it.
+    const reply = ofType(heard, "reply_text")[0].text;
+    expect(fp.messages.at(-1)).toEqual({ role: "assistant", content: reply });
+    await expectReuseMatchesFullPrefill("after a barge-in in speech", "sorry, go on");
+    const next = await collect(fp.turnText("sorry, go on"));
+    expect(ofType(next, "timings")[0].reusedTokens).toBeGreaterThan(0);
+  }, 120_000);
+
+  it("a turn abandoned before its answer rolls the kept states back with the messages", async () => {
+    fp.reset();
+    runs.log_reading.length = 0;
+    await collect(fp.turnText("first question"));
+    const messages = fp.messages.map((m) => ({ ...m }));
+    const states = fp.stateCache!.snapshot();
+    // Stopped at the call, before it runs: round 0 was generated (and its states kept) by then.
+    let called = false;
+    for await (const e of fp.turnText("log pump 7 as leaking", { toolChoice: { name: "log_reading" } })) {
+      if (e.type === "tool_call") {
+        called = true;
+        expect(fp.stateCache!.snapshot().some((e) => !states.includes(e))).toBe(true);
+        break;
+      }
+    }
+    expect(called).toBe(true);
+    expect(runs.log_reading).toEqual([]);
+    expect(fp.messages).toEqual(messages);
+    expect(fp.stateCache!.snapshot()).toEqual(states);
+    await expectReuseMatchesFullPrefill("after an abandoned turn", "second question");
+    const next = await collect(fp.turnText("second question"));
+    expect(ofType(next, "timings")[0].reusedTokens).toBeGreaterThan(0);
+  }, 120_000);
+
+  it("reuseState: false prefills every round in full, with the same replies", async () => {
+    const load = (reuseState: boolean) =>
+      Agent.load(
+        join(FIXTURES, "audio", "tiny-lfm2-audio"),
+        join(FIXTURES, "text", "tiny-lfm2"),
+        { tools: TOOLS, maxToolRounds: 1, generation: { maxTokens: 24, temperature: 0 }, reuseState },
+        { speak: false, cacheDir: TEST_CACHE, precision: "fp32" },
+      );
+    const replies: Record<string, string[]> = {};
+    for (const reuse of [false, true]) {
+      const a = await load(reuse);
+      try {
+        expect(a.stateCache === undefined).toBe(!reuse);
+        replies[String(reuse)] = [];
+        for (const [i, text] of ["first question", "second question", "third question"].entries()) {
+          const events = await collect(a.turnText(text));
+          const timings = ofType(events, "timings")[0];
+          if (!reuse || i === 0) expect(timings.reusedTokens).toBe(0);
+          else expect(timings.reusedTokens).toBeGreaterThan(0);
+          replies[String(reuse)].push(ofType(events, "reply_text")[0].text);
+        }
+      } finally {
+        await a.release();
+      }
+    }
+    expect(replies.true).toEqual(replies.false);
+  }, 300_000);
 });
