@@ -7,6 +7,7 @@
  *   GET  /health               liveness, and which models are loaded
  *   GET  /v1/models[/{id}]     the models offered, with their input/output modalities
  *   POST /v1/chat/completions  chat, streamed (SSE) or not
+ *   POST /v1/audio/transcriptions  speech to text (multipart upload)
  *   GET  /metrics              Prometheus text
  *
  * Every route but /health needs `Authorization: Bearer KEY` when the server has an API key.
@@ -22,6 +23,7 @@ import { ApiError, errorResponse } from "./errors.ts";
 import { Metrics } from "./metrics.ts";
 import type { ModelEntry, ModelRegistry } from "./model-registry.ts";
 import { SseWriter } from "./sse.ts";
+import { readTranscriptionForm, runTranscription } from "./transcriptions.ts";
 
 export interface ServerOptions {
   registry: ModelRegistry;
@@ -236,6 +238,36 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
         sse.end();
       }
     }
+  });
+
+  // Multipart bodies are taken on this route only (elsewhere they are a 415), whole and within the
+  // body limit, and parsed by the platform's FormData.
+  app.register(async (scope) => {
+    scope.addContentTypeParser("multipart/form-data", { parseAs: "buffer" }, (_request, body, done) => done(null, body));
+    scope.post("/v1/audio/transcriptions", async (request, reply) => {
+      if (!Buffer.isBuffer(request.body)) throw new ApiError("INVALID_ARGUMENT", "upload the recording as multipart/form-data (file, model).", "body");
+      let form: FormData;
+      try {
+        form = await new Response(new Uint8Array(request.body.buffer as ArrayBuffer, request.body.byteOffset, request.body.byteLength), { headers: { "content-type": String(request.headers["content-type"]) } }).formData();
+      } catch {
+        throw new ApiError("INVALID_ARGUMENT", "the multipart body does not parse (its boundary or parts are damaged).", "body");
+      }
+      const req = await readTranscriptionForm(form);
+      const entry = registry.get(req.model);
+      if (entry.kind !== "audio") throw new ApiError("INVALID_ARGUMENT", `model: ${entry.id} does not take audio (its input modalities: ${entry.input.join(", ")}); use an LFM2-Audio model.`, "model");
+      const controller = new AbortController();
+      reply.raw.on("close", () => {
+        if (!reply.raw.writableFinished) controller.abort();
+      });
+      const result = await queueOf(entry).run(controller.signal, () =>
+        registry.use(entry.id, async (loaded) => {
+          if (loaded.kind !== "audio") throw new ApiError("INVALID_ARGUMENT", `model: ${entry.id} is not an audio model.`, "model");
+          return runTranscription(loaded.model, req, controller.signal);
+        }),
+      );
+      reply.header("content-type", result.contentType);
+      return typeof result.body === "string" ? result.body : JSON.stringify(result.body);
+    });
   });
 
   return { app, metrics };
