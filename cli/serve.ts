@@ -55,12 +55,14 @@ function folderFlag(v: Values, flag: string): string | undefined {
 
 export const serveCommand: CliCommand = {
   name: "serve",
-  summary: "An OpenAI-compatible HTTP server for the models (chat, streaming, tools, JSON, images, audio).",
+  summary: "An OpenAI-compatible HTTP server for the models (chat, streaming, tools, JSON, images, audio, speech).",
   help: `lfm serve [--models-dir DIR] [--port N] [--host H] [--api-key K] [options]
   Serves the models over HTTP in OpenAI's API shapes, for any OpenAI client library (docs/serve.md):
     GET  /v1/models             the models, with their input and output modalities
     POST /v1/chat/completions   chat; "stream": true for server-sent events; tools, response_format,
                                 image_url parts (LFM2-VL), input_audio parts (LFM2-Audio)
+    POST /v1/audio/transcriptions   speech to text (multipart: file, model; json, text, srt, vtt, verbose_json)
+    POST /v1/audio/speech       text to speech (LFM2-Audio), streamed as WAV or PCM
     GET  /health, GET /metrics  liveness; Prometheus metrics
   Prints "listening on http://HOST:PORT" when ready; Ctrl-C stops it.
   --models-dir DIR         A folder of checkpoint folders, each served under its folder name, or a
@@ -99,7 +101,11 @@ export const serveCommand: CliCommand = {
     const modelsDir = folderFlag(v, "models-dir");
     const entries = modelsDir
       ? scanModelsDir(modelsDir, log)
-      : entriesOf((["text", "vision", "audio"] as const).map((kind) => ({ id: basename(bundledModel(kind)), dir: bundledModel(kind) })));
+      : entriesOf([
+          ...(["text", "vision"] as const).map((kind) => ({ id: basename(bundledModel(kind)), dir: bundledModel(kind) })),
+          // The bundled audio model's codec is a folder of its own.
+          { id: basename(bundledModel("audio")), dir: bundledModel("audio"), mimi: bundledModel("mimi") },
+        ]);
     if (entries.length === 0) throw new LfmError("MODEL_NOT_FOUND", `${modelsDir ?? "this installation"} holds no LFM2, LFM2-VL or LFM2-Audio checkpoint folder to serve.`);
     if (!modelsDir) log("(no --models-dir: serving the bundled tiny random models; their output is random)");
 

@@ -8,6 +8,7 @@
  *   GET  /v1/models[/{id}]     the models offered, with their input/output modalities
  *   POST /v1/chat/completions  chat, streamed (SSE) or not
  *   POST /v1/audio/transcriptions  speech to text (multipart upload)
+ *   POST /v1/audio/speech      text to speech, streamed as WAV or PCM
  *   GET  /metrics              Prometheus text
  *
  * Every route but /health needs `Authorization: Bearer KEY` when the server has an API key.
@@ -23,6 +24,7 @@ import { ApiError, errorResponse } from "./errors.ts";
 import { Metrics } from "./metrics.ts";
 import type { ModelEntry, ModelRegistry } from "./model-registry.ts";
 import { SseWriter } from "./sse.ts";
+import { readSpeechRequest, streamSpeech } from "./speech.ts";
 import { readTranscriptionForm, runTranscription } from "./transcriptions.ts";
 
 export interface ServerOptions {
@@ -237,6 +239,35 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
         await sse.send(body);
         sse.end();
       }
+    }
+  });
+
+  app.post("/v1/audio/speech", async (request, reply) => {
+    const req = readSpeechRequest(request.body);
+    const entry = registry.get(req.model);
+    if (entry.kind !== "audio") throw new ApiError("INVALID_ARGUMENT", `model: ${entry.id} does not speak (its output modalities: ${entry.output.join(", ")}); use an LFM2-Audio model.`, "model");
+    const controller = new AbortController();
+    reply.raw.on("close", () => {
+      if (!reply.raw.writableFinished) controller.abort();
+    });
+    // Written by hand as frames are decoded; an error before the first frame is still JSON.
+    reply.hijack();
+    try {
+      await queueOf(entry).run(controller.signal, () =>
+        registry.use(
+          entry.id,
+          async (loaded) => {
+            if (loaded.kind !== "speech") throw new ApiError("INVALID_ARGUMENT", `model: ${entry.id} does not speak.`, "model");
+            const { frames } = await streamSpeech(loaded.model, req, controller.signal, reply.raw);
+            metrics.inc("lfm_speech_frames_total", "Audio frames spoken (12.5 per second of speech).", { model: entry.id }, frames);
+          },
+          "speech",
+        ),
+      );
+    } catch (e) {
+      if (e instanceof LfmError && e.code === "ABORTED") metrics.inc("lfm_generations_cancelled_total", "Requests cancelled by their client before the reply was complete.", { model: entry.id });
+      if (errorResponse(e).status >= 500) log(`error on POST /v1/audio/speech: ${(e as Error)?.stack ?? String(e)}`);
+      writeJsonError(reply.raw, e);
     }
   });
 

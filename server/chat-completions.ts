@@ -116,10 +116,13 @@ async function startGeneration(entry: ModelEntry, loaded: LoadedModel, req: Chat
     }
     case "audio":
       return audioGeneration(entry, loaded.model, req, opts);
+    case "speech":
+      // The registry loads a chat model for chat; a speech load here is a wiring mistake.
+      throw new Error(`${entry.id}: chat was handed the speech load`);
   }
 }
 
-/** LFM2-Audio answering in text: the turn ends at `<|im_end|>`, and speech (`<|audio_start|>`) is not served, so it ends there too. */
+/** LFM2-Audio answering in text: the turn ends at `<|im_end|>`, and at `<|audio_start|>` (speech in a chat reply is not served: POST /v1/audio/speech speaks). */
 async function audioGeneration(entry: ModelEntry, model: Lfm2AudioModel, req: ChatRequest, opts: TextGenerateOptions): Promise<Generation> {
   if (req.tools) throw badField("tools", `model ${entry.id} (LFM2-Audio) has no tool-call format.`);
   const prompt = await audioPrompt(entry, model, req.messages);

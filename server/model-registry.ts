@@ -12,6 +12,7 @@
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { Lfm2AudioModel } from "../audio/lfm2-audio-model.ts";
+import { Speaker } from "../pipelines/speak.ts";
 import { isLfm2AudioConfig } from "../audio/audio-config.ts";
 import { readConfigJson } from "../text-core/config.ts";
 import { LfmError } from "../text-core/errors.ts";
@@ -37,9 +38,18 @@ export interface ModelEntry {
   output: Modality[];
   /** The folder's modification time, Unix seconds (OpenAI's `created`). */
   created: number;
+  /** LFM2-Audio: the Mimi codec for speech (default: the checkpoint folder, which ships it). */
+  mimi?: string;
 }
 
-export type LoadedModel = { kind: "text"; model: TextModel } | { kind: "vision"; model: VlModel } | { kind: "audio"; model: Lfm2AudioModel };
+/** What a model is loaded for: chat and transcription share one load, speech needs the audio head and codec. */
+export type ModelPurpose = "chat" | "speech";
+
+export type LoadedModel =
+  | { kind: "text"; model: TextModel }
+  | { kind: "vision"; model: VlModel }
+  | { kind: "audio"; model: Lfm2AudioModel }
+  | { kind: "speech"; model: Speaker };
 
 export interface ModelLoadOptions {
   precision?: Precision;
@@ -50,8 +60,8 @@ export interface ModelLoadOptions {
 const MODALITIES: Record<ModelKind, { input: Modality[]; output: Modality[] }> = {
   text: { input: ["text"], output: ["text"] },
   vision: { input: ["text", "image"], output: ["text"] },
-  // Speech out (the depthformer and Mimi) is not served yet: chat replies are text.
-  audio: { input: ["text", "audio"], output: ["text"] },
+  // Speech comes from POST /v1/audio/speech; chat replies are text.
+  audio: { input: ["text", "audio"], output: ["text", "audio"] },
 };
 
 /** The serving kind of the checkpoint in `dir`, or undefined for one this server does not chat with (ColBERT, a codec). */
@@ -108,12 +118,18 @@ export function scanModelsDir(modelsDir: string, warn: (message: string) => void
 }
 
 /** Named checkpoint folders as entries (the bundled tiny models); folders that are absent are left out. */
-export function entriesOf(folders: readonly { id: string; dir: string }[]): ModelEntry[] {
-  return folders.flatMap(({ id, dir }) => {
+export function entriesOf(folders: readonly { id: string; dir: string; mimi?: string }[]): ModelEntry[] {
+  return folders.flatMap(({ id, dir, mimi }) => {
     if (!existsFile(join(dir, "config.json"))) return [];
     const entry = entryOf(id, dir);
+    if (entry && mimi !== undefined && entry.kind === "audio") entry.mimi = mimi;
     return entry ? [entry] : [];
   });
+}
+
+/** The registry's key of a model loaded for `purpose` (a speech load sits beside the chat load). */
+function residentKey(id: string, purpose: ModelPurpose): string {
+  return purpose === "speech" ? `${id} (speech)` : id;
 }
 
 interface Resident {
@@ -163,10 +179,11 @@ export class ModelRegistry {
     return [...this.resident.entries()].sort((a, b) => b[1].lastUsed - a[1].lastUsed).map(([id, r]) => ({ id, bytes: r.bytes, users: r.users }));
   }
 
-  /** Runs `use` with model `id` loaded (loading it first if needed); it is not released meanwhile. */
-  async use<T>(id: string, use: (loaded: LoadedModel) => Promise<T>): Promise<T> {
+  /** Runs `use` with model `id` loaded for `purpose` (loading it first if needed); it is not released meanwhile. */
+  async use<T>(id: string, use: (loaded: LoadedModel) => Promise<T>, purpose: ModelPurpose = "chat"): Promise<T> {
     const entry = this.get(id);
-    const resident = await this.acquire(entry);
+    if (purpose === "speech" && entry.kind !== "audio") throw new LfmError("INVALID_ARGUMENT", `model ${id} does not speak (its output modalities: ${entry.output.join(", ")}); use an LFM2-Audio model.`);
+    const resident = await this.acquire(entry, purpose);
     try {
       return await use(resident.loaded);
     } finally {
@@ -176,17 +193,18 @@ export class ModelRegistry {
     }
   }
 
-  private async acquire(entry: ModelEntry): Promise<Resident> {
-    const found = this.resident.get(entry.id);
+  private async acquire(entry: ModelEntry, purpose: ModelPurpose): Promise<Resident> {
+    const key = residentKey(entry.id, purpose);
+    const found = this.resident.get(key);
     if (found) {
       found.users++;
       found.lastUsed = ++this.useCounter;
       return found;
     }
-    let pending = this.pendingLoads.get(entry.id);
+    let pending = this.pendingLoads.get(key);
     if (!pending) {
-      pending = this.load(entry).finally(() => this.pendingLoads.delete(entry.id));
-      this.pendingLoads.set(entry.id, pending);
+      pending = this.load(entry, purpose).finally(() => this.pendingLoads.delete(key));
+      this.pendingLoads.set(key, pending);
     }
     const resident = await pending;
     resident.users++;
@@ -194,15 +212,16 @@ export class ModelRegistry {
     return resident;
   }
 
-  private load(entry: ModelEntry): Promise<Resident> {
+  private load(entry: ModelEntry, purpose: ModelPurpose): Promise<Resident> {
+    const key = residentKey(entry.id, purpose);
     const run = this.loading.then(async () => {
       await this.evictOverBudget(entry);
       const before = process.memoryUsage().rss;
       const started = performance.now();
-      const loaded = await loadModelOf(entry, this.options);
+      const loaded = await loadModelOf(entry, purpose, this.options);
       const resident: Resident = { loaded, bytes: Math.max(0, process.memoryUsage().rss - before), users: 0, lastUsed: ++this.useCounter };
-      this.resident.set(entry.id, resident);
-      this.options.onLoad?.(entry.id, resident.bytes, performance.now() - started);
+      this.resident.set(key, resident);
+      this.options.onLoad?.(key, resident.bytes, performance.now() - started);
       await this.evictOverBudget(undefined);
       return resident;
     });
@@ -247,8 +266,9 @@ export class ModelRegistry {
   }
 }
 
-async function loadModelOf(entry: ModelEntry, opts: ModelLoadOptions): Promise<LoadedModel> {
+async function loadModelOf(entry: ModelEntry, purpose: ModelPurpose, opts: ModelLoadOptions): Promise<LoadedModel> {
   const load = { precision: opts.precision, threads: opts.threads, cacheDir: opts.cacheDir };
+  if (purpose === "speech") return { kind: "speech", model: await Speaker.load(entry.dir, { ...load, mimi: entry.mimi }) };
   switch (entry.kind) {
     case "text":
       return { kind: "text", model: await TextModel.load(entry.dir, load) };

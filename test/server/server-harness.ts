@@ -9,7 +9,7 @@ import { FIXTURES, TEST_CACHE } from "../helpers/reference.ts";
 export const TINY_MODELS = [
   { id: "tiny-lfm2", dir: join(FIXTURES, "text", "tiny-lfm2") },
   { id: "tiny-lfm2-vl", dir: join(FIXTURES, "vision", "tiny-lfm2-vl") },
-  { id: "tiny-lfm2-audio", dir: join(FIXTURES, "audio", "tiny-lfm2-audio") },
+  { id: "tiny-lfm2-audio", dir: join(FIXTURES, "audio", "tiny-lfm2-audio"), mimi: join(FIXTURES, "audio", "tiny-mimi") },
 ];
 
 export interface TestServer extends RunningServer {
