@@ -20,6 +20,7 @@ export { prefillPrefix, type GenerateOptions, type FinishReason, type GeneratedT
 export { PromptCache, DEFAULT_PROMPT_CACHE_STATES } from "./text-core/prompt-cache.ts";
 export type { SamplingOptions } from "./text-core/sampler.ts";
 export { readGenerationDefaults, type GenerationDefaults } from "./text-core/generation-config.ts";
+export { StopTextMatcher, MAX_STOP_STRINGS, MAX_STOP_CHARS } from "./text-core/stop-text.ts";
 export type { Lfm2Config } from "./text-core/config.ts";
 export { Lfm2Tokenizer } from "./text-core/tokenizer.ts";
 

@@ -16,7 +16,7 @@ for (const stream of [process.stdout, process.stderr]) {
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const builtAt = join(root, "dist", "source-digests.json");
-const SOURCE_FOLDERS = ["text-core", "vision", "audio", "retrieval", "pipelines", "cli"];
+const SOURCE_FOLDERS = ["text-core", "vision", "audio", "retrieval", "pipelines", "cli", "server"];
 
 /** In a clone (sources present): true when dist/ is missing or older than a source file. */
 function buildIsStale() {

@@ -13,6 +13,7 @@ import { encodeCommand } from "./encode.ts";
 import { askDocCommand, extractCommand } from "./extract.ts";
 import { indexCommand, searchCommand } from "./index-search.ts";
 import { profileCommand } from "./profile.ts";
+import { serveCommand } from "./serve.ts";
 import { speakCommand } from "./speak.ts";
 import { chatCommand, generateCommand, tokenizeCommand } from "./text.ts";
 import { transcribeCommand } from "./transcribe.ts";
@@ -32,6 +33,7 @@ export const COMMANDS: CliCommand[] = [
   indexCommand,
   searchCommand,
   askCommand,
+  serveCommand,
   cacheCommand,
   profileCommand,
   benchCommand,

@@ -56,7 +56,13 @@ export type LfmErrorCode =
   | "AUDIO_TOO_SHORT"
   | "AUDIO_TOO_LONG"
   | "AUDIO_NOT_GENERATED"
-  | "OUTPUT_UNWRITABLE";
+  | "OUTPUT_UNWRITABLE"
+  // lfm serve (server/): HTTP-only failures
+  | "QUEUE_FULL"
+  | "DEADLINE_EXCEEDED"
+  | "UNAUTHORIZED"
+  | "REQUEST_TOO_LARGE"
+  | "ROUTE_NOT_FOUND";
 
 export class LfmError extends Error {
   readonly code: LfmErrorCode;
