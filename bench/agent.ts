@@ -29,8 +29,7 @@ import { parseLfm2AudioConfig } from "../audio/audio-config.ts";
 import { isPrecision } from "../text-core/graph/precision.ts";
 import type { AgentWorkerSettings } from "./agent-worker.ts";
 import { audioHeadTensorShapes, audioTensorShapes, writeMimiCheckpoint } from "./audio-shapes.ts";
-import { parseLfm2Config } from "../text-core/config.ts";
-import { ROOT, type WorkerResult, benchCacheDir, formatLoad, machineInfo, median, runWorker, writeResults } from "./bench-kit.ts";
+import { ROOT, type WorkerResult, benchCacheDir, formatLoad, lfm2BenchCheckpoint, machineInfo, median, runWorker, writeResults } from "./bench-kit.ts";
 import { lfm2TensorShapes, plainWordsTokenizerJson, writeSyntheticCheckpoint } from "./synthetic-checkpoint.ts";
 
 const { values } = parseArgs({
@@ -84,30 +83,13 @@ function audioCheckpoint(): string {
   return dir;
 }
 
-/** LFM2-1.2B with random weights and the tiny fixture's tokenizer (and chat template) padded with plain words. */
-function textCheckpoint(): string {
-  const raw = JSON.parse(readFileSync(join(ROOT, "fixtures/real-configs/lfm2-1.2b.config.json"), "utf8"));
-  const config = parseLfm2Config(raw, "lfm2-1.2b");
-  const tokenizerDir = join(ROOT, "fixtures/text/tiny-lfm2");
-  process.stderr.write("lfm2-1.2b: random-weight checkpoint… ");
-  const dir = writeSyntheticCheckpoint(join(benchCacheDir, "bench-checkpoints", "lfm2-1.2b-words"), {
-    config: raw,
-    tensors: lfm2TensorShapes(config),
-    values: "random",
-    tokenizerFrom: tokenizerDir,
-    tokenizerJson: plainWordsTokenizerJson(readFileSync(join(tokenizerDir, "tokenizer.json"), "utf8"), config.vocabSize),
-  });
-  process.stderr.write("ready\n");
-  return dir;
-}
-
 function models(): { audioDir: string; textDir: string; mimi: string } {
   if (values.tiny) {
     const f = join(ROOT, "fixtures");
     return { audioDir: join(f, "audio/tiny-lfm2-audio"), textDir: join(f, "text/tiny-lfm2"), mimi: join(f, "audio/tiny-mimi") };
   }
   const audioDir = audioCheckpoint();
-  const textDir = textCheckpoint();
+  const textDir = lfm2BenchCheckpoint("lfm2-1.2b", "words").dir;
   process.stderr.write("mimi (Kyutai shape, random weights)… ");
   const mimi = writeMimiCheckpoint(join(benchCacheDir, "bench-checkpoints", "mimi"));
   process.stderr.write("ready\n");

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { type Lfm2Config, parseLfm2Config } from "../text-core/config.ts";
 import { defaultCacheDir } from "../text-core/graph-cache.ts";
 import { writeSafetensors } from "./safetensors-writer.ts";
-import { lfm2TensorShapes, paddedTokenizerJson, randomWeights, writeSyntheticCheckpoint } from "./synthetic-checkpoint.ts";
+import { lfm2TensorShapes, paddedTokenizerJson, plainWordsTokenizerJson, randomWeights, writeSyntheticCheckpoint } from "./synthetic-checkpoint.ts";
 
 export const ROOT = join(import.meta.dirname, "..");
 export const benchCacheDir = process.env.LFM_CACHE_DIR ?? defaultCacheDir();
@@ -56,19 +56,21 @@ export function buildThenMeasure(worker: string, args: (runs: string) => string[
 /**
  * The random-weight checkpoint with a published LFM2 shape (fixtures/real-configs/<name>.config.json),
  * written once into <cache>/bench-checkpoints/<name>; the tokenizer is the tiny fixture's, padded to
- * the real vocabulary size.
+ * the real vocabulary size with special filler tokens, or with plain words (`"words"`, written to
+ * <name>-words) where the generated ids must decode to text, as speech from a reply needs.
  */
-export function lfm2BenchCheckpoint(name: string): { dir: string; config: Lfm2Config } {
+export function lfm2BenchCheckpoint(name: string, padding: "special" | "words" = "special"): { dir: string; config: Lfm2Config } {
   const raw = JSON.parse(readFileSync(join(ROOT, "fixtures/real-configs", `${name}.config.json`), "utf8"));
   const config = parseLfm2Config(raw, name);
   const tokenizerDir = join(ROOT, "fixtures/text/tiny-lfm2");
   process.stderr.write(`${name}: random-weight checkpoint… `);
-  const dir = writeSyntheticCheckpoint(join(benchCacheDir, "bench-checkpoints", name), {
+  const baseTokenizer = readFileSync(join(tokenizerDir, "tokenizer.json"), "utf8");
+  const dir = writeSyntheticCheckpoint(join(benchCacheDir, "bench-checkpoints", padding === "words" ? `${name}-words` : name), {
     config: raw,
     tensors: lfm2TensorShapes(config),
     values: "random",
     tokenizerFrom: tokenizerDir,
-    tokenizerJson: paddedTokenizerJson(readFileSync(join(tokenizerDir, "tokenizer.json"), "utf8"), config.vocabSize),
+    tokenizerJson: padding === "words" ? plainWordsTokenizerJson(baseTokenizer, config.vocabSize) : paddedTokenizerJson(baseTokenizer, config.vocabSize),
   });
   process.stderr.write("ready\n");
   return { dir, config };

@@ -9,23 +9,12 @@ import { mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { rng as random } from "../../bench/synthetic-colbert.ts";
 import { FIXTURES } from "../helpers/reference.ts";
 import { type TestServer, startTestServer } from "../server/server-harness.ts";
 
 const REQUESTS = 1000;
 const BODY_LIMIT = 256 * 1024;
-
-/** mulberry32: a small seeded generator, so a failure replays. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 let server: TestServer;
 let allowDir: string;
