@@ -200,8 +200,8 @@ describe("plaid index: changes and files", () => {
     const queries = Array.from({ length: 8 }, (_, q) => corpus.query(q, (q * 23) % 200));
     const old = await IndexReader.open(dir, { exhaustiveBelowRows: 0 });
     expect(old.layout).toBe("hnsw");
-    const before = [];
-    for (const q of queries) before.push((await old.search(q, { k: 10, candidatesPerToken: 64, rerankDocs: 200 })).map((h) => [h.id, h.score]));
+    const before: Array<Array<[string, number]>> = [];
+    for (const q of queries) before.push((await old.search(q, { k: 10, candidatesPerToken: 64, rerankDocs: 200 })).map((h): [string, number] => [h.id, h.score]));
     await old.close();
 
     const up = await IndexWriter.open(dir);
