@@ -119,6 +119,8 @@ export class IndexWriter extends ManifestView {
   private readonly doomed = new Map<string, Location>();
   private closed = false;
   private readonly graphBuilder = new GraphBuilderThread();
+  /** Nearest-centroid sessions for plaid segments, made at the first plaid write and kept. */
+  private assigner: Promise<CentroidAssigner> | null = null;
 
   private constructor(
     readonly dir: string,
@@ -257,6 +259,9 @@ export class IndexWriter extends ManifestView {
     this.rollback();
     this.lock.release();
     await this.graphBuilder.stop();
+    const assigner = this.assigner;
+    this.assigner = null;
+    if (assigner) await assigner.then((a) => a.release(), () => undefined);
   }
 
   /** Commits onto `target`: the current manifest, or (upgrade) the current one in another layout. */
@@ -349,36 +354,36 @@ export class IndexWriter extends ManifestView {
     opts.onProgress?.("writing vectors", 0, 1);
     const vectors = writeDurable(this.dir, names.vectors, [rowsToBytes(all)]);
     const documents = writeDurable(this.dir, names.documents, [serializeDocuments(docs)]);
-    const assigner = await CentroidAssigner.create(dim);
-    try {
-      opts.onProgress?.("training centroids", 0, 1);
-      const trained = await trainCodec(
-        all.rows,
-        dim,
-        (indices) => {
-          const out = new Float32Array(indices.length * dim);
-          indices.forEach((r, i) => out.set(decodeRows(all, r, r + 1), i * dim));
-          return out;
-        },
-        codec,
-        assigner,
-        opts.signal,
-      );
-      const codes = new Uint16Array(all.rows);
-      const residuals = new Uint8Array(all.rows * residualBytesPerRow(dim, codec.nbits));
-      const BLOCK = 65_536;
-      for (let first = 0; first < all.rows; first += BLOCK) {
-        opts.onProgress?.("compressing vectors", first, all.rows);
-        const n = Math.min(BLOCK, all.rows - first);
-        await encodeBlock(trained, decodeRows(all, first, first + n), n, first, codes, residuals, assigner, opts.signal);
-      }
-      const lists = buildLists(codes, docs.map((d) => d.rows), trained.centroidCount);
-      const compressed = writeDurable(this.dir, names.compressed, serializeCompressed({ ...trained, rows: all.rows, docs: docs.length, codes, residuals, ...lists }));
-      const entry: SegmentEntry = { id: generation, docs: docs.length, rows: all.rows, graphRows: 0, vectors, documents, graph: null, compressed: { ...compressed, centroids: trained.centroidCount }, deleted: null };
-      return segmentDocs(entry, docs, []);
-    } finally {
-      await assigner.release();
+    this.assigner ??= CentroidAssigner.create(dim).catch((e: unknown) => {
+      this.assigner = null;
+      throw e;
+    });
+    const assigner = await this.assigner;
+    opts.onProgress?.("training centroids", 0, 1);
+    const trained = await trainCodec(
+      all.rows,
+      dim,
+      (indices) => {
+        const out = new Float32Array(indices.length * dim);
+        indices.forEach((r, i) => out.set(decodeRows(all, r, r + 1), i * dim));
+        return out;
+      },
+      codec,
+      assigner,
+      opts.signal,
+    );
+    const codes = new Uint16Array(all.rows);
+    const residuals = new Uint8Array(all.rows * residualBytesPerRow(dim, codec.nbits));
+    const BLOCK = 65_536;
+    for (let first = 0; first < all.rows; first += BLOCK) {
+      opts.onProgress?.("compressing vectors", first, all.rows);
+      const n = Math.min(BLOCK, all.rows - first);
+      await encodeBlock(trained, decodeRows(all, first, first + n), n, first, codes, residuals, assigner, opts.signal);
     }
+    const lists = buildLists(codes, docs.map((d) => d.rows), trained.centroidCount);
+    const compressed = writeDurable(this.dir, names.compressed, serializeCompressed({ ...trained, rows: all.rows, docs: docs.length, codes, residuals, ...lists }));
+    const entry: SegmentEntry = { id: generation, docs: docs.length, rows: all.rows, graphRows: 0, vectors, documents, graph: null, compressed: { ...compressed, centroids: trained.centroidCount }, deleted: null };
+    return segmentDocs(entry, docs, []);
   }
 
   /** Writes the segment holding `run`'s live documents and the pending ones. */
