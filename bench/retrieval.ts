@@ -55,10 +55,10 @@ const PLAID_SWEEP: SearchOptions[] = [
   { preset: "fast" },
   { preset: "default" },
   { preset: "accurate" },
-  { nprobe: 8, centroidDocs: 1024, residualDocs: 0, rerankDocs: 128 },
-  { nprobe: 8, centroidDocs: 2048, residualDocs: 0, rerankDocs: 256 },
+  { nprobe: 8, centroidDocs: 1024, residualDocs: 0, rerankDocs: 64 },
+  { nprobe: 8, centroidDocs: 1024, residualDocs: 256, rerankDocs: 64 },
   { nprobe: 8, centroidDocs: 2048, residualDocs: 512, rerankDocs: 128 },
-  { nprobe: 16, centroidDocs: 4096, residualDocs: 0, rerankDocs: 512 },
+  { nprobe: 8, centroidDocs: 2048, residualDocs: 0, rerankDocs: 256 },
 ];
 
 function rssBytes(): number {
