@@ -133,9 +133,15 @@ function normaliseRow(v: Float32Array, offset: number, dim: number): void {
   if (n > 0) for (let d = 0; d < dim; d++) v[offset + d] /= n;
 }
 
-/** `count` distinct indices of [0, n), ascending (partial Fisher–Yates). */
+/** `count` distinct indices of [0, n), ascending (rejection sampling when sparse, else partial Fisher–Yates). */
 function sampleIndices(n: number, count: number, next: () => number): Uint32Array<ArrayBuffer> {
   if (count >= n) return Uint32Array.from({ length: n }, (_, i) => i);
+  if (count * 4 < n) {
+    // Without an n-long pool: 50 M rows would need 200 MB for it.
+    const picked = new Set<number>();
+    while (picked.size < count) picked.add(Math.floor(next() * n));
+    return Uint32Array.from(picked).sort();
+  }
   const pool = Uint32Array.from({ length: n }, (_, i) => i);
   for (let i = 0; i < count; i++) {
     const j = i + Math.floor(next() * (n - i));
@@ -211,8 +217,13 @@ export async function trainCodec(
   return { dim, nbits: settings.nbits, centroids, centroidCount: k, cutoffs, weights };
 }
 
-/** Number of cutoffs ≤ v: the bucket of a residual value. */
+/** Number of cutoffs ≤ v (ascending cutoffs): the bucket of a residual value. */
 function bucketOf(v: number, cutoffs: Float32Array): number {
+  if (cutoffs.length <= 15) {
+    let b = 0;
+    while (b < cutoffs.length && cutoffs[b] <= v) b++;
+    return b;
+  }
   let lo = 0;
   let hi = cutoffs.length;
   while (lo < hi) {
