@@ -129,7 +129,7 @@ export interface PlaidSearchSettings {
 /**
  * The settings of each preset per layout; "default" is what a search without settings uses.
  * Plaid, chosen with bench/retrieval.ts at 10k passages (recall@10 against exact float32 MaxSim,
- * 2 busy cores): fast 0.988 (p95 23 ms), default 0.999 (p95 30 ms), accurate 0.999 (p95 78 ms).
+ * 2 busy cores): fast 0.987 (p50 10 ms), default 0.999 (p50 24 ms), accurate 0.999 (p50 66 ms).
  * The residual stage is off in all three: with the full rows in the page cache, reranking 128
  * passages exactly costs less than decompressing 256 (it pays where reading rows is slow).
  */
