@@ -5,7 +5,8 @@
  * vectors aimed at a document). Encoding speed is measured separately (npm run bench).
  *
  *   node bin/run-ts.mjs bench/retrieval.ts [--docs 10000,100000] [--queries 100] [--storage float16]
- *                                          [--m 16] [--ef-construction 64]
+ *                                          [--layout plaid|hnsw] [--m 16] [--ef-construction 64]
+ *                                          [--centroid-factor 4] [--nbits 2]
  *
  * Per corpus size: one process builds the index (one commit of every document: a bulk build),
  * a fresh one opens it (RSS before/after = memory of the loaded index), runs the queries at a few
@@ -19,7 +20,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { IndexReader, SEARCH_DEFAULTS, type SearchOptions } from "../retrieval/index/reader.ts";
+import { IndexReader, SEARCH_PRESETS, type SearchOptions } from "../retrieval/index/reader.ts";
+import type { IndexLayout } from "../retrieval/index/format.ts";
 import { MaxSimScorer } from "../retrieval/index/rerank.ts";
 import type { VectorStorage } from "../retrieval/index/vector-codec.ts";
 import { IndexWriter } from "../retrieval/index/writer.ts";
@@ -33,17 +35,30 @@ const { values } = parseArgs({
     storage: { type: "string", default: "float16" },
     m: { type: "string", default: "16" },
     "ef-construction": { type: "string", default: "64" },
+    layout: { type: "string", default: "plaid" },
+    "centroid-factor": { type: "string", default: "4" },
+    nbits: { type: "string", default: "2" },
     phase: { type: "string" },
     dir: { type: "string" },
   },
 });
 
-const SWEEP: Array<Required<Pick<SearchOptions, "candidatesPerToken" | "ef" | "rerankDocs">>> = [
+const HNSW_SWEEP: SearchOptions[] = [
   { candidatesPerToken: 8, ef: 32, rerankDocs: 64 },
   { candidatesPerToken: 16, ef: 48, rerankDocs: 128 },
   { candidatesPerToken: 32, ef: 64, rerankDocs: 256 },
   { candidatesPerToken: 64, ef: 128, rerankDocs: 512 },
   { candidatesPerToken: 128, ef: 192, rerankDocs: 768 },
+];
+/** The presets, then variations around the default (what each stage buys). */
+const PLAID_SWEEP: SearchOptions[] = [
+  { preset: "fast" },
+  { preset: "default" },
+  { preset: "accurate" },
+  { nprobe: 8, centroidDocs: 1024, residualDocs: 0, rerankDocs: 64 },
+  { nprobe: 8, centroidDocs: 1024, residualDocs: 256, rerankDocs: 64 },
+  { nprobe: 8, centroidDocs: 2048, residualDocs: 512, rerankDocs: 128 },
+  { nprobe: 8, centroidDocs: 2048, residualDocs: 0, rerankDocs: 256 },
 ];
 
 function rssBytes(): number {
@@ -61,7 +76,13 @@ async function buildPhase(dir: string, docs: number): Promise<void> {
   const corpus = new SyntheticCorpus();
   const started = performance.now();
   const writer = await IndexWriter.open(dir, {
-    create: { dim: corpus.dim, storage: values.storage as VectorStorage, graph: { m: Number(values.m), efConstruction: Number(values["ef-construction"]) } },
+    create: {
+      dim: corpus.dim,
+      storage: values.storage as VectorStorage,
+      layout: values.layout as IndexLayout,
+      graph: { m: Number(values.m), efConstruction: Number(values["ef-construction"]) },
+      codec: { centroidFactor: Number(values["centroid-factor"]), nbits: Number(values.nbits) },
+    },
   });
   let rows = 0;
   for (let i = 0; i < docs; i++) {
@@ -71,9 +92,11 @@ async function buildPhase(dir: string, docs: number): Promise<void> {
   }
   const generated = performance.now();
   let graphStarted = 0;
+  let compressStarted = 0;
   let lastReport = 0;
   await writer.commit({
     onProgress: (stage, done, total) => {
+      if (stage === "training centroids") compressStarted ||= performance.now();
       if (stage === "building the graph") {
         graphStarted ||= performance.now();
         if (performance.now() - lastReport > 30_000) {
@@ -92,6 +115,7 @@ async function buildPhase(dir: string, docs: number): Promise<void> {
       generateAndEncodeSeconds: (generated - started) / 1000,
       commitSeconds: (committed - generated) / 1000,
       graphSeconds: graphStarted ? (committed - graphStarted) / 1000 : 0,
+      compressSeconds: compressStarted ? (committed - compressStarted) / 1000 : 0,
       rowsPerSecond: rows / ((committed - generated) / 1000),
     })}\n`,
   );
@@ -108,12 +132,13 @@ async function searchPhase(dir: string, docs: number, queryCount: number): Promi
   global.gc?.();
   const rssAfter = rssBytes();
   const stats = reader.stats();
+  const layout = stats.layout;
 
   const truth = await exactTop10(corpus, docs, queries);
   const storedTruth = docs <= 20_000 ? await Promise.all(queries.map(async (q) => (await reader.search(q, { k: 10, exhaustive: true })).map((h) => h.id))) : null;
 
   const sweep = [];
-  for (const params of SWEEP) {
+  for (const params of layout === "plaid" ? PLAID_SWEEP : HNSW_SWEEP) {
     for (let w = 0; w < 5; w++) await reader.search(queries[w], { k: 10, ...params });
     const latencies: number[] = [];
     let hits = 0;
@@ -128,9 +153,12 @@ async function searchPhase(dir: string, docs: number, queryCount: number): Promi
     }
     latencies.sort((a, b) => a - b);
     const at = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))];
+    const effective = params.preset ? SEARCH_PRESETS[params.preset][layout] : params;
+    const defaults = SEARCH_PRESETS.default[layout] as unknown as Record<string, number>;
     sweep.push({
       ...params,
-      isDefault: params.candidatesPerToken === SEARCH_DEFAULTS.candidatesPerToken && params.rerankDocs === SEARCH_DEFAULTS.rerankDocs,
+      ...effective,
+      isDefault: Object.entries(defaults).every(([key, v]) => (effective as Record<string, unknown>)[key] === v),
       recallAt10: hits / (10 * queries.length),
       recallAt10VsStoredExact: storedTruth ? storedHits / (10 * queries.length) : null,
       p50Ms: at(0.5),
@@ -144,11 +172,13 @@ async function searchPhase(dir: string, docs: number, queryCount: number): Promi
       openSeconds,
       rows: stats.rows,
       memoryBytesPerToken: (rssAfter - rssBefore) / stats.rows,
+      centroids: stats.centroids,
       diskBytesPerToken: {
         vectors: disk.vectors / stats.rows,
         graph: disk.graphs / stats.rows,
+        compressed: disk.compressed / stats.rows,
         documents: disk.documents / stats.rows,
-        total: (disk.vectors + disk.graphs + disk.documents) / stats.rows,
+        total: (disk.vectors + disk.graphs + disk.compressed + disk.documents) / stats.rows,
       },
       exactRecallAt10OfStoredVectors: storedTruth ? storedTruth.reduce((n, ids, q) => n + ids.filter((id) => truth[q].has(id)).length, 0) / (10 * queries.length) : null,
       sweep,
@@ -215,7 +245,14 @@ async function main(): Promise<void> {
         JSON.parse(
           execFileSync(
             process.execPath,
-            [`--max-old-space-size=${heapGb * 1024}`, "--expose-gc", join(ROOT, "bin/run-ts.mjs"), join(ROOT, "bench/retrieval.ts"), "--phase", phase, "--dir", dir, "--docs", String(docs), "--queries", String(queries), "--storage", values.storage, "--m", values.m, "--ef-construction", values["ef-construction"]],
+            [
+              `--max-old-space-size=${heapGb * 1024}`,
+              "--expose-gc",
+              join(ROOT, "bin/run-ts.mjs"),
+              join(ROOT, "bench/retrieval.ts"),
+              ...["--phase", phase, "--dir", dir, "--docs", String(docs), "--queries", String(queries), "--storage", values.storage, "--layout", values.layout],
+              ...["--m", values.m, "--ef-construction", values["ef-construction"], "--centroid-factor", values["centroid-factor"], "--nbits", values.nbits],
+            ],
             { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 24 },
           )
             .trim()
@@ -224,13 +261,14 @@ async function main(): Promise<void> {
         );
       process.stderr.write(`${docs} documents: building…\n`);
       const build = child("build", 8);
-      process.stderr.write(`  built in ${(build.generateAndEncodeSeconds + build.commitSeconds).toFixed(1)} s (graph ${build.graphSeconds.toFixed(1)} s); searching…\n`);
+      process.stderr.write(`  built in ${(build.generateAndEncodeSeconds + build.commitSeconds).toFixed(1)} s (graph ${build.graphSeconds.toFixed(1)} s, centroids and compression ${build.compressSeconds.toFixed(1)} s); searching…\n`);
       const search = child("search", 8);
-      corpora.push({ docs, rows: build.rows, dim: 128, storage: values.storage, build, search });
+      corpora.push({ docs, rows: build.rows, dim: 128, storage: values.storage, layout: values.layout, build, search });
+      process.stderr.write(`  open ${search.openSeconds.toFixed(2)} s, memory ${search.memoryBytesPerToken.toFixed(1)} B/token, disk ${search.diskBytesPerToken.total.toFixed(1)} B/token (compressed ${search.diskBytesPerToken.compressed.toFixed(1)}), ${search.centroids} centroids\n`);
       for (const s of search.sweep) {
-        process.stderr.write(
-          `  perToken ${s.candidatesPerToken} ef ${s.ef} rerank ${s.rerankDocs}: recall@10 ${s.recallAt10.toFixed(3)}  p50 ${s.p50Ms.toFixed(1)} ms  p95 ${s.p95Ms.toFixed(1)} ms${s.isDefault ? "  (default)" : ""}\n`,
-        );
+        const what =
+          values.layout === "plaid" ? `${s.preset ?? ""} nprobe ${s.nprobe} centroidDocs ${s.centroidDocs} residualDocs ${s.residualDocs} rerank ${s.rerankDocs}` : `perToken ${s.candidatesPerToken} ef ${s.ef} rerank ${s.rerankDocs}`;
+        process.stderr.write(`  ${what}: recall@10 ${s.recallAt10.toFixed(3)}  p50 ${s.p50Ms.toFixed(1)} ms  p95 ${s.p95Ms.toFixed(1)} ms${s.isDefault ? "  (default)" : ""}\n`);
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -247,12 +285,19 @@ async function main(): Promise<void> {
       {
         date: new Date().toISOString(),
         machine,
-        settings: { queries, storage: values.storage, graph: { m: Number(values.m), efConstruction: Number(values["ef-construction"]) }, searchDefaults: SEARCH_DEFAULTS },
+        settings: {
+          queries,
+          storage: values.storage,
+          layout: values.layout,
+          ...(values.layout === "plaid" ? { codec: { centroidFactor: Number(values["centroid-factor"]), nbits: Number(values.nbits) } } : { graph: { m: Number(values.m), efConstruction: Number(values["ef-construction"]) } }),
+          searchDefaults: SEARCH_PRESETS.default[values.layout as IndexLayout],
+        },
         notes: [
           "synthetic corpus (bench/synthetic-colbert.ts): 256 topics × 64 content terms + 256 function words, 128-d, 40–60 tokens per document (token = term vector + contextual noise, cosine ≈ 0.9), queries of 32 vectors (4–10 content terms of a target document, 1–3 function words, expansion vectors mixing them)",
           "recallAt10: against exact MaxSim over the original float32 vectors; recallAt10VsStoredExact: against exact MaxSim over the stored (quantised) vectors, i.e. the graph search's own loss (computed up to 20k documents)",
           "memoryBytesPerToken: RSS growth of a fresh process opening the index (vectors, graph, documents, row tables) per stored token vector",
-          "build: one commit of every document (bulk build); graphSeconds is hnswlib insertion in the worker thread",
+          "build: one commit of every document (bulk build); graphSeconds is hnswlib insertion in the worker thread (hnsw layout only)",
+          "plaid layout: centroids, 2-bit residuals and inverted lists in memory; full rows (seg-*.vec) on disk, read by range for the exact rerank (page cache not counted in RSS)",
         ],
         corpora,
       },

@@ -15,7 +15,7 @@ import { type AskOptions, type AskResult, type AskTurn, DEFAULT_ASK_K, DEFAULT_M
 import { modelOrBundled } from "./bundled.ts";
 import { COMMON, type CliCommand, SAMPLING, type StructuredFlags, checkComplete, checkGenerationFlags, generationOptions, loadFlags, num, parse, precisionOf } from "./cli-kit.ts";
 import { floatRange, intRange } from "./flags.ts";
-import { loadEncoder, parseFilter, requireIndex } from "./index-search.ts";
+import { loadEncoder, parseFilter, requireIndex, searchPreset } from "./index-search.ts";
 import { QUIET } from "./generation-output.ts";
 import { terminalLine, textForStream } from "./terminal-text.ts";
 
@@ -29,6 +29,8 @@ const ASK_OPTIONS = {
   k: { type: "string", short: "k" },
   filter: { type: "string", multiple: true },
   exhaustive: { type: "boolean" },
+  fast: { type: "boolean" },
+  accurate: { type: "boolean" },
   "min-score": { type: "string" },
   format: { type: "string" },
   "strict-citations": { type: "boolean" },
@@ -46,6 +48,7 @@ const ASK_HELP = `lfm ask --index DIR [--model LM] [options] QUESTION
   -k N                     Passages to retrieve (default ${DEFAULT_ASK_K}; 1 to ${MAX_ASK_K})
   --filter KEY=VALUE       Only passages with this metadata (as lfm search)
   --exhaustive             Score every passage exactly in retrieval (slow on big indexes; for checking)
+  --fast | --accurate      Retrieval settings trading recall for speed, or speed for recall (as lfm search)
   --min-score S            Abstain when the best passage scores below S (MaxSim per query vector,
                            −1..1): the answer then says the corpus does not cover the question, in its
                            language, without running the model (-1 never abstains). Default: the
@@ -90,6 +93,7 @@ export const askCommand: CliCommand = {
     checkGenerationFlags(v); // every flag is checked before the index is opened or a model loads
     const retrieverPrecision = precisionOf(v, "retriever-precision");
     const filter = parseFilter(v.filter as unknown as string[] | undefined);
+    const preset = searchPreset(v);
 
     const reader = await IndexReader.open(dir);
     let encoder: ColbertEncoder | undefined;
@@ -106,6 +110,7 @@ export const askCommand: CliCommand = {
         k,
         filter,
         exhaustive: Boolean(v.exhaustive),
+        preset,
         minScore,
         format: format as AskOptions["format"],
         strictCitations: Boolean(v["strict-citations"]),

@@ -20,7 +20,7 @@
 import { ColbertEncoder } from "../retrieval/colbert.ts";
 import type { Metadata, ModelIdentity } from "../retrieval/index/format.ts";
 import { chooseIndexModel, modelIdentity, sameModel } from "../retrieval/index/model-identity.ts";
-import { IndexReader, type MetadataFilter, type SearchHit } from "../retrieval/index/reader.ts";
+import { IndexReader, type MetadataFilter, type SearchHit, type SearchPreset } from "../retrieval/index/reader.ts";
 import { bestScorePerVector, searchText } from "../retrieval/index/search-text.ts";
 import { readCalibration } from "../retrieval/index/calibration.ts";
 import { LfmError } from "../text-core/errors.ts";
@@ -76,6 +76,8 @@ export interface AskOptions extends SamplingOptions {
   filter?: MetadataFilter;
   /** Score every passage exactly (as `lfm search --exhaustive`). */
   exhaustive?: boolean;
+  /** Retrieval settings: "fast", "default" or "accurate" (as `lfm search --fast/--accurate`). */
+  preset?: SearchPreset;
   /**
    * Abstain below this best-passage score per query vector; default the index's calibrated
    * threshold (calibrateMinScore) when it has one for this encoder, else DEFAULT_MIN_SCORE.
@@ -287,7 +289,7 @@ async function answer(question: string, opts: ResolvedOptions, reader: IndexRead
     );
   }
 
-  const { hits, queryVectors } = await searchText(reader, encoder, question, { k: opts.k, filter: opts.filter, exhaustive: opts.exhaustive, signal: opts.signal });
+  const { hits, queryVectors } = await searchText(reader, encoder, question, { k: opts.k, filter: opts.filter, exhaustive: opts.exhaustive, preset: opts.preset, signal: opts.signal });
   const retrievalMs = performance.now() - t0;
   const bestScore = bestScorePerVector({ hits, queryVectors });
   const timings: AskTimings = { retrievalMs, prefixMs: 0, prefixReused: false, prefixTokens: 0, promptTokens: 0, firstTokenMs: 0, timeToFirstTokenMs: 0, generationMs: 0, tokens: 0, totalMs: 0 };

@@ -142,8 +142,9 @@ function compareRef(path: string, ref: FileRef, actual: { bytes: number; crc32: 
 export { crc32 };
 
 /**
- * What to do about a damaged file of an index, as commands that work on it: a graph is rebuilt
- * from the stored vectors by `lfm index compact` (the writer never reads graphs); anything else
+ * What to do about a damaged file of an index, as commands that work on it: a graph or a plaid
+ * segment's compressed rows are rebuilt from the stored vectors by `lfm index compact` (the writer
+ * reads neither); anything else
  * needs a backup, or the folder removed and the index built again (`lfm index add` refuses a
  * folder with a damaged index in it, rightly: it cannot tell what the folder held).
  */
@@ -151,6 +152,9 @@ export function repairAdvice(damagedFile: string): string {
   const dir = dirname(damagedFile);
   if (/^seg-\d{8}\.hnsw$/.test(basename(damagedFile))) {
     return `Rebuild the graphs from the stored vectors: lfm index compact --index ${shellQuote(dir)}`;
+  }
+  if (/^seg-\d{8}\.plaid$/.test(basename(damagedFile))) {
+    return `Compress the stored vectors anew: lfm index compact --index ${shellQuote(dir)}`;
   }
   return `Restore the index folder from a backup, or build it again: rm -r ${shellQuote(dir)} && lfm index add --index ${shellQuote(dir)} FILES…`;
 }

@@ -1,12 +1,16 @@
 /**
- * The on-disk format of an index folder (version 1):
+ * The on-disk format of an index folder. Version 1 (layout "hnsw", still written for that layout)
+ * and version 2 (layout "plaid": compressed rows instead of graphs):
  *
  *   manifest.json            the commit point: every live file with its size and CRC-32
  *   seg-<id>.vec             token vectors of a segment's documents, rows in document order
- *                            (float16 codes | int8: float32 row scales then codes | float32)
+ *                            (float16 codes | int8: float32 row scales then codes | float32);
+ *                            in a plaid index read by range for the exact rerank only
  *   seg-<id>.docs.json       the segment's documents: id, source, offsets, text, metadata, row count
- *   seg-<id>.hnsw            hnswlib graph (inner product) over the segment's rows (but a
- *                            document's near-duplicate rows), label = row
+ *   seg-<id>.hnsw            hnsw layout: hnswlib graph (inner product) over the segment's rows
+ *                            (but a document's near-duplicate rows), label = row
+ *   seg-<id>.plaid           plaid layout: centroids, per-row centroid id + quantised residual,
+ *                            inverted lists (centroid-codec.ts)
  *   seg-<id>.del-<gen>       deleted document ordinals of the segment (uint32 LE, ascending)
  *   writer-<pid>.lock        present while a writer has the folder open
  *
@@ -19,11 +23,13 @@
 import { isObject } from "../../text-core/config-fields.ts";
 import { LfmError } from "../../text-core/errors.ts";
 import { type Precision, isPrecision } from "../../text-core/graph/precision.ts";
+import type { CodecSettings } from "./centroid-codec.ts";
 import { type FileRef, crc32, repairAdvice } from "./durable-fs.ts";
 import { VECTOR_STORAGES, type VectorStorage } from "./vector-codec.ts";
 
 export const FORMAT_NAME = "lfm2-edge/colbert-index";
-export const FORMAT_VERSION = 1;
+/** The newest version this code reads; version 1 is still written for hnsw-layout indexes. */
+export const FORMAT_VERSION = 2;
 export const MANIFEST_FILE = "manifest.json";
 
 export type MetadataValue = string | number | boolean | null;
@@ -52,15 +58,26 @@ export interface GraphSettings {
   dedupCosine: number;
 }
 
+/**
+ * How a segment's rows are searched: "hnsw" (version 1: an hnswlib graph over the rows, all rows
+ * in memory) or "plaid" (version 2: centroids, compressed rows and inverted lists in memory, the
+ * full rows on disk for the exact rerank).
+ */
+export type IndexLayout = "hnsw" | "plaid";
+export const INDEX_LAYOUTS: readonly IndexLayout[] = ["hnsw", "plaid"];
+
 export interface SegmentEntry {
   id: number;
   docs: number;
   rows: number;
-  /** Rows in the graph (near-duplicates within a document are left out). */
+  /** Rows in the graph (near-duplicates within a document are left out); 0 in a plaid segment. */
   graphRows: number;
   vectors: FileRef;
   documents: FileRef;
-  graph: FileRef;
+  /** The hnsw graph; null in a plaid segment. */
+  graph: FileRef | null;
+  /** The compressed rows (plaid layout only), with its centroid count. */
+  compressed?: FileRef & { centroids: number };
   /** Deleted ordinals, when any. */
   deleted: (FileRef & { count: number; rows: number }) | null;
 }
@@ -73,7 +90,15 @@ export interface ManifestBody {
   storage: VectorStorage;
   model: ModelIdentity | null;
   graph: GraphSettings;
+  /** Absent in version 1 (= "hnsw"). */
+  layout?: IndexLayout;
+  /** How plaid segments are compressed (plaid layout only). */
+  codec?: CodecSettings;
   segments: SegmentEntry[];
+}
+
+export function layoutOf(manifest: ManifestBody): IndexLayout {
+  return manifest.layout ?? "hnsw";
 }
 
 /** What an open index, reader or writer, tells about itself from the manifest it holds now. */
@@ -91,6 +116,9 @@ export abstract class ManifestView {
   }
   get model(): ModelIdentity | null {
     return this.manifest.model;
+  }
+  get layout(): IndexLayout {
+    return layoutOf(this.manifest);
   }
 }
 
@@ -114,11 +142,12 @@ export const segmentFile = {
   vectors: (id: number) => `seg-${pad(id)}.vec`,
   documents: (id: number) => `seg-${pad(id)}.docs.json`,
   graph: (id: number) => `seg-${pad(id)}.hnsw`,
+  compressed: (id: number) => `seg-${pad(id)}.plaid`,
   deleted: (id: number, generation: number) => `seg-${pad(id)}.del-${pad(generation)}`,
 };
 
 /** Files a writer may remove when no manifest references them (never the manifest or locks). */
-export const INDEX_FILE_PATTERN = /^(seg-\d{8}\.(vec|docs\.json|hnsw|del-\d{8})|manifest\.json\.tmp-\d+)$/;
+export const INDEX_FILE_PATTERN = /^(seg-\d{8}\.(vec|docs\.json|hnsw|plaid|del-\d{8})|manifest\.json\.tmp-\d+)$/;
 
 function pad(n: number): string {
   return String(n).padStart(8, "0");
@@ -126,7 +155,9 @@ function pad(n: number): string {
 
 export function serializeManifest(body: ManifestBody): Uint8Array {
   const text = JSON.stringify(body);
-  const envelope = `{"format":${JSON.stringify(FORMAT_NAME)},"version":${FORMAT_VERSION},"crc32":${crc32(Buffer.from(text))},"body":${text}}\n`;
+  // An hnsw index stays version 1, readable by lfm2-edge versions that predate the plaid layout.
+  const version = layoutOf(body) === "plaid" ? 2 : 1;
+  const envelope = `{"format":${JSON.stringify(FORMAT_NAME)},"version":${version},"crc32":${crc32(Buffer.from(text))},"body":${text}}\n`;
   return Buffer.from(envelope);
 }
 
@@ -148,10 +179,10 @@ export function parseManifest(text: string, path: string): ManifestBody {
   }
   if (!isObject(envelope.body) || typeof envelope.crc32 !== "number") throw corrupt(path, "lacks its body or checksum");
   if (crc32(Buffer.from(JSON.stringify(envelope.body))) !== envelope.crc32) throw corrupt(path, "fails its checksum");
-  return validateBody(envelope.body, path);
+  return validateBody(envelope.body, path, version);
 }
 
-function validateBody(b: Record<string, unknown>, path: string): ManifestBody {
+function validateBody(b: Record<string, unknown>, path: string, version: number): ManifestBody {
   const bad = (what: string) => corrupt(path, `has an invalid ${what}`);
   if (!isCount(b.generation)) throw bad("generation");
   if (!isCount(b.dim) || b.dim === 0) throw bad("dim");
@@ -160,10 +191,18 @@ function validateBody(b: Record<string, unknown>, path: string): ManifestBody {
   if (isObject(b.model) && b.model.precision !== undefined && !isPrecision(b.model.precision)) throw bad("model precision");
   const g = b.graph;
   if (!isObject(g) || !isCount(g.m) || !isCount(g.efConstruction) || !isCount(g.seed) || typeof g.dedupCosine !== "number") throw bad("graph settings");
+  const layout = b.layout ?? "hnsw";
+  if (!INDEX_LAYOUTS.includes(layout as IndexLayout) || (layout === "plaid") !== (version >= 2)) throw bad("layout");
+  if (layout === "plaid") {
+    const c = b.codec;
+    if (!isObject(c) || ![1, 2, 4, 8].includes(c.nbits as number) || typeof c.centroidFactor !== "number" || !(c.centroidFactor > 0) || !isCount(c.iterations) || !isCount(c.sampleFactor) || !isCount(c.seed)) throw bad("codec settings");
+  }
   if (!Array.isArray(b.segments)) throw bad("segment list");
   for (const s of b.segments as unknown[]) {
     if (!isObject(s) || !isCount(s.id) || !isCount(s.docs) || !isCount(s.rows) || !isCount(s.graphRows)) throw bad("segment");
-    for (const f of [s.vectors, s.documents, s.graph]) if (!isFileRef(f)) throw bad(`file reference in segment ${String(s.id)}`);
+    const own = layout === "plaid" ? s.compressed : s.graph;
+    for (const f of [s.vectors, s.documents, own]) if (!isFileRef(f)) throw bad(`file reference in segment ${String(s.id)}`);
+    if (layout === "plaid" && (s.graph !== null || !isObject(s.compressed) || !isCount(s.compressed.centroids))) throw bad(`segment ${String(s.id)}`);
     const del = s.deleted;
     if (del !== null && !(isFileRef(del) && isObject(del) && isCount(del.count) && isCount(del.rows))) throw bad(`deletion list of segment ${String(s.id)}`);
   }

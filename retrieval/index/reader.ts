@@ -1,9 +1,19 @@
 /**
- * A reader: a snapshot of the index as of one committed manifest, loaded whole (vectors, graphs,
- * documents), searchable while a writer commits (`refresh()` moves to the newest commit,
- * reusing unchanged segments).
+ * A reader: a snapshot of the index as of one committed manifest, searchable while a writer
+ * commits (`refresh()` moves to the newest commit, reusing unchanged segments). An hnsw index is
+ * loaded whole (vectors, graphs, documents); a plaid index loads documents and compressed rows
+ * and reads full rows from disk by range for the exact rerank.
  *
- * Search (PyLate's HNSW retriever, plus an approximate pre-ranking as PLAID does):
+ * Plaid search (PLAID, centroid-codec.ts / centroid-search.ts):
+ *  1. the query vectors' scores against every segment's centroids (one Gemm per segment);
+ *  2. candidates from the inverted lists of each query vector's `nprobe` best centroids (deleted
+ *     and filtered-out documents skipped), estimated from the probed centroids' scores;
+ *  3. the `centroidDocs` best estimates rescored with every row's centroid score, the
+ *     `residualDocs` best of those with the decompressed rows;
+ *  4. the `rerankDocs` best scored exactly from their full rows (read by range) and the top `k`
+ *     returned.
+ *
+ * Hnsw search (PyLate's HNSW retriever, plus an approximate pre-ranking as PLAID does):
  *  1. each query vector's `candidatesPerToken` nearest document vectors over all segment graphs
  *     (inner product; deleted and filtered-out documents skipped; a document's near-duplicate
  *     vectors are not in the graphs, so the neighbours spread over more documents);
@@ -17,10 +27,11 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { LfmError } from "../../text-core/errors.ts";
-import { FileVanishedError, checkIndexFolder, repairAdvice } from "./durable-fs.ts";
-import { MANIFEST_FILE, type ManifestBody, ManifestView, type Metadata, type MetadataValue, type ModelIdentity, type StoredDocument, parseManifest } from "./format.ts";
+import { centroidMaxSim, decompressRows, probeCandidates } from "./centroid-search.ts";
+import { FileVanishedError, checkIndexFolder, repairAdvice, verifyFile } from "./durable-fs.ts";
+import { type IndexLayout, MANIFEST_FILE, type ManifestBody, ManifestView, type Metadata, type MetadataValue, type ModelIdentity, type StoredDocument, layoutOf, parseManifest } from "./format.ts";
 import { MaxSimScorer, type QueryRows, type RowRange } from "./rerank.ts";
-import { type LoadedSegment, type SegmentDocs, loadSegment, readSegmentDocs } from "./segment.ts";
+import { type LoadedSegment, type PlaidSegment, type SegmentDocs, loadSegment, readSegmentDocs, releaseSegment, segmentRows } from "./segment.ts";
 import { type StoredRows, type VectorStorage, gatherRows } from "./vector-codec.ts";
 
 /** `{ key: value }` matches documents whose metadata `key` equals `value` (a string also matches a
@@ -28,16 +39,27 @@ import { type StoredRows, type VectorStorage, gatherRows } from "./vector-codec.
  *  match. The key `source` matches the document's source path. */
 export type MetadataFilter = Record<string, MetadataValue | MetadataValue[]>;
 
+/** Named search settings: `fast` trades recall for speed, `accurate` the reverse (SEARCH_PRESETS). */
+export type SearchPreset = "fast" | "default" | "accurate";
+
 export interface SearchOptions {
   /** Results to return (default 10). */
   k?: number;
   filter?: MetadataFilter;
-  /** Nearest document vectors fetched per query vector (default 64). */
+  /** The settings below that are not given come from this preset (default "default"). */
+  preset?: SearchPreset;
+  /** hnsw: nearest document vectors fetched per query vector (default 64). */
   candidatesPerToken?: number;
-  /** hnswlib's search breadth (default 128; at least candidatesPerToken). */
+  /** hnsw: hnswlib's search breadth (default 128; at least candidatesPerToken). */
   ef?: number;
-  /** Documents scored exactly (default 512; at least k). */
+  /** Documents scored exactly (hnsw default 512, plaid default in SEARCH_PRESETS; at least k). */
   rerankDocs?: number;
+  /** plaid: centroids probed per query vector. */
+  nprobe?: number;
+  /** plaid: candidates rescored from every row's centroid score. */
+  centroidDocs?: number;
+  /** plaid: candidates rescored from their decompressed rows (0: straight to the exact rerank). */
+  residualDocs?: number;
   /** Score every (matching) document exactly instead of using the graphs. */
   exhaustive?: boolean;
 }
@@ -53,7 +75,8 @@ export interface SearchHit {
 }
 
 export interface ReaderOptions {
-  /** Check every file's CRC-32 on open (default true). */
+  /** Check every file's CRC-32 on open (default: true for an hnsw index; false for a plaid index,
+   *  whose open checks the manifest's checksum and every file's size: `verifyIndex` checks all). */
   verify?: boolean;
   /** onnxruntime threads for exact scoring (default 1: the matrices of one search are small, and
    *  one thread is fastest on a busy machine; raise it for exhaustive search of big indexes). */
@@ -68,6 +91,7 @@ export interface IndexStats {
   committedAt: string;
   dim: number;
   storage: VectorStorage;
+  layout: IndexLayout;
   model: ModelIdentity | null;
   documents: number;
   deletedDocuments: number;
@@ -76,8 +100,11 @@ export interface IndexStats {
   graphRows: number;
   deletedRows: number;
   segments: number;
+  /** Centroids over all segments (plaid). */
+  centroids: number;
   sources: number;
-  bytesOnDisk: { vectors: number; documents: number; graphs: number; deletions: number };
+  /** `compressed`: the plaid segments' centroids, compressed rows and inverted lists. */
+  bytesOnDisk: { vectors: number; documents: number; graphs: number; compressed: number; deletions: number };
 }
 
 /**
@@ -86,6 +113,31 @@ export interface IndexStats {
  * share each term): raise them beyond ~100k passages.
  */
 export const SEARCH_DEFAULTS = { k: 10, candidatesPerToken: 64, ef: 128, rerankDocs: 512 } as const;
+
+export interface HnswSearchSettings {
+  candidatesPerToken: number;
+  ef: number;
+  rerankDocs: number;
+}
+export interface PlaidSearchSettings {
+  nprobe: number;
+  centroidDocs: number;
+  residualDocs: number;
+  rerankDocs: number;
+}
+
+/**
+ * The settings of each preset per layout; "default" is what a search without settings uses.
+ * Plaid, chosen with bench/retrieval.ts at 10k passages (recall@10 against exact float32 MaxSim,
+ * 2 busy cores): fast 0.987 (p50 10 ms), default 0.999 (p50 24 ms), accurate 0.999 (p50 66 ms).
+ * The residual stage is off in all three: with the full rows in the page cache, reranking 128
+ * passages exactly costs less than decompressing 256 (it pays where reading rows is slow).
+ */
+export const SEARCH_PRESETS: Record<SearchPreset, { hnsw: HnswSearchSettings; plaid: PlaidSearchSettings }> = {
+  fast: { hnsw: { candidatesPerToken: 16, ef: 48, rerankDocs: 128 }, plaid: { nprobe: 4, centroidDocs: 512, residualDocs: 0, rerankDocs: 64 } },
+  default: { hnsw: { candidatesPerToken: 64, ef: 128, rerankDocs: 512 }, plaid: { nprobe: 8, centroidDocs: 1024, residualDocs: 0, rerankDocs: 128 } },
+  accurate: { hnsw: { candidatesPerToken: 128, ef: 192, rerankDocs: 768 }, plaid: { nprobe: 16, centroidDocs: 4096, residualDocs: 0, rerankDocs: 512 } },
+};
 const EXHAUSTIVE_BELOW_ROWS = 20_000;
 /** Rows scored per onnxruntime call in exhaustive search. */
 const BLOCK_ROWS = 32_768;
@@ -105,6 +157,7 @@ interface Allowed {
 export class IndexReader extends ManifestView {
   private segments: LoadedSegment[] = [];
   private scorer: Promise<MaxSimScorer> | null = null;
+  private centroidScorer: Promise<MaxSimScorer> | null = null;
   private readonly filterMemo = new Map<string, Allowed>();
   private byId: Map<string, Candidate> | null = null;
 
@@ -134,15 +187,20 @@ export class IndexReader extends ManifestView {
       }
       const manifest = parseManifest(text, manifestPath);
       if (this.manifest && manifest.generation === this.manifest.generation) return false;
+      const previous = new Map(this.segments.map((s) => [s.entry.id, s]));
+      const loaded: LoadedSegment[] = [];
       try {
-        const previous = new Map(this.segments.map((s) => [s.entry.id, s]));
-        const verify = this.opts.verify ?? true;
-        this.segments = manifest.segments.map((e) => loadSegment(this.dir, e, manifest.storage, manifest.dim, verify, previous.get(e.id)));
+        const verify = this.opts.verify ?? layoutOf(manifest) === "hnsw";
+        for (const e of manifest.segments) loaded.push(loadSegment(this.dir, e, manifest.storage, manifest.dim, verify, previous.get(e.id)));
+        const kept = new Set(loaded);
+        for (const s of this.segments) if (!kept.has(s) && !loaded.some((l) => l.entry.id === s.entry.id)) releaseSegment(s);
+        this.segments = loaded;
         this.manifest = manifest;
         this.filterMemo.clear();
         this.byId = null;
         return true;
       } catch (e) {
+        for (const s of loaded) if (previous.get(s.entry.id)?.entry.id !== s.entry.id) releaseSegment(s);
         // A writer committed and removed files of the manifest we read: read the new one.
         if (e instanceof FileVanishedError && attempt < OPEN_ATTEMPTS) continue;
         if (e instanceof FileVanishedError) throw new LfmError("INDEX_CORRUPT", `${e.path} is missing: the index references a file that does not exist. ${repairAdvice(e.path)}`);
@@ -171,7 +229,7 @@ export class IndexReader extends ManifestView {
     if (!this.get(id)) return undefined;
     const at = this.byId?.get(id) as Candidate;
     const s = this.segments[at.segment];
-    return gatherRows(this.manifest.storage, this.manifest.dim, [{ rows: s.vectors, start: s.rowStart[at.ordinal], count: s.docs[at.ordinal].rows }]);
+    return gatherRows(this.manifest.storage, this.manifest.dim, [segmentRows(s, s.rowStart[at.ordinal], s.docs[at.ordinal].rows)]);
   }
 
   stats(): IndexStats {
@@ -186,16 +244,20 @@ export class IndexReader extends ManifestView {
       throw new LfmError("INDEX_MODEL_MISMATCH", `the query vectors are ${query.dim}-d but the index stores ${this.manifest.dim}-d vectors; encode queries with the model that built the index.`);
     }
     if (query.rows < 1) throw new LfmError("INVALID_ARGUMENT", "the query has no token vectors.");
+    const preset = opts.preset ?? "default";
+    if (!(preset in SEARCH_PRESETS)) throw new LfmError("INVALID_ARGUMENT", `preset must be fast, default or accurate, got ${String(preset)}.`);
     const { allowed, matchingDocs, matchingRows } = this.allowed(opts.filter);
     if (matchingDocs === 0) return [];
     if (opts.exhaustive || matchingRows <= (this.opts.exhaustiveBelowRows ?? EXHAUSTIVE_BELOW_ROWS)) return this.exhaustive(query, k, allowed);
+    if (this.layout === "plaid") return this.plaidSearch(query, k, this.allowed(opts.filter), { ...SEARCH_PRESETS[preset].plaid, ...definedOnly(opts) });
+    const hnswDefaults = SEARCH_PRESETS[preset].hnsw;
 
     // With a filter, only a share of the nearest vectors is usable: look as much further.
     const totalRows = this.segments.reduce((n, s) => n + s.entry.rows, 0);
     const widening = Math.min(16, totalRows / matchingRows);
-    let perToken = Math.ceil((opts.candidatesPerToken ?? SEARCH_DEFAULTS.candidatesPerToken) * widening);
-    let ef = Math.ceil((opts.ef ?? SEARCH_DEFAULTS.ef) * widening);
-    const rerankDocs = Math.max(k, opts.rerankDocs ?? SEARCH_DEFAULTS.rerankDocs);
+    let perToken = Math.ceil((opts.candidatesPerToken ?? hnswDefaults.candidatesPerToken) * widening);
+    let ef = Math.ceil((opts.ef ?? hnswDefaults.ef) * widening);
+    const rerankDocs = Math.max(k, opts.rerankDocs ?? hnswDefaults.rerankDocs);
     for (let widen = 0; ; widen++) {
       const candidates = this.candidates(query, allowed, perToken, Math.max(ef, perToken));
       // A selective filter can leave too few hits among the nearest vectors: look further, then everywhere.
@@ -207,10 +269,65 @@ export class IndexReader extends ManifestView {
   }
 
   async close(): Promise<void> {
-    const scorer = this.scorer;
+    const scorers = [this.scorer, this.centroidScorer];
     this.scorer = null;
+    this.centroidScorer = null;
+    for (const s of this.segments) releaseSegment(s);
     this.segments = [];
-    if (scorer) await (await scorer).release();
+    for (const scorer of scorers) if (scorer) await (await scorer).release();
+  }
+
+  /** Plaid search (see the file comment). */
+  private async plaidSearch(query: QueryRows, k: number, allowed: Allowed, settings: PlaidSearchSettings): Promise<SearchHit[]> {
+    const { matchingDocs, matchingRows } = allowed;
+    for (const [name, v] of Object.entries(settings)) {
+      if (!Number.isInteger(v) || v < (name === "residualDocs" ? 0 : 1)) throw new LfmError("INVALID_ARGUMENT", `${name} must be a ${name === "residualDocs" ? "non-negative" : "positive"} integer, got ${v}.`);
+    }
+    const centroidScorer = await this.getCentroidScorer();
+    const Q = query.rows;
+    // With a filter, fewer documents per list are usable: probe as much further (up to 16×).
+    const totalRows = this.segments.reduce((n, s) => n + s.entry.rows, 0);
+    const widening = Math.min(16, totalRows / matchingRows);
+    const nprobe = Math.ceil(settings.nprobe * widening);
+    const sims: Float32Array[] = [];
+    type Pool = { segment: number; ordinals: Uint32Array; scores: Float64Array };
+    const probed: Pool[] = [];
+    for (let segment = 0; segment < this.segments.length; segment++) {
+      const s = this.segments[segment] as PlaidSegment;
+      const c = s.compressed;
+      // Centroids × query rows (see probeCandidates).
+      const sim = await centroidScorer.similarities({ rows: c.centroidCount, dim: c.dim, data: c.centroids }, { storage: "float32", dim: query.dim, rows: Q, codes: query.data.subarray(0, Q * query.dim) });
+      sims.push(sim);
+      probed.push({ segment, ...probeCandidates(c, allowed.allowed[segment], sim, Q, nprobe) });
+    }
+    // Keep the best `count` of the pooled candidates, then rescore them per segment with `score`.
+    const narrow = async (pools: Pool[], count: number, score: (s: PlaidSegment, segment: number, ordinals: Uint32Array) => Float64Array | Promise<Float64Array>): Promise<Pool[]> => {
+      const all: Array<{ segment: number; ordinal: number; score: number }> = [];
+      for (const p of pools) p.ordinals.forEach((ordinal, i) => all.push({ segment: p.segment, ordinal, score: p.scores[i] }));
+      all.sort((a, b) => b.score - a.score || a.segment - b.segment || a.ordinal - b.ordinal);
+      const kept = all.slice(0, count);
+      const out: Pool[] = [];
+      for (const p of pools) {
+        const ordinals = Uint32Array.from(kept.filter((x) => x.segment === p.segment).map((x) => x.ordinal));
+        if (ordinals.length > 0) out.push({ segment: p.segment, ordinals, scores: await score(this.segments[p.segment] as PlaidSegment, p.segment, ordinals) });
+      }
+      return out;
+    };
+    const rerankDocs = Math.max(k, settings.rerankDocs);
+    let pools = await narrow(probed, Math.max(rerankDocs, settings.centroidDocs), (s, seg, ords) => centroidMaxSim(s.compressed, s.rowStart, ords, sims[seg], Q));
+    if (settings.residualDocs > 0) {
+      pools = await narrow(pools, Math.max(rerankDocs, settings.residualDocs), async (s, _seg, ords) => {
+        const rows = decompressRows(s.compressed, s.rowStart, ords);
+        return centroidScorer.score(query, { storage: "float32", dim: s.compressed.dim, rows: rows.rows, codes: rows.data }, rows.ranges);
+      });
+    }
+    const finalists: Array<{ segment: number; ordinal: number; score: number }> = [];
+    for (const p of pools) p.ordinals.forEach((ordinal, i) => finalists.push({ segment: p.segment, ordinal, score: p.scores[i] }));
+    finalists.sort((a, b) => b.score - a.score || a.segment - b.segment || a.ordinal - b.ordinal);
+    const candidates = finalists.slice(0, rerankDocs).map(({ segment, ordinal }) => ({ segment, ordinal }));
+    // Too few documents in the probed lists (a selective filter): score the matching ones exactly.
+    if (candidates.length < Math.min(k, matchingDocs)) return this.exhaustive(query, k, allowed.allowed);
+    return this.rerank(query, candidates, k);
   }
 
   /** Documents hit by the query vectors' nearest neighbours, best approximate score first. */
@@ -219,20 +336,22 @@ export class IndexReader extends ManifestView {
     const Q = query.rows;
     const approx = new Map<number, Float32Array>();
     const floor = new Float64Array(Q);
-    for (const s of this.segments) s.graph.setEf(ef);
+    const segments = this.segments.filter((s) => s.kind === "hnsw");
+    if (segments.length !== this.segments.length) throw new LfmError("INDEX_CORRUPT", `the index ${this.dir} mixes layouts.`);
+    for (const s of segments) s.graph.setEf(ef);
     const point = new Array<number>(dim);
     for (let q = 0; q < Q; q++) {
       for (let d = 0; d < dim; d++) point[d] = query.data[q * dim + d];
       // hnswlib's inner-product distance is 1 − ⟨q, v⟩.
       let hits: Array<{ distance: number; segment: number; row: number }> = [];
-      this.segments.forEach((s, segment) => {
+      segments.forEach((s, segment) => {
         const { distances, neighbors } = s.graph.searchKnn(point, Math.min(perToken, s.entry.graphRows));
         for (let j = 0; j < neighbors.length; j++) hits.push({ distance: distances[j], segment, row: neighbors[j] });
       });
       if (this.segments.length > 1) hits = hits.sort((a, b) => a.distance - b.distance).slice(0, perToken);
       floor[q] = hits.length > 0 ? 1 - hits[hits.length - 1].distance : 0;
       for (const h of hits) {
-        const s = this.segments[h.segment];
+        const s = segments[h.segment];
         const ordinal = s.rowDoc[h.row];
         if (allowed[h.segment][ordinal] === 0) continue;
         const key = h.segment * 4294967296 + ordinal;
@@ -260,7 +379,7 @@ export class IndexReader extends ManifestView {
     const scorer = await this.getScorer();
     const parts = candidates.map(({ segment, ordinal }) => {
       const s = this.segments[segment];
-      return { rows: s.vectors, start: s.rowStart[ordinal], count: s.docs[ordinal].rows };
+      return segmentRows(s, s.rowStart[ordinal], s.docs[ordinal].rows);
     });
     const rows = gatherRows(this.manifest.storage, this.manifest.dim, parts);
     const scores = await scorer.score(query, rows, rangesOf(parts));
@@ -290,7 +409,7 @@ export class IndexReader extends ManifestView {
       for (let ordinal = 0; ordinal < s.docs.length; ordinal++) {
         if (allowed[segment][ordinal] === 0) continue;
         block.push({ segment, ordinal });
-        parts.push({ rows: s.vectors, start: s.rowStart[ordinal], count: s.docs[ordinal].rows });
+        parts.push(segmentRows(s, s.rowStart[ordinal], s.docs[ordinal].rows));
         blockRows += s.docs[ordinal].rows;
         if (blockRows >= BLOCK_ROWS) await flush();
       }
@@ -333,6 +452,12 @@ export class IndexReader extends ManifestView {
     this.scorer ??= MaxSimScorer.create(this.manifest.storage, this.manifest.dim, this.opts.threads ?? 1);
     return this.scorer;
   }
+
+  /** Query × centroid scores (float32). */
+  private getCentroidScorer(): Promise<MaxSimScorer> {
+    this.centroidScorer ??= MaxSimScorer.create("float32", this.manifest.dim, this.opts.threads ?? 1);
+    return this.centroidScorer;
+  }
 }
 
 /** The manifest of the index in `dir` (nothing else is read), or null if there is none. */
@@ -358,6 +483,7 @@ function statsOf(dir: string, manifest: ManifestBody, segments: SegmentDocs[]): 
     committedAt: manifest.committedAt,
     dim: manifest.dim,
     storage: manifest.storage,
+    layout: layoutOf(manifest),
     model: manifest.model,
     documents: 0,
     deletedDocuments: 0,
@@ -365,8 +491,9 @@ function statsOf(dir: string, manifest: ManifestBody, segments: SegmentDocs[]): 
     graphRows: 0,
     deletedRows: 0,
     segments: segments.length,
+    centroids: 0,
     sources: 0,
-    bytesOnDisk: { vectors: 0, documents: 0, graphs: 0, deletions: 0 },
+    bytesOnDisk: { vectors: 0, documents: 0, graphs: 0, compressed: 0, deletions: 0 },
   };
   const sources = new Set<string>();
   for (const s of segments) {
@@ -377,12 +504,57 @@ function statsOf(dir: string, manifest: ManifestBody, segments: SegmentDocs[]): 
     st.deletedRows += s.deletedRows;
     st.bytesOnDisk.vectors += s.entry.vectors.bytes;
     st.bytesOnDisk.documents += s.entry.documents.bytes;
-    st.bytesOnDisk.graphs += s.entry.graph.bytes;
+    st.bytesOnDisk.graphs += s.entry.graph?.bytes ?? 0;
+    st.bytesOnDisk.compressed += s.entry.compressed?.bytes ?? 0;
+    st.centroids += s.entry.compressed?.centroids ?? 0;
     st.bytesOnDisk.deletions += s.entry.deleted?.bytes ?? 0;
     s.docs.forEach((d, o) => s.deleted[o] === 0 && d.source !== "" && sources.add(d.source));
   }
   st.sources = sources.size;
   return st;
+}
+
+/**
+ * Checks every file of the index against the size and CRC-32 its manifest records (what opening a
+ * plaid index skips); throws INDEX_CORRUPT naming the first damaged file. Returns the files checked.
+ */
+export function verifyIndex(dir: string): { files: number; bytes: number } {
+  const root = resolve(dir);
+  const manifest = readIndexManifest(root);
+  if (!manifest) throw new LfmError("INDEX_NOT_FOUND", `no index in ${root} (no ${MANIFEST_FILE}). Create one with lfm index add --index ${dir} FILES…`);
+  let files = 0;
+  let bytes = 0;
+  for (const e of manifest.segments) {
+    for (const ref of [e.vectors, e.documents, e.graph, e.compressed, e.deleted]) {
+      if (!ref) continue;
+      try {
+        verifyFile(root, ref, true);
+      } catch (err) {
+        if (err instanceof FileVanishedError) throw new LfmError("INDEX_CORRUPT", `${err.path} is missing: the index references a file that does not exist. ${repairAdvice(err.path)}`);
+        throw err;
+      }
+      files++;
+      bytes += ref.bytes;
+    }
+  }
+  // Parsed too: a file can pass its checksum and still not be what the manifest describes.
+  for (const e of manifest.segments) loadSegmentForCheck(root, e, manifest);
+  return { files, bytes };
+}
+
+function loadSegmentForCheck(root: string, e: ManifestBody["segments"][number], manifest: ManifestBody): void {
+  if (!e.compressed) {
+    readSegmentDocs(root, e, false);
+    return;
+  }
+  releaseSegment(loadSegment(root, e, manifest.storage, manifest.dim, false));
+}
+
+/** The options given (not undefined), so they override a preset's. */
+function definedOnly(opts: SearchOptions): Partial<PlaidSearchSettings> {
+  const out: Partial<PlaidSearchSettings> = {};
+  for (const key of ["nprobe", "centroidDocs", "residualDocs", "rerankDocs"] as const) if (opts[key] !== undefined) out[key] = opts[key];
+  return out;
 }
 
 function matches(doc: StoredDocument, key: string, wanted: MetadataValue | MetadataValue[]): boolean {

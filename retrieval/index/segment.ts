@@ -1,13 +1,16 @@
 /**
  * A segment: documents committed together (or merged), immutable once written, plus its deletion
- * list (replaced, never edited, by later commits). Readers load it whole (vectors, documents,
- * graph); the writer needs only its documents and deletions.
+ * list (replaced, never edited, by later commits). Readers load an hnsw segment whole (vectors,
+ * documents, graph) and a plaid segment's documents and compressed rows, keeping its full rows on
+ * disk (an open descriptor, read by range); the writer needs only documents and deletions.
  */
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import type { HierarchicalNSW } from "hnswlib-node";
 import { LfmError } from "../../text-core/errors.ts";
-import { readVerified, repairAdvice, verifyFile } from "./durable-fs.ts";
+import { type CompressedSegment, parseCompressed } from "./centroid-codec.ts";
+import { FileVanishedError, readVerified, repairAdvice, verifyFile } from "./durable-fs.ts";
 import { type SegmentEntry, type StoredDocument, corrupt, parseDocuments } from "./format.ts";
 import { type StoredRows, type VectorStorage, bytesPerRow, rowsFromBytes } from "./vector-codec.ts";
 
@@ -26,11 +29,21 @@ export interface SegmentDocs {
   deletedRows: number;
 }
 
-export interface LoadedSegment extends SegmentDocs {
+export type LoadedSegment = HnswSegment | PlaidSegment;
+
+export interface HnswSegment extends SegmentDocs {
+  kind: "hnsw";
   vectors: StoredRows;
   /** Document ordinal of each row (graph labels are rows). */
   rowDoc: Uint32Array;
   graph: HierarchicalNSW;
+}
+
+export interface PlaidSegment extends SegmentDocs {
+  kind: "plaid";
+  compressed: CompressedSegment;
+  /** The open `seg-<id>.vec` (full rows, read by range; the descriptor outlives the file's removal). */
+  vectorFile: { fd: number; path: string; storage: VectorStorage; dim: number };
 }
 
 export function readSegmentDocs(dir: string, entry: SegmentEntry, verify: boolean, docs?: StoredDocument[]): SegmentDocs {
@@ -72,6 +85,8 @@ export function loadSegment(dir: string, entry: SegmentEntry, storage: VectorSto
     return { ...reuse, ...readSegmentDocs(dir, entry, verify, reuse.docs) };
   }
   const meta = readSegmentDocs(dir, entry, verify);
+  if (entry.compressed) return loadPlaidSegment(dir, entry, entry.compressed, meta, storage, dim, verify);
+  if (!entry.graph) throw corrupt(join(dir, "manifest.json"), `lists segment ${entry.id} without its graph`);
   const vecPath = join(dir, entry.vectors.name);
   const bytes = readVerified(dir, entry.vectors, verify);
   if (bytes.byteLength !== entry.rows * bytesPerRow(storage, dim)) throw corrupt(vecPath, `does not hold ${entry.rows} ${storage} rows of ${dim} values`);
@@ -89,5 +104,61 @@ export function loadSegment(dir: string, entry: SegmentEntry, storage: VectorSto
   if (graph.getCurrentCount() !== entry.graphRows || graph.getNumDimensions() !== dim) {
     throw corrupt(graphPath, `holds ${graph.getCurrentCount()} ${graph.getNumDimensions()}-d points, not ${entry.graphRows} ${dim}-d rows`);
   }
-  return { ...meta, vectors, rowDoc, graph };
+  return { ...meta, kind: "hnsw", vectors, rowDoc, graph };
+}
+
+/**
+ * Checks sizes (and CRC-32s when `verify`) and loads the compressed rows; the full rows stay on
+ * disk behind an open descriptor.
+ */
+function loadPlaidSegment(dir: string, entry: SegmentEntry, ref: NonNullable<SegmentEntry["compressed"]>, meta: SegmentDocs, storage: VectorStorage, dim: number, verify: boolean): PlaidSegment {
+  const path = join(dir, ref.name);
+  const compressed = parseCompressed(readVerified(dir, ref, verify), path, { dim, rows: entry.rows, docs: entry.docs });
+  if (compressed.centroidCount !== ref.centroids) throw corrupt(path, `holds ${compressed.centroidCount} centroids, not the manifest's ${ref.centroids}`);
+  verifyFile(dir, entry.vectors, verify);
+  const vecPath = join(dir, entry.vectors.name);
+  let fd: number;
+  try {
+    fd = openSync(vecPath, "r");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new FileVanishedError(vecPath);
+    throw new LfmError("INDEX_CORRUPT", `cannot read index file ${vecPath}: ${(e as Error).message}`, { cause: e });
+  }
+  // Sizes again on the descriptor kept: the file checked above may have been replaced since.
+  if (fstatSync(fd).size !== entry.rows * bytesPerRow(storage, dim) || entry.vectors.bytes !== entry.rows * bytesPerRow(storage, dim)) {
+    closeSync(fd);
+    throw corrupt(vecPath, `does not hold ${entry.rows} ${storage} rows of ${dim} values`);
+  }
+  return { ...meta, kind: "plaid", compressed, vectorFile: { fd, path: vecPath, storage, dim } };
+}
+
+/** Releases what a loaded segment holds outside the heap (a plaid segment's descriptor). */
+export function releaseSegment(s: LoadedSegment): void {
+  if (s.kind === "plaid") closeSync(s.vectorFile.fd);
+}
+
+/** Rows [start, start + count) of a segment as stored: from memory (hnsw) or read from disk (plaid). */
+export function segmentRows(s: LoadedSegment, start: number, count: number): { rows: StoredRows; start: number; count: number } {
+  if (s.kind === "hnsw") return { rows: s.vectors, start, count };
+  const { fd, path, storage, dim } = s.vectorFile;
+  const read = (bytes: number, position: number): Uint8Array => {
+    const out = Buffer.allocUnsafeSlow(bytes); // not from the shared pool: aligned for typed views
+    let off = 0;
+    while (off < bytes) {
+      const n = readSync(fd, out, off, bytes - off, position + off);
+      if (n === 0) throw corrupt(path, "ended early");
+      off += n;
+    }
+    return out;
+  };
+  if (storage === "int8") {
+    // int8 files hold every row's scale first, then the codes.
+    const scales = read(count * 4, start * 4);
+    const codes = read(count * dim, s.entry.rows * 4 + start * dim);
+    const bytes = new Uint8Array(count * (4 + dim));
+    bytes.set(scales, 0);
+    bytes.set(codes, count * 4);
+    return { rows: rowsFromBytes(storage, bytes, count, dim), start: 0, count };
+  }
+  return { rows: rowsFromBytes(storage, read(count * bytesPerRow(storage, dim), start * bytesPerRow(storage, dim)), count, dim), start: 0, count };
 }

@@ -13,17 +13,21 @@
  * Committed files are never modified, so readers that opened an older manifest keep working.
  *
  * Segments merge as they accumulate (log-structured, factor 8): a commit also absorbs the youngest
- * segments whose live rows are at most 8× the rows it merges so far. The oldest of those segments
- * is the *base*: its graph file is copied and only the other rows are inserted into it, so most
- * rows are inserted into a graph once or twice however many commits add up.
+ * segments whose live rows are at most 8× the rows it merges so far. In an hnsw index the oldest
+ * of those segments is the *base*: its graph file is copied and only the other rows are inserted
+ * into it, so most rows are inserted into a graph once or twice however many commits add up. In a
+ * plaid index every written segment trains its own centroids on its rows and compresses them
+ * (centroid-codec.ts), so a merge, a compaction or an upgrade recompresses what it merges.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { CentroidAssigner, type CodecSettings, DEFAULT_CODEC, NBITS_CHOICES, buildLists, encodeBlock, residualBytesPerRow, serializeCompressed, trainCodec } from "./centroid-codec.ts";
 import { join, resolve } from "node:path";
 import { LfmError } from "../../text-core/errors.ts";
 import { checkIndexFolder, fsyncDir, readVerified, replaceAtomically, verifyFile, writeDurable } from "./durable-fs.ts";
 import {
   type GraphSettings,
   INDEX_FILE_PATTERN,
+  type IndexLayout,
   MANIFEST_FILE,
   type ManifestBody,
   ManifestView,
@@ -31,6 +35,7 @@ import {
   type ModelIdentity,
   type SegmentEntry,
   type StoredDocument,
+  layoutOf,
   parseManifest,
   segmentFile,
   serializeDocuments,
@@ -40,7 +45,7 @@ import { GraphBuilderThread } from "./graph-build.ts";
 import { WriterLock } from "./writer-lock.ts";
 import { sameModel } from "./model-identity.ts";
 import { type SegmentDocs, readSegmentDocs, segmentDocs } from "./segment.ts";
-import { type StoredRows, type VectorStorage, encodeRows, gatherRows, rowsFromBytes, rowsToBytes } from "./vector-codec.ts";
+import { type StoredRows, type VectorStorage, decodeRows, encodeRows, gatherRows, rowsFromBytes, rowsToBytes } from "./vector-codec.ts";
 
 /** A passage to index: its token vectors (one L2-normalised row per kept token) and what to return. */
 export interface NewDocument {
@@ -60,6 +65,10 @@ export interface CreateOptions {
   storage?: VectorStorage;
   model?: ModelIdentity | null;
   graph?: Partial<GraphSettings>;
+  /** "hnsw" (default here; format version 1) or "plaid" (compressed, version 2: what `lfm index add` creates). */
+  layout?: IndexLayout;
+  /** How plaid segments are compressed (DEFAULT_CODEC for what is not given). */
+  codec?: Partial<CodecSettings>;
 }
 
 export interface WriterOptions {
@@ -110,6 +119,8 @@ export class IndexWriter extends ManifestView {
   private readonly doomed = new Map<string, Location>();
   private closed = false;
   private readonly graphBuilder = new GraphBuilderThread();
+  /** Nearest-centroid sessions for plaid segments, made at the first plaid write and kept. */
+  private assigner: Promise<CentroidAssigner> | null = null;
 
   private constructor(
     readonly dir: string,
@@ -222,12 +233,23 @@ export class IndexWriter extends ManifestView {
 
   /** Makes all pending changes durable atomically (see the file comment). */
   async commit(opts: CommitOptions = {}): Promise<CommitResult> {
-    return this.write(false, opts);
+    return this.write(false, opts, this.manifest);
   }
 
   /** Commits pending changes and rewrites every segment into one without deleted documents, with a fresh graph. */
   async compact(opts: CommitOptions = {}): Promise<CommitResult> {
-    return this.write(true, opts);
+    return this.write(true, opts, this.manifest);
+  }
+
+  /**
+   * Rewrites an hnsw (version 1) index as a plaid (version 2) one: every live document, with its
+   * text, metadata and stored vectors as they are, compressed anew; pending changes go in too.
+   * Atomic like a commit. Returns null when the index is plaid already.
+   */
+  async upgrade(opts: CommitOptions & { codec?: Partial<CodecSettings> } = {}): Promise<CommitResult | null> {
+    this.checkOpen();
+    if (this.layout === "plaid") return null;
+    return this.write(true, opts, { ...this.manifest, layout: "plaid", codec: codecSettings(opts.codec) });
   }
 
   /** Releases the lock; uncommitted changes are dropped. */
@@ -237,9 +259,13 @@ export class IndexWriter extends ManifestView {
     this.rollback();
     this.lock.release();
     await this.graphBuilder.stop();
+    const assigner = this.assigner;
+    this.assigner = null;
+    if (assigner) await assigner.then((a) => a.release(), () => undefined);
   }
 
-  private async write(compact: boolean, opts: CommitOptions): Promise<CommitResult> {
+  /** Commits onto `target`: the current manifest, or (upgrade) the current one in another layout. */
+  private async write(compact: boolean, opts: CommitOptions, target: ManifestBody): Promise<CommitResult> {
     this.checkOpen();
     const deletedTotal = this.doomed.size;
     const addedTotal = this.pending.size;
@@ -268,9 +294,9 @@ export class IndexWriter extends ManifestView {
         s.entry = { ...s.entry, deleted: { ...ref, count: ordinals.length, rows: s.deletedRows } };
       }
       if (newRows > 0 || run.some((s) => s.deletedCount < s.docs.length)) {
-        segments.push(await this.writeSegment(generation, run, compact, written, opts));
+        segments.push(layoutOf(target) === "plaid" ? await this.writePlaidSegment(generation, run, target, written, opts) : await this.writeSegment(generation, run, compact, written, opts));
       }
-      const manifest: ManifestBody = { ...this.manifest, generation, committedAt: new Date().toISOString(), segments: segments.map((s) => s.entry) };
+      const manifest: ManifestBody = { ...target, generation, committedAt: new Date().toISOString(), segments: segments.map((s) => s.entry) };
       fsyncDir(this.dir);
       opts.onProgress?.("committing", 0, 1);
       replaceAtomically(this.dir, MANIFEST_FILE, serializeManifest(manifest)); // the commit point
@@ -294,10 +320,76 @@ export class IndexWriter extends ManifestView {
     }
   }
 
+  /** The live documents of `run` and the pending ones, with their rows as stored. */
+  private gatherLive(run: SegmentDocs[], opts: CommitOptions): { docs: StoredDocument[]; all: StoredRows } {
+    const { dim, storage } = this.manifest;
+    const docs: StoredDocument[] = [];
+    const parts: Array<{ rows: StoredRows; start: number; count: number }> = [];
+    for (const s of run) {
+      opts.onProgress?.("reading segments to merge", docs.length, 0);
+      const rows = rowsFromBytes(storage, readVerified(this.dir, s.entry.vectors), s.entry.rows, dim);
+      s.docs.forEach((d, o) => {
+        if (s.deleted[o] === 1) return;
+        docs.push(d);
+        parts.push({ rows, start: s.rowStart[o], count: d.rows });
+      });
+    }
+    for (const p of this.pending.values()) {
+      docs.push(p.doc);
+      parts.push({ rows: p.rows, start: 0, count: p.rows.rows });
+    }
+    return { docs, all: gatherRows(storage, dim, parts) };
+  }
+
+  /**
+   * Writes a plaid segment of `run`'s live documents and the pending ones: the rows as stored
+   * (for the exact rerank), the documents, and the rows compressed with centroids trained on them.
+   */
+  private async writePlaidSegment(generation: number, run: SegmentDocs[], target: ManifestBody, written: string[], opts: CommitOptions): Promise<SegmentDocs> {
+    const { dim } = this.manifest;
+    const codec = target.codec ?? DEFAULT_CODEC;
+    const { docs, all } = this.gatherLive(run, opts);
+    const names = { vectors: segmentFile.vectors(generation), documents: segmentFile.documents(generation), compressed: segmentFile.compressed(generation) };
+    written.push(names.vectors, names.documents, names.compressed);
+    opts.onProgress?.("writing vectors", 0, 1);
+    const vectors = writeDurable(this.dir, names.vectors, [rowsToBytes(all)]);
+    const documents = writeDurable(this.dir, names.documents, [serializeDocuments(docs)]);
+    this.assigner ??= CentroidAssigner.create(dim).catch((e: unknown) => {
+      this.assigner = null;
+      throw e;
+    });
+    const assigner = await this.assigner;
+    opts.onProgress?.("training centroids", 0, 1);
+    const trained = await trainCodec(
+      all.rows,
+      dim,
+      (indices) => {
+        const out = new Float32Array(indices.length * dim);
+        indices.forEach((r, i) => out.set(decodeRows(all, r, r + 1), i * dim));
+        return out;
+      },
+      codec,
+      assigner,
+      opts.signal,
+    );
+    const codes = new Uint16Array(all.rows);
+    const residuals = new Uint8Array(all.rows * residualBytesPerRow(dim, codec.nbits));
+    const BLOCK = 65_536;
+    for (let first = 0; first < all.rows; first += BLOCK) {
+      opts.onProgress?.("compressing vectors", first, all.rows);
+      const n = Math.min(BLOCK, all.rows - first);
+      await encodeBlock(trained, decodeRows(all, first, first + n), n, first, codes, residuals, assigner, opts.signal);
+    }
+    const lists = buildLists(codes, docs.map((d) => d.rows), trained.centroidCount);
+    const compressed = writeDurable(this.dir, names.compressed, serializeCompressed({ ...trained, rows: all.rows, docs: docs.length, codes, residuals, ...lists }));
+    const entry: SegmentEntry = { id: generation, docs: docs.length, rows: all.rows, graphRows: 0, vectors, documents, graph: null, compressed: { ...compressed, centroids: trained.centroidCount }, deleted: null };
+    return segmentDocs(entry, docs, []);
+  }
+
   /** Writes the segment holding `run`'s live documents and the pending ones. */
   private async writeSegment(generation: number, run: SegmentDocs[], fresh: boolean, written: string[], opts: CommitOptions): Promise<SegmentDocs> {
     const { dim, storage } = this.manifest;
-    const base = !fresh && run.length > 0 && run[0].deletedRows <= BASE_MAX_DELETED * run[0].entry.rows ? run[0] : null;
+    const base = !fresh && run.length > 0 && run[0].entry.graph && run[0].deletedRows <= BASE_MAX_DELETED * run[0].entry.rows ? run[0] : null;
     const docs: StoredDocument[] = [];
     const parts: Array<{ rows: StoredRows; start: number; count: number }> = [];
     const deleted: number[] = [];
@@ -329,14 +421,14 @@ export class IndexWriter extends ManifestView {
     opts.onProgress?.("writing vectors", 0, 1);
     const vectors = writeDurable(this.dir, names.vectors, [rowsToBytes(all)]);
     const documents = writeDurable(this.dir, names.documents, [serializeDocuments(docs)]);
-    if (base) verifyFile(this.dir, base.entry.graph); // hnswlib must never parse a damaged file
+    if (base?.entry.graph) verifyFile(this.dir, base.entry.graph); // hnswlib must never parse a damaged file
     const insert = gatherRows(storage, dim, [{ rows: all, start: baseRows, count: all.rows - baseRows }]);
     const graph = await this.graphBuilder.build({
       dim,
       settings: this.manifest.graph,
       storage,
       totalRows: all.rows,
-      basePath: base ? join(this.dir, base.entry.graph.name) : null,
+      basePath: base?.entry.graph ? join(this.dir, base.entry.graph.name) : null,
       rows: rowsToBytes(insert),
       docRows: docs.slice(baseDocs).map((d) => d.rows),
       firstLabel: baseRows,
@@ -377,7 +469,9 @@ export class IndexWriter extends ManifestView {
   private removeUnreferencedFiles(): void {
     const referenced = new Set<string>();
     for (const s of this.manifest.segments) {
-      referenced.add(s.vectors.name).add(s.documents.name).add(s.graph.name);
+      referenced.add(s.vectors.name).add(s.documents.name);
+      if (s.graph) referenced.add(s.graph.name);
+      if (s.compressed) referenced.add(s.compressed.name);
       if (s.deleted) referenced.add(s.deleted.name);
     }
     for (const name of readdirSync(this.dir)) {
@@ -421,8 +515,20 @@ function newManifest(create: CreateOptions): ManifestBody {
   if (!Number.isInteger(graph.m) || graph.m < 2 || !Number.isInteger(graph.efConstruction) || graph.efConstruction < 1 || !(graph.dedupCosine > 0 && graph.dedupCosine <= 1)) {
     throw new LfmError("INVALID_ARGUMENT", `graph settings need an integer m ≥ 2, efConstruction ≥ 1 and 0 < dedupCosine ≤ 1 (got ${graph.m}, ${graph.efConstruction}, ${graph.dedupCosine}).`);
   }
+  const layout = create.layout ?? "hnsw";
+  if (layout !== "hnsw" && layout !== "plaid") throw new LfmError("INVALID_ARGUMENT", `layout must be hnsw or plaid, got ${String(layout)}.`);
   const now = new Date().toISOString();
-  return { generation: 0, createdAt: now, committedAt: now, dim: create.dim, storage, model: create.model ?? null, graph, segments: [] };
+  const body: ManifestBody = { generation: 0, createdAt: now, committedAt: now, dim: create.dim, storage, model: create.model ?? null, graph, segments: [] };
+  return layout === "plaid" ? { ...body, layout, codec: codecSettings(create.codec) } : body;
+}
+
+function codecSettings(given: Partial<CodecSettings> | undefined): CodecSettings {
+  const codec = { ...DEFAULT_CODEC, ...given };
+  const positiveInt = (v: number) => Number.isInteger(v) && v >= 1;
+  if (!(NBITS_CHOICES as readonly number[]).includes(codec.nbits) || !(codec.centroidFactor > 0) || !positiveInt(codec.iterations) || !positiveInt(codec.sampleFactor) || !Number.isInteger(codec.seed) || codec.seed < 0) {
+    throw new LfmError("INVALID_ARGUMENT", `codec settings need nbits 1, 2, 4 or 8, centroidFactor > 0, whole iterations and sampleFactor ≥ 1 and a seed ≥ 0 (got ${JSON.stringify(codec)}).`);
+  }
+  return codec;
 }
 
 export function checkModel(dir: string, manifest: ManifestBody, model: ModelIdentity): void {

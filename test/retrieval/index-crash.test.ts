@@ -18,8 +18,14 @@ import { CRASH_DIM, expectedState, textOf, vectorsOf } from "./crash-ops.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const TRIALS = 24;
-const dir = mkdtempSync(join(tmpdir(), "lfm-index-crash-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+/** Kills of a writer of a plaid index (the same commit protocol; fewer, to keep the test short). */
+const PLAID_TRIALS = 12;
+const hnswDir = mkdtempSync(join(tmpdir(), "lfm-index-crash-"));
+const plaidDir = mkdtempSync(join(tmpdir(), "lfm-index-crash-plaid-"));
+afterAll(() => {
+  rmSync(hnswDir, { recursive: true, force: true });
+  rmSync(plaidDir, { recursive: true, force: true });
+});
 
 interface Trial {
   acked: number;
@@ -27,9 +33,9 @@ interface Trial {
 }
 
 /** Starts the child and kills it `delayMs` after it opened the index (or after it started, if `killBeforeOpen`). */
-function runChild(delayMs: number, killBeforeOpen: boolean): Promise<Trial> {
+function runChild(dir: string, layout: "hnsw" | "plaid", delayMs: number, killBeforeOpen: boolean): Promise<Trial> {
   return new Promise((resolve, reject) => {
-    const child: ChildProcess = spawn(process.execPath, [join(ROOT, "bin/run-ts.mjs"), join(ROOT, "test/retrieval/crash-child.ts"), dir], { stdio: ["ignore", "pipe", "pipe"] });
+    const child: ChildProcess = spawn(process.execPath, [join(ROOT, "bin/run-ts.mjs"), join(ROOT, "test/retrieval/crash-child.ts"), dir, layout], { stdio: ["ignore", "pipe", "pipe"] });
     const trial: Trial = { acked: -1, opened: false };
     let stderr = "";
     let buffered = "";
@@ -56,8 +62,8 @@ function runChild(delayMs: number, killBeforeOpen: boolean): Promise<Trial> {
   });
 }
 
-async function checkIndex(minGeneration: number): Promise<number> {
-  const reader = await IndexReader.open(dir);
+async function checkIndex(dir: string, minGeneration: number): Promise<number> {
+  const reader = await IndexReader.open(dir, { verify: true });
   try {
     const generation = reader.generation;
     expect(generation).toBeGreaterThanOrEqual(minGeneration);
@@ -84,17 +90,36 @@ async function checkIndex(minGeneration: number): Promise<number> {
   }
 }
 
+/** Kills the writer `trials` times; returns the newest generation seen. */
+async function killRepeatedly(dir: string, layout: "hnsw" | "plaid", trials: number): Promise<number> {
+  const next = rng(2024);
+  let acked = 0;
+  let committedMax = 0;
+  for (let t = 0; t < trials; t++) {
+    // Every fourth kill lands while the child starts and opens the index (lock takeover, clean-up).
+    const killBeforeOpen = t % 4 === 3;
+    const trial = await runChild(dir, layout, killBeforeOpen ? 200 + next() * 800 : next() * 700, killBeforeOpen);
+    acked = Math.max(acked, trial.acked);
+    const generation = await checkIndex(dir, acked);
+    // Never older than what a previous check saw either (a commit is never undone).
+    expect(generation).toBeGreaterThanOrEqual(committedMax);
+    committedMax = generation;
+  }
+  return committedMax;
+}
+
 describe("index crash safety", () => {
   it(`survives ${TRIALS} SIGKILLs of a writer at random instants without losing a committed document`, { timeout: 120_000 }, async () => {
+    const dir = hnswDir;
     const next = rng(2024);
     let acked = 0;
     let committedMax = 0;
     for (let t = 0; t < TRIALS; t++) {
       // Every fourth kill lands while the child starts and opens the index (lock takeover, clean-up).
       const killBeforeOpen = t % 4 === 3;
-      const trial = await runChild(killBeforeOpen ? 200 + next() * 800 : next() * 700, killBeforeOpen);
+      const trial = await runChild(dir, "hnsw", killBeforeOpen ? 200 + next() * 800 : next() * 700, killBeforeOpen);
       acked = Math.max(acked, trial.acked);
-      const generation = await checkIndex(acked);
+      const generation = await checkIndex(dir, acked);
       // Never older than what a previous check saw either (a commit is never undone).
       expect(generation).toBeGreaterThanOrEqual(committedMax);
       committedMax = generation;
@@ -109,5 +134,20 @@ describe("index crash safety", () => {
     const referenced = reader.stats().segments;
     await reader.close();
     expect(files.filter((f) => f.endsWith(".hnsw")).length).toBe(referenced);
+  });
+
+  it(`survives ${PLAID_TRIALS} SIGKILLs of a writer of a plaid index the same way`, { timeout: 120_000 }, async () => {
+    const committedMax = await killRepeatedly(plaidDir, "plaid", PLAID_TRIALS);
+    expect(committedMax).toBeGreaterThan(5);
+    const writer = await IndexWriter.open(plaidDir);
+    await writer.close();
+    const files = readdirSync(plaidDir);
+    expect(files.filter((f) => f.endsWith(".lock") || f.includes(".tmp-"))).toEqual([]);
+    const reader = await IndexReader.open(plaidDir);
+    const referenced = reader.stats().segments;
+    expect(reader.layout).toBe("plaid");
+    await reader.close();
+    expect(files.filter((f) => f.endsWith(".plaid")).length).toBe(referenced);
+    expect(files.some((f) => f.endsWith(".hnsw"))).toBe(false);
   });
 });

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { SyntheticCorpus, bruteForceMaxSim } from "../../bench/synthetic-colbert.ts";
-import { MANIFEST_FILE } from "../../retrieval/index/format.ts";
+import { FORMAT_VERSION, MANIFEST_FILE } from "../../retrieval/index/format.ts";
 import { IndexReader } from "../../retrieval/index/reader.ts";
 import { decodeRows, encodeRows } from "../../retrieval/index/vector-codec.ts";
 import { type CreateOptions, IndexWriter, type NewDocument } from "../../retrieval/index/writer.ts";
@@ -254,7 +254,7 @@ describe("index errors", () => {
     const dir = newDir();
     await build(dir, [doc(1)]);
     const path = join(dir, MANIFEST_FILE);
-    writeFileSync(path, readFileSync(path, "utf8").replace('"version":1', '"version":2'));
+    writeFileSync(path, readFileSync(path, "utf8").replace('"version":1', `"version":${FORMAT_VERSION + 1}`));
     await expectCode(IndexReader.open(dir), "INDEX_NEWER_VERSION");
     await expectCode(IndexWriter.open(dir), "INDEX_NEWER_VERSION");
   });
