@@ -24,6 +24,7 @@ const SERVE_OPTIONS = {
   "memory-budget": { type: "string" },
   "allow-files": { type: "string" },
   "max-body": { type: "string" },
+  "indexes-dir": { type: "string" },
 } as const;
 
 const SERVE_RANGES = {
@@ -63,7 +64,10 @@ export const serveCommand: CliCommand = {
                                 image_url parts (LFM2-VL), input_audio parts (LFM2-Audio)
     POST /v1/audio/transcriptions   speech to text (multipart: file, model; json, text, srt, vtt, verbose_json)
     POST /v1/audio/speech       text to speech (LFM2-Audio), streamed as WAV or PCM
+    GET  /v1/indexes, POST /v1/search   the --indexes-dir indexes; passages matching a query
+    POST /v1/extract            a PDF or image + a JSON Schema → JSON (multipart: file, schema)
     GET  /health, GET /metrics  liveness; Prometheus metrics
+    GET  /                      a web page: chat, images, voice, search, extraction
   Prints "listening on http://HOST:PORT" when ready; Ctrl-C stops it.
   --models-dir DIR         A folder of checkpoint folders, each served under its folder name, or a
                            Hugging Face cache (models--Org--Name folders, served as Org/Name). Models
@@ -80,6 +84,8 @@ export const serveCommand: CliCommand = {
                            Default: no limit.
   --allow-files DIR        image_url parts may be file:// URLs of files inside DIR (never elsewhere;
                            without it, file:// URLs are refused). Remote URLs are never fetched.
+  --indexes-dir DIR        A folder of indexes (lfm index add --index DIR/NAME) that POST /v1/search
+                           searches by NAME, each with the model that built it.
   --max-body SIZE          Largest request body (default ${DEFAULT_BODY_LIMIT / 1024 ** 2}M; images and audio travel as base64 in it).
   Also: --precision P, --threads N, --cache-dir DIR, --no-cache (lfm --help), for every model loaded.
   Example: lfm serve --port 8080 &  curl -s localhost:8080/v1/chat/completions -H 'content-type: application/json' \\
@@ -93,6 +99,7 @@ export const serveCommand: CliCommand = {
     const memoryBudgetBytes = sizeFlag(v, "memory-budget", 1024 ** 4);
     const bodyLimitBytes = sizeFlag(v, "max-body", 4 * 1024 ** 3) ?? DEFAULT_BODY_LIMIT;
     const allowFiles = folderFlag(v, "allow-files");
+    const indexesDir = folderFlag(v, "indexes-dir");
     const apiKey = typeof v["api-key"] === "string" ? v["api-key"] : process.env.LFM_API_KEY || undefined;
     if (apiKey !== undefined && apiKey.length < 8) throw new LfmError("INVALID_ARGUMENT", "--api-key must be at least 8 characters.");
     const { precision, threads, cacheDir } = loadFlags({ ...v, json: true });
@@ -125,7 +132,18 @@ export const serveCommand: CliCommand = {
       },
     });
     const host = typeof v.host === "string" ? v.host : "127.0.0.1";
-    const server = await startServer({ registry, host, port, maxQueue, apiKey, allowFiles, bodyLimitBytes, log, metrics });
+    const server = await startServer({
+      registry,
+      host,
+      port,
+      maxQueue,
+      apiKey,
+      allowFiles,
+      bodyLimitBytes,
+      log,
+      metrics,
+      search: indexesDir === undefined ? undefined : { indexesDir, load: { threads, cacheDir } },
+    });
     log(`serving ${entries.map((e) => e.id).join(", ")}`);
     process.stdout.write(`listening on ${server.url}\n`);
     await new Promise<void>((resolve) => {
