@@ -106,6 +106,12 @@ describe("POST /v1/search", () => {
     await expectError(await post("/v1/search", { index: "notes", query: "x" }, keyed.url), 401, "UNAUTHORIZED");
   });
 
+  it("lfm serve --indexes-dir must name a folder", () => {
+    const r = runLfm(["serve", "--port", "0", "--indexes-dir", join(dir, "no-such-folder")]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("error [FILE_NOT_FOUND]: --indexes-dir");
+  });
+
   it("says so when the server has no --indexes-dir", async () => {
     const res = await fetch(`${keyed.url}/v1/indexes`, { headers: { authorization: "Bearer secret-key-1234" } });
     expect(((await res.json()) as { data: unknown[] }).data).toEqual([]);
