@@ -38,7 +38,7 @@ function toast(message) {
 /** A failure anywhere: 401 opens the key dialog; the rest go where the caller shows them. */
 function handleAuth(e) {
   if (e instanceof ApiFailure && e.status === 401) {
-    $("key-dialog").showModal();
+    if (!$("key-dialog").open) $("key-dialog").showModal(); // several calls may fail at once
     return true;
   }
   return false;

@@ -157,6 +157,28 @@ describe("POST /v1/extract", () => {
     const broken = await extract({ file: new File([new TextEncoder().encode("%PDF-1.7\nnot really\n")], "broken.pdf") });
     expect(broken.status).toBe(400);
   });
+
+  it("answers hostile uploads and searches with a 4xx and error JSON, never a 5xx", async () => {
+    const cases: Array<[string, () => Promise<Response>]> = [
+      ["garbage bytes as an image", () => extract({ file: new File([new Uint8Array(4096).fill(7)], "x.png") })],
+      ["an empty file", () => extract({ file: new File([], "empty.pdf") })],
+      ["a schema file part", () => extract({ file: pdfBlob(), schema: new File(["{]"], "s.json") })],
+      ["a damaged multipart body", () => fetch(`${server.url}/v1/extract`, { method: "POST", headers: { "content-type": "multipart/form-data; boundary=zzz" }, body: "--zzz\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nabc" })],
+      ["a query too long", () => post("/v1/search", { index: "notes", query: "x".repeat(5000) })],
+      ["an index name with a NUL", () => post("/v1/search", { index: "notes\u0000", query: "x" })],
+      ["an absolute index path", () => post("/v1/search", { index: "/etc", query: "x" })],
+      ["a filter with too many values", () => post("/v1/search", { index: "notes", query: "x", filter: { type: Array.from({ length: 65 }, () => "txt") } })],
+      ["a non-object body", () => post("/v1/search", ["notes", "x"])],
+      ["a k that is a string", () => post("/v1/search", { index: "notes", query: "x", k: "5" })],
+    ];
+    for (const [name, send] of cases) {
+      const res = await send();
+      expect(res.status, name).toBeGreaterThanOrEqual(400);
+      expect(res.status, name).toBeLessThan(500);
+      const body = (await res.json()) as { error?: { code?: string } };
+      expect(typeof body.error?.code, name).toBe("string");
+    }
+  });
 });
 
 describe("the page's files", () => {

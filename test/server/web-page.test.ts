@@ -239,6 +239,24 @@ describe.skipIf(!CHROMIUM)("the web page in Chromium", () => {
     await page.setViewportSize({ width: 1280, height: 800 });
   });
 
+  it("loads without the API key, asks for it on a 401, then uses it", async () => {
+    const keyed = await startTestServer({ apiKey: "page-key-5678" });
+    const other = await browser.newPage();
+    try {
+      other.on("pageerror", (e) => pageErrors.push(e.message));
+      await other.goto(keyed.url);
+      await other.locator("#key-dialog[open]").waitFor();
+      expect(await other.locator("#chat-model option").count()).toBe(0);
+      await other.fill("#key-input", "page-key-5678");
+      await other.click("#key-dialog button[value=save]");
+      await expect.poll(() => other.locator("#chat-model option").count()).toBe(3);
+      expect(await other.isHidden("#key-dialog")).toBe(true);
+    } finally {
+      await other.close();
+      await keyed.close();
+    }
+  });
+
   it("threw no uncaught error in the page", () => {
     expect(pageErrors).toEqual([]);
   });
