@@ -29,7 +29,7 @@ for (const file of ["retrieval/index/file-checksum.mjs", "retrieval/index/file-c
   copyFileSync(join(root, file), join(dist, file));
 }
 // The web page of lfm serve: plain files served as they are (server/web-page.ts reads them beside itself).
-cpSync(join(root, "server", "web"), join(dist, "server", "web"), { recursive: true });
+cpSync(join(root, "server", "web"), join(dist, "server", "web"), { recursive: true, filter: (src) => !src.endsWith(".d.ts") });
 // tsc rewrites the .ts extensions of relative imports in the JavaScript, not in the declarations.
 for (const file of readdirSync(dist, { recursive: true })) {
   if (!file.endsWith(".d.ts")) continue;

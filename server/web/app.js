@@ -499,7 +499,7 @@ function setUpChat() {
   $("chat-new").addEventListener("click", () => {
     chat.controller?.abort();
     chat.messages = [];
-    $("chat-log").replaceChildren(el("div", { class: "empty", id: "chat-empty" }, el("h1", { text: "Ask the local models" }), el("p", { text: "Type a message, attach or paste an image, or record your voice. Nothing leaves this machine." })));
+    $("chat-log").replaceChildren(el("div", { class: "empty", id: "chat-empty" }, el("h1", { text: "Ask the local models" }), el("p", { text: "Type a message, attach or paste an image, or record your voice. The models run on this server; nothing is sent anywhere else." })));
     hint("");
   });
   setUpImageInput();
