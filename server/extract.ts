@@ -5,17 +5,20 @@
  * are merged, and every value comes with its confidence and the page it came from.
  */
 import { createHash } from "node:crypto";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply } from "fastify";
 import { GENERIC_SCHEMA, checkObjectSchema, extractDocument } from "../pipelines/extract.ts";
 import { LfmError } from "../text-core/errors.ts";
 import type { ComputeQueue } from "./compute-queue.ts";
 import { ApiError, badField } from "./errors.ts";
 import type { ModelEntry, ModelRegistry } from "./model-registry.ts";
+import { type RequestLifetime, untilClientLeaves } from "./search.ts";
 
 export interface ExtractRouteOptions {
   registry: ModelRegistry;
   /** The compute queue of a model (extraction waits in the same queue as the model's chats). */
   queueOf: (entry: ModelEntry) => ComputeQueue;
+  /** The lifetime of a request (default: until its client leaves; a server with deadlines adds them). */
+  lifetime?: (reply: FastifyReply) => RequestLifetime;
 }
 
 export interface ExtractRequest {
@@ -92,18 +95,20 @@ export function registerExtractRoute(app: FastifyInstance, opts: ExtractRouteOpt
       }
       const req = await readExtractForm(form);
       const entry = visionEntry(opts.registry, req.model);
-      const controller = new AbortController();
-      reply.raw.on("close", () => {
-        if (!reply.raw.writableFinished) controller.abort();
-      });
+      const { signal, explain } = (opts.lifetime ?? untilClientLeaves)(reply);
       const started = performance.now();
       const sha256 = createHash("sha256").update(req.file).digest("hex");
-      const result = await opts.queueOf(entry).run(controller.signal, () =>
-        opts.registry.use(entry.id, async (loaded) => {
-          if (loaded.kind !== "vision") throw new ApiError("INVALID_ARGUMENT", `model: ${entry.id} is not an LFM2-VL model.`, "model");
-          return extractDocument(req.fileName, req.file, { schema: req.schema, model: loaded.model, maxTokens: req.maxTokens, signal: controller.signal }, sha256);
-        }),
-      );
+      let result: Awaited<ReturnType<typeof extractDocument>>;
+      try {
+        result = await opts.queueOf(entry).run(signal, () =>
+          opts.registry.use(entry.id, async (loaded) => {
+            if (loaded.kind !== "vision") throw new ApiError("INVALID_ARGUMENT", `model: ${entry.id} is not an LFM2-VL model.`, "model");
+            return extractDocument(req.fileName, req.file, { schema: req.schema, model: loaded.model, maxTokens: req.maxTokens, signal }, sha256);
+          }),
+        );
+      } catch (e) {
+        throw explain(e);
+      }
       return {
         object: "extraction",
         model: entry.id,

@@ -9,7 +9,7 @@
  */
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply } from "fastify";
 import type { ColbertEncoder } from "../retrieval/colbert.ts";
 import { MANIFEST_FILE, type MetadataValue } from "../retrieval/index/format.ts";
 import { chooseIndexModel } from "../retrieval/index/model-identity.ts";
@@ -21,6 +21,21 @@ import { ComputeQueue } from "./compute-queue.ts";
 import { ApiError, badField } from "./errors.ts";
 import type { ModelLoadOptions } from "./model-registry.ts";
 
+/** The signal a request's work runs under, and what an error it caused is answered as. */
+export interface RequestLifetime {
+  signal: AbortSignal;
+  explain: (e: unknown) => unknown;
+}
+
+/** A request's work stops when its client goes away (the response closes before it is complete). */
+export function untilClientLeaves(reply: FastifyReply): RequestLifetime {
+  const gone = new AbortController();
+  reply.raw.on("close", () => {
+    if (!reply.raw.writableFinished) gone.abort();
+  });
+  return { signal: gone.signal, explain: (e) => e };
+}
+
 export interface SearchRouteOptions {
   /** The folder whose subfolders are the indexes (`lfm index add --index DIR/NAME`). */
   indexesDir: string;
@@ -28,6 +43,8 @@ export interface SearchRouteOptions {
   load: Omit<ModelLoadOptions, "precision">;
   /** Searches that may wait beside the one running; more are answered 429. */
   maxQueue: number;
+  /** The lifetime of a request (default: until its client leaves; a server with deadlines adds them). */
+  lifetime?: (reply: FastifyReply) => RequestLifetime;
 }
 
 export interface SearchRequest {
@@ -128,22 +145,25 @@ export function registerSearchRoutes(app: FastifyInstance, opts: SearchRouteOpti
     const req = readSearchRequest(request.body);
     const dir = indexDir(opts.indexesDir, req.index);
     const started = performance.now();
-    const controller = new AbortController();
-    reply.raw.on("close", () => {
-      if (!reply.raw.writableFinished) controller.abort();
-    });
-    const hits = await queue.run(controller.signal, async () => {
+    const { signal, explain } = (opts.lifetime ?? untilClientLeaves)(reply);
+    const search = () => queue.run(signal, async () => {
       const reader = await IndexReader.open(dir);
       try {
         if (!reader.model) throw new LfmError("INDEX_EMPTY", `index ${req.index} records no model (nothing was ever added to it).`);
         // The model that built the index: another one's vectors would not be comparable.
         const model = chooseIndexModel(reader.model, undefined, () => reader.model!.path ?? "");
         const encoder = await encoderFor(model.path as string, reader.model.precision);
-        return (await searchText(reader, encoder, req.query, { k: req.k, filter: req.filter, signal: controller.signal })).hits;
+        return (await searchText(reader, encoder, req.query, { k: req.k, filter: req.filter, signal })).hits;
       } finally {
         await reader.close();
       }
     });
+    let hits: Awaited<ReturnType<typeof search>>;
+    try {
+      hits = await search();
+    } catch (e) {
+      throw explain(e);
+    }
     return {
       object: "list",
       index: req.index,
