@@ -19,6 +19,7 @@ export { parseToolCalls, formatToolCalls, type ToolCall } from "./text-core/tool
 export { prefillPrefix, type GenerateOptions, type FinishReason, type GeneratedToken, type PrefilledPrefix } from "./text-core/generate.ts";
 export type { SamplingOptions } from "./text-core/sampler.ts";
 export { readGenerationDefaults, type GenerationDefaults } from "./text-core/generation-config.ts";
+export { StopTextMatcher, MAX_STOP_STRINGS, MAX_STOP_CHARS } from "./text-core/stop-text.ts";
 export type { Lfm2Config } from "./text-core/config.ts";
 export { Lfm2Tokenizer } from "./text-core/tokenizer.ts";
 

@@ -24,16 +24,21 @@ const SERVE_OPTIONS = {
   "memory-budget": { type: "string" },
   "allow-files": { type: "string" },
   "max-body": { type: "string" },
+  timeout: { type: "string" },
   "indexes-dir": { type: "string" },
 } as const;
 
 const SERVE_RANGES = {
   port: intRange(0, 65535),
   maxQueue: intRange(0, 100_000),
+  /** Seconds; a week at most. */
+  timeout: intRange(0, 7 * 24 * 3600),
 } as const;
 
 const DEFAULT_PORT = 8080;
 const DEFAULT_MAX_QUEUE = 8;
+/** Ten minutes: far beyond a chat reply, short of a request nobody waits for any more. */
+const DEFAULT_TIMEOUT_S = 600;
 
 /** A size flag (`--memory-budget 6G`, `--max-body 64M`): bytes, K/M/G/T as powers of 1024. */
 function sizeFlag(v: Values, flag: string, maxBytes: number): number | undefined {
@@ -87,6 +92,9 @@ export const serveCommand: CliCommand = {
   --indexes-dir DIR        A folder of indexes (lfm index add --index DIR/NAME) that POST /v1/search
                            searches by NAME, each with the model that built it.
   --max-body SIZE          Largest request body (default ${DEFAULT_BODY_LIMIT / 1024 ** 2}M; images and audio travel as base64 in it).
+  --timeout S              Each request's time limit in seconds, its wait in the queue included (default
+                           ${DEFAULT_TIMEOUT_S}; 0 = none): past it, its work stops and it gets 504
+                           DEADLINE_EXCEEDED. Raise it to transcribe long recordings. ${rangeText(SERVE_RANGES.timeout)}.
   Also: --precision P, --threads N, --cache-dir DIR, --no-cache (lfm --help), for every model loaded.
   Example: lfm serve --port 8080 &  curl -s localhost:8080/v1/chat/completions -H 'content-type: application/json' \\
              -d '{"model": "tiny-lfm2", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 16}'`,
@@ -96,6 +104,7 @@ export const serveCommand: CliCommand = {
     if (positionals.length > 0) throw new LfmError("INVALID_ARGUMENT", `serve takes no arguments (got "${positionals[0]}"); models come from --models-dir.`);
     const port = numberFlag(v, "port", SERVE_RANGES.port) ?? DEFAULT_PORT;
     const maxQueue = numberFlag(v, "max-queue", SERVE_RANGES.maxQueue) ?? DEFAULT_MAX_QUEUE;
+    const timeoutS = numberFlag(v, "timeout", SERVE_RANGES.timeout) ?? DEFAULT_TIMEOUT_S;
     const memoryBudgetBytes = sizeFlag(v, "memory-budget", 1024 ** 4);
     const bodyLimitBytes = sizeFlag(v, "max-body", 4 * 1024 ** 3) ?? DEFAULT_BODY_LIMIT;
     const allowFiles = folderFlag(v, "allow-files");
@@ -132,6 +141,7 @@ export const serveCommand: CliCommand = {
       },
     });
     const host = typeof v.host === "string" ? v.host : "127.0.0.1";
+    const requestTimeoutMs = timeoutS === 0 ? undefined : timeoutS * 1000;
     const server = await startServer({
       registry,
       host,
@@ -142,6 +152,7 @@ export const serveCommand: CliCommand = {
       bodyLimitBytes,
       log,
       metrics,
+      requestTimeoutMs,
       search: indexesDir === undefined ? undefined : { indexesDir, load: { threads, cacheDir } },
     });
     log(`serving ${entries.map((e) => e.id).join(", ")}`);

@@ -50,6 +50,8 @@ export interface ServerOptions {
   metrics?: Metrics;
   /** POST /v1/search's indexes (none: the route says the server has none). */
   search?: Omit<SearchRouteOptions, "maxQueue">;
+  /** Each request's time limit, queue wait included (undefined: none); past it, its work stops (504). */
+  requestTimeoutMs?: number;
 }
 
 /** Default request body limit: a few phone photos or a minute of WAV as base64. */
@@ -80,6 +82,26 @@ function frameworkError(err: { code?: string; statusCode?: number; message: stri
   if (err.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") return { status: 415, error: new ApiError("INVALID_ARGUMENT", "the request body must be JSON (Content-Type: application/json).", "body") };
   const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400;
   return { status, error: new ApiError("INVALID_ARGUMENT", `the request body could not be read: ${err.message}`, "body") };
+}
+
+/**
+ * The signal a request's work runs under: aborted when its client goes away (the response closes
+ * before it is complete) or when its deadline passes. `explain` turns the ABORTED that a deadline
+ * caused into DEADLINE_EXCEEDED (504); a client that left gets no answer to read in any case.
+ */
+function requestLifetime(reply: FastifyReply, timeoutMs: number | undefined): { signal: AbortSignal; explain: (e: unknown) => unknown } {
+  const gone = new AbortController();
+  reply.raw.on("close", () => {
+    if (!reply.raw.writableFinished) gone.abort();
+  });
+  const deadline = timeoutMs !== undefined ? AbortSignal.timeout(timeoutMs) : undefined;
+  return {
+    signal: deadline ? AbortSignal.any([gone.signal, deadline]) : gone.signal,
+    explain: (e) =>
+      deadline?.aborted && !gone.signal.aborted && e instanceof LfmError && e.code === "ABORTED"
+        ? new ApiError("DEADLINE_EXCEEDED", `the request ran past the server's time limit of ${(timeoutMs ?? 0) / 1000} s (lfm serve --timeout) and was stopped.`)
+        : e,
+  };
 }
 
 export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: Metrics } {
@@ -160,12 +182,9 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
     const req = readChatRequest(request.body);
     const entry = registry.get(req.model);
     // A client that disconnects before its reply is complete cancels its generation.
-    const controller = new AbortController();
-    reply.raw.on("close", () => {
-      if (!reply.raw.writableFinished) controller.abort();
-    });
+    const lifetime = requestLifetime(reply, opts.requestTimeoutMs);
     const ctx: ChatContext = {
-      signal: controller.signal,
+      signal: lifetime.signal,
       allowFiles: opts.allowFiles,
       arrivedAt,
       onTokens: (n) => metrics.inc("lfm_completion_tokens_total", "Tokens generated.", { model: entry.id }, n),
@@ -174,8 +193,10 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
       metrics.inc("lfm_prompt_tokens_total", "Prompt tokens processed.", { model: entry.id }, reply.usage.prompt_tokens);
       return reply;
     };
-    const onFailure = (e: unknown) => {
+    const onFailure = (thrown: unknown) => {
+      const e = lifetime.explain(thrown);
       if (e instanceof LfmError && e.code === "ABORTED") metrics.inc("lfm_generations_cancelled_total", "Requests cancelled by their client before the reply was complete.", { model: entry.id });
+      if (e instanceof LfmError && e.code === "DEADLINE_EXCEEDED") metrics.inc("lfm_deadline_exceeded_total", "Requests stopped at the server's time limit.", { model: entry.id });
       return e;
     };
     const { id, created } = completionId();
@@ -184,7 +205,7 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
     if (!req.stream) {
       let result: ChatReply;
       try {
-        result = counted(await queue.run(controller.signal, () => registry.use(entry.id, (loaded) => runChat(entry, loaded, req, ctx, { content: async () => {} }))));
+        result = counted(await queue.run(lifetime.signal, () => registry.use(entry.id, (loaded) => runChat(entry, loaded, req, ctx, { content: async () => {} }))));
       } catch (e) {
         throw onFailure(e);
       }
@@ -230,7 +251,7 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
     };
     try {
       const result = counted(
-        await queue.run(controller.signal, () =>
+        await queue.run(lifetime.signal, () =>
           registry.use(entry.id, (loaded) => runChat(entry, loaded, req, ctx, { content: (text) => sse.send(chunk(withRole({ content: text }))) })),
         ),
       );
@@ -239,8 +260,8 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
       await sse.send(chunk({}, result.finishReason));
       if (req.includeUsage) await sse.send({ id, object: "chat.completion.chunk", created, model: entry.id, choices: [], usage: result.usage, timings: result.timings });
       sse.end();
-    } catch (e) {
-      onFailure(e);
+    } catch (thrown) {
+      const e = onFailure(thrown);
       const { status, body } = errorResponse(e);
       if (status >= 500) log(`error on POST /v1/chat/completions: ${(e as Error)?.stack ?? String(e)}`);
       if (!sse.started) writeJsonError(reply.raw, e);
@@ -255,25 +276,23 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
     const req = readSpeechRequest(request.body);
     const entry = registry.get(req.model);
     if (entry.kind !== "audio") throw new ApiError("INVALID_ARGUMENT", `model: ${entry.id} does not speak (its output modalities: ${entry.output.join(", ")}); use an LFM2-Audio model.`, "model");
-    const controller = new AbortController();
-    reply.raw.on("close", () => {
-      if (!reply.raw.writableFinished) controller.abort();
-    });
+    const lifetime = requestLifetime(reply, opts.requestTimeoutMs);
     // Written by hand as frames are decoded; an error before the first frame is still JSON.
     reply.hijack();
     try {
-      await queueOf(entry).run(controller.signal, () =>
+      await queueOf(entry).run(lifetime.signal, () =>
         registry.use(
           entry.id,
           async (loaded) => {
             if (loaded.kind !== "speech") throw new ApiError("INVALID_ARGUMENT", `model: ${entry.id} does not speak.`, "model");
-            const { frames } = await streamSpeech(loaded.model, req, controller.signal, reply.raw);
+            const { frames } = await streamSpeech(loaded.model, req, lifetime.signal, reply.raw);
             metrics.inc("lfm_speech_frames_total", "Audio frames spoken (12.5 per second of speech).", { model: entry.id }, frames);
           },
           "speech",
         ),
       );
-    } catch (e) {
+    } catch (thrown) {
+      const e = lifetime.explain(thrown);
       if (e instanceof LfmError && e.code === "ABORTED") metrics.inc("lfm_generations_cancelled_total", "Requests cancelled by their client before the reply was complete.", { model: entry.id });
       if (errorResponse(e).status >= 500) log(`error on POST /v1/audio/speech: ${(e as Error)?.stack ?? String(e)}`);
       writeJsonError(reply.raw, e);
@@ -295,23 +314,26 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
       const req = await readTranscriptionForm(form);
       const entry = registry.get(req.model);
       if (entry.kind !== "audio") throw new ApiError("INVALID_ARGUMENT", `model: ${entry.id} does not take audio (its input modalities: ${entry.input.join(", ")}); use an LFM2-Audio model.`, "model");
-      const controller = new AbortController();
-      reply.raw.on("close", () => {
-        if (!reply.raw.writableFinished) controller.abort();
-      });
-      const result = await queueOf(entry).run(controller.signal, () =>
-        registry.use(entry.id, async (loaded) => {
-          if (loaded.kind !== "audio") throw new ApiError("INVALID_ARGUMENT", `model: ${entry.id} is not an audio model.`, "model");
-          return runTranscription(loaded.model, req, controller.signal);
-        }),
-      );
+      const lifetime = requestLifetime(reply, opts.requestTimeoutMs);
+      let result: Awaited<ReturnType<typeof runTranscription>>;
+      try {
+        result = await queueOf(entry).run(lifetime.signal, () =>
+          registry.use(entry.id, async (loaded) => {
+            if (loaded.kind !== "audio") throw new ApiError("INVALID_ARGUMENT", `model: ${entry.id} is not an audio model.`, "model");
+            return runTranscription(loaded.model, req, lifetime.signal);
+          }),
+        );
+      } catch (e) {
+        throw lifetime.explain(e);
+      }
       reply.header("content-type", result.contentType);
       return typeof result.body === "string" ? result.body : JSON.stringify(result.body);
     });
   });
 
-  registerSearchRoutes(app, opts.search && { ...opts.search, maxQueue: opts.maxQueue });
-  registerExtractRoute(app, { registry, queueOf });
+  const lifetime = (reply: FastifyReply) => requestLifetime(reply, opts.requestTimeoutMs);
+  registerSearchRoutes(app, opts.search && { ...opts.search, maxQueue: opts.maxQueue, lifetime });
+  registerExtractRoute(app, { registry, queueOf, lifetime });
   registerWebPage(app);
 
   return { app, metrics };

@@ -66,6 +66,8 @@ export function statusOf(code: LfmErrorCode): number {
     case "FILE_TOO_LARGE":
     case "IMAGE_TOO_LARGE":
       return 413;
+    case "DEADLINE_EXCEEDED":
+      return 504;
     case "ABORTED":
       return 499; // nginx's "client closed request": nobody reads it, the metrics do
     default:

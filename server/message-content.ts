@@ -4,7 +4,7 @@
  * named by `file://` URLs are read here, only from inside the folder given with --allow-files
  * (after resolving links, so neither `..` nor a symlink leads out of it); nothing is fetched.
  */
-import { open, realpath } from "node:fs/promises";
+import { open, realpath, stat } from "node:fs/promises";
 import { isAbsolute, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { AssembledPrompt } from "../audio/prompt.ts";
@@ -106,11 +106,13 @@ export async function readAllowedFile(url: string, allowFiles: string | undefine
   }
   const inside = relative(await realpath(allowFiles), real);
   if (inside === "" || inside.split(sep)[0] === ".." || isAbsolute(inside)) throw badField(param, "names a file outside the folder given with --allow-files.");
+  // Checked before opening: opening a FIFO or a device could block or never end.
+  if (!(await stat(real)).isFile()) throw new ApiError("NOT_A_REGULAR_FILE", `${param}: ${url} is not a regular file.`, param);
   const handle = await open(real, "r");
   try {
-    const stat = await handle.stat();
-    if (!stat.isFile()) throw new ApiError("NOT_A_REGULAR_FILE", `${param}: ${url} is not a regular file.`, param);
-    if (stat.size > MAX_IMAGE_FILE_BYTES) throw new ApiError("FILE_TOO_LARGE", `${param}: ${url} is ${stat.size} bytes; the most is ${MAX_IMAGE_FILE_BYTES}.`, param);
+    const info = await handle.stat();
+    if (!info.isFile()) throw new ApiError("NOT_A_REGULAR_FILE", `${param}: ${url} is not a regular file.`, param);
+    if (info.size > MAX_IMAGE_FILE_BYTES) throw new ApiError("FILE_TOO_LARGE", `${param}: ${url} is ${info.size} bytes; the most is ${MAX_IMAGE_FILE_BYTES}.`, param);
     return new Uint8Array(await handle.readFile());
   } finally {
     await handle.close();

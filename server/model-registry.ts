@@ -257,9 +257,15 @@ export class ModelRegistry {
     return best?.[0];
   }
 
-  /** Releases every loaded model (server shutdown). */
-  async close(): Promise<void> {
+  /**
+   * Releases every loaded model (server shutdown), once the requests using them have ended (their
+   * connections are closed first, so they stop at their next token); a model is never released
+   * under a running generation. Gives up waiting after `waitMs`.
+   */
+  async close(waitMs = 30_000): Promise<void> {
     await this.loading;
+    const until = Date.now() + waitMs;
+    while ([...this.resident.values()].some((r) => r.users > 0) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
     const all = [...this.resident.values()];
     this.resident.clear();
     await Promise.all(all.map((r) => releaseModel(r.loaded)));

@@ -59,6 +59,7 @@ export type LfmErrorCode =
   | "OUTPUT_UNWRITABLE"
   // lfm serve (server/): HTTP-only failures
   | "QUEUE_FULL"
+  | "DEADLINE_EXCEEDED"
   | "UNAUTHORIZED"
   | "REQUEST_TOO_LARGE"
   | "ROUTE_NOT_FOUND";

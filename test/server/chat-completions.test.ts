@@ -223,6 +223,44 @@ describe("errors as OpenAI's error JSON with our codes", () => {
 });
 
 describe("under load", () => {
+  it("a request past the server's time limit stops and answers 504 DEADLINE_EXCEEDED", async () => {
+    const strict = await startTestServer({ requestTimeoutMs: 1500 });
+    try {
+      const c = strict.client();
+      await c.chat.completions.create({ model: "tiny-lfm2", messages: HELLO, max_tokens: 1 }); // loaded before the clock matters
+      const started = performance.now();
+      const e = (await c.chat.completions.create({ model: "tiny-lfm2", messages: HELLO, max_tokens: 20_000 }).catch((x: unknown) => x)) as InstanceType<typeof OpenAI.APIError>;
+      expect(e).toBeInstanceOf(OpenAI.InternalServerError);
+      expect(e.status).toBe(504);
+      expect(e.code).toBe("DEADLINE_EXCEEDED");
+      expect(performance.now() - started).toBeLessThan(10_000);
+      expect(await metricValue(strict.url, 'lfm_deadline_exceeded_total{model="tiny-lfm2"}')).toBe(1);
+      expect(await metricValue(strict.url, 'lfm_queue_running{model="tiny-lfm2"}')).toBe(0);
+    } finally {
+      await strict.close();
+    }
+  });
+
+  it("a client that leaves before a non-streamed reply cancels its generation", async () => {
+    const c = server.client();
+    await c.chat.completions.create({ model: "tiny-lfm2", messages: HELLO, max_tokens: 1 });
+    const cancelledBefore = await metricValue(server.url, 'lfm_generations_cancelled_total{model="tiny-lfm2"}');
+    const tokens = () => metricValue(server.url, 'lfm_completion_tokens_total{model="tiny-lfm2"}');
+    const before = await tokens();
+    const abort = new AbortController();
+    const pending = c.chat.completions.create({ model: "tiny-lfm2", messages: HELLO, max_tokens: 4000 }, { signal: abort.signal }).catch((x: unknown) => x);
+    while ((await tokens()) < before + 3) await new Promise((r) => setTimeout(r, 20));
+    abort.abort();
+    expect(await pending).toBeInstanceOf(OpenAI.APIUserAbortError);
+    let cancelled = cancelledBefore;
+    for (let i = 0; i < 200 && cancelled === cancelledBefore; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      cancelled = await metricValue(server.url, 'lfm_generations_cancelled_total{model="tiny-lfm2"}');
+    }
+    expect(cancelled).toBe(cancelledBefore + 1);
+    expect((await tokens()) - before).toBeLessThan(1000);
+  });
+
   it("a full queue answers 429 with Retry-After; a disconnected client's generation stops", async () => {
     const busy = await startTestServer({ maxQueue: 0 });
     try {
