@@ -25,7 +25,8 @@ function buildIsStale() {
   const built = statSync(builtAt).mtimeMs;
   if (statSync(join(root, "index.ts")).mtimeMs > built) return true;
   return SOURCE_FOLDERS.some((folder) =>
-    readdirSync(join(root, folder), { recursive: true }).some((f) => /\.m?ts$/.test(f) && statSync(join(root, folder, f)).mtimeMs > built),
+    // The web page's files (server/web) are served as they are, so any change to them counts.
+    readdirSync(join(root, folder), { recursive: true }).some((f) => (/\.m?ts$/.test(f) || (folder === "server" && /^web[\\/]/.test(f))) && statSync(join(root, folder, f)).mtimeMs > built),
   );
 }
 

@@ -25,6 +25,7 @@ const SERVE_OPTIONS = {
   "allow-files": { type: "string" },
   "max-body": { type: "string" },
   timeout: { type: "string" },
+  "indexes-dir": { type: "string" },
 } as const;
 
 const SERVE_RANGES = {
@@ -68,7 +69,10 @@ export const serveCommand: CliCommand = {
                                 image_url parts (LFM2-VL), input_audio parts (LFM2-Audio)
     POST /v1/audio/transcriptions   speech to text (multipart: file, model; json, text, srt, vtt, verbose_json)
     POST /v1/audio/speech       text to speech (LFM2-Audio), streamed as WAV or PCM
+    GET  /v1/indexes, POST /v1/search   the --indexes-dir indexes; passages matching a query
+    POST /v1/extract            a PDF or image + a JSON Schema → JSON (multipart: file, schema)
     GET  /health, GET /metrics  liveness; Prometheus metrics
+    GET  /                      a web page: chat, images, voice, search, extraction
   Prints "listening on http://HOST:PORT" when ready; Ctrl-C stops it.
   --models-dir DIR         A folder of checkpoint folders, each served under its folder name, or a
                            Hugging Face cache (models--Org--Name folders, served as Org/Name). Models
@@ -85,6 +89,8 @@ export const serveCommand: CliCommand = {
                            Default: no limit.
   --allow-files DIR        image_url parts may be file:// URLs of files inside DIR (never elsewhere;
                            without it, file:// URLs are refused). Remote URLs are never fetched.
+  --indexes-dir DIR        A folder of indexes (lfm index add --index DIR/NAME) that POST /v1/search
+                           searches by NAME, each with the model that built it.
   --max-body SIZE          Largest request body (default ${DEFAULT_BODY_LIMIT / 1024 ** 2}M; images and audio travel as base64 in it).
   --timeout S              Each request's time limit in seconds, its wait in the queue included (default
                            ${DEFAULT_TIMEOUT_S}; 0 = none): past it, its work stops and it gets 504
@@ -102,6 +108,7 @@ export const serveCommand: CliCommand = {
     const memoryBudgetBytes = sizeFlag(v, "memory-budget", 1024 ** 4);
     const bodyLimitBytes = sizeFlag(v, "max-body", 4 * 1024 ** 3) ?? DEFAULT_BODY_LIMIT;
     const allowFiles = folderFlag(v, "allow-files");
+    const indexesDir = folderFlag(v, "indexes-dir");
     const apiKey = typeof v["api-key"] === "string" ? v["api-key"] : process.env.LFM_API_KEY || undefined;
     if (apiKey !== undefined && apiKey.length < 8) throw new LfmError("INVALID_ARGUMENT", "--api-key must be at least 8 characters.");
     const { precision, threads, cacheDir } = loadFlags({ ...v, json: true });
@@ -135,7 +142,19 @@ export const serveCommand: CliCommand = {
     });
     const host = typeof v.host === "string" ? v.host : "127.0.0.1";
     const requestTimeoutMs = timeoutS === 0 ? undefined : timeoutS * 1000;
-    const server = await startServer({ registry, host, port, maxQueue, apiKey, allowFiles, bodyLimitBytes, log, metrics, requestTimeoutMs });
+    const server = await startServer({
+      registry,
+      host,
+      port,
+      maxQueue,
+      apiKey,
+      allowFiles,
+      bodyLimitBytes,
+      log,
+      metrics,
+      requestTimeoutMs,
+      search: indexesDir === undefined ? undefined : { indexesDir, load: { threads, cacheDir } },
+    });
     log(`serving ${entries.map((e) => e.id).join(", ")}`);
     process.stdout.write(`listening on ${server.url}\n`);
     await new Promise<void>((resolve) => {

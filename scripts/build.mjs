@@ -5,7 +5,7 @@
 // computed by the built package equal those of the sources it was built from.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { copyFileSync, existsSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join, relative, sep } from "node:path";
 
@@ -28,6 +28,8 @@ try {
 for (const file of ["retrieval/index/file-checksum.mjs", "retrieval/index/file-checksum.d.mts"]) {
   copyFileSync(join(root, file), join(dist, file));
 }
+// The web page of lfm serve: plain files served as they are (server/web-page.ts reads them beside itself).
+cpSync(join(root, "server", "web"), join(dist, "server", "web"), { recursive: true, filter: (src) => !src.endsWith(".d.ts") });
 // tsc rewrites the .ts extensions of relative imports in the JavaScript, not in the declarations.
 for (const file of readdirSync(dist, { recursive: true })) {
   if (!file.endsWith(".d.ts")) continue;

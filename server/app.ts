@@ -10,8 +10,12 @@
  *   POST /v1/audio/transcriptions  speech to text (multipart upload)
  *   POST /v1/audio/speech      text to speech, streamed as WAV or PCM
  *   GET  /metrics              Prometheus text
+ *   GET  /v1/indexes, POST /v1/search  the --indexes-dir indexes (search.ts)
+ *   POST /v1/extract           document + schema → JSON (extract.ts)
+ *   GET  /                     the web page (web-page.ts, files in web/)
  *
- * Every route but /health needs `Authorization: Bearer KEY` when the server has an API key.
+ * Every route but /health and the page's files needs `Authorization: Bearer KEY` when the server
+ * has an API key.
  */
 import { timingSafeEqual } from "node:crypto";
 import type { ServerResponse } from "node:http";
@@ -26,6 +30,9 @@ import type { ModelEntry, ModelRegistry } from "./model-registry.ts";
 import { SseWriter } from "./sse.ts";
 import { readSpeechRequest, streamSpeech } from "./speech.ts";
 import { readTranscriptionForm, runTranscription } from "./transcriptions.ts";
+import { type SearchRouteOptions, registerSearchRoutes } from "./search.ts";
+import { registerExtractRoute } from "./extract.ts";
+import { PAGE_ROUTES, registerWebPage } from "./web-page.ts";
 
 export interface ServerOptions {
   registry: ModelRegistry;
@@ -41,6 +48,8 @@ export interface ServerOptions {
   log?: (line: string) => void;
   /** Shared with the registry's load/unload events; one is made when absent. */
   metrics?: Metrics;
+  /** POST /v1/search's indexes (none: the route says the server has none). */
+  search?: Omit<SearchRouteOptions, "maxQueue">;
   /** Each request's time limit, queue wait included (undefined: none); past it, its work stops (504). */
   requestTimeoutMs?: number;
 }
@@ -48,7 +57,7 @@ export interface ServerOptions {
 /** Default request body limit: a few phone photos or a minute of WAV as base64. */
 export const DEFAULT_BODY_LIMIT = 32 * 1024 ** 2;
 
-const NO_AUTH_ROUTES = new Set(["/health"]);
+const NO_AUTH_ROUTES = new Set<string>(["/health", ...PAGE_ROUTES]);
 
 /** A constant-time comparison of the Authorization header with the key (no timing hint of how much matched). */
 function authorized(header: string | undefined, apiKey: string): boolean {
@@ -321,6 +330,11 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
       return typeof result.body === "string" ? result.body : JSON.stringify(result.body);
     });
   });
+
+  const lifetime = (reply: FastifyReply) => requestLifetime(reply, opts.requestTimeoutMs);
+  registerSearchRoutes(app, opts.search && { ...opts.search, maxQueue: opts.maxQueue, lifetime });
+  registerExtractRoute(app, { registry, queueOf, lifetime });
+  registerWebPage(app);
 
   return { app, metrics };
 }
