@@ -56,6 +56,7 @@ const SERVER_CODES = new Set<LfmErrorCode>([
 export function statusOf(code: LfmErrorCode): number {
   switch (code) {
     case "MODEL_NOT_FOUND":
+    case "INDEX_NOT_FOUND":
     case "ROUTE_NOT_FOUND":
       return 404;
     case "UNAUTHORIZED":

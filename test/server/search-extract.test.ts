@@ -101,8 +101,8 @@ describe("POST /v1/search", () => {
     await expectError(await post("/v1/search", { index: "notes", query: "x", filter: { page: { $gt: 1 } } }), 400, "INVALID_ARGUMENT", "filter.page");
     await expectError(await post("/v1/search", { index: "notes", query: "x", top_k: 3 }), 400, "INVALID_ARGUMENT", "top_k");
     await expectError(await post("/v1/search", { index: "../indexes/notes", query: "x" }), 400, "INVALID_ARGUMENT", "index");
-    expect(await expectError(await post("/v1/search", { index: "nope", query: "x" }), 400, "INDEX_NOT_FOUND")).toContain("notes");
-    await expectError(await post("/v1/search", { index: "not-an-index", query: "x" }), 400, "INDEX_NOT_FOUND");
+    expect(await expectError(await post("/v1/search", { index: "nope", query: "x" }), 404, "INDEX_NOT_FOUND")).toContain("notes");
+    await expectError(await post("/v1/search", { index: "not-an-index", query: "x" }), 404, "INDEX_NOT_FOUND");
     await expectError(await post("/v1/search", { index: "notes", query: "x" }, keyed.url), 401, "UNAUTHORIZED");
   });
 
