@@ -11,6 +11,8 @@
  *   POST /v1/audio/speech      text to speech, streamed as WAV or PCM
  *   GET  /metrics              Prometheus text
  *   GET  /v1/indexes, POST /v1/search  the --indexes-dir indexes (search.ts)
+ *   POST /v1/answers           the RAG pipeline on an index (answers.ts)
+ *   POST /v1/documents, DELETE /v1/documents/{source-or-id}  maintain an index (documents.ts)
  *   POST /v1/extract           document + schema → JSON (extract.ts)
  *   GET  /                     the web page (web-page.ts, files in web/)
  *
@@ -32,6 +34,8 @@ import { readSpeechRequest, streamSpeech } from "./speech.ts";
 import { readTranscriptionForm, runTranscription } from "./transcriptions.ts";
 import { type SearchRouteOptions, registerSearchRoutes } from "./search.ts";
 import { registerExtractRoute } from "./extract.ts";
+import { registerAnswersRoute } from "./answers.ts";
+import { registerDocumentsRoutes } from "./documents.ts";
 import { PAGE_ROUTES, registerWebPage } from "./web-page.ts";
 
 export interface ServerOptions {
@@ -332,7 +336,9 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
   });
 
   const lifetime = (reply: FastifyReply) => requestLifetime(reply, opts.requestTimeoutMs);
-  registerSearchRoutes(app, opts.search && { ...opts.search, maxQueue: opts.maxQueue, lifetime });
+  const encoderOfIndex = registerSearchRoutes(app, opts.search && { ...opts.search, maxQueue: opts.maxQueue, lifetime });
+  registerAnswersRoute(app, { registry, queueOf, indexesDir: opts.search?.indexesDir, encoderOfIndex, lifetime });
+  registerDocumentsRoutes(app, { indexesDir: opts.search?.indexesDir, encoderOfIndex, lifetime });
   registerExtractRoute(app, { registry, queueOf, lifetime });
   registerWebPage(app);
 

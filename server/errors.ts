@@ -58,9 +58,12 @@ export function statusOf(code: LfmErrorCode): number {
     case "MODEL_NOT_FOUND":
     case "INDEX_NOT_FOUND":
     case "ROUTE_NOT_FOUND":
+    case "DOCUMENT_NOT_FOUND":
       return 404;
     case "UNAUTHORIZED":
       return 401;
+    case "INDEX_LOCKED": // another writer holds the index: the request may be retried once it is done
+      return 409;
     case "QUEUE_FULL":
       return 429;
     case "REQUEST_TOO_LARGE":

@@ -101,7 +101,8 @@ export function listIndexes(indexesDir: string): string[] {
   return names.filter((name) => INDEX_NAME.test(name) && statSync(join(indexesDir, name), { throwIfNoEntry: false })?.isDirectory() && existsSync(join(indexesDir, name, MANIFEST_FILE)));
 }
 
-function indexDir(indexesDir: string, name: string): string {
+/** The folder of the index `name` in `indexesDir`; INDEX_NOT_FOUND (404) listing the names there are. */
+export function indexDir(indexesDir: string, name: string): string {
   const dir = join(indexesDir, name);
   if (!INDEX_NAME.test(name) || !existsSync(join(dir, MANIFEST_FILE))) {
     const names = listIndexes(indexesDir);
@@ -110,7 +111,11 @@ function indexDir(indexesDir: string, name: string): string {
   return dir;
 }
 
-export function registerSearchRoutes(app: FastifyInstance, opts: SearchRouteOptions | undefined): void {
+/** The encoder of an open index's model (loaded on first use, kept until the server closes). */
+export type IndexEncoder = (reader: IndexReader, name: string) => Promise<ColbertEncoder>;
+
+/** Registers the routes; returns the encoder cache, shared with the answers and documents routes. */
+export function registerSearchRoutes(app: FastifyInstance, opts: SearchRouteOptions | undefined): IndexEncoder {
   const notConfigured = () => new ApiError("INVALID_ARGUMENT", "this server has no indexes: start it with lfm serve --indexes-dir DIR (a folder of lfm index folders).", "index");
   const queue = new ComputeQueue("search", opts?.maxQueue ?? 0);
   const encoders = new Map<string, Promise<ColbertEncoder>>();
@@ -128,6 +133,13 @@ export function registerSearchRoutes(app: FastifyInstance, opts: SearchRouteOpti
     for (const encoder of encoders.values()) await encoder.then((e) => e.release(), () => {});
     encoders.clear();
   });
+
+  const encoderOfIndex: IndexEncoder = async (reader, name) => {
+    if (!reader.model) throw new LfmError("INDEX_EMPTY", `index ${name} records no model (nothing was ever added to it).`);
+    // The model that built the index: another one's vectors would not be comparable.
+    const model = chooseIndexModel(reader.model, undefined, () => reader.model!.path ?? "");
+    return encoderFor(model.path as string, reader.model.precision);
+  };
 
   app.get("/v1/indexes", async () => {
     if (!opts) return { object: "list", data: [] };
@@ -149,10 +161,7 @@ export function registerSearchRoutes(app: FastifyInstance, opts: SearchRouteOpti
     const search = () => queue.run(signal, async () => {
       const reader = await IndexReader.open(dir);
       try {
-        if (!reader.model) throw new LfmError("INDEX_EMPTY", `index ${req.index} records no model (nothing was ever added to it).`);
-        // The model that built the index: another one's vectors would not be comparable.
-        const model = chooseIndexModel(reader.model, undefined, () => reader.model!.path ?? "");
-        const encoder = await encoderFor(model.path as string, reader.model.precision);
+        const encoder = await encoderOfIndex(reader, req.index);
         return (await searchText(reader, encoder, req.query, { k: req.k, filter: req.filter, signal })).hits;
       } finally {
         await reader.close();
@@ -172,4 +181,5 @@ export function registerSearchRoutes(app: FastifyInstance, opts: SearchRouteOpti
       timings: { total_ms: Math.round(performance.now() - started) },
     };
   });
+  return encoderOfIndex;
 }

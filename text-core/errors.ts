@@ -62,7 +62,8 @@ export type LfmErrorCode =
   | "DEADLINE_EXCEEDED"
   | "UNAUTHORIZED"
   | "REQUEST_TOO_LARGE"
-  | "ROUTE_NOT_FOUND";
+  | "ROUTE_NOT_FOUND"
+  | "DOCUMENT_NOT_FOUND";
 
 export class LfmError extends Error {
   readonly code: LfmErrorCode;
