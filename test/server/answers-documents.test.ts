@@ -68,23 +68,30 @@ interface AnswerBody {
 
 describe("POST /v1/answers", () => {
   it("answers from the index's passages; every citation is one of the passages it was given", async () => {
-    const res = await post("/v1/answers", { index: "notes", model: "tiny-lfm2", question: "What happened to pump 7?", k: 2, max_tokens: 24, min_score: -1e9, strict_citations: true, seed: 1 });
-    expect(res.status).toBe(200);
-    const body = (await res.json()) as AnswerBody;
-    expect(body.abstained).toBe(false);
-    expect(body.min_score).toEqual({ value: -1e9, source: "option" });
-    expect(body.passages.map((p) => p.text).sort()).toEqual(Object.values(PASSAGES).sort());
-    expect(body.passages.map((p) => p.n)).toEqual([1, 2]);
-    expect(typeof body.answer).toBe("string");
-    for (const c of body.citations) {
-      const passage = body.passages.find((p) => p.n === c.n);
-      expect(passage).toBeDefined();
-      expect(c.id).toBe(passage!.id);
-      expect(c.text).toBe(passage!.text);
+    // Random weights put little probability on "[": sampled answers, seed after seed, until one cites
+    // (strict_citations makes each finished sentence end with a citation), so the check is not vacuous.
+    let cited = 0;
+    for (let seed = 1; seed <= 12 && cited === 0; seed++) {
+      const res = await post("/v1/answers", { index: "notes", model: "tiny-lfm2", question: "What happened to pump 7?", k: 2, max_tokens: 600, temperature: 1, seed, min_score: -1e9, strict_citations: true });
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as AnswerBody;
+      expect(body.abstained).toBe(false);
+      expect(body.min_score).toEqual({ value: -1e9, source: "option" });
+      expect(body.passages.map((p) => p.text).sort()).toEqual(Object.values(PASSAGES).sort());
+      expect(body.passages.map((p) => p.n)).toEqual([1, 2]);
+      expect(body.unsupported_citations).toEqual([]);
+      for (const c of body.citations) {
+        const passage = body.passages.find((p) => p.n === c.n);
+        expect(passage).toBeDefined();
+        expect(c.id).toBe(passage!.id);
+        expect(c.source).toBe(passage!.source);
+        expect(body.answer).toContain(`[${c.n}]`);
+      }
+      expect(body.timings.total_ms).toBeGreaterThanOrEqual(body.timings.retrieval_ms);
+      cited += body.citations.length;
     }
-    expect(Array.isArray(body.unsupported_citations)).toBe(true);
-    expect(body.timings.total_ms).toBeGreaterThanOrEqual(0);
-  }, 120_000);
+    expect(cited).toBeGreaterThan(0);
+  }, 240_000);
 
   it("abstains when no passage reaches min_score", async () => {
     const res = await post("/v1/answers", { index: "notes", model: "tiny-lfm2", question: "What happened to pump 7?", min_score: 1e9 });
