@@ -150,14 +150,18 @@ describe("POST /v1/documents, DELETE /v1/documents/{source-or-id}", () => {
   }, 120_000);
 
   it("serialises concurrent writes to one index: every document lands", async () => {
-    const sources = ["a", "b", "c"].map((s) => `batch/${s}`);
+    const sources = ["a", "b", "c"].map((s) => `/srv/batch/${s} notes`);
     const replies = await Promise.all(sources.map((source) => post("/v1/documents", { index: "notes", source, text: `Document ${source} about valves.` })));
     expect(replies.map((r) => r.status)).toEqual([200, 200, 200]);
     const generations = await Promise.all(replies.map(async (r) => ((await r.json()) as { generation: number }).generation));
     expect(new Set(generations).size).toBe(3);
     const hits = await search("valves");
     expect(sources.every((s) => hits.some((h) => h.source === s))).toBe(true);
-    for (const s of sources) expect((await send("DELETE", `/v1/documents/${s}?index=notes`)).status).toBe(200);
+    // Percent-encoded, a source or id may hold anything (a leading slash, spaces, an id's "#").
+    const byId = (await (await send("DELETE", `/v1/documents/${encodeURIComponent(`${sources[0]}#0`)}?index=notes`)).json()) as { removed: string[] };
+    expect(byId.removed).toEqual([`${sources[0]}#0`]);
+    for (const s of sources.slice(1)) expect((await send("DELETE", `/v1/documents/${encodeURIComponent(s)}?index=notes`)).status).toBe(200);
+    expect((await search("valves")).some((h) => h.source.startsWith("/srv/batch/"))).toBe(false);
   }, 120_000);
 
   it("answers 409 INDEX_LOCKED while another writer holds the index, and works once it lets go", async () => {
