@@ -10,9 +10,10 @@ import { type AskResult, MAX_ASK_K, ask } from "../pipelines/ask.ts";
 import { IndexReader } from "../retrieval/index/reader.ts";
 import { LfmError } from "../text-core/errors.ts";
 import type { ComputeQueue } from "./compute-queue.ts";
-import { ApiError, badField } from "./errors.ts";
+import { ApiError, badField, errorResponse } from "./errors.ts";
 import type { ModelEntry, ModelRegistry } from "./model-registry.ts";
 import { type IndexEncoder, type RequestLifetime, indexDir, untilClientLeaves } from "./search.ts";
+import { SseWriter } from "./sse.ts";
 
 export interface AnswersRouteOptions {
   registry: ModelRegistry;
@@ -21,6 +22,8 @@ export interface AnswersRouteOptions {
   indexesDir?: string;
   encoderOfIndex: IndexEncoder;
   lifetime?: (reply: FastifyReply) => RequestLifetime;
+  /** Where a failure's details go (never to the client). */
+  log?: (line: string) => void;
 }
 
 export interface AnswersRequest {
@@ -33,6 +36,7 @@ export interface AnswersRequest {
   seed?: number;
   strictCitations?: boolean;
   minScore?: number;
+  stream: boolean;
 }
 
 const MAX_QUESTION_CHARS = 4096;
@@ -56,8 +60,7 @@ export function readAnswersRequest(body: unknown): AnswersRequest {
   if (b.seed !== undefined && !isInt(b.seed, 0, 2 ** 32 - 1)) throw badField("seed", "must be an integer from 0 to 2^32-1.");
   if (b.strict_citations !== undefined && typeof b.strict_citations !== "boolean") throw badField("strict_citations", "must be true or false.");
   if (b.min_score !== undefined && !(typeof b.min_score === "number" && Number.isFinite(b.min_score))) throw badField("min_score", "must be a number.");
-  // The pipeline streams through a synchronous callback, which an SSE writer with back-pressure cannot follow yet.
-  if (b.stream !== undefined && b.stream !== false) throw badField("stream", "streaming answers is not supported yet; leave it out or false.");
+  if (b.stream !== undefined && typeof b.stream !== "boolean") throw badField("stream", "must be true or false.");
   return {
     index: b.index,
     model: b.model,
@@ -68,6 +71,7 @@ export function readAnswersRequest(body: unknown): AnswersRequest {
     seed: b.seed as number | undefined,
     strictCitations: b.strict_citations as boolean | undefined,
     minScore: b.min_score as number | undefined,
+    stream: b.stream === true,
   };
 }
 
@@ -105,9 +109,20 @@ export function registerAnswersRoute(app: FastifyInstance, opts: AnswersRouteOpt
     const entry = opts.registry.get(req.model);
     if (entry.kind !== "text") throw new ApiError("INVALID_ARGUMENT", `model: ${entry.id} is not a text model; answers are written by an LFM2 text model (GET /v1/models).`, "model");
     const { signal, explain } = (opts.lifetime ?? untilClientLeaves)(reply);
-    let result: AskResult;
-    try {
-      result = await opts.queueOf(entry).run(signal, () =>
+    // Streaming: the pipeline hands out checked text synchronously; each piece is sent after the one
+    // before it (at most the answer's text waits for a slow reader), the full result last.
+    let sse: SseWriter | undefined;
+    let sending = Promise.resolve();
+    const onText = (text: string) => {
+      const writer = sse;
+      if (writer) sending = sending.then(() => writer.send({ object: "answer.delta", delta: text }));
+    };
+    if (req.stream) {
+      reply.hijack();
+      sse = new SseWriter(reply.raw);
+    }
+    const run = () =>
+      opts.queueOf(entry).run(signal, () =>
         opts.registry.use(entry.id, async (loaded) => {
           if (loaded.kind !== "text") throw new ApiError("INVALID_ARGUMENT", `model: ${entry.id} is not a text model.`, "model");
           const reader = await IndexReader.open(dir);
@@ -124,6 +139,7 @@ export function registerAnswersRoute(app: FastifyInstance, opts: AnswersRouteOpt
               seed: req.seed,
               strictCitations: req.strictCitations,
               minScore: req.minScore,
+              onText: req.stream ? onText : undefined,
               signal,
             });
           } finally {
@@ -131,9 +147,34 @@ export function registerAnswersRoute(app: FastifyInstance, opts: AnswersRouteOpt
           }
         }),
       );
-    } catch (e) {
-      throw explain(e);
+    if (!sse) {
+      let result: AskResult;
+      try {
+        result = await run();
+      } catch (e) {
+        throw explain(e);
+      }
+      return answerJson(req.index, entry.id, result);
     }
-    return answerJson(req.index, entry.id, result);
+    try {
+      const result = await run();
+      await sending;
+      await sse.send(answerJson(req.index, entry.id, result));
+      sse.end();
+    } catch (thrown) {
+      await sending.catch(() => {});
+      const e = explain(thrown);
+      const { status, body, retryAfterSeconds } = errorResponse(e);
+      if (status >= 500) opts.log?.(`error on POST /v1/answers: ${(e as Error)?.stack ?? String(e)}`);
+      const res = reply.raw;
+      if (sse.started) {
+        await sse.send(body);
+        sse.end();
+      } else if (!res.headersSent && !res.destroyed) {
+        // Before the first event the error is still plain JSON with its status.
+        res.writeHead(status, { "content-type": "application/json; charset=utf-8", ...(retryAfterSeconds !== undefined ? { "retry-after": String(retryAfterSeconds) } : {}) });
+        res.end(JSON.stringify(body));
+      }
+    }
   });
 }

@@ -120,7 +120,7 @@ export function registerDocumentsRoutes(app: FastifyInstance, opts: DocumentsRou
     let result: { added: string[]; removed: string[]; generation: number };
     try {
       result = await serialised(dir, async () => {
-        signal.throwIfAborted?.();
+        if (signal.aborted) throw new LfmError("ABORTED", "the request was cancelled before its write started.");
         // The encoder is read from the committed index before the lock is taken (encoding is the long part).
         const reader = await IndexReader.open(dir);
         let encoder: ColbertEncoder;

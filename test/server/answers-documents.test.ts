@@ -93,6 +93,24 @@ describe("POST /v1/answers", () => {
     expect(cited).toBeGreaterThan(0);
   }, 240_000);
 
+  it("streams the answer as text deltas, then the whole result as the last event", async () => {
+    const res = await post("/v1/answers", { index: "notes", model: "tiny-lfm2", question: "What happened to pump 7?", k: 2, max_tokens: 40, min_score: -1e9, stream: true });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toContain("text/event-stream");
+    const events = (await res.text()).split("\n\n").filter((e) => e !== "").map((e) => e.replace(/^data: /, ""));
+    expect(events.at(-1)).toBe("[DONE]");
+    const parsed = events.slice(0, -1).map((e) => JSON.parse(e) as { object: string; delta?: string } & Partial<AnswerBody>);
+    const final = parsed.at(-1)!;
+    expect(final.object).toBe("answer");
+    expect(final.passages).toHaveLength(2);
+    const deltas = parsed.slice(0, -1);
+    expect(deltas.length).toBeGreaterThan(0);
+    expect(deltas.every((d) => d.object === "answer.delta")).toBe(true);
+    expect(deltas.map((d) => d.delta).join("")).toBe(final.answer);
+    // Checked before the stream starts: still a plain JSON error with its status.
+    await expectError(await post("/v1/answers", { index: "nope", model: "tiny-lfm2", question: "x", stream: true }), 404, "INDEX_NOT_FOUND");
+  }, 120_000);
+
   it("abstains when no passage reaches min_score", async () => {
     const res = await post("/v1/answers", { index: "notes", model: "tiny-lfm2", question: "What happened to pump 7?", min_score: 1e9 });
     expect(res.status).toBe(200);
@@ -110,7 +128,7 @@ describe("POST /v1/answers", () => {
     await expectError(await post("/v1/answers", { index: "notes", question: "x" }), 400, "INVALID_ARGUMENT", "model");
     await expectError(await post("/v1/answers", { index: "notes", model: "tiny-lfm2", question: "x", k: 0 }), 400, "INVALID_ARGUMENT", "k");
     await expectError(await post("/v1/answers", { index: "notes", model: "tiny-lfm2", question: "x", min_score: "high" }), 400, "INVALID_ARGUMENT", "min_score");
-    await expectError(await post("/v1/answers", { index: "notes", model: "tiny-lfm2", question: "x", stream: true }), 400, "INVALID_ARGUMENT", "stream");
+    await expectError(await post("/v1/answers", { index: "notes", model: "tiny-lfm2", question: "x", stream: "yes" }), 400, "INVALID_ARGUMENT", "stream");
     await expectError(await post("/v1/answers", { index: "notes", model: "tiny-lfm2", question: "x", top_k: 3 }), 400, "INVALID_ARGUMENT", "top_k");
     await expectError(await post("/v1/answers", { index: "notes", model: "tiny-lfm2-vl", question: "x" }), 400, "INVALID_ARGUMENT", "model");
     const bad = await fetch(`${server.url}/v1/answers`, { method: "POST", headers: { "content-type": "application/json" }, body: "{\"index\": " });
