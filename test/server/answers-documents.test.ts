@@ -208,5 +208,14 @@ describe("POST /v1/documents, DELETE /v1/documents/{source-or-id}", () => {
     await expectError(await send("DELETE", "/v1/documents/nothing-here?index=notes"), 404, "DOCUMENT_NOT_FOUND");
     const bad = await fetch(`${server.url}/v1/documents`, { method: "POST", headers: { "content-type": "application/json" }, body: "not json" });
     await expectError(bad, 400, "INVALID_ARGUMENT", "body");
+    // Hostile: names that try to leave --indexes-dir, a poisoned prototype, a source with control characters.
+    await expectError(await post("/v1/documents", { index: "../indexes/notes", source: "s", text: "t" }), 404, "INDEX_NOT_FOUND");
+    await expectError(await send("DELETE", "/v1/documents/pumps.txt?index=..%2Fnotes"), 404, "INDEX_NOT_FOUND");
+    await expectError(await post("/v1/answers", { index: "../indexes/notes", model: "tiny-lfm2", question: "x" }), 404, "INDEX_NOT_FOUND");
+    await expectError(await post("/v1/documents", { index: "notes", source: "a\u0000b", text: "t" }), 400, "INVALID_ARGUMENT", "source");
+    const poisoned = await fetch(`${server.url}/v1/documents`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"index": "notes", "source": "s", "text": "t", "metadata": {"__proto__": {"x": 1}}}' });
+    expect(poisoned.status).toBe(400);
+    expect(((await poisoned.json()) as { error: { code: string } }).error.code).toBe("INVALID_ARGUMENT");
+    expect(await search("pump")).toHaveLength(2);
   });
 });
