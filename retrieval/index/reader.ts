@@ -128,15 +128,15 @@ export interface PlaidSearchSettings {
 
 /**
  * The settings of each preset per layout; "default" is what a search without settings uses.
- * Plaid, chosen with bench/retrieval.ts at 10k passages (recall@10 against exact float32 MaxSim,
- * 2 busy cores): fast 0.987 (p50 10 ms), default 0.999 (p50 24 ms), accurate 0.999 (p50 66 ms).
- * The residual stage is off in all three: with the full rows in the page cache, reranking 128
- * passages exactly costs less than decompressing 256 (it pays where reading rows is slow).
+ * Plaid, chosen with bench/retrieval.ts at 100k passages (bench/results/2026-12-03-retrieval-amd-epyc-2c-2.json
+ * and -3.json): the settings picked at 10k (residual stage off) fell to recall@10 0.86 at 100k, where
+ * more passages share each centroid; scoring 512 candidates from their residuals before the exact
+ * rerank of 128 brings the default back to ≥ 0.97 (0.997 in -2.json).
  */
 export const SEARCH_PRESETS: Record<SearchPreset, { hnsw: HnswSearchSettings; plaid: PlaidSearchSettings }> = {
-  fast: { hnsw: { candidatesPerToken: 16, ef: 48, rerankDocs: 128 }, plaid: { nprobe: 4, centroidDocs: 512, residualDocs: 0, rerankDocs: 64 } },
-  default: { hnsw: { candidatesPerToken: 64, ef: 128, rerankDocs: 512 }, plaid: { nprobe: 8, centroidDocs: 1024, residualDocs: 0, rerankDocs: 128 } },
-  accurate: { hnsw: { candidatesPerToken: 128, ef: 192, rerankDocs: 768 }, plaid: { nprobe: 16, centroidDocs: 4096, residualDocs: 0, rerankDocs: 512 } },
+  fast: { hnsw: { candidatesPerToken: 16, ef: 48, rerankDocs: 128 }, plaid: { nprobe: 8, centroidDocs: 1024, residualDocs: 256, rerankDocs: 64 } },
+  default: { hnsw: { candidatesPerToken: 64, ef: 128, rerankDocs: 512 }, plaid: { nprobe: 8, centroidDocs: 2048, residualDocs: 512, rerankDocs: 128 } },
+  accurate: { hnsw: { candidatesPerToken: 128, ef: 192, rerankDocs: 768 }, plaid: { nprobe: 16, centroidDocs: 4096, residualDocs: 1024, rerankDocs: 512 } },
 };
 const EXHAUSTIVE_BELOW_ROWS = 20_000;
 /** Rows scored per onnxruntime call in exhaustive search. */
