@@ -89,8 +89,8 @@ export const serveCommand: CliCommand = {
                            Default: no limit.
   --allow-files DIR        image_url parts may be file:// URLs of files inside DIR (never elsewhere;
                            without it, file:// URLs are refused). Remote URLs are never fetched.
-  --indexes-dir DIR        A folder of indexes (lfm index add --index DIR/NAME) that POST /v1/search
-                           searches by NAME, each with the model that built it.
+  --indexes-dir DIR        A folder of indexes (each a folder DIR/NAME made by lfm index add) that /v1/search
+                           and /v1/answers search by NAME, each with the model that built it.
   --max-body SIZE          Largest request body (default ${DEFAULT_BODY_LIMIT / 1024 ** 2}M; images and audio travel as base64 in it).
   --timeout S              Each request's time limit in seconds, its wait in the queue included (default
                            ${DEFAULT_TIMEOUT_S}; 0 = none): past it, its work stops and it gets 504
