@@ -12,7 +12,7 @@ import { chooseIndexModel, modelIdentity } from "../retrieval/index/model-identi
 import { searchText } from "../retrieval/index/search-text.ts";
 import { CALIBRATION_FILE, CALIBRATION_PROBES_RANGE, DEFAULT_CALIBRATION_PROBES, DEFAULT_CALIBRATION_SEED, DEFAULT_KEEP_ANSWERABLE } from "../retrieval/index/calibration.ts";
 import { IndexWriter } from "../retrieval/index/writer.ts";
-import { estimateTokens } from "../retrieval/ingest/chunker.ts";
+import { encoderTokenCounter } from "../retrieval/ingest/chunker.ts";
 import { type IngestReport, describeSkipped, ingestPaths, removePaths } from "../retrieval/ingest/ingest.ts";
 import { DEFAULT_MAX_FILE_SIZE, parseByteSize } from "../retrieval/ingest/source-file.ts";
 import type { ColbertEncoder } from "../retrieval/colbert.ts";
@@ -272,7 +272,7 @@ async function indexAdd(dir: string, v: Values, paths: string[], signal: AbortSi
       const overlapTokens = num(v, "overlap-tokens", OVERLAP_TOKENS) ?? Math.floor(maxTokens / 8);
       let encoded = "";
       report = await ingestPaths(writer, encoder, paths, {
-        chunk: { maxTokens, overlapTokens, countTokens: await tokenCounter(encoder) },
+        chunk: { maxTokens, overlapTokens, countTokens: await encoderTokenCounter(encoder) },
         metadata: parseMeta(v.meta as unknown as string[] | undefined),
         commitEvery,
         commitSeconds,
@@ -440,17 +440,6 @@ function chooseModel(v: Values, indexModel: ModelIdentity | null): ModelIdentity
 export async function loadEncoder(path: string, v: Values, precision: Precision | undefined): Promise<ColbertEncoder> {
   const { ColbertEncoder } = await import("../retrieval/colbert.ts");
   return ColbertEncoder.load(path, { ...loadFlags(v), precision });
-}
-
-/** Model tokens of a text, with the model's own tokenizer (without BOS and prefix). */
-async function tokenCounter(encoder: ColbertEncoder): Promise<(text: string) => number> {
-  const [{ loadPylateFolder }, { Lfm2Tokenizer }] = await Promise.all([import("../retrieval/pylate-config.ts"), import("../text-core/tokenizer.ts")]);
-  try {
-    const tokenizer = await Lfm2Tokenizer.fromDir(loadPylateFolder(encoder.dir).backboneDir);
-    return (text) => tokenizer.encode(text, { addSpecialTokens: false }).length;
-  } catch {
-    return estimateTokens;
-  }
 }
 
 export function parseFilter(raw: string[] | undefined): MetadataFilter | undefined {

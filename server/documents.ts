@@ -15,7 +15,7 @@ import type { ColbertEncoder } from "../retrieval/colbert.ts";
 import type { Metadata, MetadataValue } from "../retrieval/index/format.ts";
 import { IndexReader } from "../retrieval/index/reader.ts";
 import { IndexWriter } from "../retrieval/index/writer.ts";
-import { chunkText, estimateTokens } from "../retrieval/ingest/chunker.ts";
+import { chunkText, encoderTokenCounter } from "../retrieval/ingest/chunker.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { ApiError, badField } from "./errors.ts";
 import { type IndexEncoder, type RequestLifetime, indexDir, untilClientLeaves } from "./search.ts";
@@ -67,17 +67,6 @@ export function readAddDocumentRequest(body: unknown): AddDocumentRequest {
   return { index: b.index, source: b.source, text: b.text, metadata };
 }
 
-/** Token counts with the encoder's own tokenizer (as `lfm index add`), the estimate when it has none. */
-async function tokenCounter(encoder: ColbertEncoder): Promise<(text: string) => number> {
-  const [{ loadPylateFolder }, { Lfm2Tokenizer }] = await Promise.all([import("../retrieval/pylate-config.ts"), import("../text-core/tokenizer.ts")]);
-  try {
-    const tokenizer = await Lfm2Tokenizer.fromDir(loadPylateFolder(encoder.dir).backboneDir);
-    return (text) => tokenizer.encode(text, { addSpecialTokens: false }).length;
-  } catch {
-    return estimateTokens;
-  }
-}
-
 export function registerDocumentsRoutes(app: FastifyInstance, opts: DocumentsRouteOptions): void {
   const notConfigured = () => new ApiError("INVALID_ARGUMENT", "this server has no indexes: start it with lfm serve --indexes-dir DIR (a folder of lfm index folders).", "index");
   /** The last write queued on each index: the next one starts when it has settled. */
@@ -94,7 +83,7 @@ export function registerDocumentsRoutes(app: FastifyInstance, opts: DocumentsRou
   const counters = new Map<string, Promise<(text: string) => number>>();
   const counterOf = (encoder: ColbertEncoder) => {
     let counter = counters.get(encoder.dir);
-    if (!counter) counters.set(encoder.dir, (counter = tokenCounter(encoder)));
+    if (!counter) counters.set(encoder.dir, (counter = encoderTokenCounter(encoder)));
     return counter;
   };
 

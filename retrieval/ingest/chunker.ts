@@ -7,6 +7,7 @@
  * text (`start`/`end` offsets).
  */
 import { LfmError } from "../../text-core/errors.ts";
+import type { ColbertEncoder } from "../colbert.ts";
 
 export interface ChunkOptions {
   maxTokens: number;
@@ -107,4 +108,15 @@ function memoised(count: (s: string) => number): (s: string) => number {
     }
     return n;
   };
+}
+
+/** Model tokens of a text with the ColBERT encoder's own tokenizer (no BOS or prefix); the estimate when it has none. */
+export async function encoderTokenCounter(encoder: ColbertEncoder): Promise<(text: string) => number> {
+  const [{ loadPylateFolder }, { Lfm2Tokenizer }] = await Promise.all([import("../pylate-config.ts"), import("../../text-core/tokenizer.ts")]);
+  try {
+    const tokenizer = await Lfm2Tokenizer.fromDir(loadPylateFolder(encoder.dir).backboneDir);
+    return (text) => tokenizer.encode(text, { addSpecialTokens: false }).length;
+  } catch {
+    return estimateTokens;
+  }
 }
