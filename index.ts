@@ -17,7 +17,7 @@ export type { ChatMessage, ContentPart, ToolDefinition } from "./text-core/chat.
 export { readToolCalls, ToolCallParseError, type ToolCallsRead, type MalformedToolCall } from "./text-core/tool-calls.ts";
 export { parseToolCalls, formatToolCalls, type ToolCall } from "./text-core/tool-calls.ts";
 export { prefillPrefix, type GenerateOptions, type FinishReason, type GeneratedToken, type PrefilledPrefix } from "./text-core/generate.ts";
-export { PromptCache, DEFAULT_PROMPT_CACHE_STATES } from "./text-core/prompt-cache.ts";
+export { PromptCache, DEFAULT_PROMPT_CACHE_STATES, prefixBytes, type PromptCacheStats } from "./text-core/prompt-cache.ts";
 export type { SamplingOptions } from "./text-core/sampler.ts";
 export { readGenerationDefaults, type GenerationDefaults } from "./text-core/generation-config.ts";
 export { StopTextMatcher, MAX_STOP_STRINGS, MAX_STOP_CHARS } from "./text-core/stop-text.ts";

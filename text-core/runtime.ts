@@ -163,6 +163,11 @@ export class KvCache {
     return copy;
   }
 
+  /** Bytes this cache holds in memory: its whole buffer (rows in use, padding rows and room to grow). */
+  get bytes(): number {
+    return this.buffer.byteLength;
+  }
+
   /** Appends rows given as [B, S, heads·hd]. */
   append(rows: Float32Array, S: number): void {
     const { batch, heads, headDim: hd } = this;
@@ -251,6 +256,18 @@ export class DecodeState {
 
   get length(): number {
     return this.mask[0].length;
+  }
+
+  /**
+   * Bytes this state holds: the KV caches' buffers, the conv windows, and the mask and positions
+   * (numbers in JS arrays, 8 bytes each). What a cache of states bounds its memory by.
+   */
+  get bytes(): number {
+    let sum = 0;
+    for (const cache of [...this.keys.values(), ...this.values.values()]) sum += cache.bytes;
+    for (const t of this.convState.values()) sum += (t.data as Float32Array).byteLength;
+    for (const row of this.mask) sum += row.length * 8;
+    return sum + this.nextPosition.length * 8;
   }
 
   /**

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type GeneratedToken, type PrefilledPrefix, generate } from "../../text-core/generate.ts";
 import { TextModel } from "../../text-core/model.ts";
-import { PromptCache } from "../../text-core/prompt-cache.ts";
+import { PromptCache, prefixBytes } from "../../text-core/prompt-cache.ts";
 import { FIXTURES, TEST_CACHE, expectClose, readJson } from "../helpers/reference.ts";
 
 const MODEL_DIR = join(FIXTURES, "text/tiny-lfm2");
@@ -101,5 +101,41 @@ describe("kept decode states", () => {
     expect(cache.lookup(rewritten)?.ids).toEqual(rewritten);
     cache.restore(snapshot);
     expect(cache.lookup(rewritten)).toBeUndefined();
+  });
+
+  it("PromptCache with a byte limit: least recently used states go first, a lookup refreshes, the longest prefix wins", async () => {
+    const conv = (n: number, tag: number) => [tag, ...greedy.prompt_ids.slice(1, n)];
+    const keep = async (ids: number[]) => {
+      const { ids: kept, state, logits } = await model.prefillPrefix(ids);
+      return { ids: kept, state, logits };
+    };
+    const a = await keep(conv(20, 1));
+    const b = await keep(conv(20, 2));
+    const c = await keep(conv(20, 3));
+    // A state counts its KV buffers, conv windows and logits: more than the logits alone.
+    expect(a.state.bytes).toBeGreaterThan(0);
+    expect(prefixBytes(a)).toBe(a.state.bytes + a.logits.byteLength + a.ids.length * 8);
+    const room = prefixBytes(a) + prefixBytes(b) + Math.floor(prefixBytes(c) / 2);
+    const cache = new PromptCache(100, room);
+    cache.add(a);
+    cache.add(b);
+    expect(cache.bytes).toBe(prefixBytes(a) + prefixBytes(b));
+    expect(cache.lookup(conv(30, 1))).toBe(a); // a is now the most recently used
+    cache.add(c); // over the bytes: b (least recently used) goes
+    expect(cache.size).toBe(2);
+    expect(cache.lookup(conv(30, 2))).toBeUndefined();
+    expect(cache.lookup(conv(30, 1))).toBe(a);
+    expect(cache.lookup(conv(30, 3))).toBe(c);
+    expect(cache.bytes).toBeLessThanOrEqual(room);
+    // The longest kept prefix of the same conversation wins.
+    const longer = await keep(conv(25, 1));
+    cache.add(longer);
+    expect(cache.lookup(conv(30, 1))).toBe(longer);
+    expect(cache.stats()).toMatchObject({ entries: cache.size, bytes: cache.bytes, hits: 4, misses: 1 });
+    // A state larger than the whole limit is not kept (it would only push out every other one).
+    const tiny = new PromptCache(100, prefixBytes(a) - 1);
+    tiny.add(a);
+    expect(tiny.size).toBe(0);
+    expect(tiny.bytes).toBe(0);
   });
 });
