@@ -26,6 +26,7 @@ const SERVE_OPTIONS = {
   "max-body": { type: "string" },
   timeout: { type: "string" },
   "indexes-dir": { type: "string" },
+  "prompt-cache-mb": { type: "string" },
 } as const;
 
 const SERVE_RANGES = {
@@ -33,12 +34,19 @@ const SERVE_RANGES = {
   maxQueue: intRange(0, 100_000),
   /** Seconds; a week at most. */
   timeout: intRange(0, 7 * 24 * 3600),
+  /** MiB; 1 TiB at most. */
+  promptCacheMb: intRange(0, 1024 * 1024),
 } as const;
 
 const DEFAULT_PORT = 8080;
 const DEFAULT_MAX_QUEUE = 8;
 /** Ten minutes: far beyond a chat reply, short of a request nobody waits for any more. */
 const DEFAULT_TIMEOUT_S = 600;
+/**
+ * Decode states kept per text model: LFM2-1.2B's state holds ~24 KiB per token of history, so
+ * 512 MiB keeps some twenty thousand tokens of conversations (a few dozen chats).
+ */
+const DEFAULT_PROMPT_CACHE_MB = 512;
 
 /** A size flag (`--memory-budget 6G`, `--max-body 64M`): bytes, K/M/G/T as powers of 1024. */
 function sizeFlag(v: Values, flag: string, maxBytes: number): number | undefined {
@@ -85,12 +93,17 @@ export const serveCommand: CliCommand = {
   --max-queue N            Requests that may wait per model beside the running one (default ${DEFAULT_MAX_QUEUE});
                            more get 429 with Retry-After. ${rangeText(SERVE_RANGES.maxQueue)}.
   --memory-budget SIZE     Unload the least recently used idle models when the loaded ones take more
-                           than SIZE (e.g. 6G; measured as resident memory added by each load).
+                           than SIZE (e.g. 6G; measured as resident memory added by each load, plus the
+                           decode states its prompt cache keeps).
                            Default: no limit.
   --allow-files DIR        image_url parts may be file:// URLs of files inside DIR (never elsewhere;
                            without it, file:// URLs are refused). Remote URLs are never fetched.
   --indexes-dir DIR        A folder of indexes (each a folder DIR/NAME made by lfm index add) that /v1/search
                            and /v1/answers search by NAME, each with the model that built it.
+  --prompt-cache-mb N      Memory per text model for the decode states chats continue from (default
+                           ${DEFAULT_PROMPT_CACHE_MB}; 0 = off): a turn runs only the tokens its prompt adds to
+                           the longest kept prefix (usage.prompt_tokens_details.cached_tokens says how
+                           many were reused); least recently used states go first. ${rangeText(SERVE_RANGES.promptCacheMb)}.
   --max-body SIZE          Largest request body (default ${DEFAULT_BODY_LIMIT / 1024 ** 2}M; images and audio travel as base64 in it).
   --timeout S              Each request's time limit in seconds, its wait in the queue included (default
                            ${DEFAULT_TIMEOUT_S}; 0 = none): past it, its work stops and it gets 504
@@ -105,6 +118,7 @@ export const serveCommand: CliCommand = {
     const port = numberFlag(v, "port", SERVE_RANGES.port) ?? DEFAULT_PORT;
     const maxQueue = numberFlag(v, "max-queue", SERVE_RANGES.maxQueue) ?? DEFAULT_MAX_QUEUE;
     const timeoutS = numberFlag(v, "timeout", SERVE_RANGES.timeout) ?? DEFAULT_TIMEOUT_S;
+    const promptCacheMb = numberFlag(v, "prompt-cache-mb", SERVE_RANGES.promptCacheMb) ?? DEFAULT_PROMPT_CACHE_MB;
     const memoryBudgetBytes = sizeFlag(v, "memory-budget", 1024 ** 4);
     const bodyLimitBytes = sizeFlag(v, "max-body", 4 * 1024 ** 3) ?? DEFAULT_BODY_LIMIT;
     const allowFiles = folderFlag(v, "allow-files");
@@ -131,6 +145,7 @@ export const serveCommand: CliCommand = {
       threads,
       cacheDir,
       memoryBudgetBytes,
+      promptCacheBytes: promptCacheMb * 1024 ** 2,
       onLoad: (id, bytes, ms) => {
         metrics.inc("lfm_model_loads_total", "Model loads.", { model: id });
         log(`loaded ${id} (+${Math.round(bytes / 1024 ** 2)} MiB resident) in ${(ms / 1000).toFixed(1)} s`);

@@ -122,7 +122,11 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
     const list = [...queues.values()];
     metrics.setGauge("lfm_queue_waiting", "Requests waiting for their model.", list.map((q) => ({ labels: { model: q.name }, value: q.depth })));
     metrics.setGauge("lfm_queue_running", "Requests running on their model.", list.map((q) => ({ labels: { model: q.name }, value: q.active })));
-    metrics.setGauge("lfm_model_memory_bytes", "Resident memory each loaded model added when it loaded.", registry.loaded().map((m) => ({ labels: { model: m.id }, value: m.bytes })));
+    const loaded = registry.loaded();
+    metrics.setGauge("lfm_model_memory_bytes", "Resident memory each loaded model added when it loaded, with the decode states its prompt cache keeps.", loaded.map((m) => ({ labels: { model: m.id }, value: m.bytes })));
+    const caching = loaded.flatMap((m) => (m.promptCache ? [{ id: m.id, ...m.promptCache }] : []));
+    metrics.setGauge("lfm_prompt_cache_entries", "Decode states a loaded model's prompt cache keeps.", caching.map((c) => ({ labels: { model: c.id }, value: c.entries })));
+    metrics.setGauge("lfm_prompt_cache_bytes", "Bytes of the decode states a loaded model's prompt cache keeps.", caching.map((c) => ({ labels: { model: c.id }, value: c.bytes })));
   });
 
   // Logging off: the server's one log line per failure is ours (no request bodies, which hold private data).
@@ -192,6 +196,12 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
       allowFiles: opts.allowFiles,
       arrivedAt,
       onTokens: (n) => metrics.inc("lfm_completion_tokens_total", "Tokens generated.", { model: entry.id }, n),
+      onPromptCache: (cached) => {
+        if (cached > 0) {
+          metrics.inc("lfm_prompt_cache_hits_total", "Chat prompts continued from a kept decode state.", { model: entry.id });
+          metrics.inc("lfm_prompt_cache_tokens_total", "Prompt tokens continued from kept decode states (not run again).", { model: entry.id }, cached);
+        } else metrics.inc("lfm_prompt_cache_misses_total", "Chat prompts with no kept decode state to continue from.", { model: entry.id });
+      },
     };
     const counted = (reply: ChatReply) => {
       metrics.inc("lfm_prompt_tokens_total", "Prompt tokens processed.", { model: entry.id }, reply.usage.prompt_tokens);

@@ -7,6 +7,11 @@
  * (`<|tool_call_start|>[name(arg=1)]<|tool_call_end|>`) is parsed into OpenAI's `tool_calls` (the
  * stream sends the text before it as it comes, and the calls once the reply is complete, since a
  * call is only known to parse when it has ended).
+ *
+ * A text model's chats continue from the decode states its prompt cache keeps (the registry's
+ * `promptCache`, shared by all clients): the longest kept prefix of the prompt is restored and only
+ * the rest is run; the state after the prompt and after a finished reply are kept for the next
+ * turn. `usage.prompt_tokens_details.cached_tokens` says how many prompt tokens were not run.
  */
 import { randomUUID } from "node:crypto";
 import { AUDIO_TOKENS } from "../audio/audio-config.ts";
@@ -34,6 +39,8 @@ export interface ReplyToolCall {
 
 export interface Usage {
   prompt_tokens: number;
+  /** OpenAI's shape: `cached_tokens` of the prompt continued from a kept decode state (not run again). */
+  prompt_tokens_details: { cached_tokens: number };
   completion_tokens: number;
   total_tokens: number;
 }
@@ -42,6 +49,8 @@ export interface Usage {
 export interface Timings {
   /** Waiting for the model's queue (and its load, on first use). */
   queue_ms: number;
+  /** Prompt tokens continued from a kept decode state (not run again). */
+  cached_tokens: number;
   /** Prompt processing up to the first new token. */
   prompt_ms: number;
   /** The new tokens after the first. */
@@ -76,11 +85,15 @@ export interface ChatContext {
   /** When the request arrived (performance.now()). */
   arrivedAt: number;
   onTokens?: (count: number) => void;
+  /** Called when a prompt was looked up in the model's prompt cache: how many of its tokens were found. */
+  onPromptCache?: (cachedTokens: number) => void;
 }
 
 /** The prompt's length and the token stream of one reply, whatever the kind of model. */
 interface Generation {
   promptTokens: number;
+  /** Prompt tokens continued from a kept state. */
+  cachedTokens: number;
   tokenizer: Lfm2Tokenizer;
   tokens: AsyncGenerator<{ id: number }, FinishReason>;
 }
@@ -107,12 +120,19 @@ async function startGeneration(entry: ModelEntry, loaded: LoadedModel, req: Chat
     case "text": {
       const model = loaded.model;
       const ids = model.chatIds(textMessages(entry, req.messages), { tools: req.tools });
-      return { promptTokens: ids.length, tokenizer: model.tokenizer, tokens: model.stream(ids, opts) };
+      const cache = loaded.promptCache;
+      if (!cache) return { promptTokens: ids.length, cachedTokens: 0, tokenizer: model.tokenizer, tokens: model.stream(ids, opts) };
+      const prefix = cache.lookup(ids);
+      ctx.onPromptCache?.(prefix?.ids.length ?? 0);
+      // Kept: the state after the whole prompt, and after a reply that finished (never a cancelled
+      // or stop-string-cut one's: generate gives no "end" state then), each complete and never advanced.
+      const tokens = model.stream(ids, { ...opts, prefix, onState: (kept) => cache.add(kept) });
+      return { promptTokens: ids.length, cachedTokens: prefix?.ids.length ?? 0, tokenizer: model.tokenizer, tokens };
     }
     case "vision": {
       const model = loaded.model;
       const prompt = await model.prepareChat(await visionMessages(entry, req.messages, ctx.allowFiles), { tools: req.tools });
-      return { promptTokens: prompt.promptIds.length, tokenizer: model.tokenizer, tokens: model.stream(prompt, opts) };
+      return { promptTokens: prompt.promptIds.length, cachedTokens: 0, tokenizer: model.tokenizer, tokens: model.stream(prompt, opts) };
     }
     case "audio":
       return audioGeneration(entry, loaded.model, req, opts);
@@ -129,7 +149,7 @@ async function audioGeneration(entry: ModelEntry, model: Lfm2AudioModel, req: Ch
   const constraint = await compileStructuredOutput(model.tokenizer, model.config.lfm.vocabSize, { responseFormat: req.responseFormat });
   const stops = [...new Set([...model.config.lfm.eosTokenIds, AUDIO_TOKENS.imEnd, AUDIO_TOKENS.audioStart])];
   const tokens = generate(model.lm, prompt.ids, { ...opts, promptOverrides: prompt.overrides, stopTokenIds: stops, constraint });
-  return { promptTokens: prompt.ids.length, tokenizer: model.tokenizer, tokens };
+  return { promptTokens: prompt.ids.length, cachedTokens: 0, tokenizer: model.tokenizer, tokens };
 }
 
 /** OpenAI's call id shape (`call_` + 24 characters). */
@@ -193,8 +213,11 @@ export async function runChat(entry: ModelEntry, loaded: LoadedModel, req: ChatR
   const reply: ChatReply = {
     content: text,
     finishReason: finish,
-    usage: { prompt_tokens: generation.promptTokens, completion_tokens: completionTokens, total_tokens: generation.promptTokens + completionTokens },
-    timings: timings(ctx.arrivedAt, startedAt, firstTokenAt, endedAt, completionTokens),
+    usage: {
+      prompt_tokens: generation.promptTokens,
+      prompt_tokens_details: { cached_tokens: generation.cachedTokens },
+      completion_tokens: completionTokens, total_tokens: generation.promptTokens + completionTokens },
+    timings: timings(ctx.arrivedAt, startedAt, firstTokenAt, endedAt, completionTokens, generation.cachedTokens),
   };
   if (withTools) {
     const read = readToolCalls(text);
@@ -212,12 +235,13 @@ export async function runChat(entry: ModelEntry, loaded: LoadedModel, req: ChatR
   return reply;
 }
 
-function timings(arrivedAt: number, startedAt: number, firstTokenAt: number | undefined, endedAt: number, tokens: number): Timings {
+function timings(arrivedAt: number, startedAt: number, firstTokenAt: number | undefined, endedAt: number, tokens: number, cachedTokens: number): Timings {
   const first = firstTokenAt ?? endedAt;
   const completionMs = endedAt - first;
   const round = (ms: number) => Math.round(ms * 10) / 10;
   return {
     queue_ms: round(startedAt - arrivedAt),
+    cached_tokens: cachedTokens,
     prompt_ms: round(first - startedAt),
     completion_ms: round(completionMs),
     tokens_per_s: tokens > 1 && completionMs > 0 ? Math.round(((tokens - 1) / completionMs) * 1000 * 10) / 10 : 0,

@@ -19,6 +19,7 @@ import { LfmError } from "../text-core/errors.ts";
 import type { Precision } from "../text-core/graph/precision.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
 import { TextModel } from "../text-core/model.ts";
+import { PromptCache, type PromptCacheStats } from "../text-core/prompt-cache.ts";
 import { isLfm2VlConfig } from "../vision/vl-config.ts";
 import { VlModel } from "../vision/vl-model.ts";
 
@@ -46,7 +47,8 @@ export interface ModelEntry {
 export type ModelPurpose = "chat" | "speech";
 
 export type LoadedModel =
-  | { kind: "text"; model: TextModel }
+  /** `promptCache`: the decode states chats continue from (shared by all clients; none when off). */
+  | { kind: "text"; model: TextModel; promptCache?: PromptCache }
   | { kind: "vision"; model: VlModel }
   | { kind: "audio"; model: Lfm2AudioModel }
   | { kind: "speech"; model: Speaker };
@@ -55,6 +57,8 @@ export interface ModelLoadOptions {
   precision?: Precision;
   threads?: number;
   cacheDir?: string | false;
+  /** Bytes of decode states each text model keeps for chats to continue from (0 or absent: none kept). */
+  promptCacheBytes?: number;
 }
 
 const MODALITIES: Record<ModelKind, { input: Modality[]; output: Modality[] }> = {
@@ -174,9 +178,14 @@ export class ModelRegistry {
     return entry;
   }
 
-  /** The loaded models and their measured memory, most recently used first. */
-  loaded(): { id: string; bytes: number; users: number }[] {
-    return [...this.resident.entries()].sort((a, b) => b[1].lastUsed - a[1].lastUsed).map(([id, r]) => ({ id, bytes: r.bytes, users: r.users }));
+  /** The loaded models and their measured memory (their kept decode states included), most recently used first. */
+  loaded(): { id: string; bytes: number; users: number; promptCache?: PromptCacheStats }[] {
+    return [...this.resident.entries()]
+      .sort((a, b) => b[1].lastUsed - a[1].lastUsed)
+      .map(([id, r]) => {
+        const cache = promptCacheOf(r.loaded);
+        return cache ? { id, bytes: residentBytes(r), users: r.users, promptCache: cache.stats() } : { id, bytes: r.bytes, users: r.users };
+      });
   }
 
   /** Runs `use` with model `id` loaded for `purpose` (loading it first if needed); it is not released meanwhile. */
@@ -240,7 +249,7 @@ export class ModelRegistry {
     const wanted = incoming ? weightBytes(incoming.dir) : 0;
     const keep = incoming ? undefined : this.mostRecent();
     for (;;) {
-      const total = [...this.resident.values()].reduce((sum, r) => sum + r.bytes, 0);
+      const total = [...this.resident.values()].reduce((sum, r) => sum + residentBytes(r), 0);
       if (total === 0 || total + wanted <= budget) return;
       const idle = [...this.resident.entries()].filter(([id, r]) => r.users === 0 && id !== keep).sort((a, b) => a[1].lastUsed - b[1].lastUsed);
       if (idle.length === 0) return;
@@ -276,8 +285,12 @@ async function loadModelOf(entry: ModelEntry, purpose: ModelPurpose, opts: Model
   const load = { precision: opts.precision, threads: opts.threads, cacheDir: opts.cacheDir };
   if (purpose === "speech") return { kind: "speech", model: await Speaker.load(entry.dir, { ...load, mimi: entry.mimi }) };
   switch (entry.kind) {
-    case "text":
-      return { kind: "text", model: await TextModel.load(entry.dir, load) };
+    case "text": {
+      const model = await TextModel.load(entry.dir, load);
+      // Bounded by bytes only: a conversation's states are few but large, a short one's many and small.
+      const bytes = opts.promptCacheBytes ?? 0;
+      return bytes > 0 ? { kind: "text", model, promptCache: new PromptCache(Number.POSITIVE_INFINITY, bytes) } : { kind: "text", model };
+    }
     case "vision":
       return { kind: "vision", model: await VlModel.load(entry.dir, load) };
     case "audio":
@@ -292,6 +305,16 @@ function weightBytes(dir: string): number {
     .reduce((sum, f) => sum + (statSync(join(dir, f), { throwIfNoEntry: false })?.size ?? 0), 0);
 }
 
+function promptCacheOf(loaded: LoadedModel): PromptCache | undefined {
+  return loaded.kind === "text" ? loaded.promptCache : undefined;
+}
+
+/** A model's memory: what its load added, and the decode states it keeps now. */
+function residentBytes(r: Resident): number {
+  return r.bytes + (promptCacheOf(r.loaded)?.bytes ?? 0);
+}
+
 function releaseModel(loaded: LoadedModel): Promise<void> {
+  promptCacheOf(loaded)?.clear();
   return loaded.model.release();
 }
