@@ -142,4 +142,26 @@ describe("prompt cache", () => {
       await probe.close();
     }
   });
+
+  it("counts in its model's memory and is freed when the model is unloaded (--memory-budget)", async () => {
+    // A budget of one byte: every idle model but the one used last is unloaded.
+    const registry = new ModelRegistry(entriesOf(TINY_MODELS), { cacheDir: TEST_CACHE, precision: "fp32", promptCacheBytes: 64 * 1024 ** 2, memoryBudgetBytes: 1 });
+    const server = await startTestServer({ registry, metrics: new Metrics() });
+    try {
+      await ask(server, [{ role: "user", content: "Kept, then freed." }]);
+      const [text] = registry.loaded();
+      expect(text.id).toBe("tiny-lfm2");
+      expect(text.promptCache!.entries).toBe(2); // after the prompt, after the reply
+      const cache = await registry.use("tiny-lfm2", async (loaded) => (loaded.kind === "text" ? loaded.promptCache : undefined));
+      expect(cache!.bytes).toBe(text.promptCache!.bytes);
+      expect(registry.loaded()[0].bytes).toBeGreaterThanOrEqual(cache!.bytes);
+      expect(await metricValue(server.url, 'lfm_model_memory_bytes{model="tiny-lfm2"}')).toBeGreaterThanOrEqual(cache!.bytes);
+      await server.client().chat.completions.create({ model: "tiny-lfm2-vl", messages: [{ role: "user", content: "Another model." }], max_tokens: 2 });
+      expect(registry.loaded().map((m) => m.id)).toEqual(["tiny-lfm2-vl"]);
+      expect(cache!.size).toBe(0);
+      expect(cache!.bytes).toBe(0);
+    } finally {
+      await server.close();
+    }
+  });
 });
