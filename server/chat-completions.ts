@@ -216,7 +216,9 @@ export async function runChat(entry: ModelEntry, loaded: LoadedModel, req: ChatR
     usage: {
       prompt_tokens: generation.promptTokens,
       prompt_tokens_details: { cached_tokens: generation.cachedTokens },
-      completion_tokens: completionTokens, total_tokens: generation.promptTokens + completionTokens },
+      completion_tokens: completionTokens,
+      total_tokens: generation.promptTokens + completionTokens,
+    },
     timings: timings(ctx.arrivedAt, startedAt, firstTokenAt, endedAt, completionTokens, generation.cachedTokens),
   };
   if (withTools) {
