@@ -22,13 +22,14 @@
 import { timingSafeEqual } from "node:crypto";
 import type { ServerResponse } from "node:http";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import type { DecodeBatcher } from "../text-core/decode-batcher.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { readChatRequest } from "./chat-request.ts";
-import { type ChatContext, type ChatReply, completionId, runChat } from "./chat-completions.ts";
+import { type ChatContext, type ChatReply, type ReplySink, completionId, runChat } from "./chat-completions.ts";
 import { ComputeQueue } from "./compute-queue.ts";
 import { ApiError, errorResponse } from "./errors.ts";
 import { Metrics } from "./metrics.ts";
-import type { ModelEntry, ModelRegistry } from "./model-registry.ts";
+import type { LoadedModel, ModelEntry, ModelRegistry } from "./model-registry.ts";
 import { SseWriter } from "./sse.ts";
 import { readSpeechRequest, streamSpeech } from "./speech.ts";
 import { readTranscriptionForm, runTranscription } from "./transcriptions.ts";
@@ -56,6 +57,11 @@ export interface ServerOptions {
   search?: Omit<SearchRouteOptions, "maxQueue">;
   /** Each request's time limit, queue wait included (undefined: none); past it, its work stops (504). */
   requestTimeoutMs?: number;
+  /**
+   * Chats a text model runs at once, their decode steps batched (text-core/decode-batcher.ts);
+   * default 1: one at a time. Other models, and other work on a text model, run one job at a time.
+   */
+  maxBatch?: number;
 }
 
 /** Default request body limit: a few phone photos or a minute of WAV as base64. */
@@ -112,16 +118,21 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
   const { registry } = opts;
   const log = opts.log ?? (() => {});
   const metrics = opts.metrics ?? new Metrics();
+  const maxBatch = opts.maxBatch ?? 1;
+  if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new LfmError("INVALID_ARGUMENT", `maxBatch must be a whole number of at least 1 (got ${maxBatch}).`);
   const queues = new Map<string, ComputeQueue>();
   const queueOf = (entry: ModelEntry) => {
     let q = queues.get(entry.id);
-    if (!q) queues.set(entry.id, (q = new ComputeQueue(entry.id, opts.maxQueue)));
+    if (!q) queues.set(entry.id, (q = new ComputeQueue(entry.id, opts.maxQueue, entry.kind === "text" ? maxBatch : 1)));
     return q;
   };
+  /** Each text model's decode batcher, for the gauge (weak: an unloaded model's goes with it). */
+  const batchers = new Map<string, WeakRef<DecodeBatcher>>();
   metrics.addCollector(() => {
     const list = [...queues.values()];
     metrics.setGauge("lfm_queue_waiting", "Requests waiting for their model.", list.map((q) => ({ labels: { model: q.name }, value: q.depth })));
     metrics.setGauge("lfm_queue_running", "Requests running on their model.", list.map((q) => ({ labels: { model: q.name }, value: q.active })));
+    metrics.setGauge("lfm_decode_batch_size", "Generations in each text model's latest decode step (lfm serve --max-batch).", [...batchers].map(([model, ref]) => ({ labels: { model }, value: ref.deref()?.batchSize ?? 0 })));
     metrics.setGauge("lfm_model_memory_bytes", "Resident memory each loaded model added when it loaded.", registry.loaded().map((m) => ({ labels: { model: m.id }, value: m.bytes })));
   });
 
@@ -205,11 +216,18 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
     };
     const { id, created } = completionId();
     const queue = queueOf(entry);
+    // A text model's chats share its decode steps, up to --max-batch at once.
+    const batched = entry.kind === "text" && maxBatch > 1;
+    ctx.decodeBatching = batched;
+    const chatOn = (loaded: LoadedModel, sink: ReplySink) => {
+      if (batched && loaded.kind === "text") batchers.set(entry.id, new WeakRef(loaded.model.decodeBatcher));
+      return runChat(entry, loaded, req, ctx, sink);
+    };
 
     if (!req.stream) {
       let result: ChatReply;
       try {
-        result = counted(await queue.run(lifetime.signal, () => registry.use(entry.id, (loaded) => runChat(entry, loaded, req, ctx, { content: async () => {} }))));
+        result = counted(await queue.run(lifetime.signal, () => registry.use(entry.id, (loaded) => chatOn(loaded, { content: async () => {} })), { shared: batched }));
       } catch (e) {
         throw onFailure(e);
       }
@@ -255,9 +273,7 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
     };
     try {
       const result = counted(
-        await queue.run(lifetime.signal, () =>
-          registry.use(entry.id, (loaded) => runChat(entry, loaded, req, ctx, { content: (text) => sse.send(chunk(withRole({ content: text }))) })),
-        ),
+        await queue.run(lifetime.signal, () => registry.use(entry.id, (loaded) => chatOn(loaded, { content: (text) => sse.send(chunk(withRole({ content: text }))) })), { shared: batched }),
       );
       if (!roleSent) await sse.send(chunk(withRole({ content: result.toolCalls ? null : "" })));
       if (result.toolCalls) await sse.send(chunk({ tool_calls: result.toolCalls.map((call, index) => ({ index, ...call })) }));

@@ -76,6 +76,8 @@ export interface ChatContext {
   /** When the request arrived (performance.now()). */
   arrivedAt: number;
   onTokens?: (count: number) => void;
+  /** Text models: share decode steps with the model's other chats (`lfm serve --max-batch` above 1). */
+  decodeBatching?: boolean;
 }
 
 /** The prompt's length and the token stream of one reply, whatever the kind of model. */
@@ -107,7 +109,8 @@ async function startGeneration(entry: ModelEntry, loaded: LoadedModel, req: Chat
     case "text": {
       const model = loaded.model;
       const ids = model.chatIds(textMessages(entry, req.messages), { tools: req.tools });
-      return { promptTokens: ids.length, tokenizer: model.tokenizer, tokens: model.stream(ids, opts) };
+      const batched = ctx.decodeBatching ? { ...opts, batcher: model.decodeBatcher } : opts;
+      return { promptTokens: ids.length, tokenizer: model.tokenizer, tokens: model.stream(ids, batched) };
     }
     case "vision": {
       const model = loaded.model;
