@@ -17,9 +17,21 @@
  * (a row joins, leaves, or has not handed in its token in time) the batched state is re-laid:
  * every row right-aligned to the longest, shorter ones left-padded, which is exactly neutral (see
  * `DecodeState.gather`). So every row computes what it would alone, up to the floating-point
- * differences of running in a bigger matrix multiplication (measured in
- * test/text-core/decode-batcher.test.ts: fp32 tokens equal, logits within DESIGN.md's tolerances;
- * at q4 MatMulNBits quantises activations per block of a row, so rows stay independent too).
+ * differences of a matrix multiplication over several rows instead of one:
+ * - fp32: the same tokens (greedy and seeded sampling) and logits within ~1e-5 of the alone run
+ *   on the tiny model, 8e-5 on the LFM2-350M shape (test/text-core/decode-batcher.test.ts holds
+ *   them to DESIGN.md's tolerances).
+ * - q4 (and q8): the quantised MatMuls round their activations to int8, which turns a
+ *   rounding-level difference into a whole quantum wherever a value sits at a rounding boundary,
+ *   and later layers carry it on. Batching makes two rounding-level differences: MatMulNBits takes
+ *   another path for a one-row call than for a several-row one (~3e-6 after one layer), and
+ *   attention's result for a row moves by ~1e-6 with the left padding the other rows' lengths give
+ *   it. Measured (bench/decode-batch.ts and by hand): tiny model, a step's logits within ~1e-5 of
+ *   the alone run's but now and then one moved by ~0.16, greedy replies the same; LFM2-1.2B shape
+ *   (random weights), hidden states up to 0.2 apart after 16 layers, last logits up to ~2 apart
+ *   (they span ±60), and some greedy replies of 4 and 8 concurrent runs differed from their alone
+ *   runs. So at q4 a reply depends on what ran beside it (as q4's jump-forward and prompt pieces
+ *   already differ from one token at a time); at fp32 it does not.
  *
  * A step waits for every row of the previous step to hand in its next token: sampling between
  * steps takes a millisecond or so. A row whose consumer is slow (a client reading with
