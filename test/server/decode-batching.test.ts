@@ -6,7 +6,7 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DecodeBatcher } from "../../text-core/decode-batcher.ts";
-import { type TestServer, startTestServer } from "./server-harness.ts";
+import { type TestServer, metricValue, startTestServer } from "./server-harness.ts";
 
 let server: TestServer;
 let client: OpenAI;
@@ -87,5 +87,33 @@ describe("--max-batch", () => {
     const once = await Promise.all(REQUESTS.map((r) => client.chat.completions.create(r)));
     const again = await Promise.all(REQUESTS.map((r) => streamed(r)));
     expect(once.map((r) => ({ content: r.choices[0].message.content, finish: r.choices[0].finish_reason }))).toEqual(again);
+  });
+
+  it("a client that leaves mid-reply leaves the batch; the others finish with their own replies", async () => {
+    const expected = await Promise.all([streamed(REQUESTS[0]), streamed(REQUESTS[2])]);
+    const cancelledBefore = await metricValue(server.url, 'lfm_generations_cancelled_total{model="tiny-lfm2"}');
+    const abort = new AbortController();
+    const leaving = (async () => {
+      const long = await client.chat.completions.create({ ...REQUESTS[1], max_tokens: 4000, stream: true }, { signal: abort.signal });
+      let chunks = 0;
+      try {
+        for await (const _ of long) if (++chunks === 5) break; // the client goes away mid-reply
+      } catch {
+        /* aborted */
+      }
+      abort.abort();
+      return chunks;
+    })();
+    const [chunks, ...rest] = await Promise.all([leaving, streamed(REQUESTS[0]), streamed(REQUESTS[2])]);
+    expect(chunks).toBe(5);
+    expect(rest).toEqual(expected);
+    let cancelled = cancelledBefore;
+    for (let i = 0; i < 200 && cancelled === cancelledBefore; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      cancelled = await metricValue(server.url, 'lfm_generations_cancelled_total{model="tiny-lfm2"}');
+    }
+    expect(cancelled).toBe(cancelledBefore + 1);
+    expect(await metricValue(server.url, 'lfm_queue_running{model="tiny-lfm2"}')).toBe(0);
+    expect((await batcherOf()).activeRows).toBe(0);
   });
 });
