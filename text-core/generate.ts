@@ -164,18 +164,23 @@ export async function* generate(runtime: Lfm2Runtime, promptIds: readonly number
   let row: BatchRow | undefined;
   try {
     const seen = [...promptIds];
-    const prefilled = await prefill(runtime, promptIds, opts);
-    const state = prefilled.state;
-    let logits = prefilled.logits;
+    let state: DecodeState | undefined;
+    let logits: Float32Array;
+    ({ state, logits } = await prefill(runtime, promptIds, opts));
     /** The ids the state holds: the prompt, then each run of new tokens fed back. */
     const fed = opts.onState ? [...promptIds] : [];
     opts.onState?.({ ids: promptIds.slice(), state: state.clone(), logits: logits.slice() }, "prompt");
     // The grammar masks (and the sampler may change) `logits` in place: the kept state gets them as the model gave them.
     let lastLogits = opts.onState ? logits.slice() : logits;
     row = opts.batcher?.join(state);
+    // Batched, the state is the batcher's (moved into its batched state at the first step): holding
+    // it here as well would keep a second copy of the KV cache alive for the whole reply.
+    if (row) state = undefined;
+    /** The logits after `ids`: in the batch, or on this generation's own state. */
+    const advance = async (ids: number[]): Promise<Float32Array> => (row ? row.step(ids) : (await runtime.forward(state as DecodeState, { ids: [ids] })).output);
     const finish = async (reason: FinishReason): Promise<FinishReason> => {
       // In a batch the row's own state is taken out of the batched one.
-      if (opts.onState) opts.onState({ ids: fed, state: row ? ((await row.leave(true)) as DecodeState) : state, logits: lastLogits }, "end");
+      if (opts.onState) opts.onState({ ids: fed, state: (row ? await row.leave(true) : state) as DecodeState, logits: lastLogits }, "end");
       return reason;
     };
     let index = 0;
@@ -202,7 +207,7 @@ export async function* generate(runtime: Lfm2Runtime, promptIds: readonly number
         if (forced === undefined) break;
         pending.push((id = forced));
       }
-      logits = row ? await row.step(pending) : (await runtime.forward(state, { ids: [pending] })).output;
+      logits = await advance(pending);
       if (opts.onState) {
         fed.push(...pending);
         lastLogits = logits.slice();
