@@ -30,7 +30,7 @@
  *   the alone run's but now and then one moved by ~0.16, greedy replies the same; LFM2-1.2B shape
  *   (random weights), hidden states up to 0.2 apart after 16 layers, last logits up to ~2 apart
  *   (they span ±60), and some greedy replies of 4 and 8 concurrent runs differed from their alone
- *   runs. So at q4 a reply depends on what ran beside it (as q4's jump-forward and prompt pieces
+ *   runs. So at q4 a reply depends on what ran beside it (as q4's jump-forward and prefix-state reuse
  *   already differ from one token at a time); at fp32 it does not.
  *
  * A step waits for every row of the previous step to hand in its next token: sampling between
