@@ -21,6 +21,7 @@ const SERVE_OPTIONS = {
   host: { type: "string" },
   "api-key": { type: "string" },
   "max-queue": { type: "string" },
+  "max-batch": { type: "string" },
   "memory-budget": { type: "string" },
   "allow-files": { type: "string" },
   "max-body": { type: "string" },
@@ -32,6 +33,7 @@ const SERVE_OPTIONS = {
 const SERVE_RANGES = {
   port: intRange(0, 65535),
   maxQueue: intRange(0, 100_000),
+  maxBatch: intRange(1, 64),
   /** Seconds; a week at most. */
   timeout: intRange(0, 7 * 24 * 3600),
   /** MiB; 1 TiB at most. */
@@ -40,6 +42,8 @@ const SERVE_RANGES = {
 
 const DEFAULT_PORT = 8080;
 const DEFAULT_MAX_QUEUE = 8;
+/** Four chats share a decode step by default: LFM2-1.2B q4 on 2 threads gives 2.3× the tokens/s of one (8 adds little more). */
+const DEFAULT_MAX_BATCH = 4;
 /** Ten minutes: far beyond a chat reply, short of a request nobody waits for any more. */
 const DEFAULT_TIMEOUT_S = 600;
 /**
@@ -92,6 +96,10 @@ export const serveCommand: CliCommand = {
                            Also read from $LFM_API_KEY, which keeps it out of the process list.
   --max-queue N            Requests that may wait per model beside the running one (default ${DEFAULT_MAX_QUEUE});
                            more get 429 with Retry-After. ${rangeText(SERVE_RANGES.maxQueue)}.
+  --max-batch N            Chats a text model runs at once, each decode step one forward pass for
+                           all of them (default ${DEFAULT_MAX_BATCH}; 1 = one after another): more tokens/s
+                           in total, each reply a little slower. Other models and work run one at a
+                           time. ${rangeText(SERVE_RANGES.maxBatch)}.
   --memory-budget SIZE     Unload the least recently used idle models when the loaded ones take more
                            than SIZE (e.g. 6G; measured as resident memory added by each load, plus the
                            decode states its prompt cache keeps).
@@ -117,6 +125,7 @@ export const serveCommand: CliCommand = {
     if (positionals.length > 0) throw new LfmError("INVALID_ARGUMENT", `serve takes no arguments (got "${positionals[0]}"); models come from --models-dir.`);
     const port = numberFlag(v, "port", SERVE_RANGES.port) ?? DEFAULT_PORT;
     const maxQueue = numberFlag(v, "max-queue", SERVE_RANGES.maxQueue) ?? DEFAULT_MAX_QUEUE;
+    const maxBatch = numberFlag(v, "max-batch", SERVE_RANGES.maxBatch) ?? DEFAULT_MAX_BATCH;
     const timeoutS = numberFlag(v, "timeout", SERVE_RANGES.timeout) ?? DEFAULT_TIMEOUT_S;
     const promptCacheMb = numberFlag(v, "prompt-cache-mb", SERVE_RANGES.promptCacheMb) ?? DEFAULT_PROMPT_CACHE_MB;
     const memoryBudgetBytes = sizeFlag(v, "memory-budget", 1024 ** 4);
@@ -162,6 +171,7 @@ export const serveCommand: CliCommand = {
       host,
       port,
       maxQueue,
+      maxBatch,
       apiKey,
       allowFiles,
       bodyLimitBytes,

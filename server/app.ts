@@ -22,13 +22,14 @@
 import { timingSafeEqual } from "node:crypto";
 import type { ServerResponse } from "node:http";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import type { DecodeBatcher } from "../text-core/decode-batcher.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { readChatRequest } from "./chat-request.ts";
-import { type ChatContext, type ChatReply, completionId, runChat } from "./chat-completions.ts";
+import { type ChatContext, type ChatReply, type ReplySink, completionId, runChat } from "./chat-completions.ts";
 import { ComputeQueue } from "./compute-queue.ts";
 import { ApiError, errorResponse } from "./errors.ts";
 import { Metrics } from "./metrics.ts";
-import type { ModelEntry, ModelRegistry } from "./model-registry.ts";
+import type { LoadedModel, ModelEntry, ModelRegistry } from "./model-registry.ts";
 import { SseWriter } from "./sse.ts";
 import { readSpeechRequest, streamSpeech } from "./speech.ts";
 import { readTranscriptionForm, runTranscription } from "./transcriptions.ts";
@@ -56,6 +57,11 @@ export interface ServerOptions {
   search?: Omit<SearchRouteOptions, "maxQueue">;
   /** Each request's time limit, queue wait included (undefined: none); past it, its work stops (504). */
   requestTimeoutMs?: number;
+  /**
+   * Chats a text model runs at once, their decode steps batched (text-core/decode-batcher.ts);
+   * default 1: one at a time. Other models, and other work on a text model, run one job at a time.
+   */
+  maxBatch?: number;
 }
 
 /** Default request body limit: a few phone photos or a minute of WAV as base64. */
@@ -112,12 +118,16 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
   const { registry } = opts;
   const log = opts.log ?? (() => {});
   const metrics = opts.metrics ?? new Metrics();
+  const maxBatch = opts.maxBatch ?? 1;
+  if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new LfmError("INVALID_ARGUMENT", `maxBatch must be a whole number of at least 1 (got ${maxBatch}).`);
   const queues = new Map<string, ComputeQueue>();
   const queueOf = (entry: ModelEntry) => {
     let q = queues.get(entry.id);
-    if (!q) queues.set(entry.id, (q = new ComputeQueue(entry.id, opts.maxQueue)));
+    if (!q) queues.set(entry.id, (q = new ComputeQueue(entry.id, opts.maxQueue, entry.kind === "text" ? maxBatch : 1)));
     return q;
   };
+  /** Each text model's decode batcher, for the gauge (weak: an unloaded model's goes with it). */
+  const batchers = new Map<string, WeakRef<DecodeBatcher>>();
   metrics.addCollector(() => {
     const list = [...queues.values()];
     metrics.setGauge("lfm_queue_waiting", "Requests waiting for their model.", list.map((q) => ({ labels: { model: q.name }, value: q.depth })));
@@ -127,6 +137,7 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
     const caching = loaded.flatMap((m) => (m.promptCache ? [{ id: m.id, ...m.promptCache }] : []));
     metrics.setGauge("lfm_prompt_cache_entries", "Decode states a loaded model's prompt cache keeps.", caching.map((c) => ({ labels: { model: c.id }, value: c.entries })));
     metrics.setGauge("lfm_prompt_cache_bytes", "Bytes of the decode states a loaded model's prompt cache keeps.", caching.map((c) => ({ labels: { model: c.id }, value: c.bytes })));
+    metrics.setGauge("lfm_decode_batch_size", "Generations in each text model's latest decode step (lfm serve --max-batch).", [...batchers].map(([model, ref]) => ({ labels: { model }, value: ref.deref()?.batchSize ?? 0 })));
   });
 
   // Logging off: the server's one log line per failure is ours (no request bodies, which hold private data).
@@ -215,11 +226,18 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
     };
     const { id, created } = completionId();
     const queue = queueOf(entry);
+    // A text model's chats share its decode steps, up to --max-batch at once.
+    const batched = entry.kind === "text" && maxBatch > 1;
+    ctx.decodeBatching = batched;
+    const chatOn = (loaded: LoadedModel, sink: ReplySink) => {
+      if (batched && loaded.kind === "text") batchers.set(entry.id, new WeakRef(loaded.model.decodeBatcher));
+      return runChat(entry, loaded, req, ctx, sink);
+    };
 
     if (!req.stream) {
       let result: ChatReply;
       try {
-        result = counted(await queue.run(lifetime.signal, () => registry.use(entry.id, (loaded) => runChat(entry, loaded, req, ctx, { content: async () => {} }))));
+        result = counted(await queue.run(lifetime.signal, () => registry.use(entry.id, (loaded) => chatOn(loaded, { content: async () => {} })), { shared: batched }));
       } catch (e) {
         throw onFailure(e);
       }
@@ -265,9 +283,7 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
     };
     try {
       const result = counted(
-        await queue.run(lifetime.signal, () =>
-          registry.use(entry.id, (loaded) => runChat(entry, loaded, req, ctx, { content: (text) => sse.send(chunk(withRole({ content: text }))) })),
-        ),
+        await queue.run(lifetime.signal, () => registry.use(entry.id, (loaded) => chatOn(loaded, { content: (text) => sse.send(chunk(withRole({ content: text }))) })), { shared: batched }),
       );
       if (!roleSent) await sse.send(chunk(withRole({ content: result.toolCalls ? null : "" })));
       if (result.toolCalls) await sse.send(chunk({ tool_calls: result.toolCalls.map((call, index) => ({ index, ...call })) }));

@@ -87,6 +87,8 @@ export interface ChatContext {
   onTokens?: (count: number) => void;
   /** Called when a prompt was looked up in the model's prompt cache: how many of its tokens were found. */
   onPromptCache?: (cachedTokens: number) => void;
+  /** Text models: share decode steps with the model's other chats (`lfm serve --max-batch` above 1). */
+  decodeBatching?: boolean;
 }
 
 /** The prompt's length and the token stream of one reply, whatever the kind of model. */
@@ -120,13 +122,14 @@ async function startGeneration(entry: ModelEntry, loaded: LoadedModel, req: Chat
     case "text": {
       const model = loaded.model;
       const ids = model.chatIds(textMessages(entry, req.messages), { tools: req.tools });
+      const run = ctx.decodeBatching ? { ...opts, batcher: model.decodeBatcher } : opts;
       const cache = loaded.promptCache;
-      if (!cache) return { promptTokens: ids.length, cachedTokens: 0, tokenizer: model.tokenizer, tokens: model.stream(ids, opts) };
+      if (!cache) return { promptTokens: ids.length, cachedTokens: 0, tokenizer: model.tokenizer, tokens: model.stream(ids, run) };
       const prefix = cache.lookup(ids);
       ctx.onPromptCache?.(prefix?.ids.length ?? 0);
       // Kept: the state after the whole prompt, and after a reply that finished (never a cancelled
       // or stop-string-cut one's: generate gives no "end" state then), each complete and never advanced.
-      const tokens = model.stream(ids, { ...opts, prefix, onState: (kept) => cache.add(kept) });
+      const tokens = model.stream(ids, { ...run, prefix, onState: (kept) => cache.add(kept) });
       return { promptTokens: ids.length, cachedTokens: prefix?.ids.length ?? 0, tokenizer: model.tokenizer, tokens };
     }
     case "vision": {

@@ -10,6 +10,7 @@
  * one allowed) is taken without a draw, so the random stream, and with it every later token, is
  * the same whether forced runs are fed one by one or in one call (jump-forward).
  */
+import type { BatchRow, DecodeBatcher } from "./decode-batcher.ts";
 import { LfmError } from "./errors.ts";
 import type { DecodeState, ForwardRequest, Lfm2Runtime } from "./runtime.ts";
 import { Sampler, type SamplingOptions } from "./sampler.ts";
@@ -55,6 +56,13 @@ export interface GenerateOptions extends SamplingOptions {
    * sequences only (`generate`); batches ignore it.
    */
   onState?: (kept: PrefilledPrefix, at: "prompt" | "end") => void;
+  /**
+   * Share decode steps with the other generations on the same runtime (decode-batcher.ts): the
+   * prompt runs alone in pieces between their steps, then each new token goes through one forward
+   * call with theirs. The tokens are those of running alone (see decode-batcher.ts for how close
+   * the logits are); every other option works as without it. Single sequences only (`generate`).
+   */
+  batcher?: DecodeBatcher;
 }
 
 /** The decode state after a fixed prompt prefix, reusable by any number of prompts that start with it. */
@@ -89,16 +97,20 @@ export function startsWithPrefix(promptIds: readonly number[], prefix: readonly 
  * with it (only the rest runs), else a full prefill.
  */
 async function prefill(runtime: Lfm2Runtime, promptIds: readonly number[], opts: GenerateOptions): Promise<{ state: DecodeState; logits: Float32Array }> {
+  const batcher = opts.batcher;
+  // With a batcher, the prompt's pieces take turns with the batch's steps.
+  const run = async (state: DecodeState, ids: readonly number[], overrides?: ForwardRequest["overrides"]) =>
+    batcher ? batcher.prefill(state, ids, overrides, opts.signal) : (await runtime.forward(state, { ids: [ids.slice()], overrides })).output;
   const prefix = opts.prefix;
   if (prefix && startsWithPrefix(promptIds, prefix.ids)) {
     if (opts.promptOverrides) throw new LfmError("INVALID_ARGUMENT", "promptOverrides cannot be combined with a prefilled prefix.");
     const state = prefix.state.clone();
     const rest = promptIds.slice(prefix.ids.length);
     if (rest.length === 0) return { state, logits: prefix.logits.slice() };
-    return { state, logits: (await runtime.forward(state, { ids: [rest] })).output };
+    return { state, logits: await run(state, rest) };
   }
   const state = runtime.newState(1);
-  return { state, logits: (await runtime.forward(state, { ids: [promptIds.slice()], overrides: opts.promptOverrides })).output };
+  return { state, logits: await run(state, promptIds, opts.promptOverrides) };
 }
 
 /** Why generation ended: "stop" = a stop token or a complete grammar; "length" = `maxTokens` (or the context) ran out first. */
@@ -146,20 +158,29 @@ export async function* generate(runtime: Lfm2Runtime, promptIds: readonly number
   checkAbort(opts.signal);
   if (maxTokens === 0) return "length";
 
+  if (opts.batcher && opts.batcher.runtime !== runtime) throw new LfmError("INVALID_ARGUMENT", "the decode batcher belongs to another model's runtime.");
   const matcher = opts.constraint ? await opts.constraint.newMatcher([...stop]) : undefined;
   const jumpForward = matcher !== undefined && (opts.jumpForward ?? true);
+  let row: BatchRow | undefined;
   try {
     const seen = [...promptIds];
-    const prefilled = await prefill(runtime, promptIds, opts);
-    const state = prefilled.state;
-    let logits = prefilled.logits;
+    let state: DecodeState | undefined;
+    let logits: Float32Array;
+    ({ state, logits } = await prefill(runtime, promptIds, opts));
     /** The ids the state holds: the prompt, then each run of new tokens fed back. */
     const fed = opts.onState ? [...promptIds] : [];
     opts.onState?.({ ids: promptIds.slice(), state: state.clone(), logits: logits.slice() }, "prompt");
     // The grammar masks (and the sampler may change) `logits` in place: the kept state gets them as the model gave them.
     let lastLogits = opts.onState ? logits.slice() : logits;
-    const finish = (reason: FinishReason): FinishReason => {
-      opts.onState?.({ ids: fed, state, logits: lastLogits }, "end");
+    row = opts.batcher?.join(state);
+    // Batched, the state is the batcher's (moved into its batched state at the first step): holding
+    // it here as well would keep a second copy of the KV cache alive for the whole reply.
+    if (row) state = undefined;
+    /** The logits after `ids`: in the batch, or on this generation's own state. */
+    const advance = async (ids: number[]): Promise<Float32Array> => (row ? row.step(ids) : (await runtime.forward(state as DecodeState, { ids: [ids] })).output);
+    const finish = async (reason: FinishReason): Promise<FinishReason> => {
+      // In a batch the row's own state is taken out of the batched one.
+      if (opts.onState) opts.onState({ ids: fed, state: (row ? await row.leave(true) : state) as DecodeState, logits: lastLogits }, "end");
       return reason;
     };
     let index = 0;
@@ -172,21 +193,21 @@ export async function* generate(runtime: Lfm2Runtime, promptIds: readonly number
         id = sampler.pick(logits, seen);
         if (opts.logprobs) logprob = logSoftmaxAt(logits, id);
       }
-      if (stop.has(id)) return finish("stop");
+      if (stop.has(id)) return await finish("stop");
       const pending = [id];
       for (;;) {
         matcher?.accept(id);
         seen.push(id);
         yield opts.logprobs ? { id, index: index++, logprob } : { id, index: index++ };
         logprob = 0; // the tokens of a forced run that follow
-        if (matcher && (await matcher.finished())) return finish("stop");
-        if (index === maxTokens) return finish("length");
+        if (matcher && (await matcher.finished())) return await finish("stop");
+        if (index === maxTokens) return await finish("length");
         checkAbort(opts.signal); // the consumer may have aborted on this token: run nothing more
         const forced = jumpForward ? await matcher!.forcedToken() : undefined;
         if (forced === undefined) break;
         pending.push((id = forced));
       }
-      logits = (await runtime.forward(state, { ids: [pending] })).output;
+      logits = await advance(pending);
       if (opts.onState) {
         fed.push(...pending);
         lastLogits = logits.slice();
@@ -194,6 +215,7 @@ export async function* generate(runtime: Lfm2Runtime, promptIds: readonly number
     }
   } finally {
     matcher?.dispose();
+    await row?.leave(); // done, failed or stopped by its consumer: the others go on without it
   }
 }
 

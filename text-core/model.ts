@@ -10,6 +10,7 @@ import { LfmError } from "./errors.ts";
 import { type FinishReason, type GenerateOptions, type PrefilledPrefix, collectTokens, generate, generateBatchRows, prefillPrefix } from "./generate.ts";
 import { type GenerationDefaults, readGenerationDefaults, withGenerationDefaults } from "./generation-config.ts";
 import { openCachedGraph } from "./graph-cache.ts";
+import { DecodeBatcher } from "./decode-batcher.ts";
 import { type ResponseFormat, type ToolChoice, compileStructuredOutput } from "./structured/response-format.ts";
 import { type Precision, precisionOption } from "./graph/precision.ts";
 import type { WeightSource } from "./graph/weights.ts";
@@ -93,6 +94,16 @@ export class TextModel {
      */
     readonly generationDefaults: GenerationDefaults,
   ) {}
+
+  private batcher: DecodeBatcher | undefined;
+
+  /**
+   * This model's decode batcher (decode-batcher.ts): concurrent `stream`/`complete` calls given it
+   * as `batcher` share their decode steps (what `lfm serve --max-batch` does).
+   */
+  get decodeBatcher(): DecodeBatcher {
+    return (this.batcher ??= new DecodeBatcher(this.runtime));
+  }
 
   static async load(path: string, opts: LoadOptions = {}): Promise<TextModel> {
     const dir = resolveModelDir(path);

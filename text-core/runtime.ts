@@ -168,6 +168,28 @@ export class KvCache {
     return this.buffer.byteLength;
   }
 
+  /**
+   * A cache of `rows.length` sequences: row i holds positions `from` … `length - 1` of row `row` of
+   * `cache`, right-aligned to `length` positions; the columns before them are zeros (left padding,
+   * which the attention mask hides). Room for `capacity` positions is allocated up front.
+   */
+  static gather(rows: readonly { cache: KvCache; row: number; from: number }[], length: number, capacity: number, strideStep: number): KvCache {
+    const { heads, headDim: hd } = rows[0].cache;
+    const stride = Math.max(1, Math.ceil(length / strideStep) * strideStep);
+    const out = new KvCache(rows.length, heads, hd, Math.max(capacity, stride), strideStep);
+    out.stride = stride;
+    out.length = length;
+    rows.forEach(({ cache, row, from }, i) => {
+      const n = cache.length - from;
+      if (n > length || n < 0) throw new LfmError("INVALID_ARGUMENT", `KvCache.gather: row ${row} holds ${n} positions, more than ${length}.`);
+      for (let h = 0; h < heads; h++) {
+        const src = ((row * heads + h) * cache.stride + from) * hd;
+        out.buffer.set(cache.buffer.subarray(src, src + n * hd), ((i * heads + h) * stride + length - n) * hd);
+      }
+    });
+    return out;
+  }
+
   /** Appends rows given as [B, S, heads·hd]. */
   append(rows: Float32Array, S: number): void {
     const { batch, heads, headDim: hd } = this;
@@ -225,8 +247,8 @@ export class DecodeState {
 
   constructor(
     readonly batch: number,
-    private readonly config: Lfm2Config,
-    private readonly io: Lfm2GraphIO,
+    readonly config: Lfm2Config,
+    readonly io: Lfm2GraphIO,
     /** KV positions to allocate up front; the caches grow by half beyond it. */
     capacity = 256,
     /** Padding rows per KV block (KvCache); other values only for measuring the trade-off. */
@@ -287,6 +309,51 @@ export class DecodeState {
     for (const [i, cache] of this.values) copy.values.set(i, cache.clone());
     return copy;
   }
+
+  /**
+   * A new state whose row i is row `parts[i].row` of `parts[i].state` (independent copies): each
+   * row without its leading padding, then all right-aligned to the longest, shorter rows
+   * left-padded (mask 0, zero KV rows). Left padding is neutral: attention masks it, a pad's conv
+   * input is zero as is an empty conv window, and positions are per row (`nextPosition`). So
+   * running tokens through row i gives what running them through its source row alone would. How
+   * the decode batcher (decode-batcher.ts) moves sequences in and out of one batched state.
+   * `headroom`: KV positions to allocate beyond the longest row.
+   */
+  static gather(parts: readonly { state: DecodeState; row: number }[], headroom = 0): DecodeState {
+    if (parts.length === 0) throw new LfmError("INVALID_ARGUMENT", "DecodeState.gather needs at least one row.");
+    const { config, io } = parts[0].state;
+    const lead = parts.map(({ state, row }) => leadingPadding(state.mask[row]));
+    const lengths = parts.map(({ state }, i) => state.length - lead[i]);
+    const total = Math.max(...lengths);
+    const out = new DecodeState(parts.length, config, io, 0);
+    parts.forEach(({ state, row }, i) => {
+      if (state.config !== config || state.io !== io) throw new LfmError("INVALID_ARGUMENT", "DecodeState.gather: the states belong to different models.");
+      out.mask[i].push(...new Array<number>(total - lengths[i]).fill(0), ...state.mask[row].slice(lead[i]));
+      out.nextPosition[i] = state.nextPosition[row];
+    });
+    const width = (config.convLCache - 1) * config.hiddenSize;
+    for (const name of out.convState.keys()) {
+      const data = new Float32Array(parts.length * width);
+      parts.forEach(({ state, row }, i) => data.set((state.convState.get(name)!.data as Float32Array).subarray(row * width, (row + 1) * width), i * width));
+      out.convState.set(name, new ort.Tensor("float32", data, [parts.length, config.convLCache - 1, config.hiddenSize]));
+    }
+    for (const [caches, pick] of [
+      [out.keys, (s: DecodeState) => s.keys],
+      [out.values, (s: DecodeState) => s.values],
+    ] as const) {
+      for (const layer of caches.keys()) {
+        const rows = parts.map(({ state, row }, i) => ({ cache: pick(state).get(layer) as KvCache, row, from: lead[i] }));
+        caches.set(layer, KvCache.gather(rows, total, total + headroom, KV_STRIDE_STEP));
+      }
+    }
+    return out;
+  }
+}
+
+/** Leading padding columns of one row's mask (all of them for a row with no real token). */
+function leadingPadding(mask: readonly number[]): number {
+  const first = mask.indexOf(1);
+  return first < 0 ? mask.length : first;
 }
 
 export interface ForwardRequest {

@@ -65,4 +65,55 @@ describe("ComputeQueue", () => {
     expect(q.active).toBe(0);
     expect(await q.run(live(), async () => "ok")).toBe("ok");
   });
+
+  it("runs up to `concurrency` shared jobs together; any other job runs alone, in arrival order", async () => {
+    const q = new ComputeQueue("m", 8, 3);
+    const shared = { shared: true };
+    const [a, b, c, d, e] = [gate(), gate(), gate(), gate(), gate()];
+    const order: string[] = [];
+    const track = (name: string, g: ReturnType<typeof gate>) => async () => (order.push(name), await g.run());
+    const runA = q.run(live(), track("a", a), shared);
+    const runB = q.run(live(), track("b", b), shared);
+    const runX = q.run(live(), track("x", c)); // alone: waits for a and b, and holds up d
+    const runD = q.run(live(), track("d", d), shared);
+    await Promise.resolve();
+    expect([q.active, q.depth]).toEqual([2, 2]);
+    a.finish();
+    await runA;
+    expect(order).toEqual(["a", "b"]);
+    b.finish();
+    await runB;
+    await Promise.resolve();
+    expect(order).toEqual(["a", "b", "x"]);
+    expect([q.active, q.depth]).toEqual([1, 1]);
+    const gone = new AbortController();
+    const runE = q.run(gone.signal, track("e", e), shared);
+    c.finish();
+    await runX;
+    await Promise.resolve();
+    expect(order).toEqual(["a", "b", "x", "d", "e"]);
+    expect([q.active, q.depth]).toEqual([2, 0]);
+    d.finish();
+    e.finish();
+    await Promise.all([runD, runE]);
+    expect(() => new ComputeQueue("m", 1, 0)).toThrow();
+  });
+
+  it("an aborted waiter that held up shared jobs lets them start", async () => {
+    const q = new ComputeQueue("m", 8, 2);
+    const a = gate();
+    const runA = q.run(live(), a.run, { shared: true });
+    const gone = new AbortController();
+    const runX = q.run(gone.signal, async () => {}); // alone: waits for a
+    let started = false;
+    const runB = q.run(live(), async () => void (started = true), { shared: true });
+    await Promise.resolve();
+    expect(started).toBe(false);
+    gone.abort();
+    await expectCode(runX, "ABORTED");
+    await runB;
+    expect(started).toBe(true);
+    a.finish();
+    await runA;
+  });
 });

@@ -57,7 +57,7 @@ describe("lfm serve", () => {
     const open = runLfm(["serve", "--host", "0.0.0.0", "--port", "0"]);
     expect(open.status).toBe(2);
     expect(open.stderr).toMatch(/error \[INVALID_ARGUMENT\]: --host 0\.0\.0\.0 .*--api-key/);
-    for (const [flag, value] of [["--port", "70000"], ["--max-queue", "-1"], ["--memory-budget", "lots"], ["--max-body", "0"], ["--prompt-cache-mb", "-1"], ["--prompt-cache-mb", "1.5"]]) {
+    for (const [flag, value] of [["--port", "70000"], ["--max-queue", "-1"], ["--max-batch", "0"], ["--max-batch", "65"], ["--memory-budget", "lots"], ["--max-body", "0"], ["--prompt-cache-mb", "-1"], ["--prompt-cache-mb", "1.5"]]) {
       const r = runLfm(["serve", flag, value]);
       expect(r.status, `${flag} ${value}`).toBe(2);
       expect(r.stderr).toContain(flag);
