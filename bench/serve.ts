@@ -23,10 +23,11 @@
  *
  *   npm run bench:serve -- [--model lfm2-1.2b|tiny|DIR] [--precision q4] [--threads 2] [--clients 1,2,4,8]
  *                          [--max-tokens 64] [--runs 3] [--turns 10] [--turn-tokens 32]
- *                          [--max-batch N] [--serve-args "--flag value ..."]
+ *                          [--max-batch N[,M…]] [--serve-args "--flag value ..."]
  *
- * `--max-batch N` is handed to `lfm serve` as is (decode-step batching, where the server has it);
- * `--serve-args` passes any other serve flags.
+ * `--max-batch` is handed to `lfm serve` (decode-step batching); a list such as `1,4` measures the
+ * concurrency rounds once per value, each on its own server, in the same run (the prompt-cache part
+ * runs at the last value). `--serve-args` passes any other serve flags.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
@@ -59,10 +60,12 @@ const settings = {
   runs: Number(values.runs),
   turns: Number(values.turns),
   turnTokens: Number(values["turn-tokens"]),
-  maxBatch: values["max-batch"] === undefined ? undefined : Number(values["max-batch"]),
+  /** One server per value for the concurrency rounds; [undefined]: the server's default. */
+  maxBatches: values["max-batch"] === undefined ? [undefined] : values["max-batch"].split(",").map(Number),
   serveArgs: values["serve-args"],
 };
 if (settings.clients.some((c) => !Number.isInteger(c) || c < 1)) throw new Error(`--clients wants a list of counts such as 1,2,4,8 (got ${values.clients})`);
+if (settings.maxBatches.some((b) => b !== undefined && (!Number.isInteger(b) || b < 1))) throw new Error(`--max-batch wants counts such as 1,4 (got ${values["max-batch"]})`);
 if (settings.turns < 1) throw new Error("--turns must be at least 1");
 
 const loadStart = loadavg();
@@ -84,7 +87,7 @@ interface Server {
 }
 
 /** Starts `lfm serve` on a free port with `extra` flags; resolves once it is listening. */
-function startServe(extra: string[]): Promise<Server> {
+function startServe(extra: string[], maxBatch: number | undefined): Promise<Server> {
   const args = [
     join(ROOT, "bin/lfm.mjs"),
     "serve",
@@ -98,7 +101,7 @@ function startServe(extra: string[]): Promise<Server> {
     String(settings.threads),
     "--max-queue",
     "64",
-    ...(settings.maxBatch === undefined ? [] : ["--max-batch", String(settings.maxBatch)]),
+    ...(maxBatch === undefined ? [] : ["--max-batch", String(maxBatch)]),
     ...settings.serveArgs.split(/\s+/).filter(Boolean),
     ...extra,
   ];
@@ -233,8 +236,8 @@ async function lastTurnFirstToken(server: Server) {
   return { promptTokens: median(prompt), cachedTokens: median(cached), firstTokenMs: round1(median(serverMs)), clientFirstContentMs: round1(median(clientMs.filter((x) => !Number.isNaN(x)))) };
 }
 
-async function withServer<T>(extra: string[], measure: (server: Server) => Promise<T>): Promise<T & { peakRssMb: number }> {
-  const server = await startServe(extra);
+async function withServer<T>(extra: string[], maxBatch: number | undefined, measure: (server: Server) => Promise<T>): Promise<T & { peakRssMb: number }> {
+  const server = await startServe(extra, maxBatch);
   try {
     // Loads the model (and builds its graphs on a first run) before anything is timed.
     await streamOnce(clientOf(server), [{ role: "user", content: "Warm up." }], 4);
@@ -247,16 +250,21 @@ async function withServer<T>(extra: string[], measure: (server: Server) => Promi
 
 try {
   process.stderr.write(`serving ${modelDir} (${settings.precision}, ${settings.threads} threads)\n`);
-  const concurrent = await withServer([], async (server) => ({ rows: await throughput(server) }));
+  const concurrency = [];
+  for (const maxBatch of settings.maxBatches) {
+    process.stderr.write(`concurrency rounds, --max-batch ${maxBatch ?? "(default)"}…\n`);
+    const measured = await withServer([], maxBatch, async (server) => ({ rows: await throughput(server) }));
+    concurrency.push({ maxBatch: maxBatch ?? "default", rows: measured.rows, peakRssMb: measured.peakRssMb });
+  }
+  const cacheBatch = settings.maxBatches[settings.maxBatches.length - 1];
   process.stderr.write("10-turn chat, prompt cache on…\n");
-  const cacheOn = await withServer([], lastTurnFirstToken);
+  const cacheOn = await withServer([], cacheBatch, lastTurnFirstToken);
   process.stderr.write("10-turn chat, prompt cache off…\n");
-  const cacheOff = await withServer(["--prompt-cache-mb", "0"], lastTurnFirstToken);
+  const cacheOff = await withServer(["--prompt-cache-mb", "0"], cacheBatch, lastTurnFirstToken);
   const summary = {
     bench: "serve",
     ...settings,
-    concurrency: concurrent.rows,
-    concurrencyPeakRssMb: concurrent.peakRssMb,
+    concurrency,
     lastTurn: { cacheOn, cacheOff, firstTokenSpeedup: round1(cacheOff.firstTokenMs / cacheOn.firstTokenMs) },
   };
   const file = writeResults("serve", {
