@@ -7,7 +7,8 @@
  *     where it holds none the best score of an unprobed centroid (an upper bound);
  *  B. centroid MaxSim: Σ over query vectors of the max over the document's rows of their
  *     centroid's score (every row, not only probed ones);
- *  C. residual MaxSim: exact MaxSim over the rows decompressed (centroid + bucket weights).
+ *  C. residual MaxSim: MaxSim over the rows decompressed (centroid + bucket weights), computed as
+ *     centroid score + query · decoded residual (one Gemm over the residuals only).
  */
 import type { CompressedSegment } from "./centroid-codec.ts";
 import { residualBytesPerRow } from "./centroid-codec.ts";
@@ -72,37 +73,41 @@ export function probeCandidates(s: CompressedSegment, allowed: Uint8Array, centr
 
 /** Stage B: Σ_q max over the document's rows of centroidSim[q, code(row)]. */
 export function centroidMaxSim(s: CompressedSegment, rowStart: Float64Array, ordinals: Uint32Array, centroidSim: Float32Array, queryRows: number): Float64Array {
+  const { codes } = s;
+  const Q = queryRows | 0;
   const out = new Float64Array(ordinals.length);
-  const best = new Float32Array(queryRows);
+  const best = new Float32Array(Q);
   for (let i = 0; i < ordinals.length; i++) {
-    const from = rowStart[ordinals[i]];
-    const to = rowStart[ordinals[i] + 1];
+    // Small integers (rows < 2^31): indices V8 keeps as int32, not doubles read from rowStart.
+    const from = rowStart[ordinals[i]] | 0;
+    const to = rowStart[ordinals[i] + 1] | 0;
     best.fill(-Infinity);
     for (let r = from; r < to; r++) {
-      const base = s.codes[r] * queryRows;
-      for (let q = 0; q < queryRows; q++) {
+      const base = codes[r] * Q;
+      for (let q = 0; q < Q; q++) {
         const v = centroidSim[base + q];
         if (v > best[q]) best[q] = v;
       }
     }
     let total = 0;
-    for (let q = 0; q < queryRows; q++) total += best[q];
+    for (let q = 0; q < Q; q++) total += best[q];
     out[i] = total;
   }
   return out;
 }
 
 /**
- * Stage C's input: the rows of `ordinals` decompressed (centroid + bucket weights per dimension),
- * float32, concatenated; the caller scores them with one Gemm. Decompressing costs a few additions
- * a value, a tenth of scoring each query vector against packed residuals with lookup tables.
+ * Stage C, first half: the residuals alone (bucket weights, without the centroid) of the rows of
+ * `ordinals`, float32, concatenated, for one Gemm against the query: q·row = q·centroid + q·residual,
+ * and q·centroid is already known (the centroid scores), so the centroids need not be read (a
+ * random 512-byte row each, from a table of megabytes). Also each row's centroid id and where each
+ * document's rows lie.
  */
-export function decompressRows(s: CompressedSegment, rowStart: Float64Array, ordinals: Uint32Array): { data: Float32Array; rows: number; ranges: Array<{ start: number; count: number }> } {
-  const { dim, nbits, weights, centroids } = s;
+export function decodeResiduals(s: CompressedSegment, rowStart: Float64Array, ordinals: Uint32Array): { data: Float32Array; rows: number; codes: Uint16Array; ranges: Array<{ start: number; count: number }> } {
+  const { dim, nbits, weights } = s;
   const B = residualBytesPerRow(dim, nbits);
   const perByte = 8 / nbits;
   const mask = (1 << nbits) - 1;
-  // The weights of the perByte values packed in each byte value.
   const decode = new Float32Array(256 * perByte);
   for (let v = 0; v < 256; v++) for (let k = 0; k < perByte; k++) decode[v * perByte + k] = weights[(v >> (k * nbits)) & mask];
   let rows = 0;
@@ -113,18 +118,72 @@ export function decompressRows(s: CompressedSegment, rowStart: Float64Array, ord
     return r;
   });
   const data = new Float32Array(rows * dim);
+  const codes = new Uint16Array(rows);
+  const whole = Math.floor(dim / perByte);
+  const residuals = s.residuals;
   let out = 0;
-  for (const o of ordinals) {
-    for (let r = rowStart[o]; r < rowStart[o + 1]; r++, out += dim) {
-      const c = s.codes[r] * dim;
+  let row = 0;
+  for (let i = 0; i < ordinals.length; i++) {
+    const from = rowStart[ordinals[i]] | 0;
+    const to = rowStart[ordinals[i] + 1] | 0;
+    codes.set(s.codes.subarray(from, to), row);
+    row += to - from;
+    for (let r = from; r < to; r++, out += dim) {
       const res = r * B;
-      for (let j = 0, d = 0; j < B; j++) {
-        const v = s.residuals[res + j] * perByte;
-        for (let k = 0; k < perByte && d < dim; k++, d++) data[out + d] = centroids[c + d] + decode[v + k];
+      let d = out;
+      if (perByte === 4) {
+        for (let j = 0; j < whole; j++, d += 4) {
+          const v = residuals[res + j] << 2;
+          data[d] = decode[v];
+          data[d + 1] = decode[v + 1];
+          data[d + 2] = decode[v + 2];
+          data[d + 3] = decode[v + 3];
+        }
+      } else {
+        for (let j = 0; j < whole; j++) {
+          const v = residuals[res + j] * perByte;
+          for (let k = 0; k < perByte; k++, d++) data[d] = decode[v + k];
+        }
+      }
+      if (d < out + dim) {
+        const v = residuals[res + whole] * perByte;
+        for (let k = 0; d < out + dim; k++, d++) data[d] = decode[v + k];
       }
     }
   }
-  return { data, rows, ranges };
+  return { data, rows, codes, ranges };
+}
+
+/**
+ * Stage C, second half: Σ_q max over the document's rows of (centroidSim[code(row), q] +
+ * residualSim[row, q]), from the residual × query similarities (rows × Q, row-major: like the
+ * centroid scores, a row's scores lie together).
+ */
+export function residualMaxSim(residualSim: Float32Array, queryRows: number, codes: Uint16Array, ranges: Array<{ start: number; count: number }>, centroidSim: Float32Array): Float64Array {
+  const Q = queryRows | 0;
+  const out = new Float64Array(ranges.length);
+  const best = new Float32Array(Q);
+  for (let i = 0; i < ranges.length; i++) {
+    const from = ranges[i].start;
+    const to = from + ranges[i].count;
+    if (to === from) {
+      out[i] = -Infinity;
+      continue;
+    }
+    best.fill(-Infinity);
+    for (let t = from; t < to; t++) {
+      const c = codes[t] * Q;
+      const r = t * Q;
+      for (let q = 0; q < Q; q++) {
+        const v = centroidSim[c + q] + residualSim[r + q];
+        if (v > best[q]) best[q] = v;
+      }
+    }
+    let total = 0;
+    for (let q = 0; q < Q; q++) total += best[q];
+    out[i] = total;
+  }
+  return out;
 }
 
 /**
