@@ -77,13 +77,19 @@ export function centroidMaxSim(s: CompressedSegment, rowStart: Float64Array, ord
   const Q = queryRows | 0;
   const out = new Float64Array(ordinals.length);
   const best = new Float32Array(Q);
+  // seenBy[c] = 1 + the last document that had a row in centroid c: a passage's rows often share
+  // centroids (a repeated word), and a centroid's scores count once towards the max.
+  const seenBy = new Int32Array(s.centroidCount);
   for (let i = 0; i < ordinals.length; i++) {
     // Small integers (rows < 2^31): indices V8 keeps as int32, not doubles read from rowStart.
     const from = rowStart[ordinals[i]] | 0;
     const to = rowStart[ordinals[i] + 1] | 0;
     best.fill(-Infinity);
     for (let r = from; r < to; r++) {
-      const base = codes[r] * Q;
+      const code = codes[r];
+      if (seenBy[code] === i + 1) continue;
+      seenBy[code] = i + 1;
+      const base = code * Q;
       for (let q = 0; q < Q; q++) {
         const v = centroidSim[base + q];
         if (v > best[q]) best[q] = v;
