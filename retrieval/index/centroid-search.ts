@@ -8,10 +8,13 @@
  *  B. centroid MaxSim: Σ over query vectors of the max over the document's rows of their
  *     centroid's score (every row, not only probed ones);
  *  C. residual MaxSim: MaxSim over the rows decompressed (centroid + bucket weights), computed as
- *     centroid score + query · decoded residual (one Gemm over the residuals only).
+ *     centroid score + query · decoded residual (ResidualScorer: one onnxruntime graph).
  */
-import type { CompressedSegment } from "./centroid-codec.ts";
-import { residualBytesPerRow } from "./centroid-codec.ts";
+import * as ort from "onnxruntime-node";
+import { LfmError } from "../../text-core/errors.ts";
+import { ElemType, GraphBuilder } from "../../text-core/graph/builder.ts";
+import { createSession } from "../../text-core/runtime.ts";
+import { type CompressedSegment, residualBytesPerRow } from "./centroid-codec.ts";
 
 export interface ScoredOrdinals {
   ordinals: Uint32Array;
@@ -103,69 +106,84 @@ export function centroidMaxSim(s: CompressedSegment, rowStart: Float64Array, ord
 }
 
 /**
- * Stage C, first half: the residuals alone (bucket weights, without the centroid) of the rows of
- * `ordinals`, float32, concatenated, for one Gemm against the query: q·row = q·centroid + q·residual,
- * and q·centroid is already known (the centroid scores), so the centroids need not be read (a
- * random 512-byte row each, from a table of megabytes). Also each row's centroid id and where each
- * document's rows lie.
+ * Stage C in onnxruntime: per row, centroidSim[code(row)] + query · decoded residual, [rows × Q]
+ * (row-major, a row's scores together; rowMaxSim reduces them per document). The residual bytes
+ * go in packed and are decoded in the graph by a lookup (Gather) in a table of the bucket weights
+ * of every byte value, so no float copy of the rows is made in JavaScript; q·centroid is the
+ * known centroid score, so the centroids are not read. One scorer per index (settings differ per
+ * residual width only, which is the same for every segment of an index); concurrent calls are fine.
  */
-export function decodeResiduals(s: CompressedSegment, rowStart: Float64Array, ordinals: Uint32Array): { data: Float32Array; rows: number; codes: Uint16Array; ranges: Array<{ start: number; count: number }> } {
-  const { dim, nbits, weights } = s;
-  const B = residualBytesPerRow(dim, nbits);
-  const perByte = 8 / nbits;
-  const mask = (1 << nbits) - 1;
-  const decode = new Float32Array(256 * perByte);
-  for (let v = 0; v < 256; v++) for (let k = 0; k < perByte; k++) decode[v * perByte + k] = weights[(v >> (k * nbits)) & mask];
-  let rows = 0;
-  const ranges = Array.from(ordinals, (o) => {
-    const count = rowStart[o + 1] - rowStart[o];
-    const r = { start: rows, count };
-    rows += count;
-    return r;
-  });
-  const data = new Float32Array(rows * dim);
-  const codes = new Uint16Array(rows);
-  const whole = Math.floor(dim / perByte);
-  const residuals = s.residuals;
-  let out = 0;
-  let row = 0;
-  for (let i = 0; i < ordinals.length; i++) {
-    const from = rowStart[ordinals[i]] | 0;
-    const to = rowStart[ordinals[i] + 1] | 0;
-    codes.set(s.codes.subarray(from, to), row);
-    row += to - from;
-    for (let r = from; r < to; r++, out += dim) {
-      const res = r * B;
-      let d = out;
-      if (perByte === 4) {
-        for (let j = 0; j < whole; j++, d += 4) {
-          const v = residuals[res + j] << 2;
-          data[d] = decode[v];
-          data[d + 1] = decode[v + 1];
-          data[d + 2] = decode[v + 2];
-          data[d + 3] = decode[v + 3];
-        }
-      } else {
-        for (let j = 0; j < whole; j++) {
-          const v = residuals[res + j] * perByte;
-          for (let k = 0; k < perByte; k++, d++) data[d] = decode[v + k];
-        }
-      }
-      if (d < out + dim) {
-        const v = residuals[res + whole] * perByte;
-        for (let k = 0; d < out + dim; k++, d++) data[d] = decode[v + k];
-      }
-    }
+export class ResidualScorer {
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly dim: number,
+    readonly nbits: number,
+  ) {}
+
+  static async create(dim: number, nbits: number, threads?: number): Promise<ResidualScorer> {
+    const perByte = 8 / nbits;
+    const bytes = residualBytesPerRow(dim, nbits);
+    const g = new GraphBuilder(`plaid_residual_scores_${nbits}bit`);
+    const packed = g.input("packed", ElemType.UINT8, ["rows", bytes]);
+    const decode = g.input("decode", ElemType.FLOAT, [256, perByte]);
+    const query = g.input("query", ElemType.FLOAT, ["query_rows", dim]);
+    const centroidSim = g.input("centroid_sim", ElemType.FLOAT, ["centroids", "query_rows"]);
+    const codes = g.input("codes", ElemType.INT32, ["rows"]);
+    const values = g.op("Gather", [decode, g.op("Cast", [packed], "packed.int", { to: ElemType.INT32 })], "residual.values", { axis: 0 }); // [rows, bytes, perByte]
+    let residual = g.op("Reshape", [values, g.constInt64([0, -1])], "residual"); // [rows, bytes · perByte]
+    if (bytes * perByte !== dim) residual = g.op("Slice", [residual, g.constInt64([0]), g.constInt64([dim]), g.constInt64([1])], "residual.dim");
+    const residualSim = g.op("Gemm", [residual, query], "residual.sim", { transB: 1 }); // [rows, Q]
+    const rowCentroidSim = g.op("Gather", [centroidSim, codes], "centroid.sim", { axis: 0 }); // [rows, Q]
+    const scores = g.op("Add", [rowCentroidSim, residualSim], "scores");
+    g.output(scores, "scores", ElemType.FLOAT, ["rows", "query_rows"]);
+    return new ResidualScorer(await createSession(g.toBytes(), { threads }), dim, nbits);
   }
-  return { data, rows, codes, ranges };
+
+  /** Stage C's MaxSim of the documents `ordinals` of a segment; `centroidSim` as in probeCandidates (K × Q). */
+  async score(s: CompressedSegment, rowStart: Float64Array, ordinals: Uint32Array, centroidSim: Float32Array, query: Float32Array, queryRows: number): Promise<Float64Array> {
+    const B = residualBytesPerRow(s.dim, s.nbits);
+    const perByte = 8 / s.nbits;
+    const mask = (1 << s.nbits) - 1;
+    const decode = new Float32Array(256 * perByte);
+    for (let v = 0; v < 256; v++) for (let k = 0; k < perByte; k++) decode[v * perByte + k] = s.weights[(v >> (k * s.nbits)) & mask];
+    let rows = 0;
+    const ranges = Array.from(ordinals, (o) => {
+      const count = rowStart[o + 1] - rowStart[o];
+      const r = { start: rows, count };
+      rows += count;
+      return r;
+    });
+    if (rows === 0) return new Float64Array(ordinals.length).fill(-Infinity);
+    const packed = new Uint8Array(rows * B);
+    const codes = new Int32Array(rows);
+    ordinals.forEach((o, i) => {
+      const from = rowStart[o];
+      const to = rowStart[o + 1];
+      packed.set(s.residuals.subarray(from * B, to * B), ranges[i].start * B);
+      codes.set(s.codes.subarray(from, to), ranges[i].start);
+    });
+    let result: ort.InferenceSession.ReturnType;
+    try {
+      result = await this.session.run({
+        packed: new ort.Tensor("uint8", packed, [rows, B]),
+        decode: new ort.Tensor("float32", decode, [256, perByte]),
+        query: new ort.Tensor("float32", query.subarray(0, queryRows * s.dim), [queryRows, s.dim]),
+        centroid_sim: new ort.Tensor("float32", centroidSim, [s.centroidCount, queryRows]),
+        codes: new ort.Tensor("int32", codes, [rows]),
+      });
+    } catch (e) {
+      throw new LfmError("RUNTIME_FAILED", `onnxruntime failed while scoring residuals: ${(e as Error).message}`, { cause: e });
+    }
+    return rowMaxSim(result.scores.data as Float32Array, queryRows, ranges);
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
 }
 
-/**
- * Stage C, second half: Σ_q max over the document's rows of (centroidSim[code(row), q] +
- * residualSim[row, q]), from the residual × query similarities (rows × Q, row-major: like the
- * centroid scores, a row's scores lie together).
- */
-export function residualMaxSim(residualSim: Float32Array, queryRows: number, codes: Uint16Array, ranges: Array<{ start: number; count: number }>, centroidSim: Float32Array): Float64Array {
+/** Σ_q max over the document's rows of scores[row, q] (rows × Q, row-major); an empty range scores −∞. */
+export function rowMaxSim(scores: Float32Array, queryRows: number, ranges: Array<{ start: number; count: number }>): Float64Array {
   const Q = queryRows | 0;
   const out = new Float64Array(ranges.length);
   const best = new Float32Array(Q);
@@ -178,10 +196,9 @@ export function residualMaxSim(residualSim: Float32Array, queryRows: number, cod
     }
     best.fill(-Infinity);
     for (let t = from; t < to; t++) {
-      const c = codes[t] * Q;
       const r = t * Q;
       for (let q = 0; q < Q; q++) {
-        const v = centroidSim[c + q] + residualSim[r + q];
+        const v = scores[r + q];
         if (v > best[q]) best[q] = v;
       }
     }

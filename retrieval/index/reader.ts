@@ -27,7 +27,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { LfmError } from "../../text-core/errors.ts";
-import { centroidMaxSim, decodeResiduals, probeCandidates, residualMaxSim } from "./centroid-search.ts";
+import { ResidualScorer, centroidMaxSim, probeCandidates } from "./centroid-search.ts";
 import { FileVanishedError, checkIndexFolder, repairAdvice, verifyFile } from "./durable-fs.ts";
 import { type IndexLayout, MANIFEST_FILE, type ManifestBody, ManifestView, type Metadata, type ModelIdentity, type StoredDocument, layoutOf, parseManifest } from "./format.ts";
 import { type MetadataFilter, compileFilter } from "./metadata-filter.ts";
@@ -156,6 +156,7 @@ export class IndexReader extends ManifestView {
   private segments: LoadedSegment[] = [];
   private scorer: Promise<MaxSimScorer> | null = null;
   private centroidScorer: Promise<MaxSimScorer> | null = null;
+  private readonly residualScorers = new Map<number, Promise<ResidualScorer>>();
   private readonly filterMemo = new Map<string, Allowed>();
   private byId: Map<string, Candidate> | null = null;
 
@@ -267,9 +268,10 @@ export class IndexReader extends ManifestView {
   }
 
   async close(): Promise<void> {
-    const scorers = [this.scorer, this.centroidScorer];
+    const scorers: Array<Promise<{ release(): Promise<void> }> | null> = [this.scorer, this.centroidScorer, ...this.residualScorers.values()];
     this.scorer = null;
     this.centroidScorer = null;
+    this.residualScorers.clear();
     for (const s of this.segments) releaseSegment(s);
     this.segments = [];
     for (const scorer of scorers) if (scorer) await (await scorer).release();
@@ -318,13 +320,9 @@ export class IndexReader extends ManifestView {
     const rerankDocs = Math.max(k, settings.rerankDocs);
     let pools = await narrow(probed, Math.max(rerankDocs, settings.centroidDocs), (s, seg, ords) => centroidMaxSim(s.compressed, s.rowStart, ords, sims[seg], Q));
     if (settings.residualDocs > 0) {
-      pools = await narrow(pools, Math.max(rerankDocs, settings.residualDocs), async (s, seg, ords) => {
-        // q·row = q·centroid (known: sims) + q·residual: only the residuals are decoded and multiplied,
-        // rows × query (the scorer's first input is any float32 matrix) so a row's scores lie together.
-        const r = decodeResiduals(s.compressed, s.rowStart, ords);
-        const residualSim = await centroidScorer.similarities({ rows: r.rows, dim: s.compressed.dim, data: r.data }, { storage: "float32", dim: query.dim, rows: Q, codes: query.data.subarray(0, Q * query.dim) });
-        return residualMaxSim(residualSim, Q, r.codes, r.ranges, sims[seg]);
-      });
+      pools = await narrow(pools, Math.max(rerankDocs, settings.residualDocs), async (s, seg, ords) =>
+        (await this.getResidualScorer(s.compressed.nbits)).score(s.compressed, s.rowStart, ords, sims[seg], query.data, Q),
+      );
     }
     const candidates = bestPooled(pools, rerankDocs).map(({ segment, ordinal }) => ({ segment, ordinal }));
     // Too few documents in the probed lists (a selective filter): score the matching ones exactly.
@@ -453,6 +451,16 @@ export class IndexReader extends ManifestView {
   private getScorer(): Promise<MaxSimScorer> {
     this.scorer ??= MaxSimScorer.create(this.manifest.storage, this.manifest.dim, this.opts.threads ?? 1);
     return this.scorer;
+  }
+
+  /** Stage C of a plaid search (one per residual width; an index has one). */
+  private getResidualScorer(nbits: number): Promise<ResidualScorer> {
+    let scorer = this.residualScorers.get(nbits);
+    if (!scorer) {
+      scorer = ResidualScorer.create(this.manifest.dim, nbits, this.opts.threads ?? 1);
+      this.residualScorers.set(nbits, scorer);
+    }
+    return scorer;
   }
 
   /** Query × centroid scores (float32). */
