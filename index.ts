@@ -78,6 +78,7 @@ export {
   type HnswSearchSettings,
   type SearchHit,
   type MetadataFilter,
+  type MetadataCondition,
   type ReaderOptions,
   type IndexStats,
 } from "./retrieval/index/reader.ts";
