@@ -577,8 +577,8 @@ interface ScoredPool {
 /**
  * The `count` best candidates of all pools, best first (score, then segment, then ordinal: a
  * total order, so the result does not depend on the pools' order). The count-th best score is
- * found by sorting the scores alone (a typed-array sort); only the candidates at or above it are
- * ordered as objects, not the tens of thousands the probe finds.
+ * found by selection over the scores alone (no sort of the tens of thousands the probe finds);
+ * only the candidates at or above it are ordered, as objects. A NaN score ranks last.
  */
 function bestPooled(pools: ScoredPool[], count: number): Array<{ segment: number; ordinal: number; score: number }> {
   let total = 0;
@@ -587,19 +587,44 @@ function bestPooled(pools: ScoredPool[], count: number): Array<{ segment: number
   if (total > count) {
     const all = new Float64Array(total);
     let at = 0;
-    for (const p of pools) {
-      all.set(p.scores, at);
-      at += p.scores.length;
-    }
-    all.sort();
-    threshold = all[total - count];
+    for (const p of pools) for (let i = 0; i < p.scores.length; i++) all[at++] = Number.isNaN(p.scores[i]) ? -Infinity : p.scores[i];
+    threshold = selectKth(all, total - count);
   }
   const kept: Array<{ segment: number; ordinal: number; score: number }> = [];
   for (const p of pools) {
-    for (let i = 0; i < p.ordinals.length; i++) if (p.scores[i] >= threshold) kept.push({ segment: p.segment, ordinal: p.ordinals[i], score: p.scores[i] });
+    for (let i = 0; i < p.ordinals.length; i++) {
+      const score = Number.isNaN(p.scores[i]) ? -Infinity : p.scores[i];
+      if (score >= threshold) kept.push({ segment: p.segment, ordinal: p.ordinals[i], score });
+    }
   }
   kept.sort((a, b) => b.score - a.score || a.segment - b.segment || a.ordinal - b.ordinal);
   return kept.length > count ? kept.slice(0, count) : kept;
+}
+
+/** The k-th smallest value of `a` (0-based; no NaN), by Hoare's selection; reorders `a`. */
+function selectKth(a: Float64Array, k: number): number {
+  let lo = 0;
+  let hi = a.length - 1;
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >> 1];
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        const x = a[i];
+        a[i] = a[j];
+        a[j] = x;
+        i++;
+        j--;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return a[k];
+  }
+  return a[k];
 }
 
 function rangesOf(parts: Array<{ count: number }>): RowRange[] {
