@@ -67,8 +67,23 @@ export type { PylateSettings } from "./retrieval/pylate-config.ts";
 export { maxSim, maxSimMatrix } from "./retrieval/maxsim.ts";
 // The persistent index (retrieval/index/) and file ingest (retrieval/ingest/).
 export { IndexWriter, type NewDocument, type CreateOptions, type WriterOptions, type CommitResult } from "./retrieval/index/writer.ts";
-export { IndexReader, type SearchOptions, type SearchHit, type MetadataFilter, type ReaderOptions, type IndexStats } from "./retrieval/index/reader.ts";
-export type { Metadata, MetadataValue, ModelIdentity, StoredDocument } from "./retrieval/index/format.ts";
+export {
+  IndexReader,
+  SEARCH_PRESETS,
+  verifyIndex,
+  readIndexStats,
+  type SearchOptions,
+  type SearchPreset,
+  type PlaidSearchSettings,
+  type HnswSearchSettings,
+  type SearchHit,
+  type MetadataFilter,
+  type MetadataCondition,
+  type ReaderOptions,
+  type IndexStats,
+} from "./retrieval/index/reader.ts";
+export type { IndexLayout, Metadata, MetadataValue, ModelIdentity, StoredDocument } from "./retrieval/index/format.ts";
+export type { CodecSettings } from "./retrieval/index/centroid-codec.ts";
 export type { VectorStorage } from "./retrieval/index/vector-codec.ts";
 export { modelIdentity, chooseIndexModel } from "./retrieval/index/model-identity.ts";
 export { searchText, searchTexts, bestScorePerVector, type QueryEncoder, type TextSearchResult } from "./retrieval/index/search-text.ts";

@@ -18,6 +18,7 @@
  * Every document and query is generated from its own seed, so corpora of any size are reproducible
  * and can be regenerated piecewise without keeping them in memory.
  */
+import { mulberry32 as rng } from "../retrieval/index/seeded-random.ts";
 
 export interface SyntheticCorpusOptions {
   dim?: number;
@@ -36,17 +37,8 @@ export interface SyntheticVectors {
   data: Float32Array;
 }
 
-/** mulberry32: a small fast seeded PRNG. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The seeded PRNG of the index code (mulberry32), under the name the benchmarks use. */
+export { rng };
 
 function mix(a: number, b: number): number {
   let h = Math.imul(a ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(b + 0x632be5ab, 0xc2b2ae35);

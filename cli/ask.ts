@@ -15,7 +15,7 @@ import { type AskOptions, type AskResult, type AskTurn, DEFAULT_ASK_K, DEFAULT_M
 import { modelOrBundled } from "./bundled.ts";
 import { COMMON, type CliCommand, SAMPLING, type StructuredFlags, checkComplete, checkGenerationFlags, generationOptions, loadFlags, num, parse, precisionOf } from "./cli-kit.ts";
 import { floatRange, intRange } from "./flags.ts";
-import { loadEncoder, parseFilter, requireIndex, searchPreset } from "./index-search.ts";
+import { FILTER_OPTIONS, loadEncoder, requireIndex, searchFilter, searchPreset } from "./index-search.ts";
 import { QUIET } from "./generation-output.ts";
 import { terminalLine, textForStream } from "./terminal-text.ts";
 
@@ -27,7 +27,7 @@ const ASK_OPTIONS = {
   retriever: { type: "string" },
   "retriever-precision": { type: "string" },
   k: { type: "string", short: "k" },
-  filter: { type: "string", multiple: true },
+  ...FILTER_OPTIONS,
   exhaustive: { type: "boolean" },
   fast: { type: "boolean" },
   accurate: { type: "boolean" },
@@ -46,7 +46,9 @@ const ASK_HELP = `lfm ask --index DIR [--model LM] [options] QUESTION
   --retriever DIR          ColBERT folder (default: the model that built the index; another is refused)
   --retriever-precision P  The retriever's precision (default: the one the index's vectors were made at)
   -k N                     Passages to retrieve (default ${DEFAULT_ASK_K}; 1 to ${MAX_ASK_K})
-  --filter KEY=VALUE       Only passages with this metadata (as lfm search)
+  --filter KEY=VALUE       Only passages with this metadata (as lfm search; also KEY^=PREFIX)
+  --path-prefix PATH       Only passages of files under PATH (as lfm search)
+  --after DATE, --before DATE, --date-key KEY   Only passages dated in that range (as lfm search)
   --exhaustive             Score every passage exactly in retrieval (slow on big indexes; for checking)
   --fast | --accurate      Retrieval settings trading recall for speed, or speed for recall (as lfm search)
   --min-score S            Abstain when the best passage scores below S (MaxSim per query vector,
@@ -92,7 +94,7 @@ export const askCommand: CliCommand = {
     const contextTokens = num(v, "context-tokens", intRange(1, 1_000_000));
     checkGenerationFlags(v); // every flag is checked before the index is opened or a model loads
     const retrieverPrecision = precisionOf(v, "retriever-precision");
-    const filter = parseFilter(v.filter as unknown as string[] | undefined);
+    const filter = searchFilter(v);
     const preset = searchPreset(v);
 
     const reader = await IndexReader.open(dir);

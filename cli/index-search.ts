@@ -8,6 +8,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { LfmError } from "../text-core/errors.ts";
 import { type IndexStats, IndexReader, type MetadataFilter, type SearchPreset, readIndexManifest, readIndexStats, verifyIndex } from "../retrieval/index/reader.ts";
 import { MANIFEST_FILE, type Metadata, type ModelIdentity } from "../retrieval/index/format.ts";
+import { type MetadataCondition, parseDate } from "../retrieval/index/metadata-filter.ts";
 import { chooseIndexModel, modelIdentity } from "../retrieval/index/model-identity.ts";
 import { searchText } from "../retrieval/index/search-text.ts";
 import { CALIBRATION_FILE, CALIBRATION_PROBES_RANGE, DEFAULT_CALIBRATION_PROBES, DEFAULT_CALIBRATION_SEED, DEFAULT_KEEP_ANSWERABLE } from "../retrieval/index/calibration.ts";
@@ -49,10 +50,19 @@ const INDEX_OPTIONS = {
   seed: { type: "string" },
 } as const;
 
+/** The filter flags of lfm search and lfm ask (searchFilter). */
+export const FILTER_OPTIONS = {
+  filter: { type: "string", multiple: true },
+  "path-prefix": { type: "string", multiple: true },
+  after: { type: "string" },
+  before: { type: "string" },
+  "date-key": { type: "string" },
+} as const;
+
 const SEARCH_OPTIONS = {
   ...COMMON,
   index: { type: "string" },
-  filter: { type: "string", multiple: true },
+  ...FILTER_OPTIONS,
   k: { type: "string", short: "k" },
   exhaustive: { type: "boolean" },
   fast: { type: "boolean" },
@@ -111,12 +121,26 @@ Options:
   Control characters in file names and passages are shown escaped (\\x1b) on a terminal;
   --json keeps the exact text.`;
 
-const SEARCH_HELP = `lfm search --index DIR [--model DIR] [--filter KEY=VALUE]... [-k 10] [--json] QUERY
-  The k passages that best match QUERY (exact MaxSim over the index's candidates).
-  -k N                 How many passages (default 10; 1 to ${SEARCH_K.max}).
-  --filter KEY=VALUE   Only passages whose metadata KEY is VALUE (repeat: all must hold; the same
+/** The filter flags' help, shared with lfm ask. */
+export const FILTER_HELP = `  --filter KEY=VALUE   Only passages whose metadata KEY is VALUE (repeat: all must hold; the same
                        KEY twice: either value). KEY "source" is the file path; ingest sets
-                       "type" (txt|md|html|pdf|docx), "title" and, for PDFs, "page".
+                       "type" (txt|md|html|pdf|docx), "title", "modified" (the file's modification
+                       time, UTC) and, for PDFs, "page". KEY^=PREFIX: KEY starts with PREFIX.
+  --path-prefix PATH   Only passages of files whose path starts with PATH (relative to the current
+                       folder; "docs/" for the folder docs, "docs/man" also matches docs/manual.md).
+                       Repeat: any of them.
+  --after DATE         Only passages whose "modified" is on or after DATE (2024-01-31, or
+                       2024-01-31T12:00:00Z; without an offset UTC) ...
+  --before DATE        ... and strictly before DATE: --after 2024-01-01 --before 2025-01-01 is 2024.
+                       Passages without a date (indexed before lfm2-edge recorded it) never match.
+  --date-key KEY       The metadata key --after/--before read (default "modified"; any key holding
+                       ISO dates, e.g. published=2024-05-01 given as metadata to lfm index add)`;
+
+const SEARCH_HELP = `lfm search --index DIR [--model DIR] [--filter KEY=VALUE]... [-k 10] [--json] QUERY
+  The k passages that best match QUERY (exact MaxSim over the index's candidates). Filters
+  apply before ranking: the k best of the matching passages.
+  -k N                 How many passages (default 10; 1 to ${SEARCH_K.max}).
+${FILTER_HELP}
   --exhaustive         Score every passage exactly (slow on big indexes; for checking).
   --fast | --accurate  Search settings trading recall for speed, or speed for recall (the
                        default keeps recall@10 ≥ 0.97 against exact scoring in the benchmark).
@@ -198,7 +222,7 @@ export const searchCommand: CliCommand = {
     const k = num(v, "k", SEARCH_K) ?? 10;
     precisionOf(v);
     threadsOf(v);
-    const filter = parseFilter(v.filter as unknown as string[] | undefined);
+    const filter = searchFilter(v);
     const preset = searchPreset(v);
     const reader = await IndexReader.open(dir);
     try {
@@ -444,9 +468,52 @@ export async function loadEncoder(path: string, v: Values, precision: Precision 
 
 export function parseFilter(raw: string[] | undefined): MetadataFilter | undefined {
   if (!raw || raw.length === 0) return undefined;
-  const filter: Record<string, string[]> = {};
-  for (const [key, value] of raw.map((r) => keyValue(r, "--filter"))) (filter[key] ??= []).push(value);
+  const filter: Record<string, Array<string | MetadataCondition>> = {};
+  for (const r of raw) {
+    const prefixAt = r.indexOf("^=");
+    const [key, value] = keyValue(r, "--filter");
+    // KEY^=PREFIX (the key itself never ends in "^": the "^=" comes before any "=" in the value).
+    if (prefixAt > 0 && prefixAt + 1 === key.length) {
+      if (value === "") throw new LfmError("INVALID_ARGUMENT", `--filter ${r}: the prefix after ^= is empty.`);
+      (filter[key.slice(0, -1)] ??= []).push({ prefix: value });
+    } else (filter[key] ??= []).push(value);
+  }
   return Object.fromEntries(Object.entries(filter).map(([k, vs]) => [k, vs.length === 1 ? vs[0] : vs]));
+}
+
+/**
+ * The filter of lfm search / lfm ask from --filter, --path-prefix, --after, --before and
+ * --date-key (FILTER_OPTIONS); dates are checked here, before an index is opened or a model loads.
+ */
+export function searchFilter(v: Values): MetadataFilter | undefined {
+  const filter: MetadataFilter = { ...parseFilter(v.filter as unknown as string[] | undefined) };
+  const prefixes = (v["path-prefix"] as unknown as string[] | undefined) ?? [];
+  if (prefixes.length > 0) {
+    if (filter.source !== undefined) throw new LfmError("INVALID_ARGUMENT", "--path-prefix and --filter source=… both filter on the file path: use one of them.");
+    filter.source = prefixes.map((p) => {
+      if (p === "") throw new LfmError("INVALID_ARGUMENT", "--path-prefix needs a path (a folder or the start of file paths).");
+      // A trailing slash says "this folder" and must survive resolving.
+      return { prefix: resolve(p) + (/[/\\]$/.test(p) && resolve(p) !== "/" ? "/" : "") };
+    });
+  }
+  const dateKey = (v["date-key"] as string | undefined) ?? "modified";
+  if (dateKey === "") throw new LfmError("INVALID_ARGUMENT", "--date-key needs a metadata key.");
+  if (v["date-key"] !== undefined && v.after === undefined && v.before === undefined) throw new LfmError("INVALID_ARGUMENT", "--date-key names the key --after/--before read: give --after DATE and/or --before DATE too.");
+  if (v.after !== undefined || v.before !== undefined) {
+    if (filter[dateKey] !== undefined) throw new LfmError("INVALID_ARGUMENT", `--after/--before and --filter ${dateKey}… both filter on "${dateKey}": use one of them.`);
+    const range: { after?: string; before?: string } = {};
+    for (const flag of ["after", "before"] as const) {
+      const raw = v[flag] as string | undefined;
+      if (raw === undefined) continue;
+      if (parseDate(raw) === null) throw new LfmError("INVALID_ARGUMENT", `--${flag} must be a date such as 2024-01-31 or 2024-01-31T12:00:00Z (UTC unless an offset is given), got "${raw}".`);
+      range[flag] = raw;
+    }
+    if (range.after !== undefined && range.before !== undefined && (parseDate(range.before) as number) <= (parseDate(range.after) as number)) {
+      throw new LfmError("INVALID_ARGUMENT", `--before (${range.before}) must be later than --after (${range.after}): no date lies between them.`);
+    }
+    filter[dateKey] = range;
+  }
+  return Object.keys(filter).length > 0 ? filter : undefined;
 }
 
 function parseMeta(raw: string[] | undefined): Metadata | undefined {

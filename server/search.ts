@@ -13,6 +13,7 @@ import type { FastifyInstance, FastifyReply } from "fastify";
 import type { ColbertEncoder } from "../retrieval/colbert.ts";
 import { MANIFEST_FILE, type MetadataValue } from "../retrieval/index/format.ts";
 import { chooseIndexModel } from "../retrieval/index/model-identity.ts";
+import { compileFilter } from "../retrieval/index/metadata-filter.ts";
 import { IndexReader, type MetadataFilter, readIndexStats } from "../retrieval/index/reader.ts";
 import { searchText } from "../retrieval/index/search-text.ts";
 import { LfmError } from "../text-core/errors.ts";
@@ -64,6 +65,10 @@ function isMetadataValue(v: unknown): v is MetadataValue {
   return typeof v === "string" || typeof v === "boolean" || (typeof v === "number" && Number.isFinite(v));
 }
 
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
 /** A search body, checked; a 400 naming the first field that is wrong. */
 export function readSearchRequest(body: unknown): SearchRequest {
   if (typeof body !== "object" || body === null || Array.isArray(body)) throw badField("body", "must be a JSON object: {\"index\", \"query\", \"k\"?, \"filter\"?}.");
@@ -80,11 +85,19 @@ export function readSearchRequest(body: unknown): SearchRequest {
   let filter: MetadataFilter | undefined;
   if (b.filter !== undefined) {
     if (typeof b.filter !== "object" || b.filter === null || Array.isArray(b.filter)) throw badField("filter", "must be an object of metadata key → value (or a list of values).");
-    filter = {};
+    filter = Object.create(null) as MetadataFilter; // a key "__proto__" stays a plain key
     for (const [key, value] of Object.entries(b.filter)) {
-      const ok = isMetadataValue(value) || (Array.isArray(value) && value.length > 0 && value.length <= 64 && value.every(isMetadataValue));
-      if (!ok) throw badField(`filter.${key}`, "must be a string, number or boolean, or a list of them.");
-      filter[key] = value as MetadataValue | MetadataValue[];
+      const one = (x: unknown) => isMetadataValue(x) || isPlainObject(x);
+      const ok = one(value) || (Array.isArray(value) && value.length > 0 && value.length <= 64 && value.every(one));
+      if (!ok) throw badField(`filter.${key}`, 'must be a string, number or boolean, {"prefix": "…"}, {"after": DATE, "before": DATE}, or a list of them.');
+      filter[key] = value as MetadataFilter[string];
+      // Conditions ({prefix}, {after, before}) are checked as the reader will read them.
+      try {
+        compileFilter({ [key]: filter[key] });
+      } catch (e) {
+        if (e instanceof LfmError) throw new ApiError("INVALID_ARGUMENT", e.message, `filter.${key}`);
+        throw e;
+      }
     }
   }
   return { index: b.index, query: b.query, k, filter };

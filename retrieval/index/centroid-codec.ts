@@ -25,6 +25,7 @@ import { LfmError } from "../../text-core/errors.ts";
 import { ElemType, GraphBuilder } from "../../text-core/graph/builder.ts";
 import { createSession } from "../../text-core/runtime.ts";
 import { corrupt } from "./format.ts";
+import { mulberry32 } from "./seeded-random.ts";
 
 const MAGIC = "LFMPLAID";
 const HEADER_BYTES = 8 + 8 * 4;
@@ -114,18 +115,6 @@ export class CentroidAssigner {
   }
 }
 
-/** mulberry32 (deterministic sampling and initialisation). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function normaliseRow(v: Float32Array, offset: number, dim: number): void {
   let n = 0;
   for (let d = 0; d < dim; d++) n += v[offset + d] * v[offset + d];
@@ -174,7 +163,7 @@ export async function trainCodec(
   signal?: AbortSignal,
 ): Promise<TrainedCodec> {
   const k = centroidCountFor(totalRows, settings.centroidFactor);
-  const next = rng(settings.seed);
+  const next = mulberry32(settings.seed);
   const sampleRows = Math.min(totalRows, Math.max(settings.sampleFactor * k, 65_536));
   const sample = readRows(sampleIndices(totalRows, sampleRows, next));
   const n = sampleRows;

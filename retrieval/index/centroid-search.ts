@@ -7,10 +7,14 @@
  *     where it holds none the best score of an unprobed centroid (an upper bound);
  *  B. centroid MaxSim: Σ over query vectors of the max over the document's rows of their
  *     centroid's score (every row, not only probed ones);
- *  C. residual MaxSim: exact MaxSim over the rows decompressed (centroid + bucket weights).
+ *  C. residual MaxSim: MaxSim over the rows decompressed (centroid + bucket weights), computed as
+ *     centroid score + query · decoded residual (ResidualScorer: one onnxruntime graph).
  */
-import type { CompressedSegment } from "./centroid-codec.ts";
-import { residualBytesPerRow } from "./centroid-codec.ts";
+import * as ort from "onnxruntime-node";
+import { LfmError } from "../../text-core/errors.ts";
+import { ElemType, GraphBuilder } from "../../text-core/graph/builder.ts";
+import { createSession } from "../../text-core/runtime.ts";
+import { type CompressedSegment, residualBytesPerRow } from "./centroid-codec.ts";
 
 export interface ScoredOrdinals {
   ordinals: Uint32Array;
@@ -72,59 +76,137 @@ export function probeCandidates(s: CompressedSegment, allowed: Uint8Array, centr
 
 /** Stage B: Σ_q max over the document's rows of centroidSim[q, code(row)]. */
 export function centroidMaxSim(s: CompressedSegment, rowStart: Float64Array, ordinals: Uint32Array, centroidSim: Float32Array, queryRows: number): Float64Array {
+  const { codes } = s;
+  const Q = queryRows | 0;
   const out = new Float64Array(ordinals.length);
-  const best = new Float32Array(queryRows);
+  const best = new Float32Array(Q);
+  // seenBy[c] = 1 + the last document that had a row in centroid c: a passage's rows often share
+  // centroids (a repeated word), and a centroid's scores count once towards the max.
+  const seenBy = new Int32Array(s.centroidCount);
   for (let i = 0; i < ordinals.length; i++) {
-    const from = rowStart[ordinals[i]];
-    const to = rowStart[ordinals[i] + 1];
+    // Small integers (rows < 2^31): indices V8 keeps as int32, not doubles read from rowStart.
+    const from = rowStart[ordinals[i]] | 0;
+    const to = rowStart[ordinals[i] + 1] | 0;
     best.fill(-Infinity);
     for (let r = from; r < to; r++) {
-      const base = s.codes[r] * queryRows;
-      for (let q = 0; q < queryRows; q++) {
+      const code = codes[r];
+      if (seenBy[code] === i + 1) continue;
+      seenBy[code] = i + 1;
+      const base = code * Q;
+      for (let q = 0; q < Q; q++) {
         const v = centroidSim[base + q];
         if (v > best[q]) best[q] = v;
       }
     }
     let total = 0;
-    for (let q = 0; q < queryRows; q++) total += best[q];
+    for (let q = 0; q < Q; q++) total += best[q];
     out[i] = total;
   }
   return out;
 }
 
 /**
- * Stage C's input: the rows of `ordinals` decompressed (centroid + bucket weights per dimension),
- * float32, concatenated; the caller scores them with one Gemm. Decompressing costs a few additions
- * a value, a tenth of scoring each query vector against packed residuals with lookup tables.
+ * Stage C in onnxruntime: per row, centroidSim[code(row)] + query · decoded residual, [rows × Q]
+ * (row-major, a row's scores together; rowMaxSim reduces them per document). The residual bytes
+ * go in packed and are decoded in the graph by a lookup (Gather) in a table of the bucket weights
+ * of every byte value, so no float copy of the rows is made in JavaScript; q·centroid is the
+ * known centroid score, so the centroids are not read. One scorer per index (settings differ per
+ * residual width only, which is the same for every segment of an index); concurrent calls are fine.
  */
-export function decompressRows(s: CompressedSegment, rowStart: Float64Array, ordinals: Uint32Array): { data: Float32Array; rows: number; ranges: Array<{ start: number; count: number }> } {
-  const { dim, nbits, weights, centroids } = s;
-  const B = residualBytesPerRow(dim, nbits);
-  const perByte = 8 / nbits;
-  const mask = (1 << nbits) - 1;
-  // The weights of the perByte values packed in each byte value.
-  const decode = new Float32Array(256 * perByte);
-  for (let v = 0; v < 256; v++) for (let k = 0; k < perByte; k++) decode[v * perByte + k] = weights[(v >> (k * nbits)) & mask];
-  let rows = 0;
-  const ranges = Array.from(ordinals, (o) => {
-    const count = rowStart[o + 1] - rowStart[o];
-    const r = { start: rows, count };
-    rows += count;
-    return r;
-  });
-  const data = new Float32Array(rows * dim);
-  let out = 0;
-  for (const o of ordinals) {
-    for (let r = rowStart[o]; r < rowStart[o + 1]; r++, out += dim) {
-      const c = s.codes[r] * dim;
-      const res = r * B;
-      for (let j = 0, d = 0; j < B; j++) {
-        const v = s.residuals[res + j] * perByte;
-        for (let k = 0; k < perByte && d < dim; k++, d++) data[out + d] = centroids[c + d] + decode[v + k];
+export class ResidualScorer {
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly dim: number,
+    readonly nbits: number,
+  ) {}
+
+  static async create(dim: number, nbits: number, threads?: number): Promise<ResidualScorer> {
+    const perByte = 8 / nbits;
+    const bytes = residualBytesPerRow(dim, nbits);
+    const g = new GraphBuilder(`plaid_residual_scores_${nbits}bit`);
+    const packed = g.input("packed", ElemType.UINT8, ["rows", bytes]);
+    const decode = g.input("decode", ElemType.FLOAT, [256, perByte]);
+    const query = g.input("query", ElemType.FLOAT, ["query_rows", dim]);
+    const centroidSim = g.input("centroid_sim", ElemType.FLOAT, ["centroids", "query_rows"]);
+    const codes = g.input("codes", ElemType.INT32, ["rows"]);
+    const values = g.op("Gather", [decode, g.op("Cast", [packed], "packed.int", { to: ElemType.INT32 })], "residual.values", { axis: 0 }); // [rows, bytes, perByte]
+    let residual = g.op("Reshape", [values, g.constInt64([0, -1])], "residual"); // [rows, bytes · perByte]
+    if (bytes * perByte !== dim) residual = g.op("Slice", [residual, g.constInt64([0]), g.constInt64([dim]), g.constInt64([1])], "residual.dim");
+    const residualSim = g.op("Gemm", [residual, query], "residual.sim", { transB: 1 }); // [rows, Q]
+    const rowCentroidSim = g.op("Gather", [centroidSim, codes], "centroid.sim", { axis: 0 }); // [rows, Q]
+    const scores = g.op("Add", [rowCentroidSim, residualSim], "scores");
+    g.output(scores, "scores", ElemType.FLOAT, ["rows", "query_rows"]);
+    return new ResidualScorer(await createSession(g.toBytes(), { threads }), dim, nbits);
+  }
+
+  /** Stage C's MaxSim of the documents `ordinals` of a segment; `centroidSim` as in probeCandidates (K × Q). */
+  async score(s: CompressedSegment, rowStart: Float64Array, ordinals: Uint32Array, centroidSim: Float32Array, query: Float32Array, queryRows: number): Promise<Float64Array> {
+    const B = residualBytesPerRow(s.dim, s.nbits);
+    const perByte = 8 / s.nbits;
+    const mask = (1 << s.nbits) - 1;
+    const decode = new Float32Array(256 * perByte);
+    for (let v = 0; v < 256; v++) for (let k = 0; k < perByte; k++) decode[v * perByte + k] = s.weights[(v >> (k * s.nbits)) & mask];
+    let rows = 0;
+    const ranges = Array.from(ordinals, (o) => {
+      const count = rowStart[o + 1] - rowStart[o];
+      const r = { start: rows, count };
+      rows += count;
+      return r;
+    });
+    if (rows === 0) return new Float64Array(ordinals.length).fill(-Infinity);
+    const packed = new Uint8Array(rows * B);
+    const codes = new Int32Array(rows);
+    ordinals.forEach((o, i) => {
+      const from = rowStart[o];
+      const to = rowStart[o + 1];
+      packed.set(s.residuals.subarray(from * B, to * B), ranges[i].start * B);
+      codes.set(s.codes.subarray(from, to), ranges[i].start);
+    });
+    let result: ort.InferenceSession.ReturnType;
+    try {
+      result = await this.session.run({
+        packed: new ort.Tensor("uint8", packed, [rows, B]),
+        decode: new ort.Tensor("float32", decode, [256, perByte]),
+        query: new ort.Tensor("float32", query.subarray(0, queryRows * s.dim), [queryRows, s.dim]),
+        centroid_sim: new ort.Tensor("float32", centroidSim, [s.centroidCount, queryRows]),
+        codes: new ort.Tensor("int32", codes, [rows]),
+      });
+    } catch (e) {
+      throw new LfmError("RUNTIME_FAILED", `onnxruntime failed while scoring residuals: ${(e as Error).message}`, { cause: e });
+    }
+    return rowMaxSim(result.scores.data as Float32Array, queryRows, ranges);
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/** Σ_q max over the document's rows of scores[row, q] (rows × Q, row-major); an empty range scores −∞. */
+export function rowMaxSim(scores: Float32Array, queryRows: number, ranges: Array<{ start: number; count: number }>): Float64Array {
+  const Q = queryRows | 0;
+  const out = new Float64Array(ranges.length);
+  const best = new Float32Array(Q);
+  for (let i = 0; i < ranges.length; i++) {
+    const from = ranges[i].start;
+    const to = from + ranges[i].count;
+    if (to === from) {
+      out[i] = -Infinity;
+      continue;
+    }
+    best.fill(-Infinity);
+    for (let t = from; t < to; t++) {
+      const r = t * Q;
+      for (let q = 0; q < Q; q++) {
+        const v = scores[r + q];
+        if (v > best[q]) best[q] = v;
       }
     }
+    let total = 0;
+    for (let q = 0; q < Q; q++) total += best[q];
+    out[i] = total;
   }
-  return { data, rows, ranges };
+  return out;
 }
 
 /**

@@ -4,7 +4,7 @@
  * written to a temporary name, fsynced and renamed over the old one (rename is atomic on POSIX
  * file systems), with the folder fsynced after each rename so the new entry is durable.
  */
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, statSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { crc32 } from "node:zlib";
 import { LfmError } from "../../text-core/errors.ts";
@@ -77,8 +77,13 @@ export function fsyncDir(dir: string): void {
 /** Atomically replaces `dir/name` with `data`: temporary file, fsync, rename, fsync of the folder. */
 export function replaceAtomically(dir: string, name: string, data: Uint8Array): void {
   const tmp = `${name}.tmp-${process.pid}`;
-  writeDurable(dir, tmp, [data]);
-  renameSync(join(dir, tmp), join(dir, name));
+  try {
+    writeDurable(dir, tmp, [data]);
+    renameSync(join(dir, tmp), join(dir, name));
+  } catch (e) {
+    rmSync(join(dir, tmp), { force: true }); // a part-written temporary file (disk full) is of no use
+    throw e;
+  }
   fsyncDir(dir);
 }
 

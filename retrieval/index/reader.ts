@@ -27,17 +27,15 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { LfmError } from "../../text-core/errors.ts";
-import { centroidMaxSim, decompressRows, probeCandidates } from "./centroid-search.ts";
+import { ResidualScorer, centroidMaxSim, probeCandidates } from "./centroid-search.ts";
 import { FileVanishedError, checkIndexFolder, repairAdvice, verifyFile } from "./durable-fs.ts";
-import { type IndexLayout, MANIFEST_FILE, type ManifestBody, ManifestView, type Metadata, type MetadataValue, type ModelIdentity, type StoredDocument, layoutOf, parseManifest } from "./format.ts";
+import { type IndexLayout, MANIFEST_FILE, type ManifestBody, ManifestView, type Metadata, type ModelIdentity, type StoredDocument, layoutOf, parseManifest } from "./format.ts";
+import { type MetadataFilter, compileFilter } from "./metadata-filter.ts";
 import { MaxSimScorer, type QueryRows, type RowRange } from "./rerank.ts";
 import { type LoadedSegment, type PlaidSegment, type SegmentDocs, loadSegment, readSegmentDocs, releaseSegment, segmentRows } from "./segment.ts";
 import { type StoredRows, type VectorStorage, gatherRows } from "./vector-codec.ts";
 
-/** `{ key: value }` matches documents whose metadata `key` equals `value` (a string also matches a
- *  number or boolean written the same way); an array matches any of its values; all keys must
- *  match. The key `source` matches the document's source path. */
-export type MetadataFilter = Record<string, MetadataValue | MetadataValue[]>;
+export type { MetadataCondition, MetadataFilter } from "./metadata-filter.ts";
 
 /** Named search settings: `fast` trades recall for speed, `accurate` the reverse (SEARCH_PRESETS). */
 export type SearchPreset = "fast" | "default" | "accurate";
@@ -158,6 +156,7 @@ export class IndexReader extends ManifestView {
   private segments: LoadedSegment[] = [];
   private scorer: Promise<MaxSimScorer> | null = null;
   private centroidScorer: Promise<MaxSimScorer> | null = null;
+  private readonly residualScorers = new Map<number, Promise<ResidualScorer>>();
   private readonly filterMemo = new Map<string, Allowed>();
   private byId: Map<string, Candidate> | null = null;
 
@@ -269,9 +268,10 @@ export class IndexReader extends ManifestView {
   }
 
   async close(): Promise<void> {
-    const scorers = [this.scorer, this.centroidScorer];
+    const scorers: Array<Promise<{ release(): Promise<void> }> | null> = [this.scorer, this.centroidScorer, ...this.residualScorers.values()];
     this.scorer = null;
     this.centroidScorer = null;
+    this.residualScorers.clear();
     for (const s of this.segments) releaseSegment(s);
     this.segments = [];
     for (const scorer of scorers) if (scorer) await (await scorer).release();
@@ -290,8 +290,7 @@ export class IndexReader extends ManifestView {
     const widening = Math.min(16, totalRows / matchingRows);
     const nprobe = Math.ceil(settings.nprobe * widening);
     const sims: Float32Array[] = [];
-    type Pool = { segment: number; ordinals: Uint32Array; scores: Float64Array };
-    const probed: Pool[] = [];
+    const probed: ScoredPool[] = [];
     for (let segment = 0; segment < this.segments.length; segment++) {
       const s = this.segments[segment] as PlaidSegment;
       const c = s.compressed;
@@ -301,30 +300,31 @@ export class IndexReader extends ManifestView {
       probed.push({ segment, ...probeCandidates(c, allowed.allowed[segment], sim, Q, nprobe) });
     }
     // Keep the best `count` of the pooled candidates, then rescore them per segment with `score`.
-    const narrow = async (pools: Pool[], count: number, score: (s: PlaidSegment, segment: number, ordinals: Uint32Array) => Float64Array | Promise<Float64Array>): Promise<Pool[]> => {
-      const all: Array<{ segment: number; ordinal: number; score: number }> = [];
-      for (const p of pools) p.ordinals.forEach((ordinal, i) => all.push({ segment: p.segment, ordinal, score: p.scores[i] }));
-      all.sort((a, b) => b.score - a.score || a.segment - b.segment || a.ordinal - b.ordinal);
-      const kept = all.slice(0, count);
-      const out: Pool[] = [];
+    const narrow = async (pools: ScoredPool[], count: number, score: (s: PlaidSegment, segment: number, ordinals: Uint32Array) => Float64Array | Promise<Float64Array>): Promise<ScoredPool[]> => {
+      const kept = bestPooled(pools, count);
+      const bySegment = new Map<number, number[]>();
+      for (const x of kept) {
+        let list = bySegment.get(x.segment);
+        if (!list) bySegment.set(x.segment, (list = []));
+        list.push(x.ordinal);
+      }
+      const out: ScoredPool[] = [];
       for (const p of pools) {
-        const ordinals = Uint32Array.from(kept.filter((x) => x.segment === p.segment).map((x) => x.ordinal));
-        if (ordinals.length > 0) out.push({ segment: p.segment, ordinals, scores: await score(this.segments[p.segment] as PlaidSegment, p.segment, ordinals) });
+        const list = bySegment.get(p.segment);
+        if (!list) continue;
+        const ordinals = Uint32Array.from(list);
+        out.push({ segment: p.segment, ordinals, scores: await score(this.segments[p.segment] as PlaidSegment, p.segment, ordinals) });
       }
       return out;
     };
     const rerankDocs = Math.max(k, settings.rerankDocs);
     let pools = await narrow(probed, Math.max(rerankDocs, settings.centroidDocs), (s, seg, ords) => centroidMaxSim(s.compressed, s.rowStart, ords, sims[seg], Q));
     if (settings.residualDocs > 0) {
-      pools = await narrow(pools, Math.max(rerankDocs, settings.residualDocs), async (s, _seg, ords) => {
-        const rows = decompressRows(s.compressed, s.rowStart, ords);
-        return centroidScorer.score(query, { storage: "float32", dim: s.compressed.dim, rows: rows.rows, codes: rows.data }, rows.ranges);
-      });
+      pools = await narrow(pools, Math.max(rerankDocs, settings.residualDocs), async (s, seg, ords) =>
+        (await this.getResidualScorer(s.compressed.nbits)).score(s.compressed, s.rowStart, ords, sims[seg], query.data, Q),
+      );
     }
-    const finalists: Array<{ segment: number; ordinal: number; score: number }> = [];
-    for (const p of pools) p.ordinals.forEach((ordinal, i) => finalists.push({ segment: p.segment, ordinal, score: p.scores[i] }));
-    finalists.sort((a, b) => b.score - a.score || a.segment - b.segment || a.ordinal - b.ordinal);
-    const candidates = finalists.slice(0, rerankDocs).map(({ segment, ordinal }) => ({ segment, ordinal }));
+    const candidates = bestPooled(pools, rerankDocs).map(({ segment, ordinal }) => ({ segment, ordinal }));
     // Too few documents in the probed lists (a selective filter): score the matching ones exactly.
     if (candidates.length < Math.min(k, matchingDocs)) return this.exhaustive(query, k, allowed.allowed);
     return this.rerank(query, candidates, k);
@@ -431,12 +431,12 @@ export class IndexReader extends ManifestView {
     const key = filter && Object.keys(filter).length > 0 ? JSON.stringify(filter) : "";
     const memo = this.filterMemo.get(key);
     if (memo) return memo;
-    const entries = filter ? Object.entries(filter) : [];
+    const accepts = compileFilter(filter);
     const result: Allowed = { allowed: [], matchingDocs: 0, matchingRows: 0 };
     for (const s of this.segments) {
       const out = new Uint8Array(s.docs.length);
       for (let o = 0; o < s.docs.length; o++) {
-        if (s.deleted[o] === 1 || !entries.every(([k, v]) => matches(s.docs[o], k, v))) continue;
+        if (s.deleted[o] === 1 || !accepts(s.docs[o])) continue;
         out[o] = 1;
         result.matchingDocs++;
         result.matchingRows += s.docs[o].rows;
@@ -451,6 +451,16 @@ export class IndexReader extends ManifestView {
   private getScorer(): Promise<MaxSimScorer> {
     this.scorer ??= MaxSimScorer.create(this.manifest.storage, this.manifest.dim, this.opts.threads ?? 1);
     return this.scorer;
+  }
+
+  /** Stage C of a plaid search (one per residual width; an index has one). */
+  private getResidualScorer(nbits: number): Promise<ResidualScorer> {
+    let scorer = this.residualScorers.get(nbits);
+    if (!scorer) {
+      scorer = ResidualScorer.create(this.manifest.dim, nbits, this.opts.threads ?? 1);
+      this.residualScorers.set(nbits, scorer);
+    }
+    return scorer;
   }
 
   /** Query × centroid scores (float32). */
@@ -557,11 +567,64 @@ function definedOnly(opts: SearchOptions): Partial<PlaidSearchSettings> {
   return out;
 }
 
-function matches(doc: StoredDocument, key: string, wanted: MetadataValue | MetadataValue[]): boolean {
-  const actual: MetadataValue | undefined = key === "source" ? doc.source : doc.metadata[key];
-  if (actual === undefined) return false;
-  const one = (w: MetadataValue) => actual === w || (typeof w === "string" && actual !== null && String(actual) === w);
-  return Array.isArray(wanted) ? wanted.some(one) : one(wanted);
+/** One segment's candidates (document ordinals) and their scores at some stage. */
+interface ScoredPool {
+  segment: number;
+  ordinals: Uint32Array;
+  scores: Float64Array;
+}
+
+/**
+ * The `count` best candidates of all pools, best first (score, then segment, then ordinal: a
+ * total order, so the result does not depend on the pools' order). The count-th best score is
+ * found by selection over the scores alone (no sort of the tens of thousands the probe finds);
+ * only the candidates at or above it are ordered, as objects. A NaN score ranks last.
+ */
+function bestPooled(pools: ScoredPool[], count: number): Array<{ segment: number; ordinal: number; score: number }> {
+  let total = 0;
+  for (const p of pools) total += p.scores.length;
+  let threshold = -Infinity;
+  if (total > count) {
+    const all = new Float64Array(total);
+    let at = 0;
+    for (const p of pools) for (let i = 0; i < p.scores.length; i++) all[at++] = Number.isNaN(p.scores[i]) ? -Infinity : p.scores[i];
+    threshold = selectKth(all, total - count);
+  }
+  const kept: Array<{ segment: number; ordinal: number; score: number }> = [];
+  for (const p of pools) {
+    for (let i = 0; i < p.ordinals.length; i++) {
+      const score = Number.isNaN(p.scores[i]) ? -Infinity : p.scores[i];
+      if (score >= threshold) kept.push({ segment: p.segment, ordinal: p.ordinals[i], score });
+    }
+  }
+  kept.sort((a, b) => b.score - a.score || a.segment - b.segment || a.ordinal - b.ordinal);
+  return kept.length > count ? kept.slice(0, count) : kept;
+}
+
+/** The k-th smallest value of `a` (0-based; no NaN), by Hoare's selection; reorders `a`. */
+function selectKth(a: Float64Array, k: number): number {
+  let lo = 0;
+  let hi = a.length - 1;
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >> 1];
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        const x = a[i];
+        a[i] = a[j];
+        a[j] = x;
+        i++;
+        j--;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return a[k];
+  }
+  return a[k];
 }
 
 function rangesOf(parts: Array<{ count: number }>): RowRange[] {

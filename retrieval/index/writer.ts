@@ -106,6 +106,9 @@ interface Pending {
   rows: StoredRows;
 }
 
+/** Rows [start, start + count) of a block of stored rows: one document's, to be gathered. */
+type RowPart = { rows: StoredRows; start: number; count: number };
+
 interface Location {
   segment: SegmentDocs;
   ordinal: number;
@@ -316,7 +319,7 @@ export class IndexWriter extends ManifestView {
         throw new LfmError("RUNTIME_FAILED", `commit ${generation} of ${this.dir} was written, but finishing it failed (${(e as Error).message}); reopen the index to continue.`, { cause: e });
       }
       for (const name of written) rmSync(join(this.dir, name), { force: true });
-      throw e;
+      throw writeFailure(e, this.dir, this.manifest.generation);
     }
   }
 
@@ -324,21 +327,21 @@ export class IndexWriter extends ManifestView {
   private gatherLive(run: SegmentDocs[], opts: CommitOptions): { docs: StoredDocument[]; all: StoredRows } {
     const { dim, storage } = this.manifest;
     const docs: StoredDocument[] = [];
-    const parts: Array<{ rows: StoredRows; start: number; count: number }> = [];
+    const parts: RowPart[] = [];
     for (const s of run) {
       opts.onProgress?.("reading segments to merge", docs.length, 0);
-      const rows = rowsFromBytes(storage, readVerified(this.dir, s.entry.vectors), s.entry.rows, dim);
-      s.docs.forEach((d, o) => {
-        if (s.deleted[o] === 1) return;
-        docs.push(d);
-        parts.push({ rows, start: s.rowStart[o], count: d.rows });
-      });
+      appendLive(s, rowsFromBytes(storage, readVerified(this.dir, s.entry.vectors), s.entry.rows, dim), docs, parts);
     }
+    this.appendPending(docs, parts);
+    return { docs, all: gatherRows(storage, dim, parts) };
+  }
+
+  /** Appends the pending documents and their rows (after the segments' live ones: commit order). */
+  private appendPending(docs: StoredDocument[], parts: RowPart[]): void {
     for (const p of this.pending.values()) {
       docs.push(p.doc);
       parts.push({ rows: p.rows, start: 0, count: p.rows.rows });
     }
-    return { docs, all: gatherRows(storage, dim, parts) };
   }
 
   /**
@@ -391,7 +394,7 @@ export class IndexWriter extends ManifestView {
     const { dim, storage } = this.manifest;
     const base = !fresh && run.length > 0 && run[0].entry.graph && run[0].deletedRows <= BASE_MAX_DELETED * run[0].entry.rows ? run[0] : null;
     const docs: StoredDocument[] = [];
-    const parts: Array<{ rows: StoredRows; start: number; count: number }> = [];
+    const parts: RowPart[] = [];
     const deleted: number[] = [];
     for (const s of run) {
       opts.onProgress?.("reading segments to merge", docs.length, 0);
@@ -403,16 +406,9 @@ export class IndexWriter extends ManifestView {
         s.deleted.forEach((x, o) => x === 1 && deleted.push(o));
         continue;
       }
-      s.docs.forEach((d, o) => {
-        if (s.deleted[o] === 1) return;
-        docs.push(d);
-        parts.push({ rows, start: s.rowStart[o], count: d.rows });
-      });
+      appendLive(s, rows, docs, parts);
     }
-    for (const p of this.pending.values()) {
-      docs.push(p.doc);
-      parts.push({ rows: p.rows, start: 0, count: p.rows.rows });
-    }
+    this.appendPending(docs, parts);
     const baseRows = base ? base.entry.rows : 0;
     const baseDocs = base ? base.docs.length : 0;
     const all = gatherRows(storage, dim, parts);
@@ -566,6 +562,31 @@ function chooseMergeRun(segments: SegmentDocs[], newRows: number): SegmentDocs[]
     i--;
   }
   return segments.slice(i);
+}
+
+/**
+ * A file system error of a commit that did not happen (disk full, quota, read-only, I/O error)
+ * as INDEX_WRITE_FAILED saying that the index is intact; other errors as they are.
+ */
+function writeFailure(e: unknown, dir: string, generation: number): unknown {
+  const code = (e as NodeJS.ErrnoException | null)?.code;
+  if (e instanceof LfmError || typeof code !== "string" || !/^E[A-Z]+$/.test(code)) return e;
+  const why = code === "ENOSPC" ? "no space left on the device" : code === "EDQUOT" ? "the disk quota is exhausted" : code === "EROFS" ? "the file system is read-only" : (e as Error).message;
+  const todo = code === "ENOSPC" || code === "EDQUOT" ? "free some space, then run the same command again" : "fix that, then run the same command again";
+  return new LfmError(
+    "INDEX_WRITE_FAILED",
+    `writing the index ${dir} failed: ${why} (${code}). Nothing of this commit was kept: the index is intact at generation ${generation}, and its uncommitted changes are still pending in this writer; ${todo}.`,
+    { cause: e },
+  );
+}
+
+/** Appends the live (not deleted) documents of `s` and their rows (`rows`: the segment's rows as stored). */
+function appendLive(s: SegmentDocs, rows: StoredRows, docs: StoredDocument[], parts: RowPart[]): void {
+  s.docs.forEach((d, o) => {
+    if (s.deleted[o] === 1) return;
+    docs.push(d);
+    parts.push({ rows, start: s.rowStart[o], count: d.rows });
+  });
 }
 
 function uint32Bytes(values: number[]): Uint8Array {

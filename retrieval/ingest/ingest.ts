@@ -31,7 +31,7 @@ import type { Metadata } from "../index/format.ts";
 import type { IndexWriter, NewDocument } from "../index/writer.ts";
 import { type ChunkOptions, chunkText } from "./chunker.ts";
 import { KIND_OF_EXTENSION, extractText, kindOf, pageAt } from "./extract.ts";
-import { DEFAULT_MAX_FILE_SIZE, MAX_FILE_SIZE_LIMIT, notRegular, readRegularFile } from "./source-file.ts";
+import { DEFAULT_MAX_FILE_SIZE, MAX_FILE_SIZE_LIMIT, notRegular, readSourceFile } from "./source-file.ts";
 
 /** What ingest needs of an encoder (`ColbertEncoder` fits). */
 export interface TokenEncoder {
@@ -200,14 +200,14 @@ export async function ingestPaths(writer: IndexWriter, encoder: TokenEncoder, pa
     const path = files[i];
     opts.onProgress?.({ phase: "reading", done: i, total: files.length, path });
     try {
-      const bytes = readRegularFile(path, maxFileSize);
+      const { bytes, modified } = readSourceFile(path, maxFileSize);
       const hash = createHash("sha256").update(bytes).update(settings).digest("hex").slice(0, 32);
       const before = indexed.get(path);
       if (before && isComplete(before, hash)) {
         report.unchanged++;
         continue;
       }
-      prepared.push(planFile(path, await passagesOf(path, bytes, hash, opts), before));
+      prepared.push(planFile(path, await passagesOf(path, bytes, hash, modified, opts), before));
     } catch (e) {
       const kind = skipKind(e);
       if (kind === null || named.has(path)) throw e;
@@ -314,12 +314,15 @@ function skipKind(e: unknown): SkipKind | null {
   }
 }
 
-async function passagesOf(path: string, bytes: Uint8Array, hash: string, opts: IngestOptions): Promise<Passage[]> {
+/** `modified`: the file's modification time, kept as metadata (ISO 8601, UTC, to the second) for date filters. */
+async function passagesOf(path: string, bytes: Uint8Array, hash: string, modified: Date, opts: IngestOptions): Promise<Passage[]> {
   const extracted = await extractText(path, bytes);
   const chunks = chunkText(extracted.text, opts.chunk);
   const version = `${hash}:${chunks.length}`;
+  const date = Number.isNaN(modified.getTime()) ? null : `${modified.toISOString().slice(0, 19)}Z`;
   return chunks.map((c) => {
     const metadata: Metadata = { type: extracted.kind };
+    if (date !== null) metadata.modified = date;
     if (extracted.title) metadata.title = extracted.title;
     if (extracted.pageStarts) metadata.page = pageAt(extracted.pageStarts, c.start);
     return { id: `${path}#${c.index}`, text: c.text, source: path, start: c.start, end: c.end, sourceHash: version, metadata: { ...metadata, ...opts.metadata } };

@@ -46,6 +46,11 @@ export function tooLarge(path: string, bytes: number, maxBytes: number): LfmErro
 
 /** The bytes of the regular file `path`: NOT_A_REGULAR_FILE, FILE_TOO_LARGE, FILE_NOT_FOUND or DOCUMENT_UNREADABLE otherwise. */
 export function readRegularFile(path: string, maxBytes: number): Buffer {
+  return readSourceFile(path, maxBytes).bytes;
+}
+
+/** As readRegularFile, with the file's modification time (from the descriptor read). */
+export function readSourceFile(path: string, maxBytes: number): { bytes: Buffer; modified: Date } {
   let fd: number;
   try {
     // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer. No effect on regular files.
@@ -73,7 +78,7 @@ export function readRegularFile(path: string, maxBytes: number): Buffer {
       total += n;
       if (total > maxBytes) throw tooLarge(path, total, maxBytes);
     }
-    return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total);
+    return { bytes: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total), modified: st.mtime };
   } finally {
     closeSync(fd);
   }

@@ -1,5 +1,5 @@
 /** `lfm index` and `lfm search` end to end on the bundled tiny ColBERT model, as a script would run them. */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -73,6 +73,33 @@ describe("lfm index / lfm search", () => {
     expect(otherModel.stderr).toContain("error [INDEX_MODEL_MISMATCH]");
     expect(runLfm(["index", "add", "--index", index]).stderr).toContain("error [INVALID_ARGUMENT]");
     expect(runLfm(["search", "--index", index, "--precision", "q3", "x"]).stderr).toContain("error [INVALID_ARGUMENT]");
+  });
+
+  it("filters by path prefix and modification date (--path-prefix, --filter KEY^=, --after, --before), and refuses bad dates", () => {
+    const dated = join(root, "dated");
+    mkdirSync(join(dated, "manuals"), { recursive: true });
+    mkdirSync(join(dated, "notes"));
+    const files = { "manuals/pump.txt": "2024-03-05T10:00:00Z", "manuals/valve.txt": "2023-07-01T08:00:00Z", "notes/pump-log.txt": "2024-11-20T16:30:00Z" };
+    for (const [name, when] of Object.entries(files)) {
+      writeFileSync(join(dated, name), `Pump P-7 maintenance note for ${name}: check the seals and prime the pump.`);
+      utimesSync(join(dated, name), new Date(when), new Date(when));
+    }
+    const idx = join(root, "dated-index");
+    runLfmJson(["index", "add", "--index", idx, "--json", dated]);
+    const sources = (...flags: string[]) => runLfmJson<SearchJson>(["search", "--index", idx, "--json", ...flags, "pump seals"]).results.map((r) => r.source.slice(dated.length + 1)).sort();
+    const all = runLfmJson<SearchJson>(["search", "--index", idx, "--json", "pump seals"]).results;
+    expect(all.find((r) => r.source.endsWith("valve.txt"))?.metadata.modified).toBe("2023-07-01T08:00:00Z");
+    expect(sources("--path-prefix", `${join(dated, "manuals")}/`)).toEqual(["manuals/pump.txt", "manuals/valve.txt"]);
+    expect(sources("--filter", `source^=${join(dated, "notes")}/`)).toEqual(["notes/pump-log.txt"]);
+    expect(sources("--after", "2024-01-01", "--before", "2025-01-01")).toEqual(["manuals/pump.txt", "notes/pump-log.txt"]);
+    expect(sources("--after", "2024-01-01", "--path-prefix", join(dated, "manuals"))).toEqual(["manuals/pump.txt"]);
+    expect(sources("--before", "2024-03-05T10:00:00Z")).toEqual(["manuals/valve.txt"]);
+    const bad = runLfm(["search", "--index", idx, "--after", "2024-02-30", "pump"]);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain("error [INVALID_ARGUMENT]: --after must be a date");
+    const backwards = runLfm(["search", "--index", idx, "--after", "2025-01-01", "--before", "2024-01-01", "pump"]);
+    expect(backwards.status).toBe(2);
+    expect(backwards.stderr).toContain("must be later than --after");
   });
 
   it("a new index without --precision records the encoder's default, q8", () => {
