@@ -50,6 +50,8 @@ const SERVER_CODES = new Set<LfmErrorCode>([
   "NON_FINITE_LOGITS",
   "OUTPUT_UNWRITABLE",
   "AUDIO_NOT_GENERATED",
+  "INDEX_CORRUPT", // an index in --indexes-dir is damaged: nothing the request can change
+  "INDEX_NEWER_VERSION",
 ]);
 
 /** The HTTP status of an error code. */
@@ -72,6 +74,8 @@ export function statusOf(code: LfmErrorCode): number {
       return 413;
     case "DEADLINE_EXCEEDED":
       return 504;
+    case "INDEX_WRITE_FAILED": // the disk refused the commit (full): the index holds what it held
+      return 507;
     case "ABORTED":
       return 499; // nginx's "client closed request": nobody reads it, the metrics do
     default:
