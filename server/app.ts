@@ -336,7 +336,7 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
   });
 
   const lifetime = (reply: FastifyReply) => requestLifetime(reply, opts.requestTimeoutMs);
-  const encoderOfIndex = registerSearchRoutes(app, opts.search && { ...opts.search, maxQueue: opts.maxQueue, lifetime });
+  const encoderOfIndex = registerSearchRoutes(app, opts.search && { ...opts.search, maxQueue: opts.maxQueue, lifetime, registry });
   registerAnswersRoute(app, { registry, queueOf, indexesDir: opts.search?.indexesDir, encoderOfIndex, lifetime, log });
   registerDocumentsRoutes(app, { indexesDir: opts.search?.indexesDir, encoderOfIndex, lifetime });
   registerExtractRoute(app, { registry, queueOf, lifetime });

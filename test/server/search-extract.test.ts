@@ -100,7 +100,9 @@ describe("POST /v1/search", () => {
     await expectError(await post("/v1/search", { index: "notes", query: "x", k: 0 }), 400, "INVALID_ARGUMENT", "k");
     await expectError(await post("/v1/search", { index: "notes", query: "x", filter: { page: { $gt: 1 } } }), 400, "INVALID_ARGUMENT", "filter.page");
     await expectError(await post("/v1/search", { index: "notes", query: "x", top_k: 3 }), 400, "INVALID_ARGUMENT", "top_k");
-    await expectError(await post("/v1/search", { index: "../indexes/notes", query: "x" }), 400, "INVALID_ARGUMENT", "index");
+    // As on /v1/answers and /v1/documents: a name that tries to leave --indexes-dir names no index (404).
+    await expectError(await post("/v1/search", { index: "../indexes/notes", query: "x" }), 404, "INDEX_NOT_FOUND");
+    await expectError(await post("/v1/search", { index: "", query: "x" }), 400, "INVALID_ARGUMENT", "index");
     expect(await expectError(await post("/v1/search", { index: "nope", query: "x" }), 404, "INDEX_NOT_FOUND")).toContain("notes");
     await expectError(await post("/v1/search", { index: "not-an-index", query: "x" }), 404, "INDEX_NOT_FOUND");
     await expectError(await post("/v1/search", { index: "notes", query: "x" }, keyed.url), 401, "UNAUTHORIZED");
