@@ -126,7 +126,16 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
   });
 
   // Logging off: the server's one log line per failure is ours (no request bodies, which hold private data).
-  const app = Fastify({ logger: false, bodyLimit: opts.bodyLimitBytes, return503OnClosing: true });
+  const app = Fastify({
+    logger: false,
+    bodyLimit: opts.bodyLimitBytes,
+    return503OnClosing: true,
+    // A path that is not valid percent-encoding (`/v1/documents/%zz`) fails before routing: answered in the same error JSON.
+    frameworkErrors: (err, _request, reply) => {
+      const { status, error } = err.code === "FST_ERR_BAD_URL" ? { status: 400, error: new ApiError("INVALID_ARGUMENT", "the URL's path is not valid percent-encoding.", "url") } : frameworkError(err);
+      reply.code(status).send(errorResponse(error).body);
+    },
+  });
 
   app.addHook("onRequest", async (request, reply) => {
     reply.raw.on("close", () => {
