@@ -168,12 +168,12 @@ interface SentRequest {
   method: string;
   path: string;
   headers: Record<string, string>;
-  body?: string | Uint8Array;
+  body?: string | Uint8Array<ArrayBuffer>;
   what: string;
 }
 
 /** 16 kHz mono 16-bit PCM WAV bytes of `samples` (a short tone: a transcription stays cheap). */
-function wavBytes(samples: number, declaredBytes = samples * 2): Uint8Array {
+function wavBytes(samples: number, declaredBytes = samples * 2): Uint8Array<ArrayBuffer> {
   const out = Buffer.alloc(44 + samples * 2);
   out.write("RIFF", 0);
   out.writeUInt32LE(36 + declaredBytes, 4);
@@ -191,10 +191,10 @@ function wavBytes(samples: number, declaredBytes = samples * 2): Uint8Array {
   return new Uint8Array(out);
 }
 
-type Part = [name: string, value: string | { bytes: Uint8Array; type: string; filename: string }];
+type Part = [name: string, value: string | { bytes: Uint8Array<ArrayBuffer>; type: string; filename: string }];
 
 /** The bytes and content type of a multipart form (as a client builds it). */
-async function multipart(parts: Part[]): Promise<{ body: Uint8Array; contentType: string }> {
+async function multipart(parts: Part[]): Promise<{ body: Uint8Array<ArrayBuffer>; contentType: string }> {
   const form = new FormData();
   for (const [name, value] of parts) {
     if (typeof value === "string") form.append(name, value);
