@@ -24,6 +24,7 @@ import type { ServerResponse } from "node:http";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { LfmError } from "../text-core/errors.ts";
 import { readChatRequest } from "./chat-request.ts";
+import type { TokenLogprob } from "./chat-logprobs.ts";
 import { type ChatContext, type ChatReply, completionId, runChat } from "./chat-completions.ts";
 import { ComputeQueue } from "./compute-queue.ts";
 import { ApiError, errorResponse } from "./errors.ts";
@@ -133,7 +134,7 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
     // A path that is not valid percent-encoding (`/v1/documents/%zz`) fails before routing: answered in the same error JSON.
     frameworkErrors: (err, _request, reply) => {
       const { status, error } = err.code === "FST_ERR_BAD_URL" ? { status: 400, error: new ApiError("INVALID_ARGUMENT", "the URL's path is not valid percent-encoding.", "url") } : frameworkError(err);
-      reply.code(status).send(errorResponse(error).body);
+      (reply as FastifyReply).code(status).send(errorResponse(error).body);
     },
   });
 
@@ -237,7 +238,7 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
               ...(result.toolCalls ? { tool_calls: result.toolCalls } : {}),
               ...(result.toolCallErrors ? { tool_call_errors: result.toolCallErrors } : {}),
             },
-            logprobs: null,
+            logprobs: result.logprobs ? { content: result.logprobs, refusal: null } : null,
             finish_reason: result.finishReason,
           },
         ],
@@ -249,12 +250,13 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
     // Streaming: the reply is written by hand; an error before the first event is still JSON.
     reply.hijack();
     const sse = new SseWriter(reply.raw);
-    const chunk = (delta: Record<string, unknown>, finishReason: string | null = null) => ({
+    // With logprobs: true, each content chunk carries its tokens' entries (the last chunk any left).
+    const chunk = (delta: Record<string, unknown>, finishReason: string | null = null, logprobs?: TokenLogprob[]) => ({
       id,
       object: "chat.completion.chunk",
       created,
       model: entry.id,
-      choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
+      choices: [{ index: 0, delta, logprobs: req.logprobs ? { content: logprobs ?? [], refusal: null } : null, finish_reason: finishReason }],
     });
     let roleSent = false;
     const withRole = (delta: Record<string, unknown>) => {
@@ -265,12 +267,12 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
     try {
       const result = counted(
         await queue.run(lifetime.signal, () =>
-          registry.use(entry.id, (loaded) => runChat(entry, loaded, req, ctx, { content: (text) => sse.send(chunk(withRole({ content: text }))) })),
+          registry.use(entry.id, (loaded) => runChat(entry, loaded, req, ctx, { content: (text, logprobs) => sse.send(chunk(withRole({ content: text }), null, logprobs)) })),
         ),
       );
       if (!roleSent) await sse.send(chunk(withRole({ content: result.toolCalls ? null : "" })));
       if (result.toolCalls) await sse.send(chunk({ tool_calls: result.toolCalls.map((call, index) => ({ index, ...call })) }));
-      await sse.send(chunk({}, result.finishReason));
+      await sse.send(chunk({}, result.finishReason, result.logprobs?.slice(result.logprobsSent ?? 0)));
       if (req.includeUsage) await sse.send({ id, object: "chat.completion.chunk", created, model: entry.id, choices: [], usage: result.usage, timings: result.timings });
       sse.end();
     } catch (thrown) {
