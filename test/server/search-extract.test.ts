@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { highlightPieces, queryTerms, termRanges } from "../../server/web/highlight.js";
+import { citationPieces, highlightPieces, queryTerms, termRanges } from "../../server/web/highlight.js";
 import { runLfm } from "../helpers/cli.ts";
 import { makePdf } from "../helpers/pdfs.ts";
 import { TEST_CACHE } from "../helpers/reference.ts";
@@ -71,6 +71,17 @@ describe("query-term highlighting (server/web/highlight.js)", () => {
       { text: " 7 failed", mark: false },
     ]);
     expect(highlightPieces("no match", "(.*)")).toEqual([{ text: "no match", mark: false }]);
+  });
+
+  it("cuts an answer around its citation brackets, as pipelines/citations.ts reads them", () => {
+    expect(citationPieces("Pump 7 failed [2]. Valve [1, 3; 4] and [note] [see 2].")).toEqual([
+      { text: "Pump 7 failed " },
+      { cite: [2] },
+      { text: ". Valve " },
+      { cite: [1, 3, 4] },
+      { text: " and [note] [see 2]." },
+    ]);
+    expect(citationPieces("")).toEqual([]);
   });
 });
 
