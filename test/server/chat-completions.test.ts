@@ -243,6 +243,15 @@ describe("logprobs", () => {
     for (const e of content) if (e.logprob === 0) expect(e.top_logprobs).toEqual([{ token: e.token, logprob: 0, bytes: e.bytes }]);
   });
 
+  it("gives them for the vision and audio models too", async () => {
+    for (const model of ["tiny-lfm2-vl", "tiny-lfm2-audio"]) {
+      const reply = await client.chat.completions.create({ model, messages: HELLO, max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 1 });
+      const content = reply.choices[0].logprobs!.content!;
+      expect(content, model).toHaveLength(reply.usage!.completion_tokens);
+      for (const e of content) expect(e.top_logprobs[0], model).toEqual({ token: e.token, logprob: e.logprob, bytes: e.bytes });
+    }
+  });
+
   it("refuses top_logprobs without logprobs, or out of 0–20, naming the field", async () => {
     const cases: [Record<string, unknown>, string][] = [
       [{ top_logprobs: 3 }, "top_logprobs"],
