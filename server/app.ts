@@ -25,6 +25,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { DecodeBatcher } from "../text-core/decode-batcher.ts";
 import { LfmError } from "../text-core/errors.ts";
 import { readChatRequest } from "./chat-request.ts";
+import type { TokenLogprob } from "./chat-logprobs.ts";
 import { type ChatContext, type ChatReply, type ReplySink, completionId, runChat } from "./chat-completions.ts";
 import { ComputeQueue } from "./compute-queue.ts";
 import { ApiError, errorResponse } from "./errors.ts";
@@ -141,7 +142,16 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
   });
 
   // Logging off: the server's one log line per failure is ours (no request bodies, which hold private data).
-  const app = Fastify({ logger: false, bodyLimit: opts.bodyLimitBytes, return503OnClosing: true });
+  const app = Fastify({
+    logger: false,
+    bodyLimit: opts.bodyLimitBytes,
+    return503OnClosing: true,
+    // A path that is not valid percent-encoding (`/v1/documents/%zz`) fails before routing: answered in the same error JSON.
+    frameworkErrors: (err, _request, reply) => {
+      const { status, error } = err.code === "FST_ERR_BAD_URL" ? { status: 400, error: new ApiError("INVALID_ARGUMENT", "the URL's path is not valid percent-encoding.", "url") } : frameworkError(err);
+      (reply as FastifyReply).code(status).send(errorResponse(error).body);
+    },
+  });
 
   app.addHook("onRequest", async (request, reply) => {
     reply.raw.on("close", () => {
@@ -256,7 +266,7 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
               ...(result.toolCalls ? { tool_calls: result.toolCalls } : {}),
               ...(result.toolCallErrors ? { tool_call_errors: result.toolCallErrors } : {}),
             },
-            logprobs: null,
+            logprobs: result.logprobs ? { content: result.logprobs, refusal: null } : null,
             finish_reason: result.finishReason,
           },
         ],
@@ -268,12 +278,13 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
     // Streaming: the reply is written by hand; an error before the first event is still JSON.
     reply.hijack();
     const sse = new SseWriter(reply.raw);
-    const chunk = (delta: Record<string, unknown>, finishReason: string | null = null) => ({
+    // With logprobs: true, each content chunk carries its tokens' entries (the last chunk any left).
+    const chunk = (delta: Record<string, unknown>, finishReason: string | null = null, logprobs?: TokenLogprob[]) => ({
       id,
       object: "chat.completion.chunk",
       created,
       model: entry.id,
-      choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
+      choices: [{ index: 0, delta, logprobs: req.logprobs ? { content: logprobs ?? [], refusal: null } : null, finish_reason: finishReason }],
     });
     let roleSent = false;
     const withRole = (delta: Record<string, unknown>) => {
@@ -283,11 +294,11 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
     };
     try {
       const result = counted(
-        await queue.run(lifetime.signal, () => registry.use(entry.id, (loaded) => chatOn(loaded, { content: (text) => sse.send(chunk(withRole({ content: text }))) })), { shared: batched }),
+        await queue.run(lifetime.signal, () => registry.use(entry.id, (loaded) => chatOn(loaded, { content: (text, logprobs) => sse.send(chunk(withRole({ content: text }), null, logprobs)) })), { shared: batched }),
       );
       if (!roleSent) await sse.send(chunk(withRole({ content: result.toolCalls ? null : "" })));
       if (result.toolCalls) await sse.send(chunk({ tool_calls: result.toolCalls.map((call, index) => ({ index, ...call })) }));
-      await sse.send(chunk({}, result.finishReason));
+      await sse.send(chunk({}, result.finishReason, result.logprobs?.slice(result.logprobsSent ?? 0)));
       if (req.includeUsage) await sse.send({ id, object: "chat.completion.chunk", created, model: entry.id, choices: [], usage: result.usage, timings: result.timings });
       sse.end();
     } catch (thrown) {
@@ -362,7 +373,7 @@ export function buildApp(opts: ServerOptions): { app: FastifyInstance; metrics: 
   });
 
   const lifetime = (reply: FastifyReply) => requestLifetime(reply, opts.requestTimeoutMs);
-  const encoderOfIndex = registerSearchRoutes(app, opts.search && { ...opts.search, maxQueue: opts.maxQueue, lifetime });
+  const encoderOfIndex = registerSearchRoutes(app, opts.search && { ...opts.search, maxQueue: opts.maxQueue, lifetime, registry });
   registerAnswersRoute(app, { registry, queueOf, indexesDir: opts.search?.indexesDir, encoderOfIndex, lifetime, log });
   registerDocumentsRoutes(app, { indexesDir: opts.search?.indexesDir, encoderOfIndex, lifetime });
   registerExtractRoute(app, { registry, queueOf, lifetime });

@@ -22,6 +22,7 @@ import { StopTextMatcher } from "../text-core/stop-text.ts";
 import { compileStructuredOutput } from "../text-core/structured/response-format.ts";
 import type { Lfm2Tokenizer } from "../text-core/tokenizer.ts";
 import { TOOL_CALL_START, readToolCalls } from "../text-core/tool-calls.ts";
+import { type TokenLogprob, tokenLogprob } from "./chat-logprobs.ts";
 import type { ChatRequest } from "./chat-request.ts";
 import { badField } from "./errors.ts";
 import { audioPrompt, textMessages, visionMessages } from "./message-content.ts";
@@ -71,11 +72,16 @@ export interface ChatReply {
   finishReason: OpenAiFinishReason;
   usage: Usage;
   timings: Timings;
+  /** With `logprobs: true`: every new token's (OpenAI's `logprobs.content`), in order. */
+  logprobs?: TokenLogprob[];
+  /** How many of `logprobs` went out with streamed content; the rest go with the last chunk. */
+  logprobsSent?: number;
 }
 
 /** How a reply goes out while it is made: each piece of content as it is safe to send. */
 export interface ReplySink {
-  content(text: string): Promise<void>;
+  /** `logprobs` (with `logprobs: true`): the tokens' entries not sent before, this piece's tokens among them. */
+  content(text: string, logprobs?: TokenLogprob[]): Promise<void>;
 }
 
 /** Per-request facts the generation needs beside the request. */
@@ -97,7 +103,7 @@ interface Generation {
   /** Prompt tokens continued from a kept state. */
   cachedTokens: number;
   tokenizer: Lfm2Tokenizer;
-  tokens: AsyncGenerator<{ id: number }, FinishReason>;
+  tokens: AsyncGenerator<{ id: number; logprob?: number; topLogprobs?: { id: number; logprob: number }[] }, FinishReason>;
 }
 
 function sampling(req: ChatRequest, signal: AbortSignal): TextGenerateOptions {
@@ -113,6 +119,7 @@ function sampling(req: ChatRequest, signal: AbortSignal): TextGenerateOptions {
     responseFormat: req.responseFormat,
     tools: req.tools,
     toolChoice: req.toolChoice,
+    ...(req.logprobs ? { logprobs: true, topLogprobs: req.logprobs.top } : {}),
   };
 }
 
@@ -177,6 +184,8 @@ export async function runChat(entry: ModelEntry, loaded: LoadedModel, req: ChatR
   let completionTokens = 0;
   let firstTokenAt: number | undefined;
   let finish: FinishReason = "stop";
+  const logprobs: TokenLogprob[] | undefined = req.logprobs ? [] : undefined;
+  let logprobsSent = 0;
 
   const deliver = async (piece: string) => {
     text += stopper.push(piece);
@@ -184,8 +193,10 @@ export async function runChat(entry: ModelEntry, loaded: LoadedModel, req: ChatR
     const callAt = withTools ? text.indexOf(TOOL_CALL_START) : -1;
     const safeEnd = callAt >= 0 ? callAt : text.length;
     if (safeEnd > sent) {
-      await sink.content(text.slice(sent, safeEnd));
+      const entries = logprobs?.slice(logprobsSent);
+      await sink.content(text.slice(sent, safeEnd), entries);
       sent = safeEnd;
+      logprobsSent += entries?.length ?? 0;
     }
   };
 
@@ -201,6 +212,7 @@ export async function runChat(entry: ModelEntry, loaded: LoadedModel, req: ChatR
       firstTokenAt ??= performance.now();
       completionTokens++;
       ctx.onTokens?.(1);
+      if (logprobs && step.value.logprob !== undefined) logprobs.push(tokenLogprob(generation.tokenizer, step.value.id, step.value.logprob, step.value.topLogprobs));
       await deliver(decoder.push(step.value.id));
       if (stopper.stopped) break;
     }
@@ -223,6 +235,7 @@ export async function runChat(entry: ModelEntry, loaded: LoadedModel, req: ChatR
       total_tokens: generation.promptTokens + completionTokens,
     },
     timings: timings(ctx.arrivedAt, startedAt, firstTokenAt, endedAt, completionTokens, generation.cachedTokens),
+    ...(logprobs ? { logprobs, logprobsSent } : {}),
   };
   if (withTools) {
     const read = readToolCalls(text);

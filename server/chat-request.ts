@@ -38,7 +38,12 @@ export interface ChatRequest {
   tools?: ToolDefinition[];
   toolChoice?: ToolChoice;
   responseFormat?: ResponseFormat;
+  /** `logprobs: true`: each new token's log-probability, with its `top` most likely alternatives (`top_logprobs`, 0–20). */
+  logprobs?: { top: number };
 }
+
+/** The most alternatives `top_logprobs` may ask for (as OpenAI). */
+export const MAX_TOP_LOGPROBS = 20;
 
 /** Accepted and without effect: they describe the caller or ask for what happens anyway. */
 export const IGNORED_FIELDS = ["user", "metadata", "parallel_tool_calls", "service_tier", "prompt_cache_key", "safety_identifier"] as const;
@@ -48,7 +53,6 @@ const OFF_VALUES: Record<string, unknown[]> = {
   n: [1],
   frequency_penalty: [0],
   presence_penalty: [0],
-  logprobs: [false],
   store: [false],
 };
 
@@ -69,6 +73,8 @@ const KNOWN_FIELDS = new Set([
   "tools",
   "tool_choice",
   "response_format",
+  "logprobs",
+  "top_logprobs",
   ...IGNORED_FIELDS,
   ...Object.keys(OFF_VALUES),
 ]);
@@ -282,6 +288,9 @@ export function readChatRequest(body: unknown): ChatRequest {
   if (responseFormat && toolChoice !== undefined && toolChoice !== "none" && toolChoice !== "auto") {
     throw badField("response_format", "cannot constrain a reply that tool_choice already constrains; pick one.");
   }
+  const logprobs = boolean(body, "logprobs") ?? false;
+  const topLogprobs = numberIn(body, "top_logprobs", 0, MAX_TOP_LOGPROBS, { int: true });
+  if (topLogprobs !== undefined && !logprobs) throw badField("top_logprobs", "needs logprobs: true.");
   return {
     model: body.model,
     messages: messagesOf(body.messages),
@@ -299,5 +308,6 @@ export function readChatRequest(body: unknown): ChatRequest {
     // A response format with tools: the format constrains the reply, the tools stay in the prompt.
     toolChoice: responseFormat && toolChoice === "auto" ? undefined : toolChoice,
     responseFormat,
+    ...(logprobs ? { logprobs: { top: topLogprobs ?? 0 } } : {}),
   };
 }

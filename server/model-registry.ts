@@ -155,6 +155,13 @@ export class ModelRegistry {
   /** Loads run one after another: the chain's tail. */
   private loading: Promise<unknown> = Promise.resolve();
   private readonly pendingLoads = new Map<string, Promise<Resident>>();
+  /**
+   * Memory the server holds beside the models but counts in the same budget: the retrieval
+   * encoders (ColBERT) of /v1/search, /v1/answers and /v1/documents, by key. They are handed to
+   * requests without a count of users, so they cannot be released safely and stay until close;
+   * their bytes make the budget release idle models instead.
+   */
+  private readonly pinnedBytes = new Map<string, number>();
   private useCounter = 0;
 
   constructor(
@@ -198,8 +205,31 @@ export class ModelRegistry {
     } finally {
       resident.users--;
       resident.lastUsed = ++this.useCounter;
-      await this.evictOverBudget(undefined);
+      await this.evictOverBudget(0, this.mostRecent());
     }
+  }
+
+  /** The memory held beside the models (see pinnedBytes), by key. */
+  pinned(): { key: string; bytes: number }[] {
+    return [...this.pinnedBytes].map(([key, bytes]) => ({ key, bytes }));
+  }
+
+  /**
+   * Loads something kept until the server closes (a retrieval encoder from the checkpoint folder
+   * `dir`) in the registry's load order, measured as a model is, its bytes counted in the budget:
+   * idle models are released before (room for its weight files) and after (what it measured).
+   */
+  loadPinned<T>(key: string, dir: string, load: () => Promise<T>): Promise<T> {
+    const run = this.loading.then(async () => {
+      await this.evictOverBudget(weightBytes(dir), undefined);
+      const before = process.memoryUsage().rss;
+      const value = await load();
+      this.pinnedBytes.set(key, (this.pinnedBytes.get(key) ?? 0) + Math.max(0, process.memoryUsage().rss - before));
+      await this.evictOverBudget(0, undefined);
+      return value;
+    });
+    this.loading = run.catch(() => {});
+    return run;
   }
 
   private async acquire(entry: ModelEntry, purpose: ModelPurpose): Promise<Resident> {
@@ -224,14 +254,14 @@ export class ModelRegistry {
   private load(entry: ModelEntry, purpose: ModelPurpose): Promise<Resident> {
     const key = residentKey(entry.id, purpose);
     const run = this.loading.then(async () => {
-      await this.evictOverBudget(entry);
+      await this.evictOverBudget(weightBytes(entry.dir), undefined);
       const before = process.memoryUsage().rss;
       const started = performance.now();
       const loaded = await loadModelOf(entry, purpose, this.options);
       const resident: Resident = { loaded, bytes: Math.max(0, process.memoryUsage().rss - before), users: 0, lastUsed: ++this.useCounter };
       this.resident.set(key, resident);
       this.options.onLoad?.(key, resident.bytes, performance.now() - started);
-      await this.evictOverBudget(undefined);
+      await this.evictOverBudget(0, this.mostRecent());
       return resident;
     });
     this.loading = run.catch(() => {}); // a failed load does not block the next one
@@ -239,17 +269,16 @@ export class ModelRegistry {
   }
 
   /**
-   * Releases idle models, least recently used first, while the loaded ones do not fit the budget:
-   * before a load, with room for `incoming` (its weight files' size as the guess); after a use,
-   * keeping the most recently used model.
+   * Releases idle models, least recently used first, while the loaded ones and the pinned memory
+   * do not fit the budget: before a load, with room for `wanted` bytes (the weight files' size as
+   * the guess); after a use, keeping `keep` (the most recently used model).
    */
-  private async evictOverBudget(incoming: ModelEntry | undefined): Promise<void> {
+  private async evictOverBudget(wanted: number, keep: string | undefined): Promise<void> {
     const budget = this.options.memoryBudgetBytes;
     if (budget === undefined) return;
-    const wanted = incoming ? weightBytes(incoming.dir) : 0;
-    const keep = incoming ? undefined : this.mostRecent();
+    const pinned = [...this.pinnedBytes.values()].reduce((sum, b) => sum + b, 0);
     for (;;) {
-      const total = [...this.resident.values()].reduce((sum, r) => sum + residentBytes(r), 0);
+      const total = pinned + [...this.resident.values()].reduce((sum, r) => sum + residentBytes(r), 0);
       if (total === 0 || total + wanted <= budget) return;
       const idle = [...this.resident.entries()].filter(([id, r]) => r.users === 0 && id !== keep).sort((a, b) => a[1].lastUsed - b[1].lastUsed);
       if (idle.length === 0) return;
@@ -277,6 +306,7 @@ export class ModelRegistry {
     while ([...this.resident.values()].some((r) => r.users > 0) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
     const all = [...this.resident.values()];
     this.resident.clear();
+    this.pinnedBytes.clear(); // their owners release them (the search routes' onClose)
     await Promise.all(all.map((r) => releaseModel(r.loaded)));
   }
 }

@@ -5,7 +5,8 @@
  *
  * An index is opened for each request, so a search sees the last commit of an `lfm index add`
  * running beside the server. Encoders are loaded on first use and kept (one per model folder and
- * precision) until the server closes.
+ * precision) until the server closes; with a registry, they load in its order and their memory is
+ * counted in its --memory-budget (ModelRegistry.loadPinned).
  */
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -20,7 +21,7 @@ import { LfmError } from "../text-core/errors.ts";
 import type { Precision } from "../text-core/graph/precision.ts";
 import { ComputeQueue } from "./compute-queue.ts";
 import { ApiError, badField } from "./errors.ts";
-import type { ModelLoadOptions } from "./model-registry.ts";
+import type { ModelLoadOptions, ModelRegistry } from "./model-registry.ts";
 
 /** The signal a request's work runs under, and what an error it caused is answered as. */
 export interface RequestLifetime {
@@ -46,6 +47,8 @@ export interface SearchRouteOptions {
   maxQueue: number;
   /** The lifetime of a request (default: until its client leaves; a server with deadlines adds them). */
   lifetime?: (reply: FastifyReply) => RequestLifetime;
+  /** The server's models: encoders load in its order and count in its memory budget. */
+  registry?: ModelRegistry;
 }
 
 export interface SearchRequest {
@@ -74,7 +77,8 @@ export function readSearchRequest(body: unknown): SearchRequest {
   if (typeof body !== "object" || body === null || Array.isArray(body)) throw badField("body", "must be a JSON object: {\"index\", \"query\", \"k\"?, \"filter\"?}.");
   const b = body as Record<string, unknown>;
   for (const key of Object.keys(b)) if (!KNOWN.has(key)) throw badField(key, "is not a field of a search (index, query, k, filter).");
-  if (typeof b.index !== "string" || !INDEX_NAME.test(b.index)) throw badField("index", "must be the name of an index (GET /v1/indexes): letters, digits, '.', '_' or '-'.");
+  // A name that is no folder of --indexes-dir (a path trick included) is a 404 from indexDir, as on every index route.
+  if (typeof b.index !== "string" || b.index === "") throw badField("index", "must be the name of an index (GET /v1/indexes).");
   if (typeof b.query !== "string" || b.query.trim() === "") throw badField("query", "must be a non-empty string.");
   if (b.query.length > MAX_QUERY_CHARS) throw badField("query", `must be at most ${MAX_QUERY_CHARS} characters.`);
   let k = 10;
@@ -114,14 +118,18 @@ export function listIndexes(indexesDir: string): string[] {
   return names.filter((name) => INDEX_NAME.test(name) && statSync(join(indexesDir, name), { throwIfNoEntry: false })?.isDirectory() && existsSync(join(indexesDir, name, MANIFEST_FILE)));
 }
 
-/** The folder of the index `name` in `indexesDir`; INDEX_NOT_FOUND (404) listing the names there are. */
+/**
+ * The folder of the index `name` in `indexesDir`; INDEX_NOT_FOUND (404) listing the names there
+ * are, on every index route alike, for a name that is no index there, one that is not a plain
+ * folder name (`../x`, `a/b`: never joined to the path) included, as an unknown model is a 404.
+ */
 export function indexDir(indexesDir: string, name: string): string {
-  const dir = join(indexesDir, name);
-  if (!INDEX_NAME.test(name) || !existsSync(join(dir, MANIFEST_FILE))) {
+  if (!INDEX_NAME.test(name) || !existsSync(join(indexesDir, name, MANIFEST_FILE))) {
     const names = listIndexes(indexesDir);
-    throw new LfmError("INDEX_NOT_FOUND", `no index "${name}" here; the indexes are: ${names.length > 0 ? names.join(", ") : "(none)"} (GET /v1/indexes).`);
+    const shown = JSON.stringify(name.length > 200 ? `${name.slice(0, 200)}…` : name);
+    throw new LfmError("INDEX_NOT_FOUND", `no index ${shown} here; the indexes are: ${names.length > 0 ? names.join(", ") : "(none)"} (GET /v1/indexes).`);
   }
-  return dir;
+  return join(indexesDir, name);
 }
 
 /** The encoder of an open index's model (loaded on first use, kept until the server closes). */
@@ -136,7 +144,8 @@ export function registerSearchRoutes(app: FastifyInstance, opts: SearchRouteOpti
     const key = `${path}\0${precision ?? ""}`;
     let encoder = encoders.get(key);
     if (!encoder) {
-      encoder = import("../retrieval/colbert.ts").then(({ ColbertEncoder }) => ColbertEncoder.load(path, { ...opts?.load, precision }));
+      const load = () => import("../retrieval/colbert.ts").then(({ ColbertEncoder }) => ColbertEncoder.load(path, { ...opts?.load, precision }));
+      encoder = opts?.registry ? opts.registry.loadPinned(`colbert ${path} ${precision ?? "default"}`, path, load) : load();
       encoders.set(key, encoder);
       encoder.catch(() => encoders.delete(key)); // a failed load is tried again by the next request
     }

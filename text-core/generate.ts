@@ -49,6 +49,12 @@ export interface GenerateOptions extends SamplingOptions {
    */
   logprobs?: boolean;
   /**
+   * With `logprobs`: also report the `topLogprobs` most likely ids at each step
+   * (`GeneratedToken.topLogprobs`), from the same masked distribution, most likely first (ties:
+   * lower id first). A forced token's only alternative is itself. Changes no output.
+   */
+  topLogprobs?: number;
+  /**
    * Receives the decode state to continue a conversation from (see prompt-cache.ts): at "prompt",
    * a copy of the state after the prompt; at "end", when generation finishes (not when it throws
    * or its consumer stops early), the state itself after every token that went through the model
@@ -122,15 +128,39 @@ export interface GeneratedToken {
   index: number;
   /** With `logprobs: true`: ln P(id) under the masked distribution at temperature 1 (≤ 0). */
   logprob?: number;
+  /** With `topLogprobs` > 0: the most likely ids of that distribution and their ln P, most likely first. */
+  topLogprobs?: { id: number; logprob: number }[];
 }
 
 /** ln softmax(logits)[id]: the logits' log-sum-exp taken from their maximum (−∞ entries add nothing). */
 export function logSoftmaxAt(logits: Float32Array, id: number): number {
+  return logits[id] - logSumExp(logits);
+}
+
+function logSumExp(logits: Float32Array): number {
   let max = -Infinity;
   for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
   let sum = 0;
   for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
-  return logits[id] - max - Math.log(sum);
+  return max + Math.log(sum);
+}
+
+/**
+ * The `n` most likely ids of softmax(logits) with their ln P, most likely first (ties: lower id
+ * first); ids masked to −∞ are never listed. One pass, keeping a sorted list of n (n ≤ 20).
+ */
+export function topLogSoftmax(logits: Float32Array, n: number): { id: number; logprob: number }[] {
+  const ids: number[] = [];
+  for (let i = 0; i < logits.length && n > 0; i++) {
+    const v = logits[i];
+    if (v === -Infinity || (ids.length === n && v <= logits[ids[n - 1]])) continue;
+    let at = ids.length;
+    while (at > 0 && logits[ids[at - 1]] < v) at--;
+    ids.splice(at, 0, i);
+    if (ids.length > n) ids.pop();
+  }
+  const lse = logSumExp(logits);
+  return ids.map((id) => ({ id, logprob: logits[id] - lse }));
 }
 
 function checkAbort(signal?: AbortSignal): void {
@@ -188,18 +218,23 @@ export async function* generate(runtime: Lfm2Runtime, promptIds: readonly number
       checkAbort(opts.signal);
       let id = matcher ? await matcher.forcedToken() : undefined;
       let logprob = 0; // a forced token: the only one allowed
+      let top: { id: number; logprob: number }[] | undefined;
       if (id === undefined) {
         if (matcher) await matcher.mask(logits);
         id = sampler.pick(logits, seen);
         if (opts.logprobs) logprob = logSoftmaxAt(logits, id);
+        if (opts.logprobs && opts.topLogprobs) top = topLogSoftmax(logits, opts.topLogprobs);
       }
       if (stop.has(id)) return await finish("stop");
       const pending = [id];
       for (;;) {
         matcher?.accept(id);
         seen.push(id);
-        yield opts.logprobs ? { id, index: index++, logprob } : { id, index: index++ };
+        if (!opts.logprobs) yield { id, index: index++ };
+        else if (!opts.topLogprobs) yield { id, index: index++, logprob };
+        else yield { id, index: index++, logprob, topLogprobs: top ?? [{ id, logprob: 0 }] };
         logprob = 0; // the tokens of a forced run that follow
+        top = undefined;
         if (matcher && (await matcher.finished())) return await finish("stop");
         if (index === maxTokens) return await finish("length");
         checkAbort(opts.signal); // the consumer may have aborted on this token: run nothing more

@@ -61,6 +61,14 @@ export function checkpointWeights(ck: Checkpoint): CheckpointWeights {
   };
 }
 
+/** A token of `TextModel.stream`: its text (never half a UTF-8 character), and with `logprobs`, its log-probability (see GeneratedToken). */
+export interface StreamedToken {
+  id: number;
+  text: string;
+  logprob?: number;
+  topLogprobs?: { id: number; logprob: number }[];
+}
+
 export interface Completion {
   promptIds: number[];
   ids: number[];
@@ -158,7 +166,7 @@ export class TextModel {
   }
 
   /** Streams new tokens with their text (never half a UTF-8 character); returns why generation ended. */
-  async *stream(promptIds: number[], opts: TextGenerateOptions = {}): AsyncGenerator<{ id: number; text: string }, FinishReason> {
+  async *stream(promptIds: number[], opts: TextGenerateOptions = {}): AsyncGenerator<StreamedToken, FinishReason> {
     const decoder = this.tokenizer.createStreamDecoder({ skipSpecialTokens: true });
     const tokens = generate(this.runtime, promptIds, await this.generationOptions(opts));
     try {
@@ -169,7 +177,9 @@ export class TextModel {
           if (rest) yield { id: -1, text: rest };
           return step.value;
         }
-        yield { id: step.value.id, text: decoder.push(step.value.id) };
+        const { id, logprob, topLogprobs } = step.value;
+        // With logprobs asked for, each token carries them on (a flush, id −1, has none).
+        yield logprob === undefined ? { id, text: decoder.push(id) } : { id, text: decoder.push(id), logprob, ...(topLogprobs ? { topLogprobs } : {}) };
       }
     } finally {
       await tokens.return("stop"); // a consumer that stops early still releases the grammar matcher

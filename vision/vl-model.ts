@@ -15,7 +15,7 @@ import { LfmError } from "../text-core/errors.ts";
 import type { FinishReason } from "../text-core/generate.ts";
 import type { GenerationDefaults } from "../text-core/generation-config.ts";
 import { type Precision, precisionOption, promptEncoderPrecision } from "../text-core/graph/precision.ts";
-import { type LoadOptions, type Completion, type TextGenerateOptions, TextModel } from "../text-core/model.ts";
+import { type LoadOptions, type Completion, type StreamedToken, type TextGenerateOptions, TextModel } from "../text-core/model.ts";
 import { resolveModelDir } from "../text-core/model-dir.ts";
 import type { ForwardRequest, Lfm2Runtime } from "../text-core/runtime.ts";
 import type { Lfm2Tokenizer } from "../text-core/tokenizer.ts";
@@ -162,7 +162,7 @@ export class VlModel {
   }
 
   /** Streams new tokens with their text (never half a UTF-8 character); returns why generation ended. */
-  async *stream(prompt: ImagePrompt, opts: VlGenerateOptions = {}): AsyncGenerator<{ id: number; text: string }, FinishReason> {
+  async *stream(prompt: ImagePrompt, opts: VlGenerateOptions = {}): AsyncGenerator<StreamedToken, FinishReason> {
     const promptOverrides = await this.prefillOverrides(prompt);
     return yield* this.textModel.stream(prompt.promptIds, { ...opts, promptOverrides });
   }

@@ -1,7 +1,7 @@
-// The page of lfm serve: chat (streamed, with images and voice), corpus search and extraction, over
-// the server's own API. Plain ES modules, no framework, nothing loaded from elsewhere.
+// The page of lfm serve: chat (streamed, with images and voice), corpus search, answers with
+// citations, documents added to and deleted from an index, and extraction, over the server's own API. Plain ES modules, no framework, nothing loaded from elsewhere.
 import { ApiFailure, apiKey, getJson, request, setApiKey, streamEvents } from "./api.js";
-import { highlightPieces } from "./highlight.js";
+import { citationPieces, highlightPieces } from "./highlight.js";
 import { encodeWav, startRecording, toBase64 } from "./wav.js";
 
 const $ = (id) => document.getElementById(id);
@@ -46,7 +46,7 @@ function handleAuth(e) {
 
 // ---------------------------------------------------------------- tabs and the API key
 
-const TABS = ["chat", "search", "extract"];
+const TABS = ["chat", "search", "answers", "documents", "extract"];
 
 function showTab(name, focus = false) {
   for (const tab of TABS) {
@@ -116,6 +116,13 @@ async function loadModels() {
   chat.replaceChildren(...models.map((m) => el("option", { value: m.id, text: `${m.id} (${capsText(m)})` })));
   if (models.some((m) => m.id === previous)) chat.value = previous;
   updateCaps();
+  // Answers are written by a text-only LFM2 model (the route refuses the others).
+  const writers = models.filter((m) => m.input_modalities.length === 1 && takes(m, "text") && !m.output_modalities.includes("audio"));
+  const answersModel = $("answers-model");
+  const previousWriter = answersModel.value;
+  answersModel.replaceChildren(...writers.map((m) => el("option", { value: m.id, text: m.id })));
+  if (writers.some((m) => m.id === previousWriter)) answersModel.value = previousWriter;
+  updateAnswersButton();
   const vision = models.filter((m) => takes(m, "image"));
   const extract = $("extract-model");
   extract.replaceChildren(...vision.map((m) => el("option", { value: m.id, text: m.id })));
@@ -508,29 +515,48 @@ function setUpChat() {
 
 // ---------------------------------------------------------------- search
 
+/** The indexes as last listed (GET /v1/indexes): the search, answers and documents panels pick from them. */
+let indexes = [];
+
 async function loadIndexes() {
-  const select = $("search-index");
-  let indexes;
   try {
     indexes = (await getJson("/v1/indexes")).data;
   } catch (e) {
     if (!handleAuth(e)) $("search-status").textContent = `Indexes could not be listed: ${errorText(e).message}`;
     return;
   }
-  select.replaceChildren(...indexes.map((ix) => el("option", { value: ix.id, text: `${ix.id} (${ix.documents} passages)` })));
+  for (const id of ["search-index", "answers-index", "documents-index"]) {
+    const select = $(id);
+    const previous = select.value;
+    select.replaceChildren(...indexes.map((ix) => el("option", { value: ix.id, text: `${ix.id} (${ix.documents} passages)` })));
+    if (indexes.some((ix) => ix.id === previous)) select.value = previous;
+  }
   const none = indexes.length === 0;
+  const noneText = "No indexes here. Build one with lfm index add --index DIR/NAME FILES… and start lfm serve with --indexes-dir DIR.";
   $("search-button").disabled = none;
-  $("search-status").textContent = none ? "No indexes here. Build one with lfm index add --index DIR/NAME FILES… and start lfm serve with --indexes-dir DIR." : "";
+  $("search-status").textContent = none ? noneText : "";
+  $("documents-add").disabled = none;
+  $("documents-delete").disabled = none;
+  if (none) $("documents-status").textContent = noneText;
+  updateAnswersButton();
+  if (none) $("answers-status").textContent = noneText;
 }
 
-function passage(hit, query, rank) {
-  const page = hit.metadata?.page;
+/** An error shown in a status line: its code in bold, then the server's message. */
+function showError(status, e, advice = "") {
+  const { code, message } = errorText(e);
+  status.replaceChildren(el("span", { class: "inline-error", role: "alert" }, el("strong", { text: code }), ` ${message}`, advice ? el("span", { class: "advice", text: ` ${advice}` }) : null));
+}
+
+/** A passage as a list item: its rank, where it comes from, its score, its text with the query's terms marked. */
+function passage(hit, query, rank, attrs = {}) {
+  const page = hit.metadata?.page ?? hit.page;
   const where = [hit.source || hit.id, typeof page === "number" ? `page ${page}` : null].filter(Boolean).join(" · ");
   const text = el("p", { class: "passage" });
   for (const piece of highlightPieces(hit.text, query)) text.append(piece.mark ? el("mark", { text: piece.text }) : piece.text);
   return el(
     "li",
-    { class: "hit" },
+    { class: "hit", ...attrs },
     el("header", {}, el("span", { class: "rank", text: String(rank) }), el("span", { class: "source", text: where }), el("span", { class: "score", title: "MaxSim score", text: hit.score.toFixed(2) })),
     text,
   );
@@ -551,13 +577,270 @@ function setUpSearch() {
       $("search-results").replaceChildren(...result.data.map((hit, i) => passage(hit, query, i + 1)));
       $("search-status").textContent = `${result.data.length} passage${result.data.length === 1 ? "" : "s"} in ${result.timings.total_ms} ms`;
     } catch (e) {
-      if (!handleAuth(e)) {
-        const { code, message } = errorText(e);
-        $("search-status").replaceChildren(el("span", { class: "inline-error", role: "alert" }, el("strong", { text: code }), ` ${message}`));
-      }
+      if (!handleAuth(e)) showError($("search-status"), e);
     } finally {
       button.disabled = false;
     }
+  });
+}
+
+// ---------------------------------------------------------------- answers
+
+/** Server-sent events need a readable response body and a text decoder stream; else one JSON reply. */
+const CAN_STREAM = typeof TextDecoderStream === "function" && typeof ReadableStream === "function" && "body" in Response.prototype;
+
+let answersController = null;
+
+function updateAnswersButton() {
+  $("answers-button").disabled = answersController !== null || indexes.length === 0 || $("answers-model").options.length === 0;
+}
+
+/** The answer's text with each citation a link to its passage below. */
+function renderAnswerText(text, given) {
+  const box = $("answers-text");
+  box.replaceChildren();
+  for (const piece of citationPieces(text)) {
+    if (piece.text !== undefined) {
+      box.append(piece.text);
+      continue;
+    }
+    const links = piece.cite.map((n, i) => [i > 0 ? ", " : "", n >= 1 && n <= given ? el("a", { class: "cite", href: `#answer-passage-${n}`, "aria-label": `passage ${n}`, onclick: (e) => (e.preventDefault(), showPassage(n)) }, String(n)) : String(n)]);
+    box.append("[", ...links.flat(), "]");
+  }
+}
+
+/** Scrolls to passage `n` and flashes it (the link's target, without changing the page's #tab). */
+function showPassage(n) {
+  const item = document.getElementById(`answer-passage-${n}`);
+  if (!item) return;
+  item.scrollIntoView({ block: "nearest", behavior: "smooth" });
+  item.classList.remove("flash");
+  void item.offsetWidth; // restarts the animation
+  item.classList.add("flash");
+  item.focus({ preventScroll: true });
+}
+
+function renderAnswer(result, question) {
+  const cited = new Set(result.citations.map((c) => c.n));
+  const answer = $("answers-answer");
+  answer.hidden = false;
+  answer.classList.toggle("abstained", result.abstained);
+  if (result.abstained) {
+    // Retrieval found nothing close enough: no model ran; the passages show how close they came.
+    const best = result.best_score === null ? "no passage" : `the best passage scored ${result.best_score.toFixed(2)}`;
+    $("answers-text").replaceChildren(el("strong", { text: "No answer. " }), result.answer);
+    $("answers-meta").textContent = `The index does not seem to cover this question: ${best}, below the minimum of ${result.min_score.value.toFixed(2)} (${result.min_score.source}). Lower the minimum score in the settings to answer anyway.`;
+  } else {
+    renderAnswerText(result.answer, result.passages.length);
+    const parts = [`${result.citations.length} cited passage${result.citations.length === 1 ? "" : "s"}`];
+    if (result.unsupported_citations.length > 0) parts.push(`citations removed (no such passage): ${result.unsupported_citations.join(", ")}`);
+    if (result.finish_reason === "length") parts.push("cut at max tokens");
+    parts.push(`retrieval ${result.timings.retrieval_ms} ms`, `${result.timings.tokens} tokens`, `total ${(result.timings.total_ms / 1000).toFixed(1)} s`);
+    $("answers-meta").textContent = parts.join(" · ");
+  }
+  // Cited passages first, in the order the answer cites them; then the others it was given.
+  const order = [...result.citations.map((c) => c.n), ...result.passages.map((p) => p.n).filter((n) => !cited.has(n))];
+  const byN = new Map(result.passages.map((p) => [p.n, p]));
+  const items = order.map((n) => {
+    const p = byN.get(n);
+    const item = passage(p, question, n, { id: `answer-passage-${n}`, tabindex: "-1", "data-cited": cited.has(n) ? "true" : "false" });
+    if (cited.has(n)) item.classList.add("cited");
+    item.querySelector("header").append(el("span", { class: cited.has(n) ? "badge" : "badge muted", text: cited.has(n) ? "cited" : "not cited" }));
+    return item;
+  });
+  $("answers-passages").replaceChildren(...items);
+  $("answers-passages-title").hidden = items.length === 0;
+  $("answers-passages-title").textContent = result.abstained ? "The closest passages (below the minimum score)" : "Passages given to the model";
+}
+
+function setUpAnswers() {
+  $("answers-stop").addEventListener("click", () => answersController?.abort());
+  $("answers-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const question = $("answers-question").value.trim();
+    const index = $("answers-index").value;
+    const model = $("answers-model").value;
+    if (!question || !index || !model || answersController) return;
+    const body = { index, model, question, k: Number($("answers-k").value) || 5, max_tokens: Number($("answers-max-tokens").value) || 256 };
+    if ($("answers-min-score").value !== "") body.min_score = Number($("answers-min-score").value);
+    if ($("answers-strict").checked) body.strict_citations = true;
+    const status = $("answers-status");
+    const answer = $("answers-answer");
+    const controller = new AbortController();
+    answersController = controller;
+    updateAnswersButton();
+    $("answers-stop").hidden = false;
+    answer.hidden = true;
+    answer.removeAttribute("data-done");
+    answer.dataset.deltas = "0";
+    $("answers-passages").replaceChildren();
+    $("answers-passages-title").hidden = true;
+    $("answers-meta").textContent = "";
+    status.textContent = `Retrieving passages from ${index}…`;
+    let streamed = "";
+    try {
+      let result;
+      if (CAN_STREAM) {
+        await streamEvents(
+          "/v1/answers",
+          { ...body, stream: true },
+          (event) => {
+            if (event.object === "answer.delta") {
+              if (streamed === "") {
+                status.textContent = "Writing the answer…";
+                answer.hidden = false;
+                answer.setAttribute("aria-busy", "true");
+              }
+              streamed += event.delta;
+              answer.dataset.deltas = String(Number(answer.dataset.deltas) + 1);
+              $("answers-text").textContent = streamed;
+            } else if (event.object === "answer") result = event;
+          },
+          controller.signal,
+        );
+      } else result = await (await request("/v1/answers", { method: "POST", json: body, signal: controller.signal })).json();
+      if (!result) throw new ApiFailure(200, "STREAM_ERROR", "the answer's stream ended before its result.");
+      renderAnswer(result, question);
+      status.textContent = result.abstained ? "" : `Answered by ${result.model} from ${result.passages.length} passage${result.passages.length === 1 ? "" : "s"} of ${result.index}.`;
+      answer.dataset.done = "true";
+    } catch (err) {
+      if (err.name === "AbortError") status.textContent = streamed ? "Stopped; the answer above is incomplete." : "Stopped.";
+      else if (!handleAuth(err)) showError(status, err);
+    } finally {
+      answer.removeAttribute("aria-busy");
+      answersController = null;
+      $("answers-stop").hidden = true;
+      updateAnswersButton();
+    }
+  });
+}
+
+// ---------------------------------------------------------------- documents
+
+/** What an error means for someone adding or deleting a document, beside the server's message. */
+function documentAdvice(e) {
+  if (!(e instanceof ApiFailure)) return "";
+  if (e.code === "INDEX_LOCKED") return "Another writer holds this index (an lfm index add, or another server); try again when it has finished.";
+  if (e.code === "REQUEST_TOO_LARGE" || e.status === 413) return "The text is larger than this server takes (lfm serve --max-body).";
+  return "";
+}
+
+/** The documents added from this page, newest first: { index, source, added, generation, removed? }. */
+const sessionDocuments = [];
+
+/** A delete path: the source or id's segments each encoded (a source may be a path with slashes). */
+function documentPath(id, index) {
+  return `/v1/documents/${id.split("/").map(encodeURIComponent).join("/")}?index=${encodeURIComponent(index)}`;
+}
+
+function renderDocuments() {
+  $("documents-empty").hidden = sessionDocuments.length > 0;
+  $("documents-list").replaceChildren(
+    ...sessionDocuments.map((doc) =>
+      el(
+        "li",
+        { class: doc.removed ? "doc removed" : "doc", "data-source": doc.source },
+        el("div", { class: "doc-main" }, el("strong", { class: "doc-source", text: doc.source }), el("span", { class: "doc-info", text: doc.removed ? `deleted from ${doc.index}` : `${doc.index} · ${doc.added.length} passage${doc.added.length === 1 ? "" : "s"} · generation ${doc.generation}` })),
+        doc.removed ? null : el("button", { type: "button", class: "ghost small", "aria-label": `Delete ${doc.source}`, onclick: () => deleteDocument(doc.source, doc.index) }, "Delete"),
+      ),
+    ),
+  );
+}
+
+async function deleteDocument(id, index) {
+  const status = $("documents-delete-status");
+  status.textContent = `Deleting ${id} from ${index}…`;
+  try {
+    const result = await (await request(documentPath(id, index), { method: "DELETE" })).json();
+    status.textContent = `Deleted ${result.removed.length} passage${result.removed.length === 1 ? "" : "s"} of ${id} from ${index} (generation ${result.generation}).`;
+    for (const doc of sessionDocuments) {
+      if (doc.index !== index || doc.removed) continue;
+      // A source deletes the whole document; a passage id only that passage.
+      if (doc.source === id) doc.removed = true;
+      else doc.added = doc.added.filter((p) => !result.removed.includes(p));
+      if (doc.added.length === 0) doc.removed = true;
+    }
+    renderDocuments();
+    loadIndexes();
+  } catch (e) {
+    if (!handleAuth(e)) showError(status, e, documentAdvice(e));
+  }
+}
+
+const MAX_DOCUMENT_FILE_BYTES = 16 * 1024 * 1024;
+
+async function readTextFile(file) {
+  if (file.size > MAX_DOCUMENT_FILE_BYTES) throw new Error(`${file.name} is ${(file.size / 1024 ** 2).toFixed(0)} MB; text files up to 16 MB can be added.`);
+  const text = await file.text();
+  // A NUL or a run of replacement characters: bytes that are not UTF-8 text (a PDF, an image).
+  if (text.includes("\u0000") || (text.match(/\uFFFD/g)?.length ?? 0) > 8) throw new Error(`${file.name} is not a text file; add text (lfm index add reads PDFs and images).`);
+  return text;
+}
+
+function setUpDocuments() {
+  const input = $("documents-file");
+  const drop = $("documents-drop");
+  const take = async (file) => {
+    const status = $("documents-status");
+    try {
+      $("documents-text").value = await readTextFile(file);
+      $("documents-file-name").textContent = file.name;
+      if (!$("documents-source").value.trim()) $("documents-source").value = file.name;
+      status.textContent = "";
+    } catch (e) {
+      status.replaceChildren(el("span", { class: "inline-error", role: "alert" }, e.message));
+    }
+  };
+  input.addEventListener("change", () => input.files[0] && take(input.files[0]));
+  drop.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    drop.classList.add("over");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    const file = e.dataTransfer?.files[0];
+    if (file) take(file);
+  });
+  $("documents-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const status = $("documents-status");
+    const index = $("documents-index").value;
+    const source = $("documents-source").value.trim();
+    const text = $("documents-text").value;
+    if (!index) return;
+    if (!source || !text.trim()) {
+      status.textContent = !source ? "Give the document a source (its name)." : "Type some text or choose a text file.";
+      return;
+    }
+    const button = $("documents-add");
+    button.disabled = true;
+    status.textContent = `Adding ${source} to ${index}…`;
+    try {
+      const result = await (await request("/v1/documents", { method: "POST", json: { index, source, text } })).json();
+      const replaced = result.removed.length > 0 || sessionDocuments.some((d) => d.index === index && d.source === source && !d.removed);
+      for (let i = sessionDocuments.length - 1; i >= 0; i--) if (sessionDocuments[i].index === index && sessionDocuments[i].source === source) sessionDocuments.splice(i, 1);
+      sessionDocuments.unshift({ index, source, added: result.added, generation: result.generation });
+      renderDocuments();
+      status.textContent = `${replaced ? "Replaced" : "Added"} ${source}: ${result.added.length} passage${result.added.length === 1 ? "" : "s"} in ${index} (generation ${result.generation}, ${result.timings.total_ms} ms).`;
+      $("documents-text").value = "";
+      $("documents-source").value = "";
+      $("documents-file-name").textContent = "Choose a text file";
+      input.value = "";
+      loadIndexes();
+    } catch (err) {
+      if (!handleAuth(err)) showError(status, err, documentAdvice(err));
+    } finally {
+      button.disabled = indexes.length === 0;
+    }
+  });
+  $("documents-delete-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const id = $("documents-delete-id").value.trim();
+    const index = $("documents-index").value;
+    if (!id || !index) return;
+    deleteDocument(id, index);
   });
 }
 
@@ -633,10 +916,7 @@ function setUpExtract() {
       const routes = result.pages.map((p) => `page ${p.page}: ${p.route === "text" ? "text layer" : "image"}`).join(", ");
       status.textContent = `${result.filename} · ${routes} · ${(result.timings.total_ms / 1000).toFixed(1)} s`;
     } catch (err) {
-      if (!handleAuth(err)) {
-        const { code, message } = errorText(err);
-        status.replaceChildren(el("span", { class: "inline-error", role: "alert" }, el("strong", { text: code }), ` ${message}`));
-      }
+      if (!handleAuth(err)) showError(status, err);
     } finally {
       button.disabled = false;
     }
@@ -649,6 +929,8 @@ setUpTabs();
 setUpKeyDialog();
 setUpChat();
 setUpSearch();
+setUpAnswers();
+setUpDocuments();
 setUpExtract();
 await Promise.all([loadModels(), loadIndexes()]);
 document.body.dataset.ready = "true";

@@ -37,3 +37,19 @@ export function highlightPieces(text, query) {
   if (at < text.length) pieces.push({ text: text.slice(at), mark: false });
   return pieces;
 }
+
+/**
+ * An answer cut into pieces around its citations (`[2]`, `[1, 3]`, as pipelines/citations.ts reads
+ * them): `{ text }` for plain text, `{ cite: [n, ...] }` for a bracket of passage numbers.
+ */
+export function citationPieces(text) {
+  const pieces = [];
+  let at = 0;
+  for (const m of text.matchAll(/\[(\s*\d+(?:\s*[,;]\s*\d+)*\s*)\]/g)) {
+    if (m.index > at) pieces.push({ text: text.slice(at, m.index) });
+    pieces.push({ cite: m[1].split(/[,;]/).map((n) => Number(n.trim())) });
+    at = m.index + m[0].length;
+  }
+  if (at < text.length) pieces.push({ text: text.slice(at) });
+  return pieces;
+}

@@ -218,4 +218,20 @@ describe("POST /v1/documents, DELETE /v1/documents/{source-or-id}", () => {
     expect(((await poisoned.json()) as { error: { code: string } }).error.code).toBe("INVALID_ARGUMENT");
     expect(await search("pump")).toHaveLength(2);
   });
+
+  it("answers an index name that tries to leave --indexes-dir with the same 404 on every index route", async () => {
+    const tricks = ["../indexes/notes", "..", ".", "notes/", "/etc", `..${"/.."}/etc/passwd`, "%2e%2e", "notes\u0000", "a".repeat(5000)];
+    for (const index of tricks) {
+      const answers = await post("/v1/answers", { index, model: "tiny-lfm2", question: "x" });
+      const documents = await post("/v1/documents", { index, source: "s", text: "t" });
+      const deleted = await send("DELETE", `/v1/documents/pumps.txt?index=${encodeURIComponent(index)}`);
+      const searched = await post("/v1/search", { index, query: "x" });
+      for (const res of [answers, documents, deleted, searched]) {
+        const message = await expectError(res, 404, "INDEX_NOT_FOUND");
+        expect(message, index).toContain("the indexes are: notes");
+        expect(message.length, index).toBeLessThan(400); // a long name is shown cut short
+      }
+    }
+    expect(await search("pump")).toHaveLength(2);
+  });
 });

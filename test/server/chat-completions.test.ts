@@ -185,6 +185,89 @@ describe("POST /v1/chat/completions", () => {
   });
 });
 
+describe("logprobs", () => {
+  type Entry = OpenAI.ChatCompletionTokenLogprob;
+  /** The reply's text from its tokens' bytes (special tokens, which the content leaves out, removed). */
+  const textOf = (entries: Entry[]) => Buffer.from(entries.flatMap((e) => e.bytes ?? [])).toString("utf8").replace(/<\|[^|]*\|>/g, "");
+
+  it("gives each token's log-probability, bytes and top alternatives in OpenAI's shape, changing no output", async () => {
+    const plain = await client.chat.completions.create({ model: "tiny-lfm2", messages: HELLO, max_tokens: 10, temperature: 0 });
+    expect(plain.choices[0].logprobs).toBeNull();
+    const reply = await client.chat.completions.create({ model: "tiny-lfm2", messages: HELLO, max_tokens: 10, temperature: 0, logprobs: true, top_logprobs: 5 });
+    const choice = reply.choices[0];
+    expect(choice.message.content).toBe(plain.choices[0].message.content);
+    const content = choice.logprobs!.content!;
+    expect(content).toHaveLength(reply.usage!.completion_tokens);
+    for (const e of content) {
+      expect(typeof e.token).toBe("string");
+      expect(Number.isFinite(e.logprob) && e.logprob <= 0).toBe(true);
+      expect(e.bytes!.every((b) => Number.isInteger(b) && b >= 0 && b < 256)).toBe(true);
+      expect(e.top_logprobs).toHaveLength(5);
+      for (let i = 1; i < 5; i++) expect(e.top_logprobs[i].logprob).toBeLessThanOrEqual(e.top_logprobs[i - 1].logprob);
+      // Greedy: the chosen token is the likeliest.
+      expect(e.top_logprobs[0]).toEqual({ token: e.token, logprob: e.logprob, bytes: e.bytes });
+    }
+    expect(textOf(content)).toBe(choice.message.content);
+    // Sampled: the same reply for a seed, with or without logprobs; top_logprobs 0 lists none.
+    const sampled = { model: "tiny-lfm2", messages: HELLO, max_tokens: 10, temperature: 1, seed: 7 };
+    const a = await client.chat.completions.create(sampled);
+    const b = await client.chat.completions.create({ ...sampled, logprobs: true, top_logprobs: 0 });
+    expect(b.choices[0].message.content).toBe(a.choices[0].message.content);
+    expect(b.choices[0].logprobs!.content!.every((e) => e.top_logprobs.length === 0)).toBe(true);
+  });
+
+  it("streams each chunk's tokens with it: joined, the same entries as the reply", async () => {
+    const body = { model: "tiny-lfm2", messages: HELLO, max_tokens: 10, temperature: 0, logprobs: true, top_logprobs: 2 } as const;
+    const whole = (await client.chat.completions.create(body)).choices[0].logprobs!.content!;
+    const stream = await client.chat.completions.create({ ...body, stream: true });
+    const streamed: Entry[] = [];
+    let text = "";
+    for await (const chunk of stream) {
+      for (const c of chunk.choices) {
+        expect(c.logprobs).not.toBeNull();
+        streamed.push(...(c.logprobs?.content ?? []));
+        text += c.delta.content ?? "";
+      }
+    }
+    expect(streamed.map((e) => [e.token, e.bytes, e.top_logprobs.length])).toEqual(whole.map((e) => [e.token, e.bytes, 2]));
+    streamed.forEach((e, i) => expect(e.logprob).toBeCloseTo(whole[i].logprob, 4));
+    expect(textOf(streamed)).toBe(text);
+  });
+
+  it("works under a json_schema format: tokens the grammar forces have probability 1", async () => {
+    const schema = { type: "object", properties: { ok: { type: "boolean" } }, required: ["ok"], additionalProperties: false };
+    const reply = await client.chat.completions.create({ model: "tiny-lfm2", messages: HELLO, max_tokens: 20, logprobs: true, top_logprobs: 3, response_format: { type: "json_schema", json_schema: { name: "s", schema } } });
+    const content = reply.choices[0].logprobs!.content!;
+    expect(JSON.parse(reply.choices[0].message.content!)).toHaveProperty("ok");
+    expect(content.some((e) => e.logprob === 0)).toBe(true); // `{"ok":` is forced
+    for (const e of content) if (e.logprob === 0) expect(e.top_logprobs).toEqual([{ token: e.token, logprob: 0, bytes: e.bytes }]);
+  });
+
+  it("gives them for the vision and audio models too", async () => {
+    for (const model of ["tiny-lfm2-vl", "tiny-lfm2-audio"]) {
+      const reply = await client.chat.completions.create({ model, messages: HELLO, max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 1 });
+      const content = reply.choices[0].logprobs!.content!;
+      expect(content, model).toHaveLength(reply.usage!.completion_tokens);
+      for (const e of content) expect(e.top_logprobs[0], model).toEqual({ token: e.token, logprob: e.logprob, bytes: e.bytes });
+    }
+  });
+
+  it("refuses top_logprobs without logprobs, or out of 0–20, naming the field", async () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ top_logprobs: 3 }, "top_logprobs"],
+      [{ logprobs: false, top_logprobs: 3 }, "top_logprobs"],
+      [{ logprobs: true, top_logprobs: 21 }, "top_logprobs"],
+      [{ logprobs: true, top_logprobs: 1.5 }, "top_logprobs"],
+      [{ logprobs: "yes" }, "logprobs"],
+    ];
+    for (const [body, param] of cases) {
+      const e = (await client.chat.completions.create({ model: "tiny-lfm2", messages: HELLO, ...body } as never).catch((x: unknown) => x)) as InstanceType<typeof OpenAI.BadRequestError>;
+      expect(e, JSON.stringify(body)).toBeInstanceOf(OpenAI.BadRequestError);
+      expect(e.param).toBe(param);
+    }
+  });
+});
+
 describe("errors as OpenAI's error JSON with our codes", () => {
   it("an unknown model is a 404 naming the models there are", async () => {
     const e = await client.chat.completions.create({ model: "gpt-4o", messages: HELLO }).catch((x: unknown) => x);

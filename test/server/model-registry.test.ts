@@ -80,4 +80,25 @@ describe("ModelRegistry", () => {
       await registry.close();
     }
   });
+
+  it("counts pinned memory (the retrieval encoders) in the budget: idle models make room for it", async () => {
+    const unloads: string[] = [];
+    const registry = new ModelRegistry(entriesOf(TINY_MODELS), { cacheDir: TEST_CACHE, precision: "fp32", memoryBudgetBytes: 1, onUnload: (id) => unloads.push(id) });
+    try {
+      await registry.use("tiny-lfm2", async () => {});
+      expect(registry.loaded().map((m) => m.id)).toEqual(["tiny-lfm2"]);
+      // 64 MiB written (so resident): what an encoder's weights would add.
+      const held = await registry.loadPinned("colbert test", TEXT, async () => Buffer.alloc(64 * 1024 ** 2, 1));
+      expect(held.length).toBe(64 * 1024 ** 2);
+      expect(registry.pinned()).toHaveLength(1);
+      expect(registry.pinned()[0].bytes).toBeGreaterThan(0);
+      expect(registry.loaded()).toEqual([]);
+      expect(unloads).toEqual(["tiny-lfm2"]);
+      // A model loaded later still loads (the one just loaded stays even alone over the budget).
+      await registry.use("tiny-lfm2", async () => {});
+      expect(registry.loaded().map((m) => m.id)).toEqual(["tiny-lfm2"]);
+    } finally {
+      await registry.close();
+    }
+  });
 });

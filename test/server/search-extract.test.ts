@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { highlightPieces, queryTerms, termRanges } from "../../server/web/highlight.js";
+import { citationPieces, highlightPieces, queryTerms, termRanges } from "../../server/web/highlight.js";
 import { runLfm } from "../helpers/cli.ts";
 import { makePdf } from "../helpers/pdfs.ts";
 import { TEST_CACHE } from "../helpers/reference.ts";
@@ -72,6 +72,17 @@ describe("query-term highlighting (server/web/highlight.js)", () => {
     ]);
     expect(highlightPieces("no match", "(.*)")).toEqual([{ text: "no match", mark: false }]);
   });
+
+  it("cuts an answer around its citation brackets, as pipelines/citations.ts reads them", () => {
+    expect(citationPieces("Pump 7 failed [2]. Valve [1, 3; 4] and [note] [see 2].")).toEqual([
+      { text: "Pump 7 failed " },
+      { cite: [2] },
+      { text: ". Valve " },
+      { cite: [1, 3, 4] },
+      { text: " and [note] [see 2]." },
+    ]);
+    expect(citationPieces("")).toEqual([]);
+  });
 });
 
 describe("POST /v1/search", () => {
@@ -100,7 +111,9 @@ describe("POST /v1/search", () => {
     await expectError(await post("/v1/search", { index: "notes", query: "x", k: 0 }), 400, "INVALID_ARGUMENT", "k");
     await expectError(await post("/v1/search", { index: "notes", query: "x", filter: { page: { $gt: 1 } } }), 400, "INVALID_ARGUMENT", "filter.page");
     await expectError(await post("/v1/search", { index: "notes", query: "x", top_k: 3 }), 400, "INVALID_ARGUMENT", "top_k");
-    await expectError(await post("/v1/search", { index: "../indexes/notes", query: "x" }), 400, "INVALID_ARGUMENT", "index");
+    // As on /v1/answers and /v1/documents: a name that tries to leave --indexes-dir names no index (404).
+    await expectError(await post("/v1/search", { index: "../indexes/notes", query: "x" }), 404, "INDEX_NOT_FOUND");
+    await expectError(await post("/v1/search", { index: "", query: "x" }), 400, "INVALID_ARGUMENT", "index");
     expect(await expectError(await post("/v1/search", { index: "nope", query: "x" }), 404, "INDEX_NOT_FOUND")).toContain("notes");
     await expectError(await post("/v1/search", { index: "not-an-index", query: "x" }), 404, "INDEX_NOT_FOUND");
     await expectError(await post("/v1/search", { index: "notes", query: "x" }, keyed.url), 401, "UNAUTHORIZED");

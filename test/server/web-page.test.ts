@@ -2,7 +2,9 @@
  * The web page of `lfm serve`, end to end in headless Chromium (Debian's `chromium`, which .ci/run
  * installs; driven by playwright-core, which downloads no browser): chat with a streamed reply, an
  * image by file input, drag and drop and paste, a recorded voice message (Chromium's fake
- * microphone), a spoken reply, search with the query terms marked, extraction to JSON, errors.
+ * microphone), a spoken reply, search with the query terms marked, answers with citations linked to
+ * their passages (and the "no answer" state), documents added, listed and deleted (and a locked
+ * index), extraction to JSON, errors.
  *
  * Without a Chromium the tests are skipped with a message, except on CI (CI=true), where that is a
  * failure. LFM_WEB_SCREENSHOTS=1 also writes docs/images/serve-*.png (desktop 1280×800, tablet 768×1024).
@@ -11,6 +13,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Browser, type Page, chromium } from "playwright-core";
+import { IndexWriter } from "../../retrieval/index/writer.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runLfm } from "../helpers/cli.ts";
 import { makePdf } from "../helpers/pdfs.ts";
@@ -32,6 +35,7 @@ it.runIf(ON_CI)("CI has a Chromium for the web page tests", () => {
 
 describe.skipIf(!CHROMIUM)("the web page in Chromium", () => {
   let dir: string;
+  let indexes: string;
   let server: TestServer;
   let browser: Browser;
   let page: Page;
@@ -44,11 +48,12 @@ describe.skipIf(!CHROMIUM)("the web page in Chromium", () => {
     mkdirSync(docs);
     writeFileSync(join(docs, "pump-log.txt"), "Pump 7 pressure dropped to 31 bar at 08:15; the pressure relief valve was replaced at 09:40.");
     writeFileSync(join(docs, "boiler.txt"), "The boiler feed water stays between 80 and 90 degrees during the morning shift.");
-    const indexes = join(dir, "indexes");
+    indexes = join(dir, "indexes");
     mkdirSync(indexes);
     const r = runLfm(["index", "add", "--index", join(indexes, "maintenance"), docs], { timeoutMs: 300_000 });
     if (r.status !== 0) throw new Error(`lfm index add failed: ${r.stderr}`);
     writeFileSync(join(dir, "serial.pdf"), await makePdf([["Serial number: SN-4471", "Status: ok"]]));
+    writeFileSync(join(dir, "shift-notes.txt"), "Night shift: the conveyor belt motor overheated twice; its bearing was greased at 03:10.");
     server = await startTestServer({ search: { indexesDir: indexes, load: { cacheDir: TEST_CACHE } } });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -209,6 +214,149 @@ describe.skipIf(!CHROMIUM)("the web page in Chromium", () => {
     }
   });
 
+  /** Sets a field's value directly (number inputs inside a closed settings box included). */
+  async function setValue(selector: string, value: string): Promise<void> {
+    await page.evaluate(([sel, v]) => ((document.querySelector(sel) as HTMLInputElement).value = v), [selector, value] as const);
+  }
+
+  async function ask(question: string): Promise<void> {
+    await page.fill("#answers-question", question);
+    await page.click("#answers-button");
+    await page.locator("#answers-answer[data-done=true]").waitFor({ timeout: 120_000 });
+  }
+
+  it("answers a question from an index, streamed, with the passages it was given marked", async () => {
+    await page.click("#tab-answers");
+    expect(await page.locator("#answers-index option").allTextContents()).toEqual(["maintenance (2 passages)"]);
+    expect(await page.locator("#answers-model option").allTextContents()).toEqual(["tiny-lfm2"]); // text models only
+    await setValue("#answers-min-score", "-1000"); // random weights: any passage is close enough
+    await setValue("#answers-max-tokens", "24");
+    await setValue("#answers-k", "2");
+    await ask("What happened to the pump pressure?");
+    expect(Number(await page.getAttribute("#answers-answer", "data-deltas"))).toBeGreaterThan(1); // streamed
+    expect(((await page.textContent("#answers-text")) ?? "").length).toBeGreaterThan(0);
+    expect(await page.textContent("#answers-meta")).toMatch(/cited passage.* · retrieval \d+ ms · \d+ tokens/);
+    expect(await page.locator("#answers-passages li").count()).toBe(2);
+    const marks = await page.locator("#answers-passages mark").allTextContents();
+    expect(marks.map((m) => m.toLowerCase())).toContain("pump");
+    expect(await page.textContent("#answers-status")).toContain("Answered by tiny-lfm2 from 2 passages of maintenance");
+    // Every citation the model wrote links to a passage shown below it.
+    for (const href of await page.locator("#answers-text a.cite").evaluateAll((links) => links.map((a) => a.getAttribute("href")))) {
+      expect(await page.locator(`#answers-passages ${href}`).count()).toBe(1);
+    }
+  });
+
+  it("links each citation of an answer to its passage, cited ones first", async () => {
+    // The tiny model cites at random; a recorded reply shaped as the server sends it (an SSE stream)
+    // checks the links themselves.
+    const passages = [
+      { n: 1, id: "boiler.txt#0", score: 0.61, source: "boiler.txt", page: null, start: 0, end: 80, text: "The boiler feed water stays between 80 and 90 degrees during the morning shift.", metadata: {}, truncated: false },
+      { n: 2, id: "pump-log.txt#0", score: 0.58, source: "pump-log.txt", page: null, start: 0, end: 90, text: "Pump 7 pressure dropped to 31 bar at 08:15; the pressure relief valve was replaced at 09:40.", metadata: {}, truncated: false },
+    ];
+    const result = {
+      object: "answer", index: "maintenance", model: "tiny-lfm2", question: "What happened to pump 7?", answer: "Its pressure dropped to 31 bar [2]. The valve was replaced [2; 9].", abstained: false,
+      citations: [{ n: 2, id: "pump-log.txt#0", source: "pump-log.txt", page: null, start: 0, end: 90, text: passages[1].text }], unsupported_citations: [9], passages, best_score: 0.61,
+      min_score: { value: 0.3, source: "default" }, finish_reason: "stop", timings: { retrieval_ms: 12, prompt_tokens: 100, time_to_first_token_ms: 50, generation_ms: 200, tokens: 20, total_ms: 260 },
+    };
+    const events = [{ object: "answer.delta", delta: "Its pressure dropped to 31 bar [2]." }, { object: "answer.delta", delta: " The valve was replaced [2; 9]." }, result];
+    await page.route("**/v1/answers", (route) => route.fulfill({ status: 200, contentType: "text/event-stream", body: `${events.map((e) => `data: ${JSON.stringify(e)}\n\n`).join("")}data: [DONE]\n\n` }));
+    try {
+      await ask("What happened to pump 7?");
+    } finally {
+      await page.unroute("**/v1/answers");
+    }
+    expect(await page.textContent("#answers-text")).toBe("Its pressure dropped to 31 bar [2]. The valve was replaced [2, 9].");
+    const links = page.locator("#answers-text a.cite");
+    expect(await links.evaluateAll((as) => as.map((a) => a.getAttribute("href")))).toEqual(["#answer-passage-2", "#answer-passage-2"]); // 9 was no passage: no link
+    expect(await page.locator("#answers-passages li").evaluateAll((lis) => lis.map((li) => [li.id, li.getAttribute("data-cited")]))).toEqual([
+      ["answer-passage-2", "true"],
+      ["answer-passage-1", "false"],
+    ]);
+    expect(await page.textContent("#answers-meta")).toContain("citations removed (no such passage): 9");
+    expect(await page.locator("#answer-passage-2 mark").allTextContents()).toEqual(["Pump", "7", "to"]);
+    await links.first().click();
+    await expect.poll(() => page.evaluate(() => document.activeElement?.id)).toBe("answer-passage-2");
+    expect(new URL(page.url()).hash).toBe("#answers"); // the link does not replace the tab in the address
+    if (SCREENSHOTS) {
+      await page.screenshot({ path: join(DOCS_IMAGES, "serve-answers-desktop.png") });
+      await page.setViewportSize({ width: 800, height: 1024 });
+      await page.screenshot({ path: join(DOCS_IMAGES, "serve-answers-tablet.png") });
+      await page.setViewportSize({ width: 1280, height: 800 });
+    }
+  });
+
+  it("says clearly that there is no answer when no passage reaches the minimum score", async () => {
+    await setValue("#answers-min-score", "1.5"); // above any cosine similarity
+    await ask("What is the capital of Mongolia?");
+    expect(await page.getAttribute("#answers-answer", "class")).toContain("abstained");
+    expect(await page.textContent("#answers-text")).toMatch(/^No answer\. /);
+    expect(await page.textContent("#answers-meta")).toMatch(/below the minimum of 1\.50 \(option\)/);
+    expect(await page.textContent("#answers-passages-title")).toContain("below the minimum score");
+    expect(await page.locator("#answers-text a.cite").count()).toBe(0);
+    // An error (a question over the server's limit) shows its code.
+    await page.fill("#answers-question", "x".repeat(5000));
+    await page.click("#answers-button");
+    await expect.poll(() => page.textContent("#answers-status")).toMatch(/^INVALID_ARGUMENT question: /);
+    await setValue("#answers-min-score", "");
+  });
+
+  it("adds a document from a file, lists it, replaces it, and deletes it", async () => {
+    await page.click("#tab-documents");
+    expect(await page.locator("#documents-index option").allTextContents()).toEqual(["maintenance (2 passages)"]);
+    await page.setInputFiles("#documents-file", join(dir, "shift-notes.txt"));
+    await expect.poll(() => page.inputValue("#documents-text")).toContain("conveyor belt motor");
+    expect(await page.inputValue("#documents-source")).toBe("shift-notes.txt");
+    await page.fill("#documents-source", "reports/shift-notes.txt"); // a source may be a path
+    await page.click("#documents-add");
+    const item = page.locator("#documents-list li[data-source='reports/shift-notes.txt']");
+    await item.waitFor({ timeout: 120_000 });
+    expect(await item.textContent()).toMatch(/maintenance · 1 passage · generation \d+/);
+    expect(await page.textContent("#documents-status")).toMatch(/^Added reports\/shift-notes\.txt: 1 passage in maintenance/);
+    await expect.poll(() => page.locator("#documents-index option").allTextContents()).toEqual(["maintenance (3 passages)"]);
+    // Search sees it.
+    const found = (await (await fetch(`${server.url}/v1/search`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ index: "maintenance", query: "conveyor bearing", k: 10 }) })).json()) as { data: { id: string }[] };
+    expect(found.data.map((hit) => hit.id)).toContain("reports/shift-notes.txt#0");
+    // The same source again replaces it: still one entry.
+    await page.fill("#documents-source", "reports/shift-notes.txt");
+    await page.fill("#documents-text", "Day shift: nothing to report on the conveyor.");
+    await page.click("#documents-add");
+    await expect.poll(() => page.textContent("#documents-status"), { timeout: 120_000 }).toMatch(/^Replaced reports\/shift-notes\.txt/);
+    expect(await page.locator("#documents-list li").count()).toBe(1);
+    if (SCREENSHOTS) {
+      await page.setViewportSize({ width: 800, height: 1024 });
+      await page.screenshot({ path: join(DOCS_IMAGES, "serve-documents-tablet.png") });
+      await page.setViewportSize({ width: 1280, height: 800 });
+    }
+    await page.click("#documents-list button[aria-label='Delete reports/shift-notes.txt']");
+    await expect.poll(() => page.textContent("#documents-delete-status")).toMatch(/^Deleted 1 passage of reports\/shift-notes\.txt from maintenance/);
+    expect(await item.getAttribute("class")).toContain("removed");
+    await expect.poll(() => page.locator("#documents-index option").allTextContents()).toEqual(["maintenance (2 passages)"]);
+  });
+
+  it("shows delete-by-id, a locked index and a file that is not text readably", async () => {
+    await page.fill("#documents-delete-id", "no/such/doc.txt");
+    await page.click("#documents-delete");
+    await expect.poll(() => page.textContent("#documents-delete-status")).toMatch(/^DOCUMENT_NOT_FOUND /);
+    // Another writer (as lfm index add would) holds the index: 409 INDEX_LOCKED, said in words.
+    const writer = await IndexWriter.open(join(indexes, "maintenance"));
+    try {
+      await page.fill("#documents-source", "locked.txt");
+      await page.fill("#documents-text", "Written while the index is locked.");
+      await page.click("#documents-add");
+      await expect.poll(() => page.textContent("#documents-status"), { timeout: 120_000 }).toMatch(/^INDEX_LOCKED .*Another writer holds this index/);
+    } finally {
+      await writer.close();
+    }
+    await page.click("#documents-add");
+    await page.locator("#documents-list li[data-source='locked.txt']").waitFor({ timeout: 120_000 });
+    await page.fill("#documents-delete-id", "locked.txt#0"); // a passage id
+    await page.click("#documents-delete");
+    await expect.poll(() => page.textContent("#documents-delete-status")).toMatch(/^Deleted 1 passage of locked\.txt#0/);
+    expect(await page.locator("#documents-list li[data-source='locked.txt']").getAttribute("class")).toContain("removed");
+    await page.setInputFiles("#documents-file", IMAGE);
+    await expect.poll(() => page.textContent("#documents-status")).toContain("is not a text file");
+  });
+
   it("extracts JSON from a PDF with a schema", async () => {
     await page.click("#tab-extract");
     await page.setInputFiles("#extract-file", join(dir, "serial.pdf"));
@@ -231,7 +379,8 @@ describe.skipIf(!CHROMIUM)("the web page in Chromium", () => {
 
   it("fits a tablet's width without horizontal scrolling", async () => {
     await page.setViewportSize({ width: 768, height: 1024 });
-    for (const tab of ["chat", "search", "extract"]) {
+    await page.click("#tab-chat");
+    for (const tab of ["chat", "search", "answers", "documents", "extract"]) {
       await page.click(`#tab-${tab}`);
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
       expect(overflow, tab).toBeLessThanOrEqual(0);

@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generate, logSoftmaxAt } from "../../text-core/generate.ts";
+import { type GeneratedToken, generate, logSoftmaxAt, topLogSoftmax } from "../../text-core/generate.ts";
 import { TextModel } from "../../text-core/model.ts";
 import { FIXTURES, TEST_CACHE } from "../helpers/reference.ts";
 
@@ -66,5 +66,32 @@ describe("generation with logprobs", () => {
     const forced = await model.complete(prompt, { maxTokens: 4, responseFormat: { type: "regex", pattern: "x" }, logprobs: true });
     expect(forced.text).toBe("x");
     expect(forced.logprobs).toEqual([0]);
+  });
+
+  it("topLogprobs: the most likely ids of the same distribution, without changing a token", async () => {
+    expect(topLogSoftmax(Float32Array.from([1, 3, -Infinity, 3, 2]), 3).map((t) => t.id)).toEqual([1, 3, 4]); // ties: lower id first
+    expect(topLogSoftmax(Float32Array.from([0, -Infinity]), 5)).toEqual([{ id: 0, logprob: 0 }]); // a masked id is never listed
+    const collect = async (opts: Parameters<typeof generate>[2]) => {
+      const out: GeneratedToken[] = [];
+      for await (const t of generate(model.runtime, prompt, opts)) out.push(t);
+      return out;
+    };
+    for (const opts of [{ maxTokens: 10 }, { maxTokens: 10, temperature: 1, seed: 4, topK: 5 }, { maxTokens: 30, constraint: await model.generationOptions({ responseFormat: { type: "json_schema", schema: SCHEMA } }).then((o) => o.constraint) }]) {
+      const plain = await collect({ ...opts, logprobs: true });
+      const withTop = await collect({ ...opts, logprobs: true, topLogprobs: 20 });
+      expect(withTop.map((t) => [t.id, t.logprob])).toEqual(plain.map((t) => [t.id, t.logprob]));
+      for (const t of withTop) {
+        const top = t.topLogprobs!;
+        expect(top.length).toBeGreaterThan(0);
+        expect(top.length).toBeLessThanOrEqual(20);
+        for (let i = 1; i < top.length; i++) expect(top[i].logprob).toBeLessThanOrEqual(top[i - 1].logprob);
+        // The chosen token is among them unless 20 others are likelier; each has the chosen one's scale.
+        const self = top.find((x) => x.id === t.id);
+        if (self) expect(self.logprob).toBeCloseTo(t.logprob!, 6);
+        else expect(top[top.length - 1].logprob).toBeGreaterThanOrEqual(t.logprob!);
+        if (t.logprob === 0) expect(top).toEqual([{ id: t.id, logprob: 0 }]); // forced
+      }
+      if (!("temperature" in opts) && !("constraint" in opts)) for (const t of withTop) expect(t.topLogprobs![0].id).toBe(t.id); // greedy: the likeliest
+    }
   });
 });

@@ -38,6 +38,8 @@ export async function compileStructuredOutput(
   if (responseFormat && wantsTools) {
     throw new LfmError("INVALID_ARGUMENT", "responseFormat and toolChoice cannot both constrain one reply; pick one.");
   }
+  if (responseFormat?.type === "json_schema") checkNesting(responseFormat.schema, "responseFormat.schema");
+  if (wantsTools) tools?.forEach((tool, i) => checkNesting(tool, `tools[${i}]`));
   let source: GrammarSource | undefined;
   let view: VocabView = "plain";
   if (responseFormat) source = formatSource(responseFormat);
@@ -52,6 +54,24 @@ export async function compileStructuredOutput(
   if (!source) return undefined;
   const { compileConstraint } = await import("./xgrammar.ts");
   return compileConstraint(tokenizer, logitsWidth, view, source);
+}
+
+/**
+ * The deepest JSON nesting (objects and arrays) a schema or a tool definition may have. xgrammar's
+ * compiler recurses on the WASM stack: a schema of 70 nested properties traps it ("memory access
+ * out of bounds"; 50 compile), and after a trap the module's memory cannot be trusted — every
+ * later grammar of the process failed. 64 levels is about 30 nested properties.
+ */
+export const MAX_SCHEMA_NESTING = 64;
+
+function checkNesting(value: unknown, what: string): void {
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop() as [unknown, number];
+    if (typeof node !== "object" || node === null) continue;
+    if (depth > MAX_SCHEMA_NESTING) throw new LfmError("SCHEMA_UNSUPPORTED", `${what} nests deeper than ${MAX_SCHEMA_NESTING} levels of objects and arrays, more than the grammar compiler can take; flatten it.`);
+    for (const child of Object.values(node)) stack.push([child, depth + 1]);
+  }
 }
 
 function formatSource(format: ResponseFormat): GrammarSource {
