@@ -9,52 +9,15 @@
  * load; and once every client has gone, its CPU time stops growing: cancelled generations stop,
  * queued ones never start. Nothing here asserts a speed, so a loaded machine only makes it slower.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { LFM_BIN } from "../helpers/cli.ts";
-import { TEST_CACHE } from "../helpers/reference.ts";
+import { startServe } from "./serve-process.ts";
 
 const SECONDS = Number(process.env.LFM_LOAD_SECONDS ?? 60);
 const CLIENTS = 16;
 const MAX_QUEUE = 3;
 /** How much resident memory may grow from after the warm-up to after the run: a leak of a few KiB per request over thousands of requests shows, allocator noise does not. */
 const RSS_GROWTH_BOUND = 128 * 1024 ** 2;
-
-interface ServeProcess {
-  url: string;
-  child: ChildProcess;
-  stop(): Promise<number | null>;
-}
-
-function startServe(args: string[]): Promise<ServeProcess> {
-  const child = spawn(process.execPath, [LFM_BIN, "serve", ...args], { env: { ...process.env, LFM_CACHE_DIR: TEST_CACHE }, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stderr!.on("data", (d) => (stderr += d));
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`lfm serve did not start: ${stderr}`));
-    }, 120_000);
-    child.on("exit", () => reject(new Error(`lfm serve exited: ${stderr}`)));
-    child.stdout!.on("data", (d) => {
-      stdout += d;
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout);
-      if (!m) return;
-      clearTimeout(timer);
-      resolve({
-        url: m[1],
-        child,
-        stop: () => {
-          child.kill("SIGINT");
-          return exited;
-        },
-      });
-    });
-  });
-}
 
 function rssBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
@@ -165,7 +128,7 @@ describe.skipIf(process.platform !== "linux")("lfm serve under load (/proc is re
   it(
     `${CLIENTS} streaming clients for ${SECONDS} s: no 5xx, 429 with Retry-After when full, no leaked memory, cancellations free the CPU`,
     async () => {
-      const server = await startServe(["--port", "0", "--max-queue", String(MAX_QUEUE), "--prompt-cache-mb", "32", "--threads", "1"]);
+      const server = await startServe(["--port", "0", "--max-queue", String(MAX_QUEUE), "--prompt-cache-mb", "32", "--threads", "1"], 120_000);
       const pid = server.child.pid!;
       try {
         // Warm-up under the same mix (graphs loaded, allocator and prompt cache at their working size).

@@ -1,38 +1,7 @@
 /** `lfm serve` as a user starts it: a child process on a free port, an API key, Ctrl-C. */
-import { spawn } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { LFM_BIN, runLfm } from "../helpers/cli.ts";
-import { TEST_CACHE } from "../helpers/reference.ts";
-
-/** Starts `lfm serve ARGS`; resolves with its URL once it prints "listening on". */
-function serve(args: string[]): Promise<{ url: string; stop: () => Promise<number | null>; stderr: () => string }> {
-  const child = spawn(process.execPath, [LFM_BIN, "serve", ...args], { env: { ...process.env, LFM_CACHE_DIR: TEST_CACHE }, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stderr.on("data", (d) => (stderr += d));
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`lfm serve did not start: ${stderr}`));
-    }, 90_000);
-    child.stdout.on("data", (d) => {
-      stdout += d;
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout);
-      if (!m) return;
-      clearTimeout(timer);
-      resolve({
-        url: m[1],
-        stderr: () => stderr,
-        stop: () => {
-          child.kill("SIGINT");
-          return exited;
-        },
-      });
-    });
-    child.on("exit", () => reject(new Error(`lfm serve exited: ${stderr}`)));
-  });
-}
+import { runLfm } from "../helpers/cli.ts";
+import { startServe as serve } from "./serve-process.ts";
 
 describe("lfm serve", () => {
   it("serves on the port it prints, asks for the API key, and stops cleanly on Ctrl-C", async () => {
