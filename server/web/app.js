@@ -792,17 +792,7 @@ function setUpDocuments() {
     }
   };
   input.addEventListener("change", () => input.files[0] && take(input.files[0]));
-  drop.addEventListener("dragover", (e) => {
-    e.preventDefault();
-    drop.classList.add("over");
-  });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (e) => {
-    e.preventDefault();
-    drop.classList.remove("over");
-    const file = e.dataTransfer?.files[0];
-    if (file) take(file);
-  });
+  onFilesDropped(drop, (files) => take(files[0]));
   $("documents-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const status = $("documents-status");
@@ -857,24 +847,29 @@ const EXAMPLE_SCHEMA = {
   additionalProperties: false,
 };
 
+/** Marks `zone` while files are dragged over it and hands dropped files (at least one) to `take`. */
+function onFilesDropped(zone, take) {
+  zone.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    zone.classList.add("over");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    if (e.dataTransfer?.files.length) take(e.dataTransfer.files);
+  });
+}
+
 function setUpExtract() {
   $("extract-schema").value = JSON.stringify(EXAMPLE_SCHEMA, null, 2);
   const input = $("extract-file");
   const drop = $("extract-drop");
   const showName = () => ($("extract-file-name").textContent = input.files[0]?.name ?? "Choose a PDF or an image");
   input.addEventListener("change", showName);
-  drop.addEventListener("dragover", (e) => {
-    e.preventDefault();
-    drop.classList.add("over");
-  });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (e) => {
-    e.preventDefault();
-    drop.classList.remove("over");
-    if (e.dataTransfer?.files.length) {
-      input.files = e.dataTransfer.files;
-      showName();
-    }
+  onFilesDropped(drop, (files) => {
+    input.files = files;
+    showName();
   });
   let lastJson = "";
   $("extract-copy").addEventListener("click", () => navigator.clipboard?.writeText(lastJson).then(() => toast("JSON copied.")));
