@@ -2,14 +2,13 @@
  * POST /v1/answers (the RAG pipeline over HTTP) and POST/DELETE /v1/documents (maintaining an
  * index through its writer), against an in-process server on the bundled tiny models.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IndexWriter } from "../../retrieval/index/writer.ts";
-import { runLfm } from "../helpers/cli.ts";
 import { TEST_CACHE } from "../helpers/reference.ts";
-import { type TestServer, startTestServer } from "./server-harness.ts";
+import { type TestServer, indexFiles, startTestServer } from "./server-harness.ts";
 
 const PASSAGES = {
   "pumps.txt": "Pump 7 pressure dropped to 31 bar at 08:15. The pressure relief valve was replaced.",
@@ -22,13 +21,7 @@ let server: TestServer;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "lfm-serve-answers-"));
-  const docs = join(dir, "docs");
-  mkdirSync(docs);
-  for (const [name, text] of Object.entries(PASSAGES)) writeFileSync(join(docs, name), text);
-  indexes = join(dir, "indexes");
-  mkdirSync(indexes);
-  const r = runLfm(["index", "add", "--index", join(indexes, "notes"), docs], { timeoutMs: 300_000 });
-  if (r.status !== 0) throw new Error(`lfm index add failed: ${r.stderr}`);
+  indexes = indexFiles(dir, "notes", PASSAGES);
   server = await startTestServer({ search: { indexesDir: indexes, load: { cacheDir: TEST_CACHE } } });
 }, 400_000);
 

@@ -2,7 +2,7 @@
  * POST /v1/search, GET /v1/indexes, POST /v1/extract and the page's files, over HTTP against an
  * in-process server on the bundled tiny models (the page itself: web-page.test.ts, in Chromium).
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -10,7 +10,7 @@ import { citationPieces, highlightPieces, queryTerms, termRanges } from "../../s
 import { runLfm } from "../helpers/cli.ts";
 import { makePdf } from "../helpers/pdfs.ts";
 import { TEST_CACHE } from "../helpers/reference.ts";
-import { type TestServer, startTestServer } from "./server-harness.ts";
+import { type TestServer, indexFiles, startTestServer } from "./server-harness.ts";
 
 const PASSAGES = {
   "pumps.txt": "Pump 7 pressure dropped to 31 bar at 08:15. The pressure relief valve was replaced.",
@@ -30,13 +30,7 @@ let pdf: Uint8Array;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "lfm-serve-search-"));
-  const docs = join(dir, "docs");
-  mkdirSync(docs);
-  for (const [name, text] of Object.entries(PASSAGES)) writeFileSync(join(docs, name), text);
-  const indexes = join(dir, "indexes");
-  mkdirSync(indexes);
-  const r = runLfm(["index", "add", "--index", join(indexes, "notes"), docs], { timeoutMs: 300_000 });
-  if (r.status !== 0) throw new Error(`lfm index add failed: ${r.stderr}`);
+  const indexes = indexFiles(dir, "notes", PASSAGES);
   mkdirSync(join(indexes, "not-an-index"));
   pdf = await makePdf([["Serial number: SN-4471", "Status: ok"]]);
   server = await startTestServer({ search: { indexesDir: indexes, load: { cacheDir: TEST_CACHE } } });

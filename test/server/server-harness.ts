@@ -1,9 +1,11 @@
 /** An in-process `lfm serve` on port 0 over the bundled tiny models, and an OpenAI client for it. */
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import OpenAI from "openai";
 import { type RunningServer, type ServerOptions, startServer } from "../../server/app.ts";
 import { Metrics } from "../../server/metrics.ts";
 import { ModelRegistry, entriesOf } from "../../server/model-registry.ts";
+import { runLfm } from "../helpers/cli.ts";
 import { FIXTURES, TEST_CACHE } from "../helpers/reference.ts";
 
 export const TINY_MODELS = [
@@ -34,4 +36,19 @@ export async function metricValue(url: string, series: string): Promise<number> 
   const text = await (await fetch(`${url}/metrics`)).text();
   const line = text.split("\n").find((l) => l.startsWith(`${series} `));
   return line ? Number(line.slice(series.length + 1)) : 0;
+}
+
+/**
+ * Writes `files` (name → text) under `dir`/docs and indexes them with `lfm index add` as
+ * `dir`/indexes/`name`, as a user would; returns the indexes folder (for `--indexes-dir`).
+ */
+export function indexFiles(dir: string, name: string, files: Record<string, string>): string {
+  const docs = join(dir, "docs");
+  mkdirSync(docs);
+  for (const [file, text] of Object.entries(files)) writeFileSync(join(docs, file), text);
+  const indexes = join(dir, "indexes");
+  mkdirSync(indexes);
+  const r = runLfm(["index", "add", "--index", join(indexes, name), docs], { timeoutMs: 300_000 });
+  if (r.status !== 0) throw new Error(`lfm index add failed: ${r.stderr}`);
+  return indexes;
 }

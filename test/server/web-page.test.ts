@@ -15,10 +15,9 @@ import { join } from "node:path";
 import { type Browser, type Page, chromium } from "playwright-core";
 import { IndexWriter } from "../../retrieval/index/writer.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runLfm } from "../helpers/cli.ts";
 import { makePdf } from "../helpers/pdfs.ts";
 import { FIXTURES, TEST_CACHE } from "../helpers/reference.ts";
-import { type TestServer, startTestServer } from "./server-harness.ts";
+import { type TestServer, indexFiles, startTestServer } from "./server-harness.ts";
 
 const CANDIDATES = [process.env.LFM_CHROMIUM, "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"];
 const CHROMIUM = CANDIDATES.find((path): path is string => typeof path === "string" && path !== "" && existsSync(path));
@@ -44,14 +43,10 @@ describe.skipIf(!CHROMIUM)("the web page in Chromium", () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "lfm-web-page-"));
-    const docs = join(dir, "docs");
-    mkdirSync(docs);
-    writeFileSync(join(docs, "pump-log.txt"), "Pump 7 pressure dropped to 31 bar at 08:15; the pressure relief valve was replaced at 09:40.");
-    writeFileSync(join(docs, "boiler.txt"), "The boiler feed water stays between 80 and 90 degrees during the morning shift.");
-    indexes = join(dir, "indexes");
-    mkdirSync(indexes);
-    const r = runLfm(["index", "add", "--index", join(indexes, "maintenance"), docs], { timeoutMs: 300_000 });
-    if (r.status !== 0) throw new Error(`lfm index add failed: ${r.stderr}`);
+    indexes = indexFiles(dir, "maintenance", {
+      "pump-log.txt": "Pump 7 pressure dropped to 31 bar at 08:15; the pressure relief valve was replaced at 09:40.",
+      "boiler.txt": "The boiler feed water stays between 80 and 90 degrees during the morning shift.",
+    });
     writeFileSync(join(dir, "serial.pdf"), await makePdf([["Serial number: SN-4471", "Status: ok"]]));
     writeFileSync(join(dir, "shift-notes.txt"), "Night shift: the conveyor belt motor overheated twice; its bearing was greased at 03:10.");
     server = await startTestServer({ search: { indexesDir: indexes, load: { cacheDir: TEST_CACHE } } });
