@@ -48,15 +48,8 @@ export interface CodecSettings {
 
 export const DEFAULT_CODEC: CodecSettings = { nbits: 2, centroidFactor: 4, iterations: 4, sampleFactor: 32, seed: 17 };
 
-/** A segment's compressed rows and inverted lists (views into one buffer when read from disk). */
-export interface CompressedSegment {
-  dim: number;
-  nbits: number;
-  /** K centroids, row-major unit vectors. */
-  centroids: Float32Array;
-  centroidCount: number;
-  cutoffs: Float32Array;
-  weights: Float32Array;
+/** A segment's compressed rows and inverted lists, under its codec (views into one buffer when read from disk). */
+export interface CompressedSegment extends TrainedCodec {
   rows: number;
   docs: number;
   codes: Uint16Array;
@@ -144,6 +137,7 @@ function sampleIndices(n: number, count: number, next: () => number): Uint32Arra
 export interface TrainedCodec {
   dim: number;
   nbits: number;
+  /** K centroids, row-major unit vectors. */
   centroids: Float32Array;
   centroidCount: number;
   cutoffs: Float32Array;
