@@ -24,7 +24,7 @@
  *     (rerank.ts) and the top `k` returned.
  * Small (or heavily filtered) indexes are scored exhaustively instead: exact and cheaper.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { LfmError } from "../../text-core/errors.ts";
 import { ResidualScorer, centroidMaxSim, probeCandidates } from "./centroid-search.ts";
@@ -34,6 +34,7 @@ import { type MetadataFilter, compileFilter } from "./metadata-filter.ts";
 import { MaxSimScorer, type QueryRows, type RowRange } from "./rerank.ts";
 import { type LoadedSegment, type PlaidSegment, type SegmentDocs, loadSegment, readSegmentDocs, releaseSegment, segmentRows } from "./segment.ts";
 import { type StoredRows, type VectorStorage, gatherRows } from "./vector-codec.ts";
+import { staleWriterLocks } from "./writer-lock.ts";
 
 export type { MetadataCondition, MetadataFilter } from "./metadata-filter.ts";
 
@@ -169,6 +170,7 @@ export class IndexReader extends ManifestView {
 
   static async open(dir: string, opts: ReaderOptions = {}): Promise<IndexReader> {
     checkIndexFolder(resolve(dir));
+    verifyAfterCrash(resolve(dir));
     const reader = new IndexReader(resolve(dir), opts);
     await reader.refresh();
     return reader;
@@ -550,6 +552,24 @@ export function verifyIndex(dir: string): { files: number; bytes: number } {
   // Parsed too: a file can pass its checksum and still not be what the manifest describes.
   for (const e of manifest.segments) loadSegmentForCheck(root, e, manifest);
   return { files, bytes };
+}
+
+/**
+ * A writer that died (its lock file is left, its process gone) may have died with the machine,
+ * and a power cut can lose or garble files the file system had acknowledged: check every checksum
+ * once, then drop the dead lock so the next open is fast again. A damaged index throws here.
+ */
+function verifyAfterCrash(dir: string): void {
+  const stale = staleWriterLocks(dir);
+  if (stale.length === 0 || !existsSync(join(dir, MANIFEST_FILE))) return;
+  verifyIndex(dir);
+  for (const path of stale) {
+    try {
+      rmSync(path, { force: true });
+    } catch {
+      // read-only media: verified again next time, nothing lost
+    }
+  }
 }
 
 function loadSegmentForCheck(root: string, e: ManifestBody["segments"][number], manifest: ManifestBody): void {

@@ -4,6 +4,10 @@
  * other makes this writer back off and fail with INDEX_LOCKED. Two writers starting at the same
  * instant may both back off (both see each other), but two can never both proceed: whichever
  * lists the folder second sees the other's file.
+ *
+ * A stale lock is also the sign that a writer crashed: whoever finds one (the next writer, or a
+ * reader before any writer came) checks every file's checksum before trusting the index
+ * (`tookOverStale`, `staleWriterLocks`).
  */
 import { hostname } from "node:os";
 import { readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
@@ -27,6 +31,8 @@ export class WriterLock {
   private constructor(
     readonly dir: string,
     readonly path: string,
+    /** A crashed writer's lock was removed on the way in: the index should be verified in full. */
+    readonly tookOverStale: boolean,
   ) {}
 
   /** `dir` must be an absolute, resolved path (it keys the in-process check). */
@@ -46,6 +52,7 @@ export class WriterLock {
       // Our own pid's file: left by an earlier process that had this pid, now gone (we are alive).
       writeFileSync(path, JSON.stringify(info));
     }
+    let tookOverStale = false;
     for (const other of readdirSync(dir)) {
       const m = LOCK_PATTERN.exec(other);
       if (!m || other === name) continue;
@@ -54,6 +61,7 @@ export class WriterLock {
       if (holder === null) continue; // removed meanwhile
       if (holder.host === hostname() && !processAlive(holder.pid)) {
         rmSync(otherPath, { force: true }); // stale: its writer died; its uncommitted files are garbage
+        tookOverStale = true;
         continue;
       }
       rmSync(path, { force: true });
@@ -64,7 +72,7 @@ export class WriterLock {
       );
     }
     heldHere.add(dir);
-    return new WriterLock(dir, path);
+    return new WriterLock(dir, path, tookOverStale);
   }
 
   release(): void {
@@ -73,6 +81,24 @@ export class WriterLock {
     heldHere.delete(this.dir);
     rmSync(this.path, { force: true });
   }
+}
+
+/** Lock files in `dir` left by writers of this host that are no longer running (crashed or killed). */
+export function staleWriterLocks(dir: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const stale: string[] = [];
+  for (const name of names) {
+    const m = LOCK_PATTERN.exec(name);
+    if (!m) continue;
+    const holder = readLockInfo(join(dir, name), Number(m[1]));
+    if (holder && holder.host === hostname() && !processAlive(holder.pid)) stale.push(join(dir, name));
+  }
+  return stale;
 }
 
 function readLockInfo(path: string, pidFromName: number): LockInfo | null {

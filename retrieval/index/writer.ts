@@ -42,6 +42,7 @@ import {
   serializeManifest,
 } from "./format.ts";
 import { GraphBuilderThread } from "./graph-build.ts";
+import { verifyIndex } from "./reader.ts";
 import { WriterLock } from "./writer-lock.ts";
 import { sameModel } from "./model-identity.ts";
 import { type SegmentDocs, readSegmentDocs, segmentDocs } from "./segment.ts";
@@ -170,6 +171,7 @@ export class IndexWriter extends ManifestView {
       }
       if (opts.model) checkModel(root, manifest, opts.model);
       const verify = opts.verify ?? true;
+      if (lock.tookOverStale && manifest.segments.length > 0) verifyIndex(root); // a writer crashed: check every file (writer-lock.ts)
       const segments = manifest.segments.map((e) => readSegmentDocs(root, e, verify));
       const writer = new IndexWriter(root, lock, manifest, segments);
       writer.removeUnreferencedFiles();

@@ -1,6 +1,7 @@
 /** The plaid (compressed, format version 2) index layout: recall at the defaults, round trips, checks, upgrade. */
 import { mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { spawnSync } from "node:child_process";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { SyntheticCorpus, bruteForceMaxSim } from "../../bench/synthetic-colbert.ts";
@@ -194,6 +195,52 @@ describe("plaid index: changes and files", () => {
     const repaired = await IndexReader.open(garbled);
     expect(repaired.stats().documents).toBe(40);
     await repaired.close();
+  });
+
+  it("after a writer crashed (its lock left, its process gone) the next open checks every checksum, once", async () => {
+    const build = async () => {
+      const dir = newDir();
+      const w = await IndexWriter.open(dir, { create: { dim: DIM, layout: "plaid" } });
+      w.upsert(Array.from({ length: 40 }, (_, i) => doc(i)));
+      await w.commit();
+      await w.close();
+      return dir;
+    };
+    // A pid that is certainly not running: a child that has exited.
+    const dead = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" });
+    const deadPid = Number(dead.stdout);
+    const leaveLock = (dir: string) => writeFileSync(join(dir, `writer-${deadPid}.lock`), JSON.stringify({ pid: deadPid, host: hostname(), since: "2026-01-01T00:00:00Z" }));
+    const flipVectors = (dir: string) => {
+      const vec = join(dir, readdirSync(dir).find((f) => f.endsWith(".vec")) as string);
+      const bytes = readFileSync(vec);
+      bytes[Math.floor(bytes.length / 2)] ^= 0x5a; // same size: only a checksum finds it
+      writeFileSync(vec, bytes);
+    };
+
+    const damagedReader = await build();
+    flipVectors(damagedReader);
+    await (await IndexReader.open(damagedReader)).close(); // no crash seen: sizes only
+    leaveLock(damagedReader);
+    await expectCode(IndexReader.open(damagedReader), "INDEX_CORRUPT");
+    expect(readdirSync(damagedReader).some((f) => f.endsWith(".lock"))).toBe(true); // still owed a check
+
+    const damagedWriter = await build();
+    flipVectors(damagedWriter);
+    leaveLock(damagedWriter);
+    await expectCode(IndexWriter.open(damagedWriter), "INDEX_CORRUPT");
+
+    const clean = await build();
+    leaveLock(clean);
+    const reader = await IndexReader.open(clean);
+    expect(reader.stats().documents).toBe(40);
+    await reader.close();
+    expect(readdirSync(clean).some((f) => f.endsWith(".lock"))).toBe(false); // checked once, then fast again
+    leaveLock(clean);
+    const writer = await IndexWriter.open(clean);
+    writer.upsert(doc(40));
+    await writer.commit();
+    await writer.close();
+    expect(verifyIndex(clean).files).toBeGreaterThan(3);
   });
 
   it("upgrade rewrites an hnsw index as plaid keeping every document, its vectors and the search results", async () => {
